@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "IBKE",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "ModelFormats", targets: ["ModelFormats"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "Models", targets: ["Models"]),
+        .executable(name: "ibke", targets: ["IBKECLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: BLAS / LAPACK (Debian libopenblas-dev)
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: Library modules (dependency order)
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
+        .target(name: "ModelFormats", dependencies: ["TensorCore"]),
+        .target(name: "Tokenizers", dependencies: ["ModelFormats"]),
+        .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
+
+        // MARK: Command-line tool
+        .executableTarget(
+            name: "IBKECLI",
+            dependencies: [
+                "Models",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(
+            name: "ModelFormatsTests", dependencies: ["ModelFormats"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "TokenizersTests", dependencies: ["Tokenizers"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "ModelsTests", dependencies: ["Models"],
+            resources: [.copy("Fixtures")]),
+    ]
+)

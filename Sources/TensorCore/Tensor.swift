@@ -1,0 +1,112 @@
+import Foundation
+
+/// A 64-byte aligned, heap-allocated buffer of `Float`s shared by tensors and their views.
+///
+/// Storage is a reference: views made with ``Tensor/slice(_:)`` or ``Tensor/reshaped(_:)``
+/// alias it, so writing through one view is visible in the others (as in PyTorch). Use
+/// ``Tensor/copy()`` for an independent tensor.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Allocates `count` floats, zero-filled.
+    public init(count: Int) {
+        precondition(count >= 0, "negative tensor size \(count)")
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let status = posix_memalign(&raw, 64, bytes)
+        precondition(status == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
+        memset(raw!, 0, bytes)
+        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+    }
+
+    deinit { free(pointer) }
+}
+
+/// A row-major, contiguous float32 tensor (or a contiguous view into one).
+///
+/// Shapes are written `[B, T, C]` with the last dimension contiguous. Linear weights are
+/// always `[out, in]`, so a linear layer computes `y = x · Wᵀ`.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    /// Offset of the first element in `storage`, in floats.
+    public let offset: Int
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+
+    /// A new zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+        self.offset = 0
+    }
+
+    /// A new tensor holding `values` (row-major) with the given shape.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count,
+                     "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { storage.pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    /// A view of existing storage.
+    public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
+        precondition(offset >= 0 && offset + shape.reduce(1, *) <= storage.count,
+                     "view \(shape) at offset \(offset) exceeds storage of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+    }
+
+    /// Pointer to the first element. Valid while the tensor (or its storage) is alive.
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer + offset }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: pointer, count: count)
+    }
+
+    /// The elements, row-major, as an array (a copy).
+    public var scalars: [Float] { Array(buffer) }
+
+    /// The same elements viewed with another shape (no copy).
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: newShape, storage: storage, offset: offset)
+    }
+
+    /// A view of index `i` along the first dimension (no copy).
+    public func slice(_ i: Int) -> Tensor {
+        precondition(rank >= 1 && i >= 0 && i < shape[0], "index \(i) out of range for \(shape)")
+        let inner = Array(shape.dropFirst())
+        let n = inner.reduce(1, *)
+        return Tensor(shape: inner, storage: storage, offset: offset + i * n)
+    }
+
+    /// A view of rows `range` along the first dimension (no copy).
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
+                     "rows \(range) out of range for \(shape)")
+        let n = shape.dropFirst().reduce(1, *)
+        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage,
+                      offset: offset + range.lowerBound * n)
+    }
+
+    /// An independent copy.
+    public func copy() -> Tensor {
+        let t = Tensor(zeros: shape)
+        t.pointer.update(from: pointer, count: count)
+        return t
+    }
+
+    public subscript(_ i: Int) -> Float {
+        get { pointer[i] }
+        nonmutating set { pointer[i] = newValue }
+    }
+}
