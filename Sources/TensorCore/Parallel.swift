@@ -1,6 +1,7 @@
 import COpenBLAS
 import Dispatch
 import Foundation
+import Synchronization
 
 /// The number of threads IBKE computes with, shared by ``parallelFor(_:_:)`` and OpenBLAS.
 ///
@@ -20,6 +21,9 @@ public enum ComputeThreads {
     }
 }
 
+/// Parallel loops currently running; a loop started while one runs executes serially.
+private let activeParallelLoops = Atomic<Int>(0)
+
 private final class UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
@@ -29,15 +33,20 @@ private final class UncheckedBox<T>: @unchecked Sendable {
 ///
 /// Work is split into at most `ComputeThreads.count` contiguous ranges of chunks, so the
 /// assignment (and thus floating-point results) depends only on the thread count.
-/// The body must be safe to run concurrently on disjoint chunks.
+/// The body must be safe to run concurrently on disjoint chunks. Loops do not nest: inside a
+/// running loop (from any thread) another `parallelFor` runs its chunks serially.
 public func parallelFor(_ chunks: Int, _ body: (Int) -> Void) {
     let threads = min(ComputeThreads.count, chunks)
-    if threads <= 1 {
+    if threads <= 1 || activeParallelLoops.load(ordering: .relaxed) > 0 {
         for i in 0..<chunks { body(i) }
         return
     }
+    activeParallelLoops.add(1, ordering: .relaxed)
     openblas_set_num_threads(1)
-    defer { openblas_set_num_threads(Int32(ComputeThreads.count)) }
+    defer {
+        openblas_set_num_threads(Int32(ComputeThreads.count))
+        activeParallelLoops.subtract(1, ordering: .relaxed)
+    }
     withoutActuallyEscaping(body) { escapable in
         let box = UncheckedBox(escapable)
         DispatchQueue.concurrentPerform(iterations: threads) { t in

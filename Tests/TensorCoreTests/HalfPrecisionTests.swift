@@ -1,5 +1,5 @@
 import Testing
-@testable import TensorCore
+import TensorCore
 
 @Suite struct HalfPrecisionTests {
     @Test func f16RoundTripsEveryBitPattern() {

@@ -1,0 +1,179 @@
+import Foundation
+import ModelFormats
+import TensorCore
+
+// Port of transformers/models/llama/modeling_llama.py and qwen2/modeling_qwen2.py (5.24.0):
+// pre-norm blocks with RMSNorm, RoPE (rotate_half pairing), grouped-query attention and a
+// SwiGLU MLP; Qwen2 adds q/k/v biases. Mistral checkpoints are Llama checkpoints.
+
+/// Checkpoint tensor names of a Llama-family model, in one naming scheme.
+struct LlamaTensorNames: Sendable {
+    var embedding: String
+    var outputNorm: String
+    var output: String
+    /// Name of a per-block tensor; `part` is the GGUF-style part name (`attn_q`, `ffn_down`, …).
+    var block: @Sendable (Int, String) -> String
+    var weightSuffix = ".weight"
+    var biasSuffix = ".bias"
+
+    static let gguf = LlamaTensorNames(
+        embedding: "token_embd.weight", outputNorm: "output_norm.weight", output: "output.weight",
+        block: { i, part in "blk.\(i).\(part)" })
+
+    static let huggingFace = LlamaTensorNames(
+        embedding: "model.embed_tokens.weight", outputNorm: "model.norm.weight", output: "lm_head.weight",
+        block: { i, part in
+            let hf = [
+                "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+                "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
+                "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+            ][part] ?? part
+            return "model.layers.\(i).\(hf)"
+        })
+}
+
+enum LlamaFamily {
+    /// Reads the weights of a Llama/Qwen2/Mistral checkpoint into canonical form.
+    ///
+    /// - Parameter unpermuteQK: undo llama.cpp's q/k row permutation (GGUF `llama` files),
+    ///   which reorders each head's rows for adjacent-pair RoPE.
+    static func weights(
+        _ reader: inout CheckpointReader, config c: TransformerConfig, names: LlamaTensorNames,
+        unpermuteQK: Bool
+    ) throws -> ModelWeights {
+        let width = c.hiddenSize, f = c.feedForwardSize
+        let embedding = try reader.tensor(names.embedding, [c.vocabularySize, width])
+        var blocks: [BlockWeights] = []
+        for i in 0..<c.layerCount {
+            let part = { (p: String) in names.block(i, p) + names.weightSuffix }
+            let biasOf = { (p: String) in names.block(i, p) + names.biasSuffix }
+            let qkv = Tensor(zeros: [c.fusedQKVRows, width])
+            let q = c.queryWidth, kv = c.keyValueWidth
+            try reader.read(part("attn_q"), [q, width], into: qkv.pointer)
+            try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
+            try reader.read(part("attn_v"), [kv, width], into: qkv.pointer + (q + kv) * width)
+            if unpermuteQK {
+                unpermuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width)
+                unpermuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width)
+            }
+            var qkvBias: Tensor? = nil
+            if c.attentionBias {
+                let bias = Tensor(zeros: [c.fusedQKVRows])
+                try reader.read(biasOf("attn_q"), [q], into: bias.pointer)
+                try reader.read(biasOf("attn_k"), [kv], into: bias.pointer + q)
+                try reader.read(biasOf("attn_v"), [kv], into: bias.pointer + q + kv)
+                if unpermuteQK {
+                    unpermuteRows(bias.pointer, heads: c.headCount, headDim: c.headDim, columns: 1)
+                    unpermuteRows(bias.pointer + q, heads: c.keyValueHeadCount, headDim: c.headDim, columns: 1)
+                }
+                qkvBias = bias
+            }
+            let gateUp = Tensor(zeros: [2 * f, width])
+            try reader.read(part("ffn_gate"), [f, width], into: gateUp.pointer)
+            try reader.read(part("ffn_up"), [f, width], into: gateUp.pointer + f * width)
+            blocks.append(BlockWeights(
+                attentionNorm: try reader.tensor(part("attn_norm"), [width]),
+                qkv: qkv, qkvBias: qkvBias,
+                attentionOutput: try reader.tensor(part("attn_output"), [width, q]),
+                feedForwardNorm: try reader.tensor(part("ffn_norm"), [width]),
+                feedForwardInput: gateUp,
+                feedForwardDown: try reader.tensor(part("ffn_down"), [width, f])))
+        }
+        let outputNorm = try reader.tensor(names.outputNorm, [width])
+        var output = embedding
+        if reader.has(names.output) {
+            if c.tiedEmbeddings {
+                reader.consume(names.output)  // a tied checkpoint may still store the head
+            } else {
+                output = try reader.tensor(names.output, [c.vocabularySize, width])
+            }
+        } else if !c.tiedEmbeddings {
+            throw ModelLoadError.missingTensor(names.output, file: reader.fileName)
+        }
+        return ModelWeights(tokenEmbedding: embedding, blocks: blocks, outputNorm: outputNorm, output: output)
+    }
+
+    /// Undoes llama.cpp's `permute(w) = w.reshape(H, 2, D/2, in).swapaxes(1, 2)`:
+    /// stored row `h·D + 2i + j` is the checkpoint's row `h·D + j·D/2 + i`.
+    static func unpermuteRows(_ rows: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, columns: Int) {
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: d * columns)
+        defer { scratch.deallocate() }
+        for h in 0..<heads {
+            let head = rows + h * d * columns
+            scratch.update(from: head, count: d * columns)
+            for i in 0..<(d / 2) {
+                for j in 0..<2 {
+                    (head + (j * d / 2 + i) * columns).update(from: scratch + (2 * i + j) * columns, count: columns)
+                }
+            }
+        }
+    }
+
+    /// Configuration from GGUF metadata (`<arch>.embedding_length`, …).
+    static func config(gguf file: GGUFFile, architecture: String) throws -> TransformerConfig {
+        let keys = GGUFKeys(file: file, architecture: architecture)
+        let width = try keys.int("embedding_length")
+        let heads = try keys.int("attention.head_count")
+        let headDim = keys.optionalInt("attention.key_length") ?? width / heads
+        let ropeDims = keys.optionalInt("rope.dimension_count") ?? headDim
+        guard ropeDims == headDim else {
+            throw ModelLoadError.invalidConfig(key: keys.key("rope.dimension_count"), value: "\(ropeDims)",
+                                               expected: "\(headDim) (partial RoPE is not supported)", file: keys.fileName)
+        }
+        let base = keys.optionalDouble("rope.freq_base") ?? 10000
+        var frequencies = RotaryEmbedding.standard(headDim: headDim, base: base)
+        if let factors = file.shape(of: "rope_freqs.weight") {
+            // Llama 3.1-style scaling is stored as per-frequency divisors.
+            guard factors.reduce(1, *) == headDim / 2 else {
+                throw ModelLoadError.shapeMismatch(tensor: "rope_freqs.weight", expected: [headDim / 2],
+                                                   actual: factors, file: keys.fileName)
+            }
+            let divisors = try file.readFloats("rope_freqs.weight")
+            frequencies = zip(frequencies, divisors).map { $0 / $1 }
+        }
+        if let scaling = keys.optionalString("rope.scaling.type"), scaling != "none" {
+            throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.type"), value: scaling,
+                                               expected: "none (or Llama-3 rope_freqs)", file: keys.fileName)
+        }
+        let vocabulary = keys.optionalInt("vocab_size")
+            ?? file.shape(of: "token_embd.weight")?.first
+            ?? file.array("tokenizer.ggml.tokens")?.count
+        guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
+        return TransformerConfig(
+            architecture: architecture, vocabularySize: vocabulary, hiddenSize: width,
+            feedForwardSize: try keys.int("feed_forward_length"), layerCount: try keys.int("block_count"),
+            headCount: heads, keyValueHeadCount: keys.optionalInt("attention.head_count_kv") ?? heads,
+            headDim: headDim, contextLength: try keys.int("context_length"),
+            normKind: .rms, normEpsilon: Float(try keys.double("attention.layer_norm_rms_epsilon")),
+            feedForward: .swiglu, positions: .rotary(inverseFrequencies: frequencies),
+            attentionBias: file.shape(of: "blk.0.attn_q.bias") != nil, projectionBias: false,
+            tiedEmbeddings: file.shape(of: "output.weight") == nil)
+    }
+}
+
+/// Typed access to `<architecture>.<name>` GGUF hyperparameters with errors naming the key.
+struct GGUFKeys {
+    let file: GGUFFile
+    let architecture: String
+    var fileName: String { file.url.lastPathComponent }
+
+    func key(_ name: String) -> String { "\(architecture).\(name)" }
+
+    func optionalInt(_ name: String) -> Int? { file.int(key(name)) }
+    func optionalDouble(_ name: String) -> Double? { file.double(key(name)) }
+    func optionalString(_ name: String) -> String? { file.string(key(name)) }
+
+    func int(_ name: String) throws -> Int {
+        guard let v = optionalInt(name) else { throw ModelLoadError.missingConfig(key: key(name), file: fileName) }
+        guard v > 0 else {
+            throw ModelLoadError.invalidConfig(key: key(name), value: "\(v)", expected: "a positive integer", file: fileName)
+        }
+        return v
+    }
+
+    func double(_ name: String) throws -> Double {
+        guard let v = optionalDouble(name) else { throw ModelLoadError.missingConfig(key: key(name), file: fileName) }
+        return v
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import ModelFormats
+import TensorCore
+
+/// Errors of turning a checkpoint into a model; each names the file and what was expected.
+public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
+    case unsupportedArchitecture(String, file: String, supported: [String])
+    case missingConfig(key: String, file: String)
+    case invalidConfig(key: String, value: String, expected: String, file: String)
+    case missingTensor(String, file: String)
+    case shapeMismatch(tensor: String, expected: [Int], actual: [Int], file: String)
+    case unexpectedTensors([String], file: String)
+    case missingTokenizer(file: String, detail: String)
+    case notAModel(file: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedArchitecture(let a, let file, let supported):
+            "\(file): unsupported architecture '\(a)' (supported: \(supported.joined(separator: ", ")))"
+        case .missingConfig(let key, let file):
+            "\(file): missing hyperparameter '\(key)'"
+        case .invalidConfig(let key, let value, let expected, let file):
+            "\(file): hyperparameter '\(key)' = \(value), expected \(expected)"
+        case .missingTensor(let name, let file):
+            "\(file): missing tensor '\(name)'"
+        case .shapeMismatch(let name, let expected, let actual, let file):
+            "\(file): tensor '\(name)' has wrong shape; expected \(expected), got \(actual)"
+        case .unexpectedTensors(let names, let file):
+            "\(file): unexpected tensors \(names.prefix(5).map { "'\($0)'" }.joined(separator: ", "))\(names.count > 5 ? " and \(names.count - 5) more" : "")"
+        case .missingTokenizer(let file, let detail):
+            "\(file): no tokenizer: \(detail)"
+        case .notAModel(let file, let detail):
+            "\(file): \(detail)"
+        }
+    }
+}
+
+/// Reads tensors from a checkpoint strictly: every tensor read must exist with the expected
+/// shape, and ``finish(ignoring:)`` rejects tensors that nothing read.
+struct CheckpointReader {
+    let source: any TensorSource
+    private(set) var used: Set<String> = []
+
+    init(_ source: any TensorSource) { self.source = source }
+
+    var fileName: String { source.url.lastPathComponent }
+
+    func has(_ name: String) -> Bool { source.shape(of: name) != nil }
+
+    func checkShape(_ name: String, _ expected: [Int]) throws {
+        guard let actual = source.shape(of: name) else {
+            throw ModelLoadError.missingTensor(name, file: fileName)
+        }
+        // A vector stored as [1, n] (or [n, 1]) is accepted as [n].
+        let squeeze = { (s: [Int]) in s.filter { $0 != 1 } }
+        if actual != expected && squeeze(actual) != squeeze(expected) {
+            throw ModelLoadError.shapeMismatch(tensor: name, expected: expected, actual: actual, file: fileName)
+        }
+    }
+
+    /// Reads a tensor of exactly `shape` into a new tensor.
+    mutating func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
+        let t = Tensor(zeros: shape)
+        try read(name, shape, into: t.pointer)
+        return t
+    }
+
+    /// Reads a tensor of `shape` to `destination` (row-major).
+    mutating func read(_ name: String, _ shape: [Int], into destination: UnsafeMutablePointer<Float>) throws {
+        try checkShape(name, shape)
+        try source.readFloats(name, into: UnsafeMutableBufferPointer(start: destination, count: shape.reduce(1, *)))
+        used.insert(name)
+    }
+
+    /// Reads a tensor stored transposed (`[in, out]`, GPT-2's Conv1D) as `[out, in]`.
+    mutating func readTransposed(
+        _ name: String, _ shape: [Int], into destination: UnsafeMutablePointer<Float>
+    ) throws {
+        let stored = [shape[1], shape[0]]
+        try checkShape(name, stored)
+        let temporary = try tensor(name, stored)
+        let rows = shape[0], columns = shape[1]
+        for i in 0..<columns {
+            for o in 0..<rows { destination[o * columns + i] = temporary.pointer[i * rows + o] }
+        }
+    }
+
+    /// Reads an optional tensor: nil if absent.
+    mutating func optional(_ name: String, _ shape: [Int]) throws -> Tensor? {
+        has(name) ? try tensor(name, shape) : nil
+    }
+
+    /// Marks a tensor as consumed without reading it into a model weight.
+    mutating func consume(_ name: String) { used.insert(name) }
+
+    /// Throws if the checkpoint holds tensors that were not read and are not ignored.
+    func finish(ignoring isIgnored: (String) -> Bool = { _ in false }) throws {
+        let extra = source.tensorNames.filter { !used.contains($0) && !isIgnored($0) }
+        if !extra.isEmpty { throw ModelLoadError.unexpectedTensors(extra, file: fileName) }
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import ModelFormats
+import TensorCore
+
+/// Builds a ``Transformer`` from a checkpoint: a GGUF file or a Hugging Face folder.
+public enum ModelLoader {
+    /// Architectures IBKE runs, by their GGUF / `model_type` names.
+    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "gpt2"]
+
+    /// Loads the transformer of a GGUF file.
+    public static func transformer(gguf file: GGUFFile) throws -> Transformer {
+        let fileName = file.url.lastPathComponent
+        guard let architecture = file.architecture else {
+            throw ModelLoadError.missingConfig(key: "general.architecture", file: fileName)
+        }
+        var reader = CheckpointReader(file)
+        let config: TransformerConfig
+        let weights: ModelWeights
+        switch architecture {
+        case "llama", "mistral", "qwen2":
+            config = try LlamaFamily.config(gguf: file, architecture: architecture)
+            // llama.cpp permutes q/k rows only for the `llama` converter (Mistral included).
+            weights = try LlamaFamily.weights(&reader, config: config, names: .gguf,
+                                              unpermuteQK: architecture != "qwen2")
+            if file.shape(of: "rope_freqs.weight") != nil { reader.consume("rope_freqs.weight") }
+        case "gpt2":
+            config = try GPT2.config(gguf: file)
+            weights = try GPT2.weights(gguf: &reader, config: config)
+        default:
+            throw ModelLoadError.unsupportedArchitecture(architecture, file: fileName, supported: supportedArchitectures)
+        }
+        try reader.finish()
+        return Transformer(config: config, weights: weights)
+    }
+}

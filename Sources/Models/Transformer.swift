@@ -1,0 +1,254 @@
+import Foundation
+import TensorCore
+
+/// Which positions of each sequence get logits: computing the `[*, V]` output head only
+/// where a caller reads it is most of the saving in scoring and decoding.
+public enum LogitSelection: Sendable {
+    /// Every new token of every sequence.
+    case all
+    /// The last new token of each sequence.
+    case last
+    /// No logits (fill the cache only).
+    case none
+    /// For each sequence, these indices into its new tokens.
+    case positions([[Int]])
+}
+
+/// A decoder-only transformer: configuration plus weights, and the forward pass.
+///
+/// Batches are ragged: sequences of different lengths are packed into one `[N, C]` activation
+/// matrix (N = all new tokens), so every linear layer is one large matmul and no work is spent
+/// on padding; attention runs per sequence.
+public final class Transformer: @unchecked Sendable {
+    public let config: TransformerConfig
+    public var weights: ModelWeights
+    let rotary: RotaryEmbedding?
+
+    public init(config: TransformerConfig, weights: ModelWeights) {
+        self.config = config
+        self.weights = weights
+        if case .rotary(let frequencies) = config.positions {
+            rotary = RotaryEmbedding(inverseFrequencies: frequencies, headDim: config.headDim)
+        } else {
+            rotary = nil
+        }
+    }
+
+    /// Runs the model on new tokens of one or more sequences.
+    ///
+    /// - Parameters:
+    ///   - sequences: new token ids of each sequence; each continues its cache, if given.
+    ///   - caches: one cache per sequence (extended in place), or nil for a stateless pass.
+    ///   - logits: which positions get logits.
+    /// - Returns: `[R, V]` logits, sequence by sequence in the order of `logits`.
+    /// - Throws: ``ModelError`` for an out-of-range token or a sequence past the context.
+    public func forward(
+        _ sequences: [[Int]], caches: [KVCache]? = nil, logits selection: LogitSelection = .all
+    ) throws -> Tensor {
+        let c = config
+        if let caches { precondition(caches.count == sequences.count, "one cache per sequence") }
+        let caches = caches ?? sequences.map { KVCache(config: c, capacity: $0.count) }
+        var starts: [Int] = []  // row offset of each sequence in the packed batch
+        var total = 0
+        for (s, tokens) in sequences.enumerated() {
+            for t in tokens where t < 0 || t >= c.vocabularySize {
+                throw ModelError.tokenOutOfRange(t, vocabularySize: c.vocabularySize)
+            }
+            let end = caches[s].count + tokens.count
+            if end > c.contextLength {
+                throw ModelError.contextExceeded(end, contextLength: c.contextLength)
+            }
+            caches[s].reserve(end)
+            starts.append(total)
+            total += tokens.count
+        }
+        let n = total, width = c.hiddenSize
+
+        // Embeddings.
+        let x = Tensor(zeros: [n, width])
+        for (s, tokens) in sequences.enumerated() {
+            for (t, token) in tokens.enumerated() {
+                let row = x.pointer + (starts[s] + t) * width
+                row.update(from: weights.tokenEmbedding.pointer + token * width, count: width)
+                if let positions = weights.positionEmbedding {
+                    Kernels.add(positions.pointer + (caches[s].count + t) * width, into: row, count: width)
+                }
+            }
+        }
+
+        let h = Tensor(zeros: [n, width])
+        let qkv = Tensor(zeros: [n, c.fusedQKVRows])
+        let attention = Tensor(zeros: [n, c.queryWidth])
+        let ffn = Tensor(zeros: [n, c.feedForwardInputRows])
+        for layer in 0..<c.layerCount {
+            let block = weights.blocks[layer]
+            norm(x, block.attentionNorm, block.attentionNormBias, into: h)
+            MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.qkv, bias: block.qkvBias,
+                          into: qkv.pointer, ldy: c.fusedQKVRows)
+            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches)
+            attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attention)
+            MatMul.linear(attention.pointer, rows: n, ldx: c.queryWidth, weight: block.attentionOutput,
+                          bias: block.attentionOutputBias, into: x.pointer, ldy: width, accumulate: true)
+
+            norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
+            MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.feedForwardInput,
+                          bias: block.feedForwardInputBias, into: ffn.pointer, ldy: c.feedForwardInputRows)
+            activate(ffn, rows: n)
+            MatMul.linear(ffn.pointer, rows: n, ldx: c.feedForwardInputRows, weight: block.feedForwardDown,
+                          bias: block.feedForwardDownBias, into: x.pointer, ldy: width, accumulate: true)
+        }
+        for (s, tokens) in sequences.enumerated() { caches[s].advance(by: tokens.count) }
+
+        // Output head, only at the selected rows.
+        let rows: [Int]
+        switch selection {
+        case .all: rows = Array(0..<n)
+        case .last: rows = sequences.indices.compactMap { s in sequences[s].isEmpty ? nil : starts[s] + sequences[s].count - 1 }
+        case .none: rows = []
+        case .positions(let perSequence):
+            precondition(perSequence.count == sequences.count, "one position list per sequence")
+            rows = perSequence.enumerated().flatMap { s, positions in
+                positions.map { p in
+                    precondition(p >= 0 && p < sequences[s].count, "position \(p) outside sequence \(s)")
+                    return starts[s] + p
+                }
+            }
+        }
+        let selected = Tensor(zeros: [rows.count, width])
+        for (i, r) in rows.enumerated() {
+            (selected.pointer + i * width).update(from: x.pointer + r * width, count: width)
+        }
+        norm(selected, weights.outputNorm, weights.outputNormBias, into: selected)
+        let logits = Tensor(zeros: [rows.count, c.vocabularySize])
+        MatMul.linear(selected.pointer, rows: rows.count, ldx: width, weight: weights.output,
+                      into: logits.pointer, ldy: c.vocabularySize)
+        return logits
+    }
+
+    /// RMSNorm or LayerNorm of every row of `x` into `y` (which may be `x`).
+    func norm(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, into y: Tensor) {
+        let rows = x.shape[0], width = config.hiddenSize, eps = config.normEpsilon
+        let xp = x.pointer, yp = y.pointer, wp = weight.pointer, bp = bias?.pointer
+        let layerNorm = config.normKind == .layer
+        let chunk = 16
+        parallelFor((rows + chunk - 1) / chunk) { i in
+            let r0 = i * chunk, count = min(chunk, rows - r0)
+            if layerNorm {
+                Kernels.layerNorm(xp + r0 * width, rows: count, width: width, ldx: width, weight: wp,
+                                  bias: bp, eps: eps, into: yp + r0 * width, ldy: width)
+            } else {
+                Kernels.rmsNorm(xp + r0 * width, rows: count, width: width, ldx: width, weight: wp,
+                                eps: eps, into: yp + r0 * width, ldy: width)
+            }
+        }
+    }
+
+    /// The feed-forward nonlinearity, in place: SwiGLU writes `silu(gate)·up` over the gate
+    /// columns of each row; GELU transforms the row.
+    func activate(_ ffn: Tensor, rows: Int) {
+        let f = config.feedForwardSize, ld = config.feedForwardInputRows
+        let p = ffn.pointer
+        let swiglu = config.feedForward == .swiglu
+        let chunk = 8
+        parallelFor((rows + chunk - 1) / chunk) { i in
+            for r in (i * chunk)..<min(rows, (i + 1) * chunk) {
+                let row = p + r * ld
+                if swiglu {
+                    Kernels.swiglu(gate: row, up: row + f, count: f, into: row)
+                } else {
+                    Kernels.geluTanh(row, count: f)
+                }
+            }
+        }
+    }
+
+    /// Applies RoPE to the new queries and keys (in `qkv`) and appends keys and values to
+    /// each sequence's cache.
+    func storeKeysAndValues(
+        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]
+    ) {
+        let c = config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
+        let base = qkv.pointer
+        for (s, tokens) in sequences.enumerated() {
+            let cache = caches[s]
+            let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
+            let past = cache.count, start = starts[s]
+            parallelFor(tokens.count) { t in
+                let row = base + (start + t) * ld
+                if let rotary {
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: c.headDim) { angles in
+                        let half = c.headDim / 2
+                        let cos = angles.baseAddress!, sin = cos + half
+                        rotary.angles(position: past + t, cos: cos, sin: sin)
+                        rotary.apply(row, heads: c.headCount, cos: cos, sin: sin)
+                        rotary.apply(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)
+                    }
+                }
+                (keys + (past + t) * kv).update(from: row + q, count: kv)
+                (values + (past + t) * kv).update(from: row + q + kv, count: kv)
+            }
+        }
+    }
+
+    /// Causal multi-head attention of the new queries over each sequence's cached keys and
+    /// values, writing `[N, H·D]`. Work is split into (sequence, head, block of 64 queries)
+    /// tasks; with heads outermost, the two threads get equal shares of the causal triangle.
+    func attend(
+        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache],
+        into output: Tensor
+    ) {
+        let c = config, ld = c.fusedQKVRows, d = c.headDim, kvWidth = c.keyValueWidth
+        let group = c.headCount / c.keyValueHeadCount
+        let scale = 1 / Float(d).squareRoot()
+        let blockRows = 64
+        struct Task { let sequence: Int, head: Int, firstRow: Int }
+        var tasks: [Task] = []
+        for (s, tokens) in sequences.enumerated() {
+            for head in 0..<c.headCount {
+                for first in stride(from: 0, to: tokens.count, by: blockRows) {
+                    tasks.append(Task(sequence: s, head: head, firstRow: first))
+                }
+            }
+        }
+        let qBase = qkv.pointer, out = output.pointer
+        parallelFor(tasks.count) { i in
+            let task = tasks[i]
+            let s = task.sequence
+            let past = caches[s].count
+            let rows = min(blockRows, sequences[s].count - task.firstRow)
+            let keyCount = past + task.firstRow + rows  // causal: the block's last query sees these
+            let kvHead = task.head / group
+            let keys = caches[s].keys(layer: layer) + kvHead * d
+            let values = caches[s].values(layer: layer) + kvHead * d
+            let queries = qBase + (starts[s] + task.firstRow) * ld + task.head * d
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * keyCount)
+            defer { scores.deallocate() }
+            MatMul.gemm(transB: true, m: rows, n: keyCount, k: d, alpha: scale, a: queries, lda: ld,
+                        b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
+            for r in 0..<rows {
+                let visible = past + task.firstRow + r + 1
+                let row = scores + r * keyCount
+                Kernels.softmax(row, count: visible)
+                for j in visible..<keyCount { row[j] = 0 }
+            }
+            MatMul.gemm(m: rows, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
+                        c: out + (starts[s] + task.firstRow) * c.queryWidth + task.head * d,
+                        ldc: c.queryWidth)
+        }
+    }
+}
+
+/// Errors of running a model on given inputs.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case tokenOutOfRange(Int, vocabularySize: Int)
+    case contextExceeded(Int, contextLength: Int)
+
+    public var description: String {
+        switch self {
+        case .tokenOutOfRange(let t, let v):
+            "token id \(t) is outside the vocabulary (0..<\(v))"
+        case .contextExceeded(let n, let limit):
+            "sequence of \(n) tokens exceeds the model's context length of \(limit)"
+        }
+    }
+}

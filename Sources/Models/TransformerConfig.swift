@@ -1,0 +1,81 @@
+/// The hyperparameters of a decoder-only transformer, in one architecture-neutral form.
+///
+/// Architecture adapters (``Architecture``) fill it from GGUF metadata or a Hugging Face
+/// `config.json`; the forward pass reads only this.
+public struct TransformerConfig: Codable, Sendable, Equatable {
+    public enum NormKind: String, Codable, Sendable { case rms, layer }
+    public enum FeedForwardKind: String, Codable, Sendable {
+        /// `down(silu(gate(x)) · up(x))`: Llama, Qwen2, Mistral.
+        case swiglu
+        /// `down(gelu_tanh(up(x)))`: GPT-2.
+        case geluTanh
+    }
+    public enum PositionKind: Codable, Sendable, Equatable {
+        /// Rotary embeddings with these inverse frequencies (`headDim/2` values).
+        case rotary(inverseFrequencies: [Float])
+        /// Learned absolute position embeddings (`position_embd`).
+        case learned
+    }
+
+    /// Architecture name as the checkpoint says it (`llama`, `qwen2`, `gpt2`).
+    public var architecture: String
+    public var vocabularySize: Int
+    public var hiddenSize: Int
+    public var feedForwardSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var keyValueHeadCount: Int
+    public var headDim: Int
+    public var contextLength: Int
+    public var normKind: NormKind
+    public var normEpsilon: Float
+    public var feedForward: FeedForwardKind
+    public var positions: PositionKind
+    /// q/k/v projections carry biases (Qwen2, GPT-2).
+    public var attentionBias: Bool
+    /// The attention output projection, MLP projections and norms carry biases (GPT-2).
+    public var projectionBias: Bool
+    /// The output head reuses the token embedding.
+    public var tiedEmbeddings: Bool
+
+    public init(
+        architecture: String, vocabularySize: Int, hiddenSize: Int, feedForwardSize: Int,
+        layerCount: Int, headCount: Int, keyValueHeadCount: Int, headDim: Int, contextLength: Int,
+        normKind: NormKind, normEpsilon: Float, feedForward: FeedForwardKind,
+        positions: PositionKind, attentionBias: Bool, projectionBias: Bool, tiedEmbeddings: Bool
+    ) {
+        self.architecture = architecture
+        self.vocabularySize = vocabularySize
+        self.hiddenSize = hiddenSize
+        self.feedForwardSize = feedForwardSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.keyValueHeadCount = keyValueHeadCount
+        self.headDim = headDim
+        self.contextLength = contextLength
+        self.normKind = normKind
+        self.normEpsilon = normEpsilon
+        self.feedForward = feedForward
+        self.positions = positions
+        self.attentionBias = attentionBias
+        self.projectionBias = projectionBias
+        self.tiedEmbeddings = tiedEmbeddings
+    }
+
+    /// Width of the query projection output, `H · D`.
+    public var queryWidth: Int { headCount * headDim }
+    /// Width of the key (and value) projection output, `Hkv · D`.
+    public var keyValueWidth: Int { keyValueHeadCount * headDim }
+    /// Rows of the fused q/k/v weight: `H·D + 2·Hkv·D`.
+    public var fusedQKVRows: Int { queryWidth + 2 * keyValueWidth }
+    /// Rows of the fused feed-forward input weight (`[gate; up]` for SwiGLU).
+    public var feedForwardInputRows: Int { feedForward == .swiglu ? 2 * feedForwardSize : feedForwardSize }
+
+    /// Number of weights multiplied per token by the linear layers and the output head
+    /// (the "2 FLOP per weight per token" count of a forward pass).
+    public var matmulWeightsPerToken: Int {
+        let perBlock = hiddenSize * fusedQKVRows + queryWidth * hiddenSize
+            + hiddenSize * feedForwardInputRows + feedForwardSize * hiddenSize
+        return layerCount * perBlock + vocabularySize * hiddenSize
+    }
+}

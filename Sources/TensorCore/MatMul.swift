@@ -1,0 +1,130 @@
+import COpenBLAS
+
+/// Matrix products. Every matmul in IBKE goes through here: OpenBLAS `sgemm` for two or more
+/// rows, and ``gemv(_:rows:columns:_:_:)`` (a bandwidth-bound Swift kernel) for one row, where
+/// OpenBLAS's sgemm is pathologically slow (MACHINE.md §3).
+public enum MatMul {
+    /// `C[M, N] = alpha · op(A) · op(B) + beta · C`, row-major, with leading dimensions.
+    ///
+    /// `op(A)` is `[M, K]` (`A` stored `[K, M]` when `transA`), `op(B)` is `[K, N]` (`B` stored
+    /// `[N, K]` when `transB`).
+    @inlinable
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// `y[M, N] = x[M, K] · Wᵀ (+ bias)` for a linear weight `W[N, K]`: the layout of every
+    /// linear layer. Rows of `x` and `y` may be strided (`ldx`, `ldy`).
+    public static func linear(
+        _ x: UnsafePointer<Float>, rows m: Int, ldx: Int,
+        weight: Tensor, bias: Tensor? = nil,
+        into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false
+    ) {
+        precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+        let n = weight.shape[0], k = weight.shape[1]
+        if m == 1 && !accumulate {
+            gemv(weight.pointer, rows: n, columns: k, x, y)
+        } else {
+            gemm(transB: true, m: m, n: n, k: k, a: x, lda: ldx, b: weight.pointer, ldb: k,
+                 beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+        }
+        if let bias {
+            precondition(bias.count == n, "bias of \(bias.count) for \(n) outputs")
+            let bp = bias.pointer
+            for r in 0..<m {
+                let row = y + r * ldy
+                for j in 0..<n { row[j] += bp[j] }
+            }
+        }
+    }
+
+    /// `y[N] = W[N, K] · x[K]`, parallel over rows.
+    ///
+    /// Single-token decoding is bound by reading `W` from memory; this kernel streams four rows
+    /// at a time with 16-wide partial sums (separate multiply and add, which compiles to
+    /// vector code on any x86-64 target; `addProduct` would call `fmaf`).
+    public static func gemv(
+        _ w: UnsafePointer<Float>, rows n: Int, columns k: Int,
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>
+    ) {
+        let rowsPerChunk = 64
+        let chunks = (n + rowsPerChunk - 1) / rowsPerChunk
+        let wAddress = UInt(bitPattern: w), xAddress = UInt(bitPattern: x)
+        let yAddress = UInt(bitPattern: y)
+        parallelFor(chunks) { chunk in
+            let w = UnsafePointer<Float>(bitPattern: wAddress)!
+            let x = UnsafePointer<Float>(bitPattern: xAddress)!
+            let y = UnsafeMutablePointer<Float>(bitPattern: yAddress)!
+            let start = chunk * rowsPerChunk, end = min(n, start + rowsPerChunk)
+            var r = start
+            while r + 4 <= end {
+                dot4(w + r * k, k, x, y + r)
+                r += 4
+            }
+            while r < end {
+                y[r] = dot(w + r * k, x, k)
+                r += 1
+            }
+        }
+    }
+
+    @inline(__always)
+    static func dot4(
+        _ w: UnsafePointer<Float>, _ k: Int, _ x: UnsafePointer<Float>,
+        _ y: UnsafeMutablePointer<Float>
+    ) {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        let w0 = UnsafeRawPointer(w), w1 = UnsafeRawPointer(w + k)
+        let w2 = UnsafeRawPointer(w + 2 * k), w3 = UnsafeRawPointer(w + 3 * k)
+        let xr = UnsafeRawPointer(x)
+        var i = 0
+        while i + 16 <= k {
+            let o = i * 4
+            let xv = xr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            a0 += w0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
+            a1 += w1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
+            a2 += w2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
+            a3 += w3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
+            i += 16
+        }
+        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+        while i < k {
+            let xv = x[i]
+            s0 += w[i] * xv
+            s1 += w[k + i] * xv
+            s2 += w[2 * k + i] * xv
+            s3 += w[3 * k + i] * xv
+            i += 1
+        }
+        y[0] = s0
+        y[1] = s1
+        y[2] = s2
+        y[3] = s3
+    }
+
+    /// `Σ a[i]·b[i]` with 16-wide partial sums.
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
+        var acc = SIMD16<Float>()
+        let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+        var i = 0
+        while i + 16 <= k {
+            acc += ar.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                * br.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        var s = acc.sum()
+        while i < k {
+            s += a[i] * b[i]
+            i += 1
+        }
+        return s
+    }
+}
