@@ -1,0 +1,92 @@
+import Foundation
+
+#if canImport(Glibc)
+    @preconcurrency import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A whole file mapped read-only into memory, unmapped when the last reference goes away.
+///
+/// Checkpoints are read through a mapping rather than loaded: opening a 100 MB model costs no
+/// I/O until a tensor is touched, and tensors can be views into the mapping instead of copies.
+/// This does not use `Data(contentsOf:options: .mappedIfSafe)`, which on Linux reads the whole
+/// file into memory (swift-foundation maps only for `.alwaysMapped`), and it gives explicit
+/// control over the mapping's lifetime.
+///
+/// The mapping is `PROT_READ`/`MAP_PRIVATE`: writing through ``bytes`` crashes. If the file is
+/// truncated by another process while mapped, touching the lost pages raises SIGBUS, as with any
+/// mapping; checkpoints are not expected to change while they are in use.
+public final class MappedFile: @unchecked Sendable {
+    // @unchecked: the mapping is immutable after init and freed only in deinit, so sharing the
+    // pointer between threads is safe.
+
+    /// The file that is mapped.
+    public let url: URL
+    /// The file's contents (empty for an empty file). Valid as long as this object is alive.
+    public let bytes: UnsafeRawBufferPointer
+
+    /// Maps `url` read-only.
+    ///
+    /// - Throws: ``MappedFileError`` if the file cannot be opened, is not a regular file, or
+    ///   cannot be mapped.
+    public init(url: URL) throws {
+        self.url = url
+        let path = url.path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            throw MappedFileError(url: url, operation: "open", code: errno)
+        }
+        // The descriptor is not needed once the mapping exists.
+        defer { close(fd) }
+
+        var info = stat()
+        if fstat(fd, &info) != 0 {
+            throw MappedFileError(url: url, operation: "stat", code: errno)
+        }
+        if (info.st_mode & S_IFMT) != S_IFREG {
+            throw MappedFileError(
+                url: url, operation: "map", code: EINVAL, reason: "not a regular file")
+        }
+        let size = Int(info.st_size)
+        if size == 0 {
+            // mmap rejects a zero length; an empty file is simply an empty buffer.
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let address, address != MAP_FAILED else {
+            throw MappedFileError(url: url, operation: "mmap", code: errno)
+        }
+        bytes = UnsafeRawBufferPointer(start: address, count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        }
+    }
+}
+
+/// Why a file could not be mapped: the operation that failed and the system's reason.
+public struct MappedFileError: Error, CustomStringConvertible, Sendable {
+    /// The file that could not be mapped.
+    public let url: URL
+    /// The failing step: "open", "stat", "map" or "mmap".
+    public let operation: String
+    /// The `errno` value reported by the system.
+    public let code: Int32
+    /// The explanation shown in ``description``.
+    public let reason: String
+
+    init(url: URL, operation: String, code: Int32, reason: String? = nil) {
+        self.url = url
+        self.operation = operation
+        self.code = code
+        self.reason = reason ?? String(cString: strerror(code))
+    }
+
+    public var description: String {
+        "\(url.path): cannot \(operation): \(reason)"
+    }
+}
