@@ -4,5 +4,6 @@ import ArgumentParser
 struct IBKECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ibke",
-        abstract: "IBKE: load, run, edit and evaluate language models on the CPU.")
+        abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
+        subcommands: [Bench.self])
 }

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import ModelFormats
+import Models
+import TensorCore
+
+/// `ibke bench`: prefill and decode speed on a model, as ratios to this machine's limits.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prefill and decode speed and compare them with the machine's limits.",
+        discussion: """
+            Prefill: one forward pass over N prompt tokens with logits at every position; its \
+            effective FLOP/s counts 2 FLOP per weight per token (all linear layers and the \
+            output head) and is compared with the FP32 GEMM peak. Decode: one token at a time \
+            with the KV cache, logits for that token only; it reads every weight once per token \
+            and is compared with the memory-bandwidth bound for those bytes. Both limits are \
+            measured live (OpenBLAS sgemm 2048², a streaming read of 512 MB) and also quoted \
+            from MACHINE.md (205 GFLOP/s, 38.3 GB/s on the project's 2-core Zen 4).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Threads for BLAS and parallel loops.") var threads = 2
+    @Option(help: "Repetitions per measurement (the best is kept).") var repeats = 3
+    @Option(help: "Tokens generated in the decode measurement.") var decodeTokens = 64
+
+    func run() throws {
+        ComputeThreads.set(threads)
+        let loaded = try model.loadTransformer()
+        let transformer = loaded
+        let config = transformer.config
+        let weights = Double(config.matmulWeightsPerToken)
+        log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
+
+        let gemmPeak = measureGEMMPeak()
+        let bandwidth = measureReadBandwidth()
+        print(String(format: "machine: sgemm 2048² %.1f GFLOP/s, streaming read %.1f GB/s (live); MACHINE.md: 205 GFLOP/s, 38.3 GB/s", gemmPeak / 1e9, bandwidth / 1e9))
+
+        var rng = SplitMix64(seed: 42)
+        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(config.vocabularySize)) } }
+
+        var prefill512 = 0.0
+        for n in [1, 32, 512] {
+            let prompt = tokens(n)
+            let seconds = best(of: repeats) { _ = try? transformer.forward([prompt], logits: .all) }
+            let flops = 2 * weights * Double(n) / seconds
+            print(String(format: "prefill %4d tokens: %8.1f tokens/s  %6.1f ms  %6.1f GFLOP/s effective", n, Double(n) / seconds, seconds * 1e3, flops / 1e9))
+            if n == 512 { prefill512 = flops }
+        }
+
+        let prompt = tokens(32)
+        var decodeSeconds = Double.infinity
+        for _ in 0..<repeats {
+            let cache = KVCache(config: config, capacity: prompt.count + decodeTokens)
+            var logits = try transformer.forward([prompt], caches: [cache], logits: .last)
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<decodeTokens {
+                let next = argmax(logits.pointer, count: config.vocabularySize)
+                logits = try transformer.forward([[next]], caches: [cache], logits: .last)
+            }
+            decodeSeconds = min(decodeSeconds, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(decodeTokens))
+        }
+        let bytesPerToken = 4 * weights
+        let decodeBandwidth = bytesPerToken / decodeSeconds
+        print(String(format: "decode (after 32 tokens): %6.1f tokens/s  %6.2f ms/token  %6.1f GB/s of fp32 weights", 1 / decodeSeconds, decodeSeconds * 1e3, decodeBandwidth / 1e9))
+        print(String(format: "ratio prefill-512 / GEMM peak: %.0f%% (live) %.0f%% (MACHINE.md 205 GFLOP/s)", 100 * prefill512 / gemmPeak, 100 * prefill512 / 205e9))
+        print(String(format: "ratio decode / bandwidth bound: %.0f%% (live) %.0f%% (MACHINE.md 38.3 GB/s)", 100 * decodeBandwidth / bandwidth, 100 * decodeBandwidth / 38.3e9))
+    }
+}
+
+/// Best wall time of `repeats` runs of `body`, after one warm-up run.
+func best(of repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var bestTime = Double.infinity
+    for _ in 0..<max(1, repeats) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        bestTime = min(bestTime, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return bestTime
+}
+
+/// FLOP/s of a square 2048 sgemm (OpenBLAS) with the current thread count.
+func measureGEMMPeak() -> Double {
+    let n = 2048
+    let a = Tensor(shape: [n, n], values: (0..<(n * n)).map { Float($0 % 7) * 0.1 })
+    let c = Tensor(zeros: [n, n])
+    let seconds = best(of: 3) {
+        MatMul.gemm(transB: true, m: n, n: n, k: n, a: a.pointer, lda: n, b: a.pointer, ldb: n, c: c.pointer, ldc: n)
+    }
+    return 2 * Double(n * n * n) / seconds
+}
+
+/// Bytes/s of a parallel streaming read (sum) of a 512 MB buffer.
+func measureReadBandwidth() -> Double {
+    let count = 128 << 20
+    let buffer = Tensor(zeros: [count])
+    for i in stride(from: 0, to: count, by: 1024) { buffer[i] = 1 }
+    let chunks = 64
+    let pointer = buffer.pointer
+    let seconds = best(of: 3) {
+        parallelFor(chunks) { chunk in
+            let n = count / chunks
+            _ = MatMul.dot(pointer + chunk * n, pointer + chunk * n, n)
+        }
+    }
+    // dot reads the same array twice from one pointer: one stream of 4 bytes per element.
+    return Double(count * 4) / seconds
+}
+
+func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
+    var bestIndex = 0
+    for i in 1..<count where values[i] > values[bestIndex] { bestIndex = i }
+    return bestIndex
+}
+
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
