@@ -32,4 +32,25 @@ public enum ModelLoader {
         try reader.finish()
         return Transformer(config: config, weights: weights)
     }
+
+    /// Loads the transformer of a Hugging Face folder (`config.json` + safetensors).
+    public static func transformer(huggingFace folder: URL) throws -> Transformer {
+        let configURL = folder.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw ModelLoadError.notAModel(file: folder.path, detail: "no config.json in the folder")
+        }
+        let json = try HFConfig(contentsOf: configURL)
+        let modelType = try json.string("model_type")
+        let config = try HuggingFaceConfig.transformerConfig(json, modelType: modelType)
+        var reader = CheckpointReader(try SafetensorsCheckpoint(url: folder))
+        let weights: ModelWeights
+        if modelType == "gpt2" {
+            weights = try GPT2.weights(huggingFace: &reader, config: config)
+        } else {
+            weights = try LlamaFamily.weights(&reader, config: config, names: .huggingFace, unpermuteQK: false)
+        }
+        // Non-persistent buffers that older exports still carry.
+        try reader.finish(ignoring: { $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || $0.hasSuffix("rotary_emb.inv_freq") })
+        return Transformer(config: config, weights: weights)
+    }
 }
