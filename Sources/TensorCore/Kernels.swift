@@ -49,12 +49,29 @@ public enum Kernels {
     /// In-place softmax over `count` floats; returns the log-sum-exp.
     @discardableResult
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-        var maxValue = -Float.infinity
-        for i in 0..<count { maxValue = max(maxValue, x[i]) }
+        let maxValue = maximum(x, count: count)
         let sum = mapSIMD(x, count: count) { VectorMath.exp($0 - maxValue) }
         let inverse = 1 / sum
-        for i in 0..<count { x[i] *= inverse }
+        mapSIMD(x, count: count) { $0 * inverse }
         return maxValue + logf(sum)
+    }
+
+    /// The largest of `count` floats (−inf for none).
+    public static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        let raw = UnsafeRawPointer(x)
+        var lanes = SIMD16<Float>(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= count {
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            lanes.replace(with: v, where: v .> lanes)  // a masked select; `pointwiseMax` is scalarised
+            i += 16
+        }
+        var result = lanes.max()
+        while i < count {
+            result = max(result, x[i])
+            i += 1
+        }
+        return result
     }
 
     /// Applies `f` to `count` floats in place, 16 lanes at a time (the tail padded with
