@@ -166,6 +166,58 @@ def training_text(rng, n_lines=4000):
     return lines
 
 
+def fuzz_strings(n, seed=99):
+    """Random strings over a wide Unicode mix, for the optional large run (--fuzz)."""
+    rng = random.Random(seed)
+    blocks = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF),
+              (0x590, 0x6FF), (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF), (0x2000, 0x206F),
+              (0x2070, 0x218F), (0x2190, 0x23FF), (0x3000, 0x30FF), (0x4E00, 0x4FFF), (0xAC00, 0xAD00),
+              (0xFF00, 0xFFEF), (0x1F300, 0x1F6FF), (0x1F900, 0x1F9FF), (0x10000, 0x1007F)]
+    from tokenizer_test_strings import random_string, SPACES
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append(random_string(rng))
+            continue
+        chars = []
+        for _ in range(rng.randint(1, 40)):
+            r = rng.random()
+            if r < 0.5:
+                lo, hi = rng.choice(blocks)
+                cp = rng.randint(lo, hi)
+                if 0xD800 <= cp <= 0xDFFF:
+                    continue
+                chars.append(chr(cp))
+            elif r < 0.7:
+                chars.append(rng.choice(SPACES + ["'", "'s", "'LL", "\r", "\u200d", "\ufeff"]))
+            else:
+                chars.append(rng.choice("abcXYZ0123456789 .,!?'-_"))
+        out.append("".join(chars))
+    return out
+
+
+def make_fuzz(args, n):
+    """Large uncommitted reference sets in --fuzz-out, read by the IBKE_TOKENIZER_FUZZ_DIR test."""
+    out = args.fuzz_out
+    os.makedirs(out, exist_ok=True)
+    strings = fuzz_strings(n)
+    dump(os.path.join(out, "strings.json"), strings)
+    d, name = os.path.split(os.path.abspath(args.gguf))
+    hf = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    hf.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    dump(os.path.join(out, "smollm2-ids.json"), encode_cases(*hf_fns(hf), strings))
+    fixtures = args.out
+    for name in ("bpe-digits", "bpe-llama3", "spm", "spm-legacy"):
+        tok = Tokenizer.from_file(os.path.join(fixtures, f"{name}.tokenizer.json"))
+        enc = lambda s, special, tok=tok: tok.encode(s, add_special_tokens=special).ids
+        dec = lambda ids, skip, tok=tok: tok.decode(ids, skip_special_tokens=skip)
+        dump(os.path.join(out, f"{name}-ids.json"), encode_cases(enc, dec, strings))
+    make_splits(out, strings)
+
+
 def make_smollm(args, out, strings):
     print("SmolLM2 (GGUF)")
     reader = gguf.GGUFReader(args.gguf)
@@ -380,7 +432,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=os.path.expanduser("~/.cache/ibke/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--out", default="Tests/TokenizersTests/Fixtures")
+    ap.add_argument("--fuzz", type=int, default=0,
+                    help="instead, write this many random strings and their reference ids to --fuzz-out")
+    ap.add_argument("--fuzz-out", default="/tmp/ibke-tokenizer-fuzz")
     args = ap.parse_args()
+    if args.fuzz:
+        make_fuzz(args, args.fuzz)
+        return
     os.makedirs(args.out, exist_ok=True)
     strings = test_strings()
     dump(os.path.join(args.out, "strings.json"), strings)

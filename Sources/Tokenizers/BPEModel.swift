@@ -28,10 +28,10 @@ struct BPEModel: Sendable {
     let merges: [UInt64: UInt64]
     /// Words found whole in the vocabulary are emitted as they are, unmerged (HF `ignore_merges`,
     /// llama.cpp's Llama 3 behaviour). Keys are vocabulary spellings.
-    let wholeWords: [String: Int32]?
+    let wholeWords: [ExactString: Int32]?
     private let cache = WordCache()
 
-    init(symbols: Symbols, merges: [UInt64: UInt64], wholeWords: [String: Int32]? = nil) {
+    init(symbols: Symbols, merges: [UInt64: UInt64], wholeWords: [ExactString: Int32]? = nil) {
         self.symbols = symbols
         self.merges = merges
         self.wholeWords = wholeWords
@@ -61,7 +61,7 @@ struct BPEModel: Sendable {
             return
         }
         var result: [Int32]
-        if let wholeWords, let id = wholeWords[spelling(of: key)] {
+        if let wholeWords, let id = wholeWords[exact: spelling(of: key)] {
             result = [id]
         } else {
             result = initialSymbols(word)
@@ -259,14 +259,14 @@ private struct MinHeap {
 /// faster; it is emptied when full rather than evicting, which keeps lookups cheap.
 final class WordCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var storage: [String: [Int32]] = [:]
+    private var storage: [ExactString: [Int32]] = [:]
     private let capacity = 50_000
 
     subscript(key: String) -> [Int32]? {
         get {
             lock.lock()
             defer { lock.unlock() }
-            return storage[key]
+            return storage[exact: key]
         }
         set {
             lock.lock()
@@ -274,7 +274,7 @@ final class WordCache: @unchecked Sendable {
             if storage.count >= capacity {
                 storage.removeAll(keepingCapacity: true)
             }
-            storage[key] = newValue
+            storage[exact: key] = newValue
         }
     }
 }

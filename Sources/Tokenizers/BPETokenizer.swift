@@ -7,7 +7,7 @@
 public struct BPETokenizer: Tokenizer {
     /// Token strings by id (model vocabulary and added tokens).
     let tokens: [String]
-    let tokenIDs: [String: Int]
+    let tokenIDs: [ExactString: Int]
     let addedTokens: AddedTokenMatcher
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
@@ -48,10 +48,10 @@ public struct BPETokenizer: Tokenizer {
             tokens[token.id] = token.content
         }
         self.tokens = tokens
-        var tokenIDs: [String: Int] = [:]
+        var tokenIDs: [ExactString: Int] = [:]
         tokenIDs.reserveCapacity(tokens.count)
         for (id, token) in tokens.enumerated() where !token.isEmpty {
-            tokenIDs[token] = id
+            tokenIDs[exact: token] = id
         }
         self.tokenIDs = tokenIDs
         self.addedTokens = AddedTokenMatcher(tokens: addedTokens, normalizer: normalizer)
@@ -76,7 +76,7 @@ public struct BPETokenizer: Tokenizer {
             "<EOT>", "_<EOT>", "<|end_of_text|>", "<｜end▁of▁sentence｜>",
         ]
         for marker in endMarkers {
-            if let id = tokenIDs[marker], specialTokenIDs.contains(id) { stops.insert(id) }
+            if let id = tokenIDs[exact: marker], specialTokenIDs.contains(id) { stops.insert(id) }
         }
         self.stopTokenIDs = stops
     }
@@ -90,7 +90,7 @@ public struct BPETokenizer: Tokenizer {
     }
 
     public func id(of token: String) -> Int? {
-        tokenIDs[token]
+        tokenIDs[exact: token]
     }
 
     public func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {

@@ -94,10 +94,10 @@ private struct GGUFTokenizerBuilder {
         let tokens = fileTokens.map {
             ByteLevel.isSpelledInAlphabet($0) ? $0 : ByteLevel.spell($0.utf8)
         }
-        var vocab: [String: Int32] = [:]
+        var vocab: [ExactString: Int32] = [:]
         vocab.reserveCapacity(tokens.count)
         for (id, token) in tokens.enumerated() {
-            vocab[token] = Int32(id)
+            vocab[exact: token] = Int32(id)
         }
         let mergesKey = "tokenizer.ggml.merges"
         guard let mergeLines = try strings(mergesKey) else {
@@ -112,7 +112,7 @@ private struct GGUFTokenizerBuilder {
             }
             let left = String(line[..<space])
             let right = String(line[line.index(after: space)...])
-            guard let l = vocab[left], let r = vocab[right], let merged = vocab[left + right] else {
+            guard let l = vocab[exact: left], let r = vocab[exact: right], let merged = vocab[exact: left + right] else {
                 throw TokenizerError.invalidField(
                     source: source, field: mergesKey,
                     reason: "merge \(rank) \"\(line)\" uses a token not in the vocabulary")
@@ -122,7 +122,7 @@ private struct GGUFTokenizerBuilder {
                 merges[key] = BPEModel.mergeValue(priority: rank, merged: Int(merged))
             }
         }
-        let byteIDs = (0..<256).map { vocab[ByteLevel.spell([UInt8($0)])] ?? -1 }
+        let byteIDs = (0..<256).map { vocab[exact: ByteLevel.spell([UInt8($0)])] ?? -1 }
 
         let preKey = "tokenizer.ggml.pre"
         let pre = try string(preKey) ?? "default"
@@ -153,7 +153,7 @@ private struct GGUFTokenizerBuilder {
             if type == TokenType.control.rawValue && ByteLevel.isSpelledInAlphabet(token) {
                 added.append(AddedToken(id: id, content: token, special: true))
                 seen.insert(id)
-            } else if type == TokenType.userDefined.rawValue && tokens[id] == token {
+            } else if type == TokenType.userDefined.rawValue && tokens[id].utf8.elementsEqual(token.utf8) {
                 added.append(AddedToken(id: id, content: token, special: false))
                 seen.insert(id)
             }
@@ -183,11 +183,11 @@ private struct GGUFTokenizerBuilder {
         guard let scores = try floats(scoresKey, count: tokens.count) else {
             throw TokenizerError.missingField(source: source, field: scoresKey)
         }
-        var vocab: [String: Int32] = [:]
+        var vocab: [ExactString: Int32] = [:]
         vocab.reserveCapacity(tokens.count)
         var scalarIDs: [UInt32: Int32] = [:]
         for (id, token) in tokens.enumerated() {
-            vocab[token] = Int32(id)
+            vocab[exact: token] = Int32(id)
             let scalars = token.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first {
                 scalarIDs[scalar.value] = Int32(id)
@@ -199,7 +199,7 @@ private struct GGUFTokenizerBuilder {
             uniqueKeysWithValues: Set(scores).sorted(by: >).enumerated().map { ($1, $0) })
         var merges: [UInt64: UInt64] = [:]
         for (text, merged) in vocab {
-            let scalars = Array(text.unicodeScalars)
+            let scalars = Array(text.string.unicodeScalars)
             guard scalars.count > 1 else { continue }
             let priority = ranks[scores[Int(merged)]] ?? ranks.count
             for k in 1..<scalars.count {
@@ -207,7 +207,7 @@ private struct GGUFTokenizerBuilder {
                 leftView.append(contentsOf: scalars[..<k])
                 var rightView = String.UnicodeScalarView()
                 rightView.append(contentsOf: scalars[k...])
-                if let l = vocab[String(leftView)], let r = vocab[String(rightView)] {
+                if let l = vocab[exact: String(leftView)], let r = vocab[exact: String(rightView)] {
                     merges[BPEModel.pairKey(l, r)] = BPEModel.mergeValue(priority: priority, merged: Int(merged))
                 }
             }
@@ -215,7 +215,7 @@ private struct GGUFTokenizerBuilder {
         var byteIDs: [Int32] = []
         for byte in 0..<256 {
             let hex = String(byte, radix: 16, uppercase: true)
-            byteIDs.append(vocab["<0x" + (byte < 16 ? "0" : "") + hex + ">"] ?? -1)
+            byteIDs.append(vocab[exact: "<0x" + (byte < 16 ? "0" : "") + hex + ">"] ?? -1)
         }
         let byteFallback = byteIDs.contains { $0 >= 0 } ? byteIDs : nil
 

@@ -11,7 +11,7 @@ enum JSONValue: Sendable {
     case number(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
 
     /// Parses `data`; `source` names it in the error.
     static func parse(_ data: Data, source: String) throws -> JSONValue {
@@ -29,6 +29,7 @@ enum JSONValue: Sendable {
         if case .object(let object) = self { return object[key] }
         return nil
     }
+
 
     var isNull: Bool {
         if case .null = self { return true }
@@ -61,7 +62,7 @@ enum JSONValue: Sendable {
         return nil
     }
 
-    var object: [String: JSONValue]? {
+    var object: JSONObject? {
         if case .object(let object) = self { return object }
         return nil
     }
@@ -78,6 +79,17 @@ enum JSONValue: Sendable {
             let ints = items.compactMap(\.int)
             return ints.count == items.count ? ints : nil
         }
+    }
+}
+
+/// A JSON object: its members in file order, keys kept exactly (a `[String: _]` dictionary would
+/// merge keys that are canonically equivalent, such as two vocabulary entries `"é"` and `"e\u{301}"`).
+struct JSONObject: Sendable {
+    var pairs: [(key: String, value: JSONValue)]
+
+    /// The value of the last member named exactly `key`.
+    subscript(key: String) -> JSONValue? {
+        pairs.last { $0.key.utf8.elementsEqual(key.utf8) }?.value
     }
 }
 
@@ -148,7 +160,7 @@ private struct JSONParser {
         guard depth < 512 else { throw fail("nested too deeply") }
         defer { depth -= 1 }
         position += 1
-        var object: [String: JSONValue] = [:]
+        var object = JSONObject(pairs: [])
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -163,7 +175,7 @@ private struct JSONParser {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
-            object[key] = try parseValue()
+            object.pairs.append((key, try parseValue()))
             skipWhitespace()
             guard position < bytes.count else { throw fail("unexpected end") }
             if bytes[position] == UInt8(ascii: ",") {

@@ -3,8 +3,9 @@
 /// A token may end in the middle of a UTF-8 character (byte-fallback `<0xE6>` tokens, byte-level
 /// tokens that split an emoji), and some decoders look at neighbours (SentencePiece drops the
 /// leading space of the first token only). So each step decodes the new tokens together with the
-/// last token already emitted, and emits what that adds to the text; while the result still ends
-/// in U+FFFD (an unfinished character) the tokens wait for the next ones.
+/// tokens emitted last (at most a character's worth), and emits what that adds to the text; while
+/// the result still ends in U+FFFD (an unfinished character) the tokens wait for the next ones.
+/// Cost per token is a decode of a handful of tokens, whatever the length of the generation.
 ///
 /// ```swift
 /// var stream = StreamingDetokenizer(tokenizer: tokenizer)
@@ -17,8 +18,7 @@
 public struct StreamingDetokenizer: Sendable {
     public let tokenizer: any Tokenizer
     public let skipSpecialTokens: Bool
-    /// The last token whose text has been emitted (and is not skipped), kept as context for the
-    /// next decode.
+    /// The tokens emitted last (less skipped ones), kept as context for the next decode.
     private var context: [Int] = []
     /// Tokens whose text has not been emitted yet.
     private var pending: [Int] = []
@@ -57,9 +57,13 @@ public struct StreamingDetokenizer: Sendable {
             // The decoder rewrote the context's text; emit the pending tokens on their own.
             added.append(contentsOf: tokenizer.decode(pending, skipSpecialTokens: skipSpecialTokens).unicodeScalars)
         }
-        // Skipped special tokens decode to nothing, so they are no use as context.
-        if let last = pending.last(where: { !skipSpecialTokens || !tokenizer.specialTokenIDs.contains($0) }) {
-            context = [last]
+        // The tokens just emitted become the context. The whole group, not just its last token:
+        // HF's ByteFallback decodes a run of `<0xNN>` tokens all or nothing, so a context that
+        // began inside a character's bytes would turn the next characters into U+FFFD. Skipped
+        // special tokens decode to nothing and are no use as context.
+        let group = pending.filter { !skipSpecialTokens || !tokenizer.specialTokenIDs.contains($0) }
+        if !group.isEmpty {
+            context = group
         }
         pending.removeAll()
         return String(added)

@@ -44,7 +44,7 @@ public func load(tokenizerJSON: URL, configJSON: URL? = nil) throws -> any Token
         .build(tokenizerObject, config: config, chatTemplateFile: templateFile)
 }
 
-private func readJSONObject(_ url: URL) throws -> [String: JSONValue] {
+private func readJSONObject(_ url: URL) throws -> JSONObject {
     let data: Data
     do {
         data = try Data(contentsOf: url)
@@ -62,7 +62,7 @@ private struct TokenizerJSONBuilder {
     let source: String
 
     func build(
-        _ root: [String: JSONValue], config: (object: [String: JSONValue], source: String)?, chatTemplateFile: String?
+        _ root: JSONObject, config: (object: JSONObject, source: String)?, chatTemplateFile: String?
     ) throws -> any Tokenizer {
         let normalizer = try root["normalizer"].flatMap { try makeNormalizer($0, field: "normalizer") }
         let preTokenizer = try root["pre_tokenizer"].flatMap { try makePreTokenizer($0, field: "pre_tokenizer") }
@@ -73,9 +73,9 @@ private struct TokenizerJSONBuilder {
             throw TokenizerError.missingField(source: source, field: "model")
         }
         let (tokens, bpe) = try makeModel(model, byteLevel: preTokenizer?.isByteLevel ?? false)
-        var tokenIDs: [String: Int] = [:]
-        for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[token] = id }
-        for token in added { tokenIDs[token.content] = token.id }
+        var tokenIDs: [ExactString: Int] = [:]
+        for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[exact: token] = id }
+        for token in added { tokenIDs[exact: token.content] = token.id }
 
         var (prefix, suffix) = try root["post_processor"].flatMap {
             try makePostProcessor($0, field: "post_processor", tokenIDs: tokenIDs)
@@ -91,7 +91,7 @@ private struct TokenizerJSONBuilder {
                 guard let name else {
                     throw TokenizerError.invalidField(source: configSource, field: key, reason: "expected a token")
                 }
-                guard let id = tokenIDs[name] else {
+                guard let id = tokenIDs[exact: name] else {
                     throw TokenizerError.invalidField(
                         source: configSource, field: key, reason: "\"\(name)\" is not in the vocabulary")
                 }
@@ -131,7 +131,7 @@ private struct TokenizerJSONBuilder {
             special.eos = suffix.last
         }
         if special.unknown == nil, let unk = model["unk_token"]?.string {
-            special.unknown = tokenIDs[unk]
+            special.unknown = tokenIDs[exact: unk]
         }
         return BPETokenizer(
             tokens: tokens, addedTokens: added, normalizer: normalizer, preTokenizer: preTokenizer,
@@ -141,7 +141,7 @@ private struct TokenizerJSONBuilder {
 
     // MARK: Model
 
-    private func makeModel(_ model: [String: JSONValue], byteLevel: Bool) throws -> ([String], BPEModel) {
+    private func makeModel(_ model: JSONObject, byteLevel: Bool) throws -> ([String], BPEModel) {
         let type = model["type"]?.string ?? "BPE"
         guard type == "BPE" else {
             throw TokenizerError.unsupported(source: source, field: "model.type", value: "\"\(type)\"")
@@ -157,19 +157,19 @@ private struct TokenizerJSONBuilder {
         guard let vocabObject = model["vocab"]?.object else {
             throw TokenizerError.missingField(source: source, field: "model.vocab")
         }
-        var vocab: [String: Int32] = [:]
-        vocab.reserveCapacity(vocabObject.count)
+        var vocab: [ExactString: Int32] = [:]
+        vocab.reserveCapacity(vocabObject.pairs.count)
         var maxID = -1
-        for (token, value) in vocabObject {
+        for (token, value) in vocabObject.pairs {
             guard let id = value.int, id >= 0, id < Int(Int32.max) else {
                 throw TokenizerError.invalidField(
                     source: source, field: "model.vocab", reason: "\"\(token)\" has no valid id")
             }
-            vocab[token] = Int32(id)
+            vocab[exact: token] = Int32(id)
             maxID = max(maxID, id)
         }
         var tokens = [String](repeating: "", count: maxID + 1)
-        for (token, id) in vocab { tokens[Int(id)] = token }
+        for (token, id) in vocab { tokens[Int(id)] = token.string }
 
         guard let mergeList = model["merges"]?.array else {
             throw TokenizerError.missingField(source: source, field: "model.merges")
@@ -189,7 +189,7 @@ private struct TokenizerJSONBuilder {
                 throw TokenizerError.invalidField(
                     source: source, field: "model.merges", reason: "entry \(rank) is not a pair of tokens")
             }
-            guard let l = vocab[left], let r = vocab[right], let merged = vocab[left + right] else {
+            guard let l = vocab[exact: left], let r = vocab[exact: right], let merged = vocab[exact: left + right] else {
                 throw TokenizerError.invalidField(
                     source: source, field: "model.merges",
                     reason: "entry \(rank) (\"\(left)\", \"\(right)\") uses a token not in the vocabulary")
@@ -200,21 +200,21 @@ private struct TokenizerJSONBuilder {
             }
         }
 
-        let unknown = model["unk_token"]?.string.flatMap { vocab[$0] }
+        let unknown = model["unk_token"]?.string.flatMap { vocab[exact: $0] }
         let symbols: BPEModel.Symbols
         if byteLevel {
-            symbols = .bytes((0..<256).map { vocab[ByteLevel.spell([UInt8($0)])] ?? -1 })
+            symbols = .bytes((0..<256).map { vocab[exact: ByteLevel.spell([UInt8($0)])] ?? -1 })
         } else {
             var scalarIDs: [UInt32: Int32] = [:]
             for (token, id) in vocab {
-                let scalars = token.unicodeScalars
+                let scalars = token.string.unicodeScalars
                 if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
             }
             var byteFallback: [Int32]?
             if model["byte_fallback"]?.bool == true {
                 byteFallback = (0..<256).map { byte in
                     let hex = String(byte, radix: 16, uppercase: true)
-                    return vocab["<0x" + (byte < 16 ? "0" : "") + hex + ">"] ?? -1
+                    return vocab[exact: "<0x" + (byte < 16 ? "0" : "") + hex + ">"] ?? -1
                 }
             }
             symbols = .scalars(
@@ -243,7 +243,7 @@ private struct TokenizerJSONBuilder {
 
     // MARK: Stages
 
-    private func typeOf(_ value: JSONValue, field: String) throws -> (String, [String: JSONValue])? {
+    private func typeOf(_ value: JSONValue, field: String) throws -> (String, JSONObject)? {
         if value.isNull { return nil }
         guard let object = value.object, let type = object["type"]?.string else {
             throw TokenizerError.invalidField(source: source, field: field, reason: "expected an object with a type")
@@ -251,7 +251,7 @@ private struct TokenizerJSONBuilder {
         return (type, object)
     }
 
-    private func list(_ object: [String: JSONValue], _ key: String, field: String) throws -> [JSONValue] {
+    private func list(_ object: JSONObject, _ key: String, field: String) throws -> [JSONValue] {
         guard let list = object[key]?.array else {
             throw TokenizerError.missingField(source: source, field: "\(field).\(key)")
         }
@@ -259,7 +259,7 @@ private struct TokenizerJSONBuilder {
     }
 
     /// The literal of a `{"String": s}` pattern; `{"Regex": r}` patterns are unsupported here.
-    private func literalPattern(_ object: [String: JSONValue], field: String) throws -> String {
+    private func literalPattern(_ object: JSONObject, field: String) throws -> String {
         if let string = object["pattern"]?["String"]?.string {
             return string
         }
@@ -277,7 +277,7 @@ private struct TokenizerJSONBuilder {
         return scalar
     }
 
-    private func prependScheme(_ object: [String: JSONValue], field: String) throws -> PrependScheme {
+    private func prependScheme(_ object: JSONObject, field: String) throws -> PrependScheme {
         if let scheme = object["prepend_scheme"]?.string {
             guard let parsed = PrependScheme(rawValue: scheme) else {
                 throw TokenizerError.unsupported(source: source, field: "\(field).prepend_scheme", value: scheme)
@@ -389,12 +389,12 @@ private struct TokenizerJSONBuilder {
 
     /// The ids the post-processor puts before and after a single sequence.
     private func makePostProcessor(
-        _ value: JSONValue, field: String, tokenIDs: [String: Int]
+        _ value: JSONValue, field: String, tokenIDs: [ExactString: Int]
     ) throws -> ([Int], [Int])? {
         guard let (type, object) = try typeOf(value, field: field) else { return nil }
         switch type {
         case "TemplateProcessing":
-            let specials = object["special_tokens"]?.object ?? [:]
+            let specials = object["special_tokens"]?.object ?? JSONObject(pairs: [])
             var prefix: [Int] = []
             var suffix: [Int] = []
             var seenSequence = false
@@ -402,7 +402,7 @@ private struct TokenizerJSONBuilder {
                 if item["Sequence"] != nil {
                     seenSequence = true
                 } else if let name = item["SpecialToken"]?["id"]?.string {
-                    let ids = specials[name]?["ids"]?.ints ?? tokenIDs[name].map { [$0] }
+                    let ids = specials[name]?["ids"]?.ints ?? tokenIDs[exact: name].map { [$0] }
                     guard let ids else {
                         throw TokenizerError.invalidField(
                             source: source, field: "\(field).single[\(index)]",

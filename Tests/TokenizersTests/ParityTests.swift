@@ -105,3 +105,59 @@ import Testing
         }
     }
 }
+
+/// The same parity checks on a large random set made by
+/// `make_tokenizer_fixtures.py --fuzz N --fuzz-out DIR` (not committed); run with
+/// `IBKE_TOKENIZER_FUZZ_DIR=DIR swift test --filter TokenizerFuzzTests`.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] != nil))
+struct TokenizerFuzzTests {
+    static var directory: URL {
+        URL(fileURLWithPath: ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] ?? "/nonexistent")
+    }
+
+    static func strings() throws -> [String] {
+        let url = directory.appendingPathComponent("strings.json")
+        let value = try JSONValue.parse(Data(contentsOf: url), source: "strings.json")
+        return try #require(value.strings)
+    }
+
+    /// `spm-gguf` is checked against the ids of `spm.tokenizer.json` (transformers gives both the
+    /// same ids; the GGUF one adds BOS).
+    @Test(arguments: ["smollm2", "bpe-digits", "bpe-llama3", "spm", "spm-legacy", "spm-gguf"])
+    func idsMatchHF(name: String) throws {
+        let tokenizer: any Tokenizer
+        switch name {
+        case "smollm2": tokenizer = try FixtureTokenizers.smolLM2.get()
+        case "spm-gguf": tokenizer = try FixtureTokenizers.spmGGUF.get()
+        default: tokenizer = try FixtureTokenizers.json("\(name).tokenizer.json")
+        }
+        let file = name == "spm-gguf" ? "spm-ids.json" : "\(name)-ids.json"
+        var reference = try ReferenceCases(url: Self.directory.appendingPathComponent(file), strings: Self.strings())
+        if name == "spm-gguf" {
+            reference.prefix = [1]
+            reference.withSpecial = []
+        }
+        let mismatched = expectParity(tokenizer, reference, name: name)
+        #expect(mismatched.isEmpty)
+    }
+
+    @Test func splitsMatchOniguruma() throws {
+        let all = try JSONValue.parse(Data(contentsOf: Self.directory.appendingPathComponent("splits.json")), source: "splits.json")
+        let strings = try Self.strings()
+        for kind in ["gpt2", "llama3", "qwen2", "smollm"] {
+            let lists = all[kind]?.array?.compactMap { $0.ints }
+            let expected = try #require(lists)
+            var failures = 0
+            for (text, lengths) in zip(strings, expected) {
+                let scalars = Array(text.unicodeScalars)
+                var words: [TextPiece] = []
+                let stage: PreTokenizer = SplitPattern(rawValue: kind).map { .split($0) } ?? .smollm
+                stage.split(TextPiece(scalars: scalars, isFirst: true), into: &words)
+                if words.map(\.scalars.count) != lengths && failures < 20 {
+                    failures += 1
+                    Issue.record("\(kind): \(text.debugDescription) got \(words.map(\.scalars.count)) expected \(lengths)")
+                }
+            }
+        }
+    }
+}
