@@ -19,14 +19,14 @@ struct Bench: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Threads for BLAS and parallel loops.") var threads = 2
     @Option(help: "Repetitions per measurement (the best is kept).") var repeats = 3
     @Option(help: "Tokens generated in the decode measurement.") var decodeTokens = 64
 
     func run() throws {
-        ComputeThreads.set(threads)
-        let loaded = try model.loadTransformer()
-        let transformer = loaded
+        var model = self.model
+        model.threads = model.threads ?? 2
+        let threads = model.threads!
+        let transformer = try model.load().transformer
         let config = transformer.config
         let weights = Double(config.matmulWeightsPerToken)
         log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
@@ -107,12 +107,3 @@ func measureReadBandwidth() -> Double {
     return Double(count * 4) / seconds
 }
 
-func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
-    var bestIndex = 0
-    for i in 1..<count where values[i] > values[bestIndex] { bestIndex = i }
-    return bestIndex
-}
-
-func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
-}
