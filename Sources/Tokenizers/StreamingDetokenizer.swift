@@ -46,7 +46,8 @@ public struct StreamingDetokenizer: Sendable {
     private mutating func emit(final: Bool) -> String {
         guard !pending.isEmpty else { return "" }
         let base = tokenizer.decode(context, skipSpecialTokens: skipSpecialTokens).unicodeScalars
-        let full = tokenizer.decode(context + pending, skipSpecialTokens: skipSpecialTokens).unicodeScalars
+        let full = tokenizer.decode(context + pending, skipSpecialTokens: skipSpecialTokens)
+            .unicodeScalars
         if !final && full.last == "\u{FFFD}" && pending.count < Self.maxPending {
             return ""
         }
@@ -55,7 +56,9 @@ public struct StreamingDetokenizer: Sendable {
             added.append(contentsOf: full.dropFirst(base.count))
         } else {
             // The decoder rewrote the context's text; emit the pending tokens on their own.
-            added.append(contentsOf: tokenizer.decode(pending, skipSpecialTokens: skipSpecialTokens).unicodeScalars)
+            added.append(
+                contentsOf: tokenizer.decode(pending, skipSpecialTokens: skipSpecialTokens)
+                    .unicodeScalars)
         }
         // The tokens just emitted become the context. The whole group, not just its last token:
         // HF's ByteFallback decodes a run of `<0xNN>` tokens all or nothing, so a context that

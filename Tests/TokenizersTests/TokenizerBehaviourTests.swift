@@ -26,7 +26,9 @@ import Testing
                 let streamed = chunks.joined()
                 #expect(sameScalars(streamed, expected), "\(name): \(text.debugDescription)")
                 if !expected.unicodeScalars.contains("\u{FFFD}") {
-                    #expect(!streamed.unicodeScalars.contains("\u{FFFD}"), "\(name): \(text.debugDescription)")
+                    #expect(
+                        !streamed.unicodeScalars.contains("\u{FFFD}"),
+                        "\(name): \(text.debugDescription)")
                 }
             }
         }
@@ -73,8 +75,14 @@ import Testing
         let base = try Self.smolMetadata()
         let cases: [(String, GGUFValue?, String)] = [
             ("tokenizer.ggml.model", nil, "model.gguf: missing tokenizer.ggml.model"),
-            ("tokenizer.ggml.model", .string("bert"), "model.gguf: unsupported tokenizer.ggml.model \"bert\""),
-            ("tokenizer.ggml.pre", .string("mystery"), "model.gguf: unsupported tokenizer.ggml.pre \"mystery\""),
+            (
+                "tokenizer.ggml.model", .string("bert"),
+                "model.gguf: unsupported tokenizer.ggml.model \"bert\""
+            ),
+            (
+                "tokenizer.ggml.pre", .string("mystery"),
+                "model.gguf: unsupported tokenizer.ggml.pre \"mystery\""
+            ),
             ("tokenizer.ggml.merges", nil, "model.gguf: missing tokenizer.ggml.merges"),
             (
                 "tokenizer.ggml.merges", .array([.string("Ġ t"), .string("nosuch token")]),
@@ -88,12 +96,17 @@ import Testing
                 "tokenizer.ggml.token_type", .array([.int32(1)]),
                 "model.gguf: invalid tokenizer.ggml.token_type: 1 entries for 49152 tokens"
             ),
-            ("tokenizer.ggml.tokens", .string("x"), "model.gguf: invalid tokenizer.ggml.tokens: expected an array of strings"),
+            (
+                "tokenizer.ggml.tokens", .string("x"),
+                "model.gguf: invalid tokenizer.ggml.tokens: expected an array of strings"
+            ),
         ]
         for (key, value, message) in cases {
             var metadata = base
             metadata[key] = value
-            #expect(throws: TokenizerError.self) { try load(ggufMetadata: metadata, source: "model.gguf") }
+            #expect(throws: TokenizerError.self) {
+                try load(ggufMetadata: metadata, source: "model.gguf")
+            }
             do {
                 _ = try load(ggufMetadata: metadata, source: "model.gguf")
             } catch {
@@ -105,7 +118,9 @@ import Testing
     @Test func sentencePieceWithoutScoresThrows() throws {
         var metadata = try Fixtures.ggufMetadata("spm-gguf-metadata.json")
         metadata["tokenizer.ggml.scores"] = nil
-        #expect(throws: TokenizerError.missingField(source: "spm.gguf", field: "tokenizer.ggml.scores")) {
+        #expect(
+            throws: TokenizerError.missingField(source: "spm.gguf", field: "tokenizer.ggml.scores")
+        ) {
             try load(ggufMetadata: metadata, source: "spm.gguf")
         }
     }
@@ -116,7 +131,10 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let cases: [(String, String)] = [
-            (#"{"model": {"type": "Unigram", "vocab": []}}"#, #"tokenizer.json: unsupported model.type "Unigram""#),
+            (
+                #"{"model": {"type": "Unigram", "vocab": []}}"#,
+                #"tokenizer.json: unsupported model.type "Unigram""#
+            ),
             (#"{"added_tokens": []}"#, "tokenizer.json: missing model"),
             (#"{"model": {"type": "BPE", "merges": []}}"#, "tokenizer.json: missing model.vocab"),
             (
@@ -131,7 +149,10 @@ import Testing
                 #"{"normalizer": {"type": "Sequence", "normalizers": [{"type": "Precompiled"}]}, "model": {"vocab": {}, "merges": []}}"#,
                 #"tokenizer.json: unsupported normalizer.normalizers[0].type "Precompiled""#
             ),
-            (#"{"model": "#, "tokenizer.json: cannot read: invalid JSON at byte 10: unexpected end"),
+            (
+                #"{"model": "#,
+                "tokenizer.json: cannot read: invalid JSON at byte 10: unexpected end"
+            ),
         ]
         let url = directory.appendingPathComponent("tokenizer.json")
         for (json, message) in cases {
@@ -173,8 +194,10 @@ import Testing
         #expect(tokenizer.chatTemplate == "D")
         #expect(tokenizer.stopTokenIDs.contains(2))
 
-        try Data(#"{"eos_token": "</s>"}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
-        try Data("{{ messages }}".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
+        try Data(#"{"eos_token": "</s>"}"#.utf8).write(
+            to: directory.appendingPathComponent("tokenizer_config.json"))
+        try Data("{{ messages }}".utf8).write(
+            to: directory.appendingPathComponent("chat_template.jinja"))
         let second = try load(tokenizerJSON: tokenizerURL)
         #expect(second.chatTemplate == "{{ messages }}")
         #expect(second.bosTokenID == nil)
@@ -246,7 +269,7 @@ struct TokenizerBenchmarks {
     @Test func encodeTenKilobytes() throws {
         let clock = ContinuousClock()
         var smol: (any Tokenizer)?
-        let load = clock.measure { smol = try? FixtureTokenizers.smolLM2.get() }
+        let fixtureLoad = clock.measure { smol = try? FixtureTokenizers.smolLM2.get() }
         let tokenizer = try #require(smol)
         let text = TokenizerPerformanceTests.englishText
         let cold = clock.measure { _ = tokenizer.encode(text) }
@@ -256,9 +279,17 @@ struct TokenizerBenchmarks {
         let spmTime = clock.measure { for _ in 0..<20 { _ = spm.encode(text) } }
         let ids = tokenizer.encode(text)
         let decode = clock.measure { for _ in 0..<20 { _ = tokenizer.decode(ids) } }
+        let metadata = try Fixtures.ggufMetadata("smollm2-gguf-metadata.json")
+        let ggufBuild = try clock.measure { _ = try load(ggufMetadata: metadata) }
+        if let directory = ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] {
+            let url = URL(fileURLWithPath: directory).appendingPathComponent(
+                "smollm2.tokenizer.json")
+            let jsonLoad = try clock.measure { _ = try load(tokenizerJSON: url) }
+            print("smollm2 tokenizer.json (3.5 MB) load: \(jsonLoad)")
+        }
         print(
             """
-            smollm2 GGUF load (fixture JSON parse + build): \(load)
+            smollm2 GGUF load (fixture JSON parse + build): \(fixtureLoad); build from metadata: \(ggufBuild)
             10 kB English, \(count) tokens: first encode \(cold), cached \(warm / 20) per encode
             spm (GGUF, one 10 kB word per line break-free run): \(spmTime / 20) per encode
             decode \(ids.count) ids: \(decode / 20)
