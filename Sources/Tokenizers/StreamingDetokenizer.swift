@@ -23,9 +23,10 @@ public struct StreamingDetokenizer: Sendable {
     /// Tokens whose text has not been emitted yet.
     private var pending: [Int] = []
 
-    /// The longest a character can be in bytes; after this many waiting tokens a trailing U+FFFD is
-    /// taken as real (an invalid byte sequence) and emitted.
-    private static let maxPending = 4
+    /// After this many waiting tokens a trailing U+FFFD is taken as real (an invalid byte sequence
+    /// from the model) and emitted. A character has at most 4 bytes, but byte-level tokens can
+    /// each end inside a different character, so the bound is generous.
+    private static let maxPending = 16
 
     public init(tokenizer: any Tokenizer, skipSpecialTokens: Bool = false) {
         self.tokenizer = tokenizer

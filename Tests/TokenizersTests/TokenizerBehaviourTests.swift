@@ -296,3 +296,52 @@ struct TokenizerBenchmarks {
             """)
     }
 }
+
+@Suite struct TokenizerJSONFormTests {
+    /// Writes `json` as a tokenizer.json in a fresh folder and loads it.
+    static func loadJSON(_ json: String) throws -> any Tokenizer {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ibke-tokenizer-form-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("tokenizer.json")
+        try Data(json.utf8).write(to: url)
+        return try Tokenizers.load(tokenizerJSON: url)
+    }
+
+    @Test func stringMergesAndRobertaPostProcessor() throws {
+        let tokenizer = try Self.loadJSON(
+            #"""
+            {"added_tokens": [
+                {"id": 0, "content": "<s>", "special": true},
+                {"id": 1, "content": "</s>", "special": true}],
+             "pre_tokenizer": {"type": "Digits", "individual_digits": false},
+             "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0]},
+             "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true,
+                "vocab": {"<s>": 0, "</s>": 1, "a": 2, "b": 3, "ab": 4, "c": 5, "abc": 6, "<unk>": 7,
+                          "1": 8, "2": 9, "12": 10},
+                "merges": ["a b", "ab c", "1 2"]}}
+            """#)
+        #expect(tokenizer.encode("abcab") == [0, 6, 4, 1])
+        // Unknown scalars become <unk>, consecutive ones fused; "12" is one Digits piece.
+        #expect(tokenizer.encode("axyb12", addSpecialTokens: false) == [2, 7, 3, 10])
+        #expect(tokenizer.decode([0, 6, 4, 1], skipSpecialTokens: true) == "abcab")
+        #expect(tokenizer.vocabularySize == 11)
+        #expect(tokenizer.unknownTokenID == 7)
+    }
+
+    @Test func canonicallyEquivalentTokensStayDistinct() throws {
+        // "é" (U+00E9) and "e" + U+0301 are equal as Swift Strings but different tokens.
+        let tokenizer = try Self.loadJSON(
+            #"""
+            {"model": {"type": "BPE",
+                "vocab": {"\u00e9": 0, "e": 1, "\u0301": 2, "e\u0301": 3},
+                "merges": [["e", "\u0301"]]}}
+            """#)
+        #expect(tokenizer.encode("\u{e9}") == [0])
+        #expect(tokenizer.encode("e\u{301}") == [3])
+        #expect(tokenizer.encode("\u{e9}e\u{301}\u{e9}") == [0, 3, 0])
+        #expect(tokenizer.id(of: "e\u{301}") == 3)
+        #expect(tokenizer.id(of: "\u{e9}") == 0)
+    }
+}
