@@ -28,9 +28,12 @@ What it writes (all plain JSON, no binary files):
                              (Prepend+Replace normalizer) variant of that tokenizer.json
 - *-ids.json                reference ids and decodes for each of those
 
-Every `*-ids.json` has `ids` (with special tokens added as the reference does by default),
-the encoding without special tokens, `prefix`/`suffix` (what add_special_tokens=True adds around
-it), and decodes (see `encode_cases`).
+Every `*-ids.json` has `ids`: the encoding without special tokens, `prefix`/`suffix` (what
+add_special_tokens=True adds around it), and decodes (see `encode_cases`).
+
+With `--fuzz N [--fuzz-out DIR]` it instead writes N random strings and the same references (plus
+SmolLM2's full-size tokenizer.json) to DIR, for `IBKE_TOKENIZER_FUZZ_DIR=DIR swift test --filter
+TokenizerFuzzTests`; nothing there is committed.
 """
 
 import argparse
@@ -209,8 +212,10 @@ def make_fuzz(args, n):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     dump(os.path.join(out, "smollm2-ids.json"), encode_cases(*hf_fns(hf), strings))
+    # The same tokenizer as a full-size tokenizer.json (what SmolLM2's own repository ships).
+    hf.backend_tokenizer.save(os.path.join(out, "smollm2.tokenizer.json"))
     fixtures = args.out
-    for name in ("bpe-digits", "bpe-llama3", "spm", "spm-legacy"):
+    for name in ("bpe-digits", "bpe-llama3", "spm", "spm-legacy", "spm-split"):
         tok = Tokenizer.from_file(os.path.join(fixtures, f"{name}.tokenizer.json"))
         enc = lambda s, special, tok=tok: tok.encode(s, add_special_tokens=special).ids
         dec = lambda ids, skip, tok=tok: tok.decode(ids, skip_special_tokens=skip)
@@ -413,6 +418,18 @@ def make_spm(out, strings, lines, tmp):
     print(f"  wrote spm.tokenizer.json: {os.path.getsize(os.path.join(out, 'spm.tokenizer.json')):,} bytes")
     enc, dec = hf_fns(hf)
     dump(os.path.join(out, "spm-ids.json"), encode_cases(enc, dec, strings))
+
+    # Metaspace with prepend_scheme "always" and split on (older Mistral-style files).
+    tok = Tokenizer.from_file(os.path.join(saved, "tokenizer.json"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.decoder = decoders.Sequence([
+        decoders.ByteFallback(), decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)])
+    path = os.path.join(out, "spm-split.tokenizer.json")
+    tok.save(path)
+    print(f"  wrote {os.path.basename(path)}: {os.path.getsize(path):,} bytes")
+    enc = lambda s, special: tok.encode(s, add_special_tokens=special).ids
+    dec = lambda ids, skip: tok.decode(ids, skip_special_tokens=skip)
+    dump(os.path.join(out, "spm-split-ids.json"), encode_cases(enc, dec, strings))
 
     # Legacy Llama 2 form: the prefix space comes from a normalizer, BOS from the post-processor.
     tok = Tokenizer.from_file(os.path.join(saved, "tokenizer.json"))

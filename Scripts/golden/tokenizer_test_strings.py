@@ -116,6 +116,8 @@ HANDWRITTEN = [
     "<s> Hello </s>",
     "<unk>",
     "<0x41>",
+    "<think>reasoning</think> answer",
+    " <think> x </think>",
     "def foo(x):\n    return x * 2\n",
     "for (int i = 0; i < n; ++i) { sum += a[i]; }",
     "if x == 1:\n\tprint('one')\nelif x >= 2:\n\tpass",

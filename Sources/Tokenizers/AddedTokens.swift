@@ -88,7 +88,8 @@ struct AddedTokenMatcher: Sendable {
         self.tokens = tokens
         for (index, token) in tokens.enumerated() where !token.content.isEmpty {
             if token.normalized, let normalizer {
-                normalizedTrie.insert(Array(normalizer.normalize(token.content).unicodeScalars), token: index)
+                normalizedTrie.insert(
+                    Array(normalizer.normalize(token.content).unicodeScalars), token: index)
             } else if token.normalized {
                 normalizedTrie.insert(Array(token.content.unicodeScalars), token: index)
             } else {
@@ -116,8 +117,11 @@ struct AddedTokenMatcher: Sendable {
                 if let inner {
                     result.append(.token(inner))
                 } else if innerEnd > innerStart {
-                    result.append(.text(TextPiece(
-                        scalars: Array(piece[innerStart..<innerEnd]), isFirst: start == 0 && innerStart == 0)))
+                    result.append(
+                        .text(
+                            TextPiece(
+                                scalars: Array(piece[innerStart..<innerEnd]),
+                                isFirst: start == 0 && innerStart == 0)))
                 }
             }
         }

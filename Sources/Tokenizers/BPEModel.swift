@@ -44,7 +44,8 @@ struct BPEModel: Sendable {
 
     @inline(__always)
     static func mergeValue(priority: Int, merged: Int) -> UInt64 {
-        UInt64(UInt32(truncatingIfNeeded: priority)) << 32 | UInt64(UInt32(truncatingIfNeeded: merged))
+        UInt64(UInt32(truncatingIfNeeded: priority)) << 32
+            | UInt64(UInt32(truncatingIfNeeded: merged))
     }
 
     /// Appends the ids of `word` to `ids`.
@@ -170,7 +171,8 @@ struct BPEModel: Sendable {
             guard alive[position], next[position] >= 0 else { continue }
             let right = next[position]
             // An entry is stale when either symbol has changed since it was pushed.
-            guard let value = merges[Self.pairKey(s[position], s[right])], value >> 32 == priority else {
+            guard let value = merges[Self.pairKey(s[position], s[right])], value >> 32 == priority
+            else {
                 continue
             }
             s[position] = Int32(truncatingIfNeeded: value & 0xFFFF_FFFF)

@@ -121,7 +121,8 @@ public struct BPETokenizer: Tokenizer {
 
     public func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String {
         let strings = ids.compactMap { id -> String? in
-            guard tokens.indices.contains(id), !(skipSpecialTokens && specialTokenIDs.contains(id)) else {
+            guard tokens.indices.contains(id), !(skipSpecialTokens && specialTokenIDs.contains(id))
+            else {
                 return nil
             }
             return tokens[id]

@@ -24,7 +24,9 @@ enum CharacterClass: UInt8 {
     /// Classes of the Basic Multilingual Plane, computed on first use of a non-ASCII scalar (about
     /// 5 ms): the property lookups would otherwise be the slowest part of pre-tokenizing.
     private static let bmpTable: [UInt8] = (0..<0x10000).map { value in
-        guard let scalar = Unicode.Scalar(UInt32(value)) else { return CharacterClass.other.rawValue }
+        guard let scalar = Unicode.Scalar(UInt32(value)) else {
+            return CharacterClass.other.rawValue
+        }
         return classify(scalar).rawValue
     }
 

@@ -32,7 +32,8 @@ public func load(
     ggufMetadata metadata: [String: GGUFValue], source: String = "GGUF metadata",
     preTokenizer: PreTokenizer? = nil
 ) throws -> any Tokenizer {
-    try GGUFTokenizerBuilder(metadata: metadata, source: source).build(preTokenizerOverride: preTokenizer)
+    try GGUFTokenizerBuilder(metadata: metadata, source: source).build(
+        preTokenizerOverride: preTokenizer)
 }
 
 /// The GGUF `tokenizer.*` keys, read with type checks that name the key on failure.
@@ -57,16 +58,18 @@ private struct GGUFTokenizerBuilder {
             throw TokenizerError.invalidField(
                 source: source, field: "tokenizer.ggml.tokens", reason: "empty vocabulary")
         }
-        let types = try integers("tokenizer.ggml.token_type", count: tokens.count)
+        let types =
+            try integers("tokenizer.ggml.token_type", count: tokens.count)
             ?? Array(repeating: TokenType.normal.rawValue, count: tokens.count)
         var special = BPETokenizer.SpecialIDs()
         special.bos = try tokenID("tokenizer.ggml.bos_token_id", count: tokens.count)
         special.eos = try tokenID("tokenizer.ggml.eos_token_id", count: tokens.count)
         special.unknown = try tokenID("tokenizer.ggml.unknown_token_id", count: tokens.count)
         special.padding = try tokenID("tokenizer.ggml.padding_token_id", count: tokens.count)
-        special.endOfTurn = try ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"].compactMap {
-            try tokenID($0, count: tokens.count)
-        }
+        special.endOfTurn = try ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
+            .compactMap {
+                try tokenID($0, count: tokens.count)
+            }
         let chatTemplate = try string("tokenizer.chat_template")
 
         switch model {
@@ -108,11 +111,14 @@ private struct GGUFTokenizerBuilder {
         for (rank, line) in mergeLines.enumerated() {
             guard let space = line.firstIndex(of: " ") else {
                 throw TokenizerError.invalidField(
-                    source: source, field: mergesKey, reason: "merge \(rank) \"\(line)\" is not two tokens")
+                    source: source, field: mergesKey,
+                    reason: "merge \(rank) \"\(line)\" is not two tokens")
             }
             let left = String(line[..<space])
             let right = String(line[line.index(after: space)...])
-            guard let l = vocab[exact: left], let r = vocab[exact: right], let merged = vocab[exact: left + right] else {
+            guard let l = vocab[exact: left], let r = vocab[exact: right],
+                let merged = vocab[exact: left + right]
+            else {
                 throw TokenizerError.invalidField(
                     source: source, field: mergesKey,
                     reason: "merge \(rank) \"\(line)\" uses a token not in the vocabulary")
@@ -133,12 +139,17 @@ private struct GGUFTokenizerBuilder {
             preTokenizer = .byteLevel(addPrefixSpace: false, useRegex: true)
         case "smollm", "starcoder", "refact", "codeshell", "command-r", "exaone", "minerva":
             preTokenizer = .smollm
-        case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+        case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
+            "lfm2",
             "dbrx", "smaug-bpe":
-            preTokenizer = .sequence([.split(.llama3), .byteLevel(addPrefixSpace: false, useRegex: false)])
+            preTokenizer = .sequence([
+                .split(.llama3), .byteLevel(addPrefixSpace: false, useRegex: false),
+            ])
             ignoreMerges = true
         case "qwen2", "deepseek-r1-qwen", "megrez":
-            preTokenizer = .sequence([.split(.qwen2), .byteLevel(addPrefixSpace: false, useRegex: false)])
+            preTokenizer = .sequence([
+                .split(.qwen2), .byteLevel(addPrefixSpace: false, useRegex: false),
+            ])
         default:
             if preTokenizerOverride == nil {
                 throw TokenizerError.unsupported(source: source, field: preKey, value: "\"\(pre)\"")
@@ -153,7 +164,9 @@ private struct GGUFTokenizerBuilder {
             if type == TokenType.control.rawValue && ByteLevel.isSpelledInAlphabet(token) {
                 added.append(AddedToken(id: id, content: token, special: true))
                 seen.insert(id)
-            } else if type == TokenType.userDefined.rawValue && tokens[id].utf8.elementsEqual(token.utf8) {
+            } else if type == TokenType.userDefined.rawValue
+                && tokens[id].utf8.elementsEqual(token.utf8)
+            {
                 added.append(AddedToken(id: id, content: token, special: false))
                 seen.insert(id)
             }
@@ -168,7 +181,8 @@ private struct GGUFTokenizerBuilder {
         return BPETokenizer(
             tokens: tokens, addedTokens: added, normalizer: nil,
             preTokenizer: preTokenizerOverride ?? preTokenizer,
-            model: BPEModel(symbols: .bytes(byteIDs), merges: merges, wholeWords: ignoreMerges ? vocab : nil),
+            model: BPEModel(
+                symbols: .bytes(byteIDs), merges: merges, wholeWords: ignoreMerges ? vocab : nil),
             prefix: prefix, suffix: suffix, decoder: .byteLevel, special: special,
             chatTemplate: chatTemplate)
     }
@@ -208,7 +222,8 @@ private struct GGUFTokenizerBuilder {
                 var rightView = String.UnicodeScalarView()
                 rightView.append(contentsOf: scalars[k...])
                 if let l = vocab[exact: String(leftView)], let r = vocab[exact: String(rightView)] {
-                    merges[BPEModel.pairKey(l, r)] = BPEModel.mergeValue(priority: priority, merged: Int(merged))
+                    merges[BPEModel.pairKey(l, r)] = BPEModel.mergeValue(
+                        priority: priority, merged: Int(merged))
                 }
             }
         }
@@ -240,7 +255,9 @@ private struct GGUFTokenizerBuilder {
         let metaspace: Unicode.Scalar = "\u{2581}"
         let preTokenizer = PreTokenizer.metaspace(
             replacement: metaspace, prependScheme: addSpacePrefix ? .first : .never, split: false)
-        var decoderSteps: [TokenDecoder] = [.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse]
+        var decoderSteps: [TokenDecoder] = [
+            .replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse,
+        ]
         if addSpacePrefix {
             decoderSteps.append(.strip(content: " ", start: 1, stop: 0))
         }
@@ -250,7 +267,8 @@ private struct GGUFTokenizerBuilder {
             tokens: tokens, addedTokens: added, normalizer: nil,
             preTokenizer: preTokenizerOverride ?? preTokenizer,
             model: BPEModel(
-                symbols: .scalars(scalarIDs, byteFallback: byteFallback, unknown: unknown, fuseUnknown: true),
+                symbols: .scalars(
+                    scalarIDs, byteFallback: byteFallback, unknown: unknown, fuseUnknown: true),
                 merges: merges),
             prefix: prefix, suffix: suffix, decoder: .sequence(decoderSteps), special: special,
             chatTemplate: chatTemplate)
@@ -268,13 +286,15 @@ private struct GGUFTokenizerBuilder {
         var suffix: [Int] = []
         if addBOS {
             guard let bos = special.bos else {
-                throw TokenizerError.missingField(source: source, field: "tokenizer.ggml.bos_token_id")
+                throw TokenizerError.missingField(
+                    source: source, field: "tokenizer.ggml.bos_token_id")
             }
             prefix = [bos]
         }
         if addEOS {
             guard let eos = special.eos else {
-                throw TokenizerError.missingField(source: source, field: "tokenizer.ggml.eos_token_id")
+                throw TokenizerError.missingField(
+                    source: source, field: "tokenizer.ggml.eos_token_id")
             }
             suffix = [eos]
         }
@@ -301,7 +321,8 @@ private struct GGUFTokenizerBuilder {
         if id == -1 || id == Int(UInt32.max) { return nil }
         guard (0..<count).contains(id) else {
             throw TokenizerError.invalidField(
-                source: source, field: key, reason: "id \(id) is outside the vocabulary of \(count) tokens")
+                source: source, field: key,
+                reason: "id \(id) is outside the vocabulary of \(count) tokens")
         }
         return id
     }

@@ -30,7 +30,6 @@ enum JSONValue: Sendable {
         return nil
     }
 
-
     var isNull: Bool {
         if case .null = self { return true }
         return false
@@ -130,7 +129,9 @@ private struct JSONParser {
         }
     }
 
-    private mutating func expect(_ literal: StaticString, _ value: JSONValue) throws(Failure) -> JSONValue {
+    private mutating func expect(_ literal: StaticString, _ value: JSONValue) throws(Failure)
+        -> JSONValue
+    {
         let count = literal.utf8CodeUnitCount
         guard position + count <= bytes.count else { throw fail("unexpected end") }
         let matches = literal.withUTF8Buffer { buffer in
@@ -173,7 +174,9 @@ private struct JSONParser {
             }
             let key = try parseString()
             skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
+                throw fail("expected ':'")
+            }
             position += 1
             object.pairs.append((key, try parseValue()))
             skipWhitespace()
@@ -305,8 +308,10 @@ private struct JSONParser {
             let digit: UInt32
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            case UInt8(ascii: "a")...UInt8(ascii: "f"):
+                digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"):
+                digit = UInt32(byte - UInt8(ascii: "A") + 10)
             default: throw fail("invalid \\u escape")
             }
             value = value * 16 + digit

@@ -105,7 +105,9 @@ public indirect enum PreTokenizer: Sendable {
         var start = 0
         for end in ends where end > start {
             words.append(
-                TextPiece(scalars: Array(piece.scalars[start..<end]), isFirst: piece.isFirst && start == 0))
+                TextPiece(
+                    scalars: Array(piece.scalars[start..<end]), isFirst: piece.isFirst && start == 0
+                ))
             start = end
         }
     }

@@ -23,9 +23,10 @@ public struct StreamingDetokenizer: Sendable {
     /// Tokens whose text has not been emitted yet.
     private var pending: [Int] = []
 
-    /// The longest a character can be in bytes; after this many waiting tokens a trailing U+FFFD is
-    /// taken as real (an invalid byte sequence) and emitted.
-    private static let maxPending = 4
+    /// After this many waiting tokens a trailing U+FFFD is taken as real (an invalid byte sequence
+    /// from the model) and emitted. A character has at most 4 bytes, but byte-level tokens can
+    /// each end inside a different character, so the bound is generous.
+    private static let maxPending = 16
 
     public init(tokenizer: any Tokenizer, skipSpecialTokens: Bool = false) {
         self.tokenizer = tokenizer
@@ -46,7 +47,8 @@ public struct StreamingDetokenizer: Sendable {
     private mutating func emit(final: Bool) -> String {
         guard !pending.isEmpty else { return "" }
         let base = tokenizer.decode(context, skipSpecialTokens: skipSpecialTokens).unicodeScalars
-        let full = tokenizer.decode(context + pending, skipSpecialTokens: skipSpecialTokens).unicodeScalars
+        let full = tokenizer.decode(context + pending, skipSpecialTokens: skipSpecialTokens)
+            .unicodeScalars
         if !final && full.last == "\u{FFFD}" && pending.count < Self.maxPending {
             return ""
         }
@@ -55,7 +57,9 @@ public struct StreamingDetokenizer: Sendable {
             added.append(contentsOf: full.dropFirst(base.count))
         } else {
             // The decoder rewrote the context's text; emit the pending tokens on their own.
-            added.append(contentsOf: tokenizer.decode(pending, skipSpecialTokens: skipSpecialTokens).unicodeScalars)
+            added.append(
+                contentsOf: tokenizer.decode(pending, skipSpecialTokens: skipSpecialTokens)
+                    .unicodeScalars)
         }
         // The tokens just emitted become the context. The whole group, not just its last token:
         // HF's ByteFallback decodes a run of `<0xNN>` tokens all or nothing, so a context that

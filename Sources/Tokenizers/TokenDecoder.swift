@@ -73,8 +73,11 @@ public indirect enum TokenDecoder: Sendable {
         }
     }
 
-    private static func replacing(_ pattern: String, with content: String, in token: String) -> String {
-        guard !pattern.isEmpty, token.unicodeScalars.contains(pattern.unicodeScalars.first ?? " ") else {
+    private static func replacing(_ pattern: String, with content: String, in token: String)
+        -> String
+    {
+        guard !pattern.isEmpty, token.unicodeScalars.contains(pattern.unicodeScalars.first ?? " ")
+        else {
             return token
         }
         return Normalizer.replace(pattern: pattern, content: content).normalize(token)

@@ -49,7 +49,8 @@ private func readJSONObject(_ url: URL) throws -> JSONObject {
     do {
         data = try Data(contentsOf: url)
     } catch {
-        throw TokenizerError.unreadable(source: url.lastPathComponent, reason: "\(error.localizedDescription)")
+        throw TokenizerError.unreadable(
+            source: url.lastPathComponent, reason: "\(error.localizedDescription)")
     }
     guard let object = try JSONValue.parse(data, source: url.lastPathComponent).object else {
         throw TokenizerError.unreadable(source: url.lastPathComponent, reason: "not a JSON object")
@@ -64,8 +65,12 @@ private struct TokenizerJSONBuilder {
     func build(
         _ root: JSONObject, config: (object: JSONObject, source: String)?, chatTemplateFile: String?
     ) throws -> any Tokenizer {
-        let normalizer = try root["normalizer"].flatMap { try makeNormalizer($0, field: "normalizer") }
-        let preTokenizer = try root["pre_tokenizer"].flatMap { try makePreTokenizer($0, field: "pre_tokenizer") }
+        let normalizer = try root["normalizer"].flatMap {
+            try makeNormalizer($0, field: "normalizer")
+        }
+        let preTokenizer = try root["pre_tokenizer"].flatMap {
+            try makePreTokenizer($0, field: "pre_tokenizer")
+        }
         let decoder = try root["decoder"].flatMap { try makeDecoder($0, field: "decoder") }
 
         let added = try addedTokens(root["added_tokens"])
@@ -77,9 +82,10 @@ private struct TokenizerJSONBuilder {
         for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[exact: token] = id }
         for token in added { tokenIDs[exact: token.content] = token.id }
 
-        var (prefix, suffix) = try root["post_processor"].flatMap {
-            try makePostProcessor($0, field: "post_processor", tokenIDs: tokenIDs)
-        } ?? ([], [])
+        var (prefix, suffix) =
+            try root["post_processor"].flatMap {
+                try makePostProcessor($0, field: "post_processor", tokenIDs: tokenIDs)
+            } ?? ([], [])
 
         // tokenizer_config.json: special token names, add_bos/eos overrides, chat template.
         var special = BPETokenizer.SpecialIDs()
@@ -89,11 +95,13 @@ private struct TokenizerJSONBuilder {
                 guard let value = object[key], !value.isNull else { return nil }
                 let name = value.string ?? value["content"]?.string
                 guard let name else {
-                    throw TokenizerError.invalidField(source: configSource, field: key, reason: "expected a token")
+                    throw TokenizerError.invalidField(
+                        source: configSource, field: key, reason: "expected a token")
                 }
                 guard let id = tokenIDs[exact: name] else {
                     throw TokenizerError.invalidField(
-                        source: configSource, field: key, reason: "\"\(name)\" is not in the vocabulary")
+                        source: configSource, field: key,
+                        reason: "\"\(name)\" is not in the vocabulary")
                 }
                 return id
             }
@@ -144,15 +152,18 @@ private struct TokenizerJSONBuilder {
     private func makeModel(_ model: JSONObject, byteLevel: Bool) throws -> ([String], BPEModel) {
         let type = model["type"]?.string ?? "BPE"
         guard type == "BPE" else {
-            throw TokenizerError.unsupported(source: source, field: "model.type", value: "\"\(type)\"")
+            throw TokenizerError.unsupported(
+                source: source, field: "model.type", value: "\"\(type)\"")
         }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let affix = model[key]?.string, !affix.isEmpty {
-                throw TokenizerError.unsupported(source: source, field: "model.\(key)", value: "\"\(affix)\"")
+                throw TokenizerError.unsupported(
+                    source: source, field: "model.\(key)", value: "\"\(affix)\"")
             }
         }
         if let dropout = model["dropout"]?.double, dropout > 0 {
-            throw TokenizerError.unsupported(source: source, field: "model.dropout", value: "\(dropout)")
+            throw TokenizerError.unsupported(
+                source: source, field: "model.dropout", value: "\(dropout)")
         }
         guard let vocabObject = model["vocab"]?.object else {
             throw TokenizerError.missingField(source: source, field: "model.vocab")
@@ -187,12 +198,17 @@ private struct TokenizerJSONBuilder {
             }
             guard let (left, right) = pair else {
                 throw TokenizerError.invalidField(
-                    source: source, field: "model.merges", reason: "entry \(rank) is not a pair of tokens")
+                    source: source, field: "model.merges",
+                    reason: "entry \(rank) is not a pair of tokens")
             }
-            guard let l = vocab[exact: left], let r = vocab[exact: right], let merged = vocab[exact: left + right] else {
+            guard let l = vocab[exact: left], let r = vocab[exact: right],
+                let merged = vocab[exact: left + right]
+            else {
                 throw TokenizerError.invalidField(
                     source: source, field: "model.merges",
-                    reason: "entry \(rank) (\"\(left)\", \"\(right)\") uses a token not in the vocabulary")
+                    reason:
+                        "entry \(rank) (\"\(left)\", \"\(right)\") uses a token not in the vocabulary"
+                )
             }
             let key = BPEModel.pairKey(l, r)
             if merges[key] == nil {
@@ -222,7 +238,10 @@ private struct TokenizerJSONBuilder {
                 fuseUnknown: model["fuse_unk"]?.bool ?? false)
         }
         let ignoreMerges = model["ignore_merges"]?.bool ?? false
-        return (tokens, BPEModel(symbols: symbols, merges: merges, wholeWords: ignoreMerges ? vocab : nil))
+        return (
+            tokens,
+            BPEModel(symbols: symbols, merges: merges, wholeWords: ignoreMerges ? vocab : nil)
+        )
     }
 
     private func addedTokens(_ value: JSONValue?) throws -> [AddedToken] {
@@ -230,7 +249,8 @@ private struct TokenizerJSONBuilder {
         return try list.enumerated().map { index, entry in
             guard let id = entry["id"]?.int, id >= 0, let content = entry["content"]?.string else {
                 throw TokenizerError.invalidField(
-                    source: source, field: "added_tokens[\(index)]", reason: "needs an id and content")
+                    source: source, field: "added_tokens[\(index)]",
+                    reason: "needs an id and content")
             }
             let special = entry["special"]?.bool ?? false
             return AddedToken(
@@ -246,7 +266,8 @@ private struct TokenizerJSONBuilder {
     private func typeOf(_ value: JSONValue, field: String) throws -> (String, JSONObject)? {
         if value.isNull { return nil }
         guard let object = value.object, let type = object["type"]?.string else {
-            throw TokenizerError.invalidField(source: source, field: field, reason: "expected an object with a type")
+            throw TokenizerError.invalidField(
+                source: source, field: field, reason: "expected an object with a type")
         }
         return (type, object)
     }
@@ -264,15 +285,18 @@ private struct TokenizerJSONBuilder {
             return string
         }
         if let regex = object["pattern"]?["Regex"]?.string {
-            throw TokenizerError.unsupported(source: source, field: "\(field).pattern", value: "regex \(regex)")
+            throw TokenizerError.unsupported(
+                source: source, field: "\(field).pattern", value: "regex \(regex)")
         }
         throw TokenizerError.missingField(source: source, field: "\(field).pattern")
     }
 
     private func scalar(_ value: JSONValue?, field: String) throws -> Unicode.Scalar {
-        guard let string = value?.string, string.unicodeScalars.count == 1, let scalar = string.unicodeScalars.first
+        guard let string = value?.string, string.unicodeScalars.count == 1,
+            let scalar = string.unicodeScalars.first
         else {
-            throw TokenizerError.invalidField(source: source, field: field, reason: "expected one character")
+            throw TokenizerError.invalidField(
+                source: source, field: field, reason: "expected one character")
         }
         return scalar
     }
@@ -280,7 +304,8 @@ private struct TokenizerJSONBuilder {
     private func prependScheme(_ object: JSONObject, field: String) throws -> PrependScheme {
         if let scheme = object["prepend_scheme"]?.string {
             guard let parsed = PrependScheme(rawValue: scheme) else {
-                throw TokenizerError.unsupported(source: source, field: "\(field).prepend_scheme", value: scheme)
+                throw TokenizerError.unsupported(
+                    source: source, field: "\(field).prepend_scheme", value: scheme)
             }
             return parsed
         }
@@ -312,9 +337,12 @@ private struct TokenizerJSONBuilder {
         case "NFKD": return .nfkd
         case "Lowercase": return .lowercase
         case "Strip":
-            return .strip(left: object["strip_left"]?.bool ?? true, right: object["strip_right"]?.bool ?? true)
+            return .strip(
+                left: object["strip_left"]?.bool ?? true, right: object["strip_right"]?.bool ?? true
+            )
         default:
-            throw TokenizerError.unsupported(source: source, field: "\(field).type", value: "\"\(type)\"")
+            throw TokenizerError.unsupported(
+                source: source, field: "\(field).type", value: "\"\(type)\"")
         }
     }
 
@@ -340,17 +368,21 @@ private struct TokenizerJSONBuilder {
         case "Split":
             let behavior = object["behavior"]?.string ?? "Isolated"
             guard behavior == "Isolated", object["invert"]?.bool != true else {
-                throw TokenizerError.unsupported(source: source, field: "\(field).behavior", value: behavior)
+                throw TokenizerError.unsupported(
+                    source: source, field: "\(field).behavior", value: behavior)
             }
             guard let regex = object["pattern"]?["Regex"]?.string else {
-                throw TokenizerError.unsupported(source: source, field: "\(field).pattern", value: "(not a regex)")
+                throw TokenizerError.unsupported(
+                    source: source, field: "\(field).pattern", value: "(not a regex)")
             }
             guard let known = SplitPattern(regex: regex) else {
-                throw TokenizerError.unsupported(source: source, field: "\(field).pattern", value: regex)
+                throw TokenizerError.unsupported(
+                    source: source, field: "\(field).pattern", value: regex)
             }
             return .split(known)
         default:
-            throw TokenizerError.unsupported(source: source, field: "\(field).type", value: "\"\(type)\"")
+            throw TokenizerError.unsupported(
+                source: source, field: "\(field).type", value: "\"\(type)\"")
         }
     }
 
@@ -383,7 +415,8 @@ private struct TokenizerJSONBuilder {
                 replacement: try scalar(object["replacement"], field: "\(field).replacement"),
                 prependScheme: try prependScheme(object, field: field))
         default:
-            throw TokenizerError.unsupported(source: source, field: "\(field).type", value: "\"\(type)\"")
+            throw TokenizerError.unsupported(
+                source: source, field: "\(field).type", value: "\"\(type)\"")
         }
     }
 
@@ -426,14 +459,17 @@ private struct TokenizerJSONBuilder {
             var prefix: [Int] = []
             var suffix: [Int] = []
             for (index, item) in try list(object, "processors", field: field).enumerated() {
-                if let (p, s) = try makePostProcessor(item, field: "\(field).processors[\(index)]", tokenIDs: tokenIDs) {
+                if let (p, s) = try makePostProcessor(
+                    item, field: "\(field).processors[\(index)]", tokenIDs: tokenIDs)
+                {
                     prefix = p + prefix
                     suffix += s
                 }
             }
             return (prefix, suffix)
         default:
-            throw TokenizerError.unsupported(source: source, field: "\(field).type", value: "\"\(type)\"")
+            throw TokenizerError.unsupported(
+                source: source, field: "\(field).type", value: "\"\(type)\"")
         }
     }
 }

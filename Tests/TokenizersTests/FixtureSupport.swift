@@ -41,7 +41,8 @@ enum Fixtures {
         return metadata
     }
 
-    private static func scalar(_ type: String, _ value: JSONValue, key: String) throws -> GGUFValue {
+    private static func scalar(_ type: String, _ value: JSONValue, key: String) throws -> GGUFValue
+    {
         switch type {
         case "string": return .string(try #require(value.string, "\(key)"))
         case "bool":
@@ -112,7 +113,9 @@ struct ReferenceCases {
         let extra = object["extra_strings"]?.strings ?? []
         let texts = strings + extra
         let rawCases = try #require(object["cases"]?.array)
-        #expect(rawCases.count == texts.count, "\(name) has \(rawCases.count) cases for \(texts.count) strings")
+        #expect(
+            rawCases.count == texts.count,
+            "\(name) has \(rawCases.count) cases for \(texts.count) strings")
         prefix = try #require(object["prefix"]?.ints)
         suffix = try #require(object["suffix"]?.ints)
         cases = try zip(texts, rawCases).map { text, raw in
@@ -125,7 +128,10 @@ struct ReferenceCases {
         let rawSpecial = try #require(object["with_special"]?.array)
         withSpecial = try rawSpecial.map { entry in
             let items = try #require(entry.array)
-            return (try #require(items[0].int), try #require(items[1].string), try #require(items[2].string))
+            return (
+                try #require(items[0].int), try #require(items[1].string),
+                try #require(items[2].string)
+            )
         }
     }
 }
@@ -147,31 +153,41 @@ func expectParity(
             continue
         }
         let full = tokenizer.encode(c.text)
-        #expect(full == reference.prefix + c.ids + reference.suffix, "\(name): \(c.text.debugDescription)",
+        #expect(
+            full == reference.prefix + c.ids + reference.suffix,
+            "\(name): \(c.text.debugDescription)",
             sourceLocation: sourceLocation)
         let decoded = tokenizer.decode(c.ids)
-        #expect(sameScalars(decoded, c.decoded),
+        #expect(
+            sameScalars(decoded, c.decoded),
             "\(name): decode of \(c.text.debugDescription) gave \(decoded.debugDescription)",
             sourceLocation: sourceLocation)
         let decodedSkip = tokenizer.decode(c.ids, skipSpecialTokens: true)
-        #expect(sameScalars(decodedSkip, c.decodedSkip),
+        #expect(
+            sameScalars(decodedSkip, c.decodedSkip),
             "\(name): decode (skipping special) of \(c.text.debugDescription) gave \(decodedSkip.debugDescription)",
             sourceLocation: sourceLocation)
     }
     for (index, decoded, decodedSkip) in reference.withSpecial {
         let ids = reference.prefix + reference.cases[index].ids + reference.suffix
-        #expect(sameScalars(tokenizer.decode(ids), decoded), "\(name): decode with special tokens of case \(index)",
+        #expect(
+            sameScalars(tokenizer.decode(ids), decoded),
+            "\(name): decode with special tokens of case \(index)",
             sourceLocation: sourceLocation)
-        #expect(sameScalars(tokenizer.decode(ids, skipSpecialTokens: true), decodedSkip),
-            "\(name): decode skipping special tokens of case \(index)", sourceLocation: sourceLocation)
+        #expect(
+            sameScalars(tokenizer.decode(ids, skipSpecialTokens: true), decodedSkip),
+            "\(name): decode skipping special tokens of case \(index)",
+            sourceLocation: sourceLocation)
     }
     return mismatched
 }
 
-/// Tokenizers built once from the fixtures and shared by the tests.
+/// Tokenizers built once from the fixtures and shared by the tests. (Module-qualified
+/// `Tokenizers.load`, as client code calls it.)
 enum FixtureTokenizers {
     static let smolLM2: Result<any Tokenizer, any Error> = Result {
-        try load(ggufMetadata: Fixtures.ggufMetadata("smollm2-gguf-metadata.json"), source: "smollm2")
+        try Tokenizers.load(
+            ggufMetadata: Fixtures.ggufMetadata("smollm2-gguf-metadata.json"), source: "smollm2")
     }
     static let smolLM2WithGPT2Regex: Result<any Tokenizer, any Error> = Result {
         try load(
@@ -183,7 +199,7 @@ enum FixtureTokenizers {
     }
 
     static func json(_ name: String) throws -> any Tokenizer {
-        try load(tokenizerJSON: Fixtures.url(name))
+        try Tokenizers.load(tokenizerJSON: Fixtures.url(name))
     }
 }
 

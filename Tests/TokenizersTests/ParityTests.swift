@@ -26,7 +26,9 @@ import Testing
         for c in reference.cases {
             let expected = c.hfGGUFIDs ?? c.ids
             if c.hfGGUFIDs != nil { differing += 1 }
-            #expect(tokenizer.encode(c.text, addSpecialTokens: false) == expected, "\(c.text.debugDescription)")
+            #expect(
+                tokenizer.encode(c.text, addSpecialTokens: false) == expected,
+                "\(c.text.debugDescription)")
         }
         #expect(differing > 0)
     }
@@ -57,10 +59,11 @@ import Testing
         // The prompts of shared/reference/smollm2-135m-instruct-q4_1/logits.json, with their ids.
         let tokenizer = try FixtureTokenizers.smolLM2.get()
         #expect(tokenizer.encode("The capital of France is") == [504, 3575, 282, 4649, 314])
-        #expect(tokenizer.encode("Toko Yasuda plays the") == [2068, 12713, 718, 292, 11037, 4566, 260])
+        #expect(
+            tokenizer.encode("Toko Yasuda plays the") == [2068, 12713, 718, 292, 11037, 4566, 260])
     }
 
-    @Test(arguments: ["bpe-digits", "bpe-llama3", "spm", "spm-legacy"])
+    @Test(arguments: ["bpe-digits", "bpe-llama3", "spm", "spm-legacy", "spm-split"])
     func tokenizerJSONMatchesHF(name: String) throws {
         let tokenizer = try FixtureTokenizers.json("\(name).tokenizer.json")
         let reference = try ReferenceCases("\(name)-ids.json")
@@ -86,7 +89,8 @@ import Testing
 
     @Test(arguments: SplitPattern.allCases.map(\.rawValue) + ["smollm"])
     func preTokenizerSplitsMatchOniguruma(kind: String) throws {
-        let expected = try #require(try Fixtures.json("splits.json")[kind]?.array?.compactMap(\.ints))
+        let expected = try #require(
+            try Fixtures.json("splits.json")[kind]?.array?.compactMap(\.ints))
         for (text, lengths) in zip(Fixtures.strings, expected) {
             let scalars = Array(text.unicodeScalars)
             var got: [Int] = []
@@ -112,7 +116,9 @@ import Testing
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] != nil))
 struct TokenizerFuzzTests {
     static var directory: URL {
-        URL(fileURLWithPath: ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] ?? "/nonexistent")
+        URL(
+            fileURLWithPath: ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"]
+                ?? "/nonexistent")
     }
 
     static func strings() throws -> [String] {
@@ -123,16 +129,24 @@ struct TokenizerFuzzTests {
 
     /// `spm-gguf` is checked against the ids of `spm.tokenizer.json` (transformers gives both the
     /// same ids; the GGUF one adds BOS).
-    @Test(arguments: ["smollm2", "bpe-digits", "bpe-llama3", "spm", "spm-legacy", "spm-gguf"])
+    @Test(arguments: [
+        "smollm2", "smollm2-json", "bpe-digits", "bpe-llama3", "spm", "spm-legacy", "spm-split", "spm-gguf",
+    ])
     func idsMatchHF(name: String) throws {
         let tokenizer: any Tokenizer
         switch name {
         case "smollm2": tokenizer = try FixtureTokenizers.smolLM2.get()
         case "spm-gguf": tokenizer = try FixtureTokenizers.spmGGUF.get()
+        case "smollm2-json":
+            tokenizer = try load(
+                tokenizerJSON: Self.directory.appendingPathComponent("smollm2.tokenizer.json"))
         default: tokenizer = try FixtureTokenizers.json("\(name).tokenizer.json")
         }
-        let file = name == "spm-gguf" ? "spm-ids.json" : "\(name)-ids.json"
-        var reference = try ReferenceCases(url: Self.directory.appendingPathComponent(file), strings: Self.strings())
+        let file =
+            ["spm-gguf": "spm-ids.json", "smollm2-json": "smollm2-ids.json"][name]
+            ?? "\(name)-ids.json"
+        var reference = try ReferenceCases(
+            url: Self.directory.appendingPathComponent(file), strings: Self.strings())
         if name == "spm-gguf" {
             reference.prefix = [1]
             reference.withSpecial = []
@@ -142,7 +156,9 @@ struct TokenizerFuzzTests {
     }
 
     @Test func splitsMatchOniguruma() throws {
-        let all = try JSONValue.parse(Data(contentsOf: Self.directory.appendingPathComponent("splits.json")), source: "splits.json")
+        let all = try JSONValue.parse(
+            Data(contentsOf: Self.directory.appendingPathComponent("splits.json")),
+            source: "splits.json")
         let strings = try Self.strings()
         for kind in ["gpt2", "llama3", "qwen2", "smollm"] {
             let lists = all[kind]?.array?.compactMap { $0.ints }
@@ -155,7 +171,9 @@ struct TokenizerFuzzTests {
                 stage.split(TextPiece(scalars: scalars, isFirst: true), into: &words)
                 if words.map(\.scalars.count) != lengths && failures < 20 {
                     failures += 1
-                    Issue.record("\(kind): \(text.debugDescription) got \(words.map(\.scalars.count)) expected \(lengths)")
+                    Issue.record(
+                        "\(kind): \(text.debugDescription) got \(words.map(\.scalars.count)) expected \(lengths)"
+                    )
                 }
             }
         }

@@ -26,7 +26,9 @@ import Testing
                 let streamed = chunks.joined()
                 #expect(sameScalars(streamed, expected), "\(name): \(text.debugDescription)")
                 if !expected.unicodeScalars.contains("\u{FFFD}") {
-                    #expect(!streamed.unicodeScalars.contains("\u{FFFD}"), "\(name): \(text.debugDescription)")
+                    #expect(
+                        !streamed.unicodeScalars.contains("\u{FFFD}"),
+                        "\(name): \(text.debugDescription)")
                 }
             }
         }
@@ -73,8 +75,14 @@ import Testing
         let base = try Self.smolMetadata()
         let cases: [(String, GGUFValue?, String)] = [
             ("tokenizer.ggml.model", nil, "model.gguf: missing tokenizer.ggml.model"),
-            ("tokenizer.ggml.model", .string("bert"), "model.gguf: unsupported tokenizer.ggml.model \"bert\""),
-            ("tokenizer.ggml.pre", .string("mystery"), "model.gguf: unsupported tokenizer.ggml.pre \"mystery\""),
+            (
+                "tokenizer.ggml.model", .string("bert"),
+                "model.gguf: unsupported tokenizer.ggml.model \"bert\""
+            ),
+            (
+                "tokenizer.ggml.pre", .string("mystery"),
+                "model.gguf: unsupported tokenizer.ggml.pre \"mystery\""
+            ),
             ("tokenizer.ggml.merges", nil, "model.gguf: missing tokenizer.ggml.merges"),
             (
                 "tokenizer.ggml.merges", .array([.string("Ġ t"), .string("nosuch token")]),
@@ -88,12 +96,17 @@ import Testing
                 "tokenizer.ggml.token_type", .array([.int32(1)]),
                 "model.gguf: invalid tokenizer.ggml.token_type: 1 entries for 49152 tokens"
             ),
-            ("tokenizer.ggml.tokens", .string("x"), "model.gguf: invalid tokenizer.ggml.tokens: expected an array of strings"),
+            (
+                "tokenizer.ggml.tokens", .string("x"),
+                "model.gguf: invalid tokenizer.ggml.tokens: expected an array of strings"
+            ),
         ]
         for (key, value, message) in cases {
             var metadata = base
             metadata[key] = value
-            #expect(throws: TokenizerError.self) { try load(ggufMetadata: metadata, source: "model.gguf") }
+            #expect(throws: TokenizerError.self) {
+                try load(ggufMetadata: metadata, source: "model.gguf")
+            }
             do {
                 _ = try load(ggufMetadata: metadata, source: "model.gguf")
             } catch {
@@ -105,7 +118,9 @@ import Testing
     @Test func sentencePieceWithoutScoresThrows() throws {
         var metadata = try Fixtures.ggufMetadata("spm-gguf-metadata.json")
         metadata["tokenizer.ggml.scores"] = nil
-        #expect(throws: TokenizerError.missingField(source: "spm.gguf", field: "tokenizer.ggml.scores")) {
+        #expect(
+            throws: TokenizerError.missingField(source: "spm.gguf", field: "tokenizer.ggml.scores")
+        ) {
             try load(ggufMetadata: metadata, source: "spm.gguf")
         }
     }
@@ -116,7 +131,10 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let cases: [(String, String)] = [
-            (#"{"model": {"type": "Unigram", "vocab": []}}"#, #"tokenizer.json: unsupported model.type "Unigram""#),
+            (
+                #"{"model": {"type": "Unigram", "vocab": []}}"#,
+                #"tokenizer.json: unsupported model.type "Unigram""#
+            ),
             (#"{"added_tokens": []}"#, "tokenizer.json: missing model"),
             (#"{"model": {"type": "BPE", "merges": []}}"#, "tokenizer.json: missing model.vocab"),
             (
@@ -131,7 +149,10 @@ import Testing
                 #"{"normalizer": {"type": "Sequence", "normalizers": [{"type": "Precompiled"}]}, "model": {"vocab": {}, "merges": []}}"#,
                 #"tokenizer.json: unsupported normalizer.normalizers[0].type "Precompiled""#
             ),
-            (#"{"model": "#, "tokenizer.json: cannot read: invalid JSON at byte 10: unexpected end"),
+            (
+                #"{"model": "#,
+                "tokenizer.json: cannot read: invalid JSON at byte 10: unexpected end"
+            ),
         ]
         let url = directory.appendingPathComponent("tokenizer.json")
         for (json, message) in cases {
@@ -173,8 +194,10 @@ import Testing
         #expect(tokenizer.chatTemplate == "D")
         #expect(tokenizer.stopTokenIDs.contains(2))
 
-        try Data(#"{"eos_token": "</s>"}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
-        try Data("{{ messages }}".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
+        try Data(#"{"eos_token": "</s>"}"#.utf8).write(
+            to: directory.appendingPathComponent("tokenizer_config.json"))
+        try Data("{{ messages }}".utf8).write(
+            to: directory.appendingPathComponent("chat_template.jinja"))
         let second = try load(tokenizerJSON: tokenizerURL)
         #expect(second.chatTemplate == "{{ messages }}")
         #expect(second.bosTokenID == nil)
@@ -246,7 +269,7 @@ struct TokenizerBenchmarks {
     @Test func encodeTenKilobytes() throws {
         let clock = ContinuousClock()
         var smol: (any Tokenizer)?
-        let load = clock.measure { smol = try? FixtureTokenizers.smolLM2.get() }
+        let fixtureLoad = clock.measure { smol = try? FixtureTokenizers.smolLM2.get() }
         let tokenizer = try #require(smol)
         let text = TokenizerPerformanceTests.englishText
         let cold = clock.measure { _ = tokenizer.encode(text) }
@@ -256,12 +279,69 @@ struct TokenizerBenchmarks {
         let spmTime = clock.measure { for _ in 0..<20 { _ = spm.encode(text) } }
         let ids = tokenizer.encode(text)
         let decode = clock.measure { for _ in 0..<20 { _ = tokenizer.decode(ids) } }
+        let metadata = try Fixtures.ggufMetadata("smollm2-gguf-metadata.json")
+        let ggufBuild = try clock.measure { _ = try load(ggufMetadata: metadata) }
+        if let directory = ProcessInfo.processInfo.environment["IBKE_TOKENIZER_FUZZ_DIR"] {
+            let url = URL(fileURLWithPath: directory).appendingPathComponent(
+                "smollm2.tokenizer.json")
+            let jsonLoad = try clock.measure { _ = try load(tokenizerJSON: url) }
+            print("smollm2 tokenizer.json (3.5 MB) load: \(jsonLoad)")
+        }
         print(
             """
-            smollm2 GGUF load (fixture JSON parse + build): \(load)
+            smollm2 GGUF load (fixture JSON parse + build): \(fixtureLoad); build from metadata: \(ggufBuild)
             10 kB English, \(count) tokens: first encode \(cold), cached \(warm / 20) per encode
             spm (GGUF, one 10 kB word per line break-free run): \(spmTime / 20) per encode
             decode \(ids.count) ids: \(decode / 20)
             """)
+    }
+}
+
+@Suite struct TokenizerJSONFormTests {
+    /// Writes `json` as a tokenizer.json in a fresh folder and loads it.
+    static func loadJSON(_ json: String) throws -> any Tokenizer {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ibke-tokenizer-form-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("tokenizer.json")
+        try Data(json.utf8).write(to: url)
+        return try Tokenizers.load(tokenizerJSON: url)
+    }
+
+    @Test func stringMergesAndRobertaPostProcessor() throws {
+        let tokenizer = try Self.loadJSON(
+            #"""
+            {"added_tokens": [
+                {"id": 0, "content": "<s>", "special": true},
+                {"id": 1, "content": "</s>", "special": true}],
+             "pre_tokenizer": {"type": "Digits", "individual_digits": false},
+             "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0]},
+             "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true,
+                "vocab": {"<s>": 0, "</s>": 1, "a": 2, "b": 3, "ab": 4, "c": 5, "abc": 6, "<unk>": 7,
+                          "1": 8, "2": 9, "12": 10},
+                "merges": ["a b", "ab c", "1 2"]}}
+            """#)
+        #expect(tokenizer.encode("abcab") == [0, 6, 4, 1])
+        // Unknown scalars become <unk>, consecutive ones fused; "12" is one Digits piece.
+        #expect(tokenizer.encode("axyb12", addSpecialTokens: false) == [2, 7, 3, 10])
+        #expect(tokenizer.decode([0, 6, 4, 1], skipSpecialTokens: true) == "abcab")
+        #expect(tokenizer.vocabularySize == 11)
+        #expect(tokenizer.unknownTokenID == 7)
+    }
+
+    @Test func canonicallyEquivalentTokensStayDistinct() throws {
+        // "é" (U+00E9) and "e" + U+0301 are equal as Swift Strings but different tokens.
+        let tokenizer = try Self.loadJSON(
+            #"""
+            {"model": {"type": "BPE",
+                "vocab": {"\u00e9": 0, "e": 1, "\u0301": 2, "e\u0301": 3},
+                "merges": [["e", "\u0301"]]}}
+            """#)
+        #expect(tokenizer.encode("\u{e9}") == [0])
+        #expect(tokenizer.encode("e\u{301}") == [3])
+        #expect(tokenizer.encode("\u{e9}e\u{301}\u{e9}") == [0, 3, 0])
+        #expect(tokenizer.id(of: "e\u{301}") == 3)
+        #expect(tokenizer.id(of: "\u{e9}") == 0)
     }
 }
