@@ -191,8 +191,11 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Causal multi-head attention of the new queries over each sequence's cached keys and
-    /// values, writing `[N, H·D]`. Work is split into (sequence, head, block of 64 queries)
-    /// tasks; with heads outermost, the two threads get equal shares of the causal triangle.
+    /// values, writing `[N, H·D]`.
+    ///
+    /// Work is split into (sequence, KV head, block of query rows) tasks. The query heads that
+    /// share a KV head (grouped-query attention) are stacked into one `[group·rows, D]` matrix,
+    /// so each task is two larger matmuls (scores, then values) instead of one pair per head.
     func attend(
         _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache],
         into output: Tensor
@@ -201,39 +204,59 @@ public final class Transformer: @unchecked Sendable {
         let group = c.headCount / c.keyValueHeadCount
         let scale = 1 / Float(d).squareRoot()
         let blockRows = 64
-        struct Task { let sequence: Int, head: Int, firstRow: Int }
+        struct Task { let sequence: Int, kvHead: Int, firstRow: Int }
         var tasks: [Task] = []
         for (s, tokens) in sequences.enumerated() {
-            for head in 0..<c.headCount {
+            for kvHead in 0..<c.keyValueHeadCount {
                 for first in stride(from: 0, to: tokens.count, by: blockRows) {
-                    tasks.append(Task(sequence: s, head: head, firstRow: first))
+                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first))
                 }
             }
         }
-        let qBase = qkv.pointer, out = output.pointer
+        let qBase = qkv.pointer, out = output.pointer, outWidth = c.queryWidth
         parallelFor(tasks.count) { i in
             let task = tasks[i]
             let s = task.sequence
             let past = caches[s].count
             let rows = min(blockRows, sequences[s].count - task.firstRow)
             let keyCount = past + task.firstRow + rows  // causal: the block's last query sees these
-            let kvHead = task.head / group
-            let keys = caches[s].keys(layer: layer) + kvHead * d
-            let values = caches[s].values(layer: layer) + kvHead * d
-            let queries = qBase + (starts[s] + task.firstRow) * ld + task.head * d
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * keyCount)
-            defer { scores.deallocate() }
-            MatMul.gemm(transB: true, m: rows, n: keyCount, k: d, alpha: scale, a: queries, lda: ld,
-                        b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
-            for r in 0..<rows {
-                let visible = past + task.firstRow + r + 1
-                let row = scores + r * keyCount
-                Kernels.softmax(row, count: visible)
-                for j in visible..<keyCount { row[j] = 0 }
+            let keys = caches[s].keys(layer: layer) + task.kvHead * d
+            let values = caches[s].values(layer: layer) + task.kvHead * d
+            let stacked = group * rows
+            let queries = UnsafeMutablePointer<Float>.allocate(capacity: stacked * d)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * keyCount)
+            let context = UnsafeMutablePointer<Float>.allocate(capacity: stacked * d)
+            defer {
+                queries.deallocate()
+                scores.deallocate()
+                context.deallocate()
             }
-            MatMul.gemm(m: rows, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
-                        c: out + (starts[s] + task.firstRow) * c.queryWidth + task.head * d,
-                        ldc: c.queryWidth)
+            let firstRow = qBase + (starts[s] + task.firstRow) * ld
+            for g in 0..<group {
+                let head = task.kvHead * group + g
+                for r in 0..<rows {
+                    (queries + (g * rows + r) * d).update(from: firstRow + r * ld + head * d, count: d)
+                }
+            }
+            MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
+                        b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
+            for g in 0..<group {
+                for r in 0..<rows {
+                    let visible = past + task.firstRow + r + 1
+                    let row = scores + (g * rows + r) * keyCount
+                    Kernels.softmax(row, count: visible)
+                    (row + visible).update(repeating: 0, count: keyCount - visible)
+                }
+            }
+            MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
+                        c: context, ldc: d)
+            let firstOut = out + (starts[s] + task.firstRow) * outWidth
+            for g in 0..<group {
+                let head = task.kvHead * group + g
+                for r in 0..<rows {
+                    (firstOut + r * outWidth + head * d).update(from: context + (g * rows + r) * d, count: d)
+                }
+            }
         }
     }
 }
