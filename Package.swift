@@ -48,5 +48,8 @@ let package = Package(
         .testTarget(
             name: "ModelsTests", dependencies: ["Models"],
             resources: [.copy("Fixtures")]),
+        // Runs the built `ibke` (found next to the test bundle) on ModelsTests' fixtures, read in
+        // place through #filePath; `swift build` / `swift test` build the executable with it.
+        .testTarget(name: "CLITests"),
     ]
 )

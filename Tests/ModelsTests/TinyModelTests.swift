@@ -7,6 +7,8 @@ import TensorCore
 /// logits PyTorch computed for them.
 struct TinyReference: Decodable {
     struct Sequence: Decodable {
+        /// nil for sequences given as raw ids.
+        let text: String?
         let input_ids: [Int]
         let logits: [[Float]]
         let greedy_ids: [Int]

@@ -5,7 +5,7 @@ import TensorCore
 /// Mapping of Hugging Face `config.json` files to ``TransformerConfig``.
 enum HuggingFaceConfig {
     static func transformerConfig(_ json: HFConfig, modelType: String) throws -> TransformerConfig {
-        let file = json.url.lastPathComponent
+        let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
         switch modelType {
         case "llama", "mistral", "qwen2":
             let width = try json.int("hidden_size")
@@ -52,7 +52,7 @@ enum HuggingFaceConfig {
     /// RoPE inverse frequencies from `rope_parameters` (transformers ≥ 5) or
     /// `rope_theta` + `rope_scaling` (earlier files).
     static func rotaryFrequencies(_ json: HFConfig, headDim: Int) throws -> [Float] {
-        let file = json.url.lastPathComponent
+        let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
         let parameters = try json.objectIfPresent("rope_parameters") ?? json.objectIfPresent("rope_scaling")
         let base = try parameters?.doubleIfPresent("rope_theta") ?? json.double("rope_theta", default: 10000)
         let kind = try parameters?.stringIfPresent("rope_type") ?? parameters?.stringIfPresent("type") ?? "default"
