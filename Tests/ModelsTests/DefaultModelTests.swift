@@ -20,7 +20,9 @@ struct DefaultModelTests {
     @Test func greedyGenerationReproducesReferenceContinuations() throws {
         let model = try #require(DefaultLanguageModel.model)
         for prompt in try ReferenceLogits.load().prompts {
-            let ids = try model.generate(prompt: prompt.token_ids, options: GenerationOptions(maxTokens: 10))
+            // transformers' generate stops at EOS (<|im_end|>), as generateText does.
+            let options = GenerationOptions(maxTokens: 10, stopTokens: model.tokenizer.stopTokenIDs)
+            let ids = try model.generate(prompt: prompt.token_ids, options: options)
             #expect(ids == prompt.greedy_continuation_ids, "\(prompt.text)")
             #expect(model.tokenizer.decode(ids, skipSpecialTokens: false) == prompt.greedy_continuation_text)
         }

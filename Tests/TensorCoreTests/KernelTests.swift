@@ -95,9 +95,11 @@ import TensorCore
         let scaled = RotaryEmbedding.llama3(headDim: 16, base: 10000, factor: 8, lowFrequencyFactor: 1,
                                             highFrequencyFactor: 4, originalMaxPositions: 32)
         let plain = RotaryEmbedding.standard(headDim: 16, base: 10000)
-        #expect(scaled[0] == plain[0])  // wavelength 2π < 8: kept
-        #expect(abs(scaled[7] - plain[7] / 8) < 1e-9)  // long wavelength: divided by the factor
-        #expect(scaled[2] < plain[2] && scaled[2] > plain[2] / 8)  // smoothed band in between
+        // Wavelengths 2π/invFreq: 6.3, 19.9, 62.8, …; the thresholds are 32/4 = 8 and 32/1 = 32.
+        #expect(scaled[0] == plain[0])  // short wavelength: kept
+        #expect(scaled[1] < plain[1] && scaled[1] > plain[1] / 8)  // smoothed band in between
+        #expect(abs(scaled[2] - plain[2] / 8) < 1e-9)  // long wavelength: divided by the factor
+        #expect(abs(scaled[7] - plain[7] / 8) < 1e-9)
     }
 
     @Test func parallelForVisitsEveryChunkOnceAndNestsSerially() {
