@@ -36,11 +36,7 @@ struct Inspect: ParsableCommand {
         let loaded = try model.load(path)
         let c = loaded.config
         var rope = "learned"
-        if case .rotary(let frequencies) = c.positions {
-            // invFreq[i] = θ^(−2i/D), so θ = invFreq[1]^(−D/2) (scaling leaves the high frequencies alone).
-            let theta = frequencies.count > 1 ? pow(Double(frequencies[1]), -Double(c.headDim) / 2) : 0
-            rope = String(format: "RoPE θ %.6g", theta)
-        }
+        if case .rotary(let theta, _) = c.positions { rope = String(format: "RoPE θ %.6g", theta) }
         let tokenizer = loaded.tokenizer
         let name = { (id: Int?) in id.flatMap { tokenizer.tokenString($0) }.map { "\($0) (\(id!))" } }
         var metadata: [String: String] = [:]

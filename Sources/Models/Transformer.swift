@@ -27,7 +27,7 @@ public final class Transformer: @unchecked Sendable {
     public init(config: TransformerConfig, weights: ModelWeights) {
         self.config = config
         self.weights = weights
-        if case .rotary(let frequencies) = config.positions {
+        if case .rotary(_, let frequencies) = config.positions {
             rotary = RotaryEmbedding(inverseFrequencies: frequencies, headDim: config.headDim)
         } else {
             rotary = nil

@@ -11,8 +11,9 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case geluTanh
     }
     public enum PositionKind: Codable, Sendable, Equatable {
-        /// Rotary embeddings with these inverse frequencies (`headDim/2` values).
-        case rotary(inverseFrequencies: [Float])
+        /// Rotary embeddings with base `theta` and these inverse frequencies (`headDim/2`
+        /// values, after any scaling).
+        case rotary(theta: Double, inverseFrequencies: [Float])
         /// Learned absolute position embeddings (`position_embd`).
         case learned
     }

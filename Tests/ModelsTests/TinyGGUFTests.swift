@@ -21,7 +21,7 @@ import TensorCore
         let original = try ModelLoader.transformer(huggingFace: TinyReference.folder("tiny-llama")).config
         #expect(model.format == .gguf)
         var config = model.config
-        guard case .rotary(let frequencies) = config.positions, case .rotary(let expected) = original.positions else {
+        guard case .rotary(_, let frequencies) = config.positions, case .rotary(_, let expected) = original.positions else {
             Issue.record("no RoPE in \(config.positions) or \(original.positions)")
             return
         }

@@ -25,7 +25,7 @@ enum HuggingFaceConfig {
                 headCount: heads, keyValueHeadCount: try json.int("num_key_value_heads", default: heads),
                 headDim: headDim, contextLength: try json.int("max_position_embeddings"),
                 normKind: .rms, normEpsilon: Float(try json.double("rms_norm_eps")), feedForward: .swiglu,
-                positions: .rotary(inverseFrequencies: try rotaryFrequencies(json, headDim: headDim)),
+                positions: try rotaryPositions(json, headDim: headDim),
                 attentionBias: attentionBias, projectionBias: false,
                 tiedEmbeddings: try json.bool("tie_word_embeddings", default: modelType == "qwen2"))
         case "gpt2":
@@ -51,24 +51,26 @@ enum HuggingFaceConfig {
 
     /// RoPE inverse frequencies from `rope_parameters` (transformers ≥ 5) or
     /// `rope_theta` + `rope_scaling` (earlier files).
-    static func rotaryFrequencies(_ json: HFConfig, headDim: Int) throws -> [Float] {
+    static func rotaryPositions(_ json: HFConfig, headDim: Int) throws -> TransformerConfig.PositionKind {
         let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
         let parameters = try json.objectIfPresent("rope_parameters") ?? json.objectIfPresent("rope_scaling")
         let base = try parameters?.doubleIfPresent("rope_theta") ?? json.double("rope_theta", default: 10000)
         let kind = try parameters?.stringIfPresent("rope_type") ?? parameters?.stringIfPresent("type") ?? "default"
         switch kind {
         case "default":
-            return RotaryEmbedding.standard(headDim: headDim, base: base)
+            return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base))
         case "llama3":
-            guard let p = parameters else { return RotaryEmbedding.standard(headDim: headDim, base: base) }
-            return RotaryEmbedding.llama3(
+            guard let p = parameters else {
+                return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base))
+            }
+            return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.llama3(
                 headDim: headDim, base: base, factor: try p.double("factor"),
                 lowFrequencyFactor: try p.double("low_freq_factor"),
                 highFrequencyFactor: try p.double("high_freq_factor"),
-                originalMaxPositions: try p.double("original_max_position_embeddings"))
+                originalMaxPositions: try p.double("original_max_position_embeddings")))
         case "linear":
             let factor = try parameters?.double("factor") ?? 1
-            return RotaryEmbedding.standard(headDim: headDim, base: base).map { $0 / Float(factor) }
+            return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base).map { $0 / Float(factor) })
         default:
             throw ModelLoadError.invalidConfig(key: "rope_type", value: kind,
                                                expected: "default, linear or llama3", file: file)

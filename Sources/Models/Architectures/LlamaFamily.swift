@@ -146,7 +146,7 @@ enum LlamaFamily {
             headCount: heads, keyValueHeadCount: keys.optionalInt("attention.head_count_kv") ?? heads,
             headDim: headDim, contextLength: try keys.int("context_length"),
             normKind: .rms, normEpsilon: Float(try keys.double("attention.layer_norm_rms_epsilon")),
-            feedForward: .swiglu, positions: .rotary(inverseFrequencies: frequencies),
+            feedForward: .swiglu, positions: .rotary(theta: base, inverseFrequencies: frequencies),
             attentionBias: file.shape(of: "blk.0.attn_q.bias") != nil, projectionBias: false,
             tiedEmbeddings: file.shape(of: "output.weight") == nil)
     }
