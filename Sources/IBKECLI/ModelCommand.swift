@@ -49,7 +49,9 @@ struct ModelCommand: ParsableCommand {
             let temporary = destination.appendingPathExtension("partial")
             try? fileManager.removeItem(at: temporary)
             try fileManager.moveItem(at: gguf, to: temporary)
-            _ = try fileManager.replaceItemAt(destination, withItemAt: temporary)
+            guard rename(temporary.path, destination.path) == 0 else {
+                throw CLIError("cannot move \(temporary.path) to \(destination.path): \(String(cString: strerror(errno)))")
+            }
             log("verified SHA-256 \(digest)")
             print(destination.path)
         }
