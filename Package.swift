@@ -43,7 +43,7 @@ let package = Package(
             name: "ModelFormatsTests", dependencies: ["ModelFormats"],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "TokenizersTests", dependencies: ["Tokenizers"],
+            name: "TokenizersTests", dependencies: ["Tokenizers", "ModelFormats"],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "ModelsTests", dependencies: ["Models"],

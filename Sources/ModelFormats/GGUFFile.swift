@@ -62,8 +62,7 @@ public final class GGUFFile: TensorSource {
         do {
             mapping = try MappedFile(url: url)
         } catch let error as MappedFileError {
-            throw GGUFError.cannotOpen(
-                file: url.path, reason: "\(error.operation): \(error.reason)")
+            throw GGUFError.cannotOpen(file: url.path, reason: error.detail)
         }
         var parser = GGUFHeaderParser(bytes: mapping.bytes, file: fileName)
         let header = try parser.parse()
@@ -161,27 +160,13 @@ public final class GGUFFile: TensorSource {
     /// An array of strings (e.g. `tokenizer.ggml.tokens`), or nil if missing or any element is not
     /// a string.
     public func strings(_ key: String) -> [String]? {
-        guard let values = array(key) else { return nil }
-        var result: [String] = []
-        result.reserveCapacity(values.count)
-        for value in values {
-            guard let s = value.stringValue else { return nil }
-            result.append(s)
-        }
-        return result
+        array(key)?.mapAll(\.stringValue)
     }
 
     /// An array of integers (e.g. `tokenizer.ggml.token_type`), or nil if missing or any element
     /// is not an integer.
     public func ints(_ key: String) -> [Int]? {
-        guard let values = array(key) else { return nil }
-        var result: [Int] = []
-        result.reserveCapacity(values.count)
-        for value in values {
-            guard let i = value.intValue else { return nil }
-            result.append(i)
-        }
-        return result
+        array(key)?.mapAll(\.intValue)
     }
 
     /// `general.architecture` ("llama", "qwen2", …): the prefix of the model's hyperparameter

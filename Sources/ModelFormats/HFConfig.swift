@@ -15,7 +15,7 @@ public struct HFConfig: Sendable, Equatable {
     /// nested object.
     public let keyPath: String
     /// The raw values of this object.
-    public let values: [String: JSONValue]
+    public let values: JSONObject
 
     /// Reads and parses a config file.
     ///
@@ -35,8 +35,8 @@ public struct HFConfig: Sendable, Equatable {
         let json: JSONValue
         do {
             json = try JSONValue.parse(data)
-        } catch let error as JSONValue.ParseError {
-            throw HFConfigError.invalidJSON(file: url.path, reason: error.reason)
+        } catch {
+            throw HFConfigError.invalidJSON(file: url.path, reason: "\(error)")
         }
         guard case .object(let values) = json else {
             throw HFConfigError.notAnObject(file: url.path, keyPath: "", found: json.kindName)
@@ -44,14 +44,14 @@ public struct HFConfig: Sendable, Equatable {
         self.init(url: url, keyPath: "", values: values)
     }
 
-    private init(url: URL, keyPath: String, values: [String: JSONValue]) {
+    private init(url: URL, keyPath: String, values: JSONObject) {
         self.url = url
         self.keyPath = keyPath
         self.values = values
     }
 
     /// The keys of this object, sorted.
-    public var keys: [String] { values.keys.sorted() }
+    public var keys: [String] { values.map(\.key).sorted() }
 
     /// Whether `key` is present with a non-null value.
     public func contains(_ key: String) -> Bool {
@@ -131,11 +131,11 @@ public struct HFConfig: Sendable, Equatable {
 
     /// An array of strings (`architectures`, `layer_types`).
     public func strings(_ key: String) throws -> [String] {
-        try required(key, "array of strings", Self.stringList)
+        try required(key, "array of strings") { $0.stringArrayValue }
     }
 
     public func stringsIfPresent(_ key: String) throws -> [String]? {
-        try optional(key, "array of strings", Self.stringList)
+        try optional(key, "array of strings") { $0.stringArrayValue }
     }
 
     /// A nested object (`rope_scaling`, `rope_parameters`, `quantization_config`) with the same
@@ -181,24 +181,7 @@ public struct HFConfig: Sendable, Equatable {
     }
 
     private static func intList(_ value: JSONValue) -> [Int]? {
-        if let single = value.intValue { return [single] }
-        guard let array = value.arrayValue else { return nil }
-        var result: [Int] = []
-        for element in array {
-            guard let n = element.intValue else { return nil }
-            result.append(n)
-        }
-        return result
-    }
-
-    private static func stringList(_ value: JSONValue) -> [String]? {
-        guard let array = value.arrayValue else { return nil }
-        var result: [String] = []
-        for element in array {
-            guard let s = element.stringValue else { return nil }
-            result.append(s)
-        }
-        return result
+        value.intValue.map { [$0] } ?? value.intArrayValue
     }
 
     /// The kind and, for scalars, the value: "string \"64\"", "number 0.5", "null".

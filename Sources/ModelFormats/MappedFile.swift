@@ -8,6 +8,9 @@ import Foundation
 
 /// A whole file mapped read-only into memory, unmapped when the last reference goes away.
 ///
+/// The one memory map of this module: ``GGUFFile``, ``SafetensorsFile`` and
+/// ``SHA256/hex(file:)`` read through it.
+///
 /// Checkpoints are read through a mapping rather than loaded: opening a 100 MB model costs no
 /// I/O until a tensor is touched, and tensors can be views into the mapping instead of copies.
 /// This does not use `Data(contentsOf:options: .mappedIfSafe)`, which on Linux reads the whole
@@ -88,5 +91,11 @@ public struct MappedFileError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         "\(url.path): cannot \(operation): \(reason)"
+    }
+
+    /// The failing step and the reason without the path, `"open: No such file or directory"`,
+    /// for readers whose own errors name the file.
+    var detail: String {
+        "\(operation): \(reason)"
     }
 }

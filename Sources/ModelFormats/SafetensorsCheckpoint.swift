@@ -20,7 +20,7 @@ public struct SafetensorsCheckpoint: TensorSource {
     /// The files, in shard-name order (one for a single-file checkpoint).
     public let shards: [SafetensorsFile]
     /// The index's `metadata` object (HF writes `total_size`); empty for a single file.
-    public let indexMetadata: [String: JSONValue]
+    public let indexMetadata: JSONObject
     /// Shard order, then data-section order within each shard.
     public let tensorNames: [String]
     /// Tensor name → position in ``shards``.
@@ -58,7 +58,7 @@ public struct SafetensorsCheckpoint: TensorSource {
         self.url = url
         self.indexURL = nil
         self.shards = [shard]
-        self.indexMetadata = [:]
+        self.indexMetadata = JSONObject()
         self.tensorNames = shard.tensorNames
         self.shardOfTensor = Dictionary(uniqueKeysWithValues: shard.tensorNames.map { ($0, 0) })
     }
@@ -180,7 +180,7 @@ public struct SafetensorsCheckpoint: TensorSource {
     }
 
     /// Reads `weight_map` (tensor → shard file name) and `metadata` from an index.
-    private static func readIndex(_ index: URL) throws -> ([String: String], [String: JSONValue]) {
+    private static func readIndex(_ index: URL) throws -> ([String: String], JSONObject) {
         let path = index.path
         let data: Data
         do {
@@ -191,7 +191,7 @@ public struct SafetensorsCheckpoint: TensorSource {
         let json: JSONValue
         do {
             json = try JSONValue.parse(data)
-        } catch let error as JSONValue.ParseError {
+        } catch {
             throw SafetensorsError.invalidIndex(file: path, reason: "not valid JSON: \(error)")
         }
         guard case .object(let root) = json else {
@@ -218,9 +218,14 @@ public struct SafetensorsCheckpoint: TensorSource {
                     reason: "weight_map entry for '\(tensor)' names '\(shard)', "
                         + "which is not a file in the index's folder")
             }
-            weightMap[tensor] = shard
+            // Distinct JSON keys that Swift's `String` equates ("é", "e\u{301}").
+            guard weightMap.updateValue(shard, forKey: tensor) == nil else {
+                throw SafetensorsError.invalidIndex(
+                    file: path,
+                    reason: "duplicate tensor name '\(tensor)' (canonically equivalent spellings)")
+            }
         }
-        var metadata: [String: JSONValue] = [:]
+        var metadata = JSONObject()
         switch root["metadata"] {
         case .object(let object)?: metadata = object
         case nil, .null?: break

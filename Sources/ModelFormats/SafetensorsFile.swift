@@ -55,7 +55,7 @@ public struct SafetensorsFile: TensorSource {
     /// The header's `__metadata__` (empty if absent); HF writes `{"format": "pt"}`.
     public let metadata: [String: String]
     private let infos: [String: SafetensorsTensorInfo]
-    private let mapping: SafetensorsMappedBytes
+    private let mapping: MappedFile
     /// Byte offset of the data section in the file (8 + header length).
     private let dataStart: Int
 
@@ -66,8 +66,13 @@ public struct SafetensorsFile: TensorSource {
     ///
     /// - Throws: ``SafetensorsError`` naming the file and the first problem found.
     public init(url: URL) throws {
-        let mapping = try SafetensorsMappedBytes(url: url)
         let file = url.path
+        let mapping: MappedFile
+        do {
+            mapping = try MappedFile(url: url)
+        } catch let error as MappedFileError {
+            throw SafetensorsError.cannotOpen(file: file, reason: error.detail)
+        }
         let bytes = mapping.bytes
         guard bytes.count >= 8 else {
             throw SafetensorsError.truncated(file: file, size: bytes.count)
@@ -87,7 +92,7 @@ public struct SafetensorsFile: TensorSource {
         let json: JSONValue
         do {
             json = try JSONValue.parse(header)
-        } catch let error as JSONValue.ParseError {
+        } catch {
             throw SafetensorsError.invalidHeader(file: file, reason: "not valid JSON: \(error)")
         }
         guard case .object(let entries) = json else {
@@ -102,6 +107,12 @@ public struct SafetensorsFile: TensorSource {
             if name == "__metadata__" {
                 metadata = try Self.parseMetadata(value, file: file)
             } else {
+                // Distinct JSON keys that Swift's `String` equates ("é", "e\u{301}").
+                guard infos[name] == nil else {
+                    throw SafetensorsError.invalidHeader(
+                        file: file,
+                        reason: "duplicate tensor name '\(name)' (canonically equivalent spellings)")
+                }
                 infos[name] = try Self.parseTensor(
                     name: name, value, dataSize: dataSize, file: file)
             }

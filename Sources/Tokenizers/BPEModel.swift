@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// The model stage: byte-pair encoding of one word into token ids.
 ///

@@ -1,3 +1,5 @@
+import ModelFormats
+
 /// A BPE tokenizer assembled from the HF pipeline stages, one per file: added tokens
 /// (`AddedTokens.swift`), ``Normalizer``, ``PreTokenizer``, the BPE model (`BPEModel.swift`), the
 /// post-processor (``prefix``/``suffix``) and ``TokenDecoder``.

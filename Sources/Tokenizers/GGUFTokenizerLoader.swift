@@ -329,31 +329,30 @@ private struct GGUFTokenizerBuilder {
 
     private func strings(_ key: String) throws -> [String]? {
         guard let value = metadata[key] else { return nil }
-        guard let array = value.arrayValue else { throw typeError(key, "an array of strings") }
-        return try array.map {
-            guard let string = $0.stringValue else { throw typeError(key, "an array of strings") }
-            return string
+        guard let strings = value.arrayValue?.mapAll(\.stringValue) else {
+            throw typeError(key, "an array of strings")
         }
+        return strings
     }
 
     private func integers(_ key: String, count: Int) throws -> [Int]? {
         guard let value = metadata[key] else { return nil }
         guard let array = value.arrayValue else { throw typeError(key, "an array of integers") }
         guard array.count == count else { throw lengthError(key, array.count, count) }
-        return try array.map {
-            guard let int = $0.intValue else { throw typeError(key, "an array of integers") }
-            return int
+        guard let ints = array.mapAll(\.intValue) else {
+            throw typeError(key, "an array of integers")
         }
+        return ints
     }
 
     private func floats(_ key: String, count: Int) throws -> [Float]? {
         guard let value = metadata[key] else { return nil }
         guard let array = value.arrayValue else { throw typeError(key, "an array of numbers") }
         guard array.count == count else { throw lengthError(key, array.count, count) }
-        return try array.map {
-            guard let double = $0.doubleValue else { throw typeError(key, "an array of numbers") }
-            return Float(double)
+        guard let floats = array.mapAll({ $0.doubleValue.map(Float.init) }) else {
+            throw typeError(key, "an array of numbers")
         }
+        return floats
     }
 
     private func typeError(_ key: String, _ expected: String) -> TokenizerError {

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// Builds the tokenizer an HF `tokenizer.json` describes.
 ///
@@ -52,7 +53,15 @@ private func readJSONObject(_ url: URL) throws -> JSONObject {
         throw TokenizerError.unreadable(
             source: url.lastPathComponent, reason: "\(error.localizedDescription)")
     }
-    guard let object = try JSONValue.parse(data, source: url.lastPathComponent).object else {
+    let json: JSONValue
+    do {
+        // Duplicate keys: the last wins, as when the reference implementation reads the file.
+        json = try JSONValue.parse(data, duplicateKeys: .useLast)
+    } catch {
+        throw TokenizerError.unreadable(
+            source: url.lastPathComponent, reason: "invalid JSON: \(error)")
+    }
+    guard let object = json.objectValue else {
         throw TokenizerError.unreadable(source: url.lastPathComponent, reason: "not a JSON object")
     }
     return object
@@ -74,7 +83,7 @@ private struct TokenizerJSONBuilder {
         let decoder = try root["decoder"].flatMap { try makeDecoder($0, field: "decoder") }
 
         let added = try addedTokens(root["added_tokens"])
-        guard let model = root["model"]?.object else {
+        guard let model = root["model"]?.objectValue else {
             throw TokenizerError.missingField(source: source, field: "model")
         }
         let (tokens, bpe) = try makeModel(model, byteLevel: preTokenizer?.isByteLevel ?? false)
@@ -92,8 +101,8 @@ private struct TokenizerJSONBuilder {
         var chatTemplate = chatTemplateFile
         if let (object, configSource) = config {
             func tokenID(_ key: String) throws -> Int? {
-                guard let value = object[key], !value.isNull else { return nil }
-                let name = value.string ?? value["content"]?.string
+                guard let value = object[key], value != .null else { return nil }
+                let name = value.stringValue ?? value["content"]?.stringValue
                 guard let name else {
                     throw TokenizerError.invalidField(
                         source: configSource, field: key, reason: "expected a token")
@@ -110,7 +119,7 @@ private struct TokenizerJSONBuilder {
             special.unknown = try tokenID("unk_token")
             special.padding = try tokenID("pad_token")
             // transformers rebuilds the post-processor from these flags when the config has them.
-            if let addBOS = object["add_bos_token"]?.bool {
+            if let addBOS = object["add_bos_token"]?.boolValue {
                 prefix = []
                 if addBOS {
                     guard let bos = special.bos else {
@@ -119,7 +128,7 @@ private struct TokenizerJSONBuilder {
                     prefix = [bos]
                 }
             }
-            if let addEOS = object["add_eos_token"]?.bool {
+            if let addEOS = object["add_eos_token"]?.boolValue {
                 suffix = []
                 if addEOS {
                     guard let eos = special.eos else {
@@ -128,17 +137,18 @@ private struct TokenizerJSONBuilder {
                     suffix = [eos]
                 }
             }
-            if let template = object["chat_template"]?.string {
+            if let template = object["chat_template"]?.stringValue {
                 chatTemplate = template
-            } else if let templates = object["chat_template"]?.array {
-                let named = templates.first { $0["name"]?.string == "default" } ?? templates.first
-                chatTemplate = named?["template"]?.string ?? chatTemplate
+            } else if let templates = object["chat_template"]?.arrayValue {
+                let named =
+                    templates.first { $0["name"]?.stringValue == "default" } ?? templates.first
+                chatTemplate = named?["template"]?.stringValue ?? chatTemplate
             }
         } else {
             special.bos = prefix.first
             special.eos = suffix.last
         }
-        if special.unknown == nil, let unk = model["unk_token"]?.string {
+        if special.unknown == nil, let unk = model["unk_token"]?.stringValue {
             special.unknown = tokenIDs[exact: unk]
         }
         return BPETokenizer(
@@ -150,29 +160,29 @@ private struct TokenizerJSONBuilder {
     // MARK: Model
 
     private func makeModel(_ model: JSONObject, byteLevel: Bool) throws -> ([String], BPEModel) {
-        let type = model["type"]?.string ?? "BPE"
+        let type = model["type"]?.stringValue ?? "BPE"
         guard type == "BPE" else {
             throw TokenizerError.unsupported(
                 source: source, field: "model.type", value: "\"\(type)\"")
         }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let affix = model[key]?.string, !affix.isEmpty {
+            if let affix = model[key]?.stringValue, !affix.isEmpty {
                 throw TokenizerError.unsupported(
                     source: source, field: "model.\(key)", value: "\"\(affix)\"")
             }
         }
-        if let dropout = model["dropout"]?.double, dropout > 0 {
+        if let dropout = model["dropout"]?.doubleValue, dropout > 0 {
             throw TokenizerError.unsupported(
                 source: source, field: "model.dropout", value: "\(dropout)")
         }
-        guard let vocabObject = model["vocab"]?.object else {
+        guard let vocabObject = model["vocab"]?.objectValue else {
             throw TokenizerError.missingField(source: source, field: "model.vocab")
         }
         var vocab: [ExactString: Int32] = [:]
-        vocab.reserveCapacity(vocabObject.pairs.count)
+        vocab.reserveCapacity(vocabObject.count)
         var maxID = -1
-        for (token, value) in vocabObject.pairs {
-            guard let id = value.int, id >= 0, id < Int(Int32.max) else {
+        for (token, value) in vocabObject {
+            guard let id = value.intValue, id >= 0, id < Int(Int32.max) else {
                 throw TokenizerError.invalidField(
                     source: source, field: "model.vocab", reason: "\"\(token)\" has no valid id")
             }
@@ -182,16 +192,16 @@ private struct TokenizerJSONBuilder {
         var tokens = [String](repeating: "", count: maxID + 1)
         for (token, id) in vocab { tokens[Int(id)] = token.string }
 
-        guard let mergeList = model["merges"]?.array else {
+        guard let mergeList = model["merges"]?.arrayValue else {
             throw TokenizerError.missingField(source: source, field: "model.merges")
         }
         var merges: [UInt64: UInt64] = [:]
         merges.reserveCapacity(mergeList.count)
         for (rank, entry) in mergeList.enumerated() {
             let pair: (String, String)?
-            if let line = entry.string, let space = line.firstIndex(of: " ") {
+            if let line = entry.stringValue, let space = line.firstIndex(of: " ") {
                 pair = (String(line[..<space]), String(line[line.index(after: space)...]))
-            } else if let parts = entry.strings, parts.count == 2 {
+            } else if let parts = entry.stringArrayValue, parts.count == 2 {
                 pair = (parts[0], parts[1])
             } else {
                 pair = nil
@@ -216,7 +226,7 @@ private struct TokenizerJSONBuilder {
             }
         }
 
-        let unknown = model["unk_token"]?.string.flatMap { vocab[exact: $0] }
+        let unknown = model["unk_token"]?.stringValue.flatMap { vocab[exact: $0] }
         let symbols: BPEModel.Symbols
         if byteLevel {
             symbols = .bytes((0..<256).map { vocab[exact: ByteLevel.spell([UInt8($0)])] ?? -1 })
@@ -227,7 +237,7 @@ private struct TokenizerJSONBuilder {
                 if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
             }
             var byteFallback: [Int32]?
-            if model["byte_fallback"]?.bool == true {
+            if model["byte_fallback"]?.boolValue == true {
                 byteFallback = (0..<256).map { byte in
                     let hex = String(byte, radix: 16, uppercase: true)
                     return vocab[exact: "<0x" + (byte < 16 ? "0" : "") + hex + ">"] ?? -1
@@ -235,9 +245,9 @@ private struct TokenizerJSONBuilder {
             }
             symbols = .scalars(
                 scalarIDs, byteFallback: byteFallback, unknown: unknown,
-                fuseUnknown: model["fuse_unk"]?.bool ?? false)
+                fuseUnknown: model["fuse_unk"]?.boolValue ?? false)
         }
-        let ignoreMerges = model["ignore_merges"]?.bool ?? false
+        let ignoreMerges = model["ignore_merges"]?.boolValue ?? false
         return (
             tokens,
             BPEModel(symbols: symbols, merges: merges, wholeWords: ignoreMerges ? vocab : nil)
@@ -245,27 +255,30 @@ private struct TokenizerJSONBuilder {
     }
 
     private func addedTokens(_ value: JSONValue?) throws -> [AddedToken] {
-        guard let list = value?.array else { return [] }
+        guard let list = value?.arrayValue else { return [] }
         return try list.enumerated().map { index, entry in
-            guard let id = entry["id"]?.int, id >= 0, let content = entry["content"]?.string else {
+            guard let id = entry["id"]?.intValue, id >= 0,
+                let content = entry["content"]?.stringValue
+            else {
                 throw TokenizerError.invalidField(
                     source: source, field: "added_tokens[\(index)]",
                     reason: "needs an id and content")
             }
-            let special = entry["special"]?.bool ?? false
+            let special = entry["special"]?.boolValue ?? false
             return AddedToken(
                 id: id, content: content, special: special,
-                normalized: entry["normalized"]?.bool ?? !special,
-                lstrip: entry["lstrip"]?.bool ?? false, rstrip: entry["rstrip"]?.bool ?? false,
-                singleWord: entry["single_word"]?.bool ?? false)
+                normalized: entry["normalized"]?.boolValue ?? !special,
+                lstrip: entry["lstrip"]?.boolValue ?? false,
+                rstrip: entry["rstrip"]?.boolValue ?? false,
+                singleWord: entry["single_word"]?.boolValue ?? false)
         }
     }
 
     // MARK: Stages
 
     private func typeOf(_ value: JSONValue, field: String) throws -> (String, JSONObject)? {
-        if value.isNull { return nil }
-        guard let object = value.object, let type = object["type"]?.string else {
+        if value == .null { return nil }
+        guard let object = value.objectValue, let type = object["type"]?.stringValue else {
             throw TokenizerError.invalidField(
                 source: source, field: field, reason: "expected an object with a type")
         }
@@ -273,7 +286,7 @@ private struct TokenizerJSONBuilder {
     }
 
     private func list(_ object: JSONObject, _ key: String, field: String) throws -> [JSONValue] {
-        guard let list = object[key]?.array else {
+        guard let list = object[key]?.arrayValue else {
             throw TokenizerError.missingField(source: source, field: "\(field).\(key)")
         }
         return list
@@ -281,10 +294,10 @@ private struct TokenizerJSONBuilder {
 
     /// The literal of a `{"String": s}` pattern; `{"Regex": r}` patterns are unsupported here.
     private func literalPattern(_ object: JSONObject, field: String) throws -> String {
-        if let string = object["pattern"]?["String"]?.string {
+        if let string = object["pattern"]?["String"]?.stringValue {
             return string
         }
-        if let regex = object["pattern"]?["Regex"]?.string {
+        if let regex = object["pattern"]?["Regex"]?.stringValue {
             throw TokenizerError.unsupported(
                 source: source, field: "\(field).pattern", value: "regex \(regex)")
         }
@@ -292,7 +305,7 @@ private struct TokenizerJSONBuilder {
     }
 
     private func scalar(_ value: JSONValue?, field: String) throws -> Unicode.Scalar {
-        guard let string = value?.string, string.unicodeScalars.count == 1,
+        guard let string = value?.stringValue, string.unicodeScalars.count == 1,
             let scalar = string.unicodeScalars.first
         else {
             throw TokenizerError.invalidField(
@@ -302,7 +315,7 @@ private struct TokenizerJSONBuilder {
     }
 
     private func prependScheme(_ object: JSONObject, field: String) throws -> PrependScheme {
-        if let scheme = object["prepend_scheme"]?.string {
+        if let scheme = object["prepend_scheme"]?.stringValue {
             guard let parsed = PrependScheme(rawValue: scheme) else {
                 throw TokenizerError.unsupported(
                     source: source, field: "\(field).prepend_scheme", value: scheme)
@@ -310,7 +323,7 @@ private struct TokenizerJSONBuilder {
             return parsed
         }
         // Files older than prepend_scheme have add_prefix_space.
-        return object["add_prefix_space"]?.bool ?? true ? .always : .never
+        return object["add_prefix_space"]?.boolValue ?? true ? .always : .never
     }
 
     private func makeNormalizer(_ value: JSONValue, field: String) throws -> Normalizer? {
@@ -322,12 +335,12 @@ private struct TokenizerJSONBuilder {
             }
             return .sequence(stages)
         case "Prepend":
-            guard let prefix = object["prepend"]?.string else {
+            guard let prefix = object["prepend"]?.stringValue else {
                 throw TokenizerError.missingField(source: source, field: "\(field).prepend")
             }
             return .prepend(prefix)
         case "Replace":
-            guard let content = object["content"]?.string else {
+            guard let content = object["content"]?.stringValue else {
                 throw TokenizerError.missingField(source: source, field: "\(field).content")
             }
             return .replace(pattern: try literalPattern(object, field: field), content: content)
@@ -338,8 +351,8 @@ private struct TokenizerJSONBuilder {
         case "Lowercase": return .lowercase
         case "Strip":
             return .strip(
-                left: object["strip_left"]?.bool ?? true, right: object["strip_right"]?.bool ?? true
-            )
+                left: object["strip_left"]?.boolValue ?? true,
+                right: object["strip_right"]?.boolValue ?? true)
         default:
             throw TokenizerError.unsupported(
                 source: source, field: "\(field).type", value: "\"\(type)\"")
@@ -356,22 +369,22 @@ private struct TokenizerJSONBuilder {
             return .sequence(stages)
         case "ByteLevel":
             return .byteLevel(
-                addPrefixSpace: object["add_prefix_space"]?.bool ?? false,
-                useRegex: object["use_regex"]?.bool ?? true)
+                addPrefixSpace: object["add_prefix_space"]?.boolValue ?? false,
+                useRegex: object["use_regex"]?.boolValue ?? true)
         case "Digits":
-            return .digits(individual: object["individual_digits"]?.bool ?? false)
+            return .digits(individual: object["individual_digits"]?.boolValue ?? false)
         case "Metaspace":
             return .metaspace(
                 replacement: try scalar(object["replacement"], field: "\(field).replacement"),
                 prependScheme: try prependScheme(object, field: field),
-                split: object["split"]?.bool ?? true)
+                split: object["split"]?.boolValue ?? true)
         case "Split":
-            let behavior = object["behavior"]?.string ?? "Isolated"
-            guard behavior == "Isolated", object["invert"]?.bool != true else {
+            let behavior = object["behavior"]?.stringValue ?? "Isolated"
+            guard behavior == "Isolated", object["invert"]?.boolValue != true else {
                 throw TokenizerError.unsupported(
                     source: source, field: "\(field).behavior", value: behavior)
             }
-            guard let regex = object["pattern"]?["Regex"]?.string else {
+            guard let regex = object["pattern"]?["Regex"]?.stringValue else {
                 throw TokenizerError.unsupported(
                     source: source, field: "\(field).pattern", value: "(not a regex)")
             }
@@ -401,15 +414,15 @@ private struct TokenizerJSONBuilder {
         case "Fuse":
             return .fuse
         case "Replace":
-            guard let content = object["content"]?.string else {
+            guard let content = object["content"]?.stringValue else {
                 throw TokenizerError.missingField(source: source, field: "\(field).content")
             }
             return .replace(pattern: try literalPattern(object, field: field), content: content)
         case "Strip":
             return .strip(
                 content: try scalar(object["content"], field: "\(field).content"),
-                start: object["start"]?.int ?? 0,
-                stop: object["stop"]?.int ?? 0)
+                start: object["start"]?.intValue ?? 0,
+                stop: object["stop"]?.intValue ?? 0)
         case "Metaspace":
             return .metaspace(
                 replacement: try scalar(object["replacement"], field: "\(field).replacement"),
@@ -427,15 +440,16 @@ private struct TokenizerJSONBuilder {
         guard let (type, object) = try typeOf(value, field: field) else { return nil }
         switch type {
         case "TemplateProcessing":
-            let specials = object["special_tokens"]?.object ?? JSONObject(pairs: [])
+            let specials = object["special_tokens"]?.objectValue ?? JSONObject()
             var prefix: [Int] = []
             var suffix: [Int] = []
             var seenSequence = false
             for (index, item) in try list(object, "single", field: field).enumerated() {
                 if item["Sequence"] != nil {
                     seenSequence = true
-                } else if let name = item["SpecialToken"]?["id"]?.string {
-                    let ids = specials[name]?["ids"]?.ints ?? tokenIDs[exact: name].map { [$0] }
+                } else if let name = item["SpecialToken"]?["id"]?.stringValue {
+                    let ids =
+                        specials[name]?["ids"]?.intArrayValue ?? tokenIDs[exact: name].map { [$0] }
                     guard let ids else {
                         throw TokenizerError.invalidField(
                             source: source, field: "\(field).single[\(index)]",
@@ -447,7 +461,9 @@ private struct TokenizerJSONBuilder {
             return (prefix, suffix)
         case "RobertaProcessing", "BertProcessing":
             func id(_ key: String) throws -> Int {
-                guard let pair = object[key]?.array, pair.count == 2, let id = pair[1].int else {
+                guard let pair = object[key]?.arrayValue, pair.count == 2,
+                    let id = pair[1].intValue
+                else {
                     throw TokenizerError.missingField(source: source, field: "\(field).\(key)")
                 }
                 return id

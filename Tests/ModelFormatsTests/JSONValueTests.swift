@@ -58,4 +58,52 @@ import Testing
         let ok = String(repeating: "[", count: 10) + String(repeating: "]", count: 10)
         #expect(try parse(ok).arrayValue?.count == 1)
     }
+
+    /// Strings and keys are kept to the Unicode scalar: no U+FEFF dropped (as Linux
+    /// `JSONSerialization` does), no canonically equivalent keys merged, members in file order.
+    @Test func keepsStringsKeysAndOrderExactly() throws {
+        let text =
+            #"{"\ufeffa": "\ufeff", "z": 0, "\u00e9": 1, "e\u0301": 2, "raw": ""#
+            + "\u{FEFF}x\"}"  // U+FEFF written raw, not escaped
+        let value = try parse("\u{FEFF}" + text)  // a leading byte order mark is skipped
+        let object = try #require(value.objectValue)
+        #expect(
+            object.map { Array($0.key.unicodeScalars) } == [
+                ["\u{FEFF}", "a"], ["z"], ["\u{E9}"], ["e", "\u{301}"], ["r", "a", "w"],
+            ])
+        #expect(object["\u{FEFF}a"] == .string("\u{FEFF}"))
+        #expect(object["a"] == nil)
+        #expect(object["\u{E9}"] == .int(1) && object["e\u{301}"] == .int(2))
+        #expect(object["raw"]?.stringValue?.unicodeScalars.first == "\u{FEFF}")
+        // Equality is exact too; object equality ignores member order.
+        #expect(JSONValue.string("\u{E9}") != .string("e\u{301}"))
+        #expect(JSONValue.object(["a": .int(1), "b": .null]) == .object(["b": .null, "a": .int(1)]))
+        #expect(JSONValue.int(2) != .double(2))
+        // A byte order mark is allowed before the document only.
+        let late = #expect(throws: JSONValue.ParseError.self) { try parse("1 \u{FEFF}") }
+        #expect(late?.description == "unexpected byte 0xef after the value at byte 2")
+    }
+
+    @Test func duplicateKeysAreRejectedOrTheLastWins() throws {
+        let text = #"{"a": 1, "b": 2, "a": 3}"#
+        let error = #expect(throws: JSONValue.ParseError.self) { try parse(text) }
+        #expect(error?.description == "duplicate key 'a' at byte 17")
+        let lastWins = try JSONValue.parse(Data(text.utf8), duplicateKeys: .useLast)
+        let object = try #require(lastWins.objectValue)
+        #expect(object.map(\.key) == ["a", "b"])
+        #expect(object["a"] == .int(3))
+    }
+
+    @Test func arrayAccessorsAndIntegerLimits() throws {
+        let value = try parse(
+            #"{"n": [1, 2.0, -3], "s": ["x", "y"], "m": [1, "x"], "o": {"k": null}}"#)
+        #expect(value["n"]?.intArrayValue == [1, 2, -3])
+        #expect(value["s"]?.stringArrayValue == ["x", "y"])
+        #expect(value["m"]?.intArrayValue == nil && value["m"]?.stringArrayValue == nil)
+        #expect(value["o"]?["k"] == .null)
+        #expect(value["n"]?["k"] == nil)
+        #expect(try parse("-9223372036854775808") == .int(.min))
+        #expect(try parse("9223372036854775807") == .int(.max))
+        #expect(try parse("-0") == .int(0))
+    }
 }

@@ -27,19 +27,19 @@ enum Fixtures {
 
     /// A fixture parsed with the library's JSON reader (JSONSerialization drops U+FEFF on Linux).
     static func json(_ name: String) throws -> JSONValue {
-        try JSONValue.parse(Data(contentsOf: url(name)), source: name)
+        try JSONValue.parse(Data(contentsOf: url(name)))
     }
 
     /// The shared test strings.
     static let strings: [String] = {
-        (try? json("strings.json").strings) ?? []
+        (try? json("strings.json").stringArrayValue) ?? []
     }()
 
     /// A `*-gguf-metadata.json` fixture as the GGUF reader would return it.
     static func ggufMetadata(_ name: String) throws -> [String: GGUFValue] {
-        let object = try #require(try json(name).object)
+        let object = try #require(try json(name).objectValue)
         var metadata: [String: GGUFValue] = [:]
-        for (key, entry) in object.pairs where !key.hasPrefix("_") {
+        for (key, entry) in object where !key.hasPrefix("_") {
             metadata[key] = try ggufValue(entry, key: key)
         }
         return metadata
@@ -48,14 +48,14 @@ enum Fixtures {
     private static func scalar(_ type: String, _ value: JSONValue, key: String) throws -> GGUFValue
     {
         switch type {
-        case "string": return .string(try #require(value.string, "\(key)"))
+        case "string": return .string(try #require(value.stringValue, "\(key)"))
         case "bool":
             guard case .bool(let bool) = value else { throw FixtureError.wrongType(key) }
             return .bool(bool)
-        case "float32": return .float32(Float(try #require(value.double, "\(key)")))
-        case "float64": return .float64(try #require(value.double, "\(key)"))
+        case "float32": return .float32(Float(try #require(value.doubleValue, "\(key)")))
+        case "float64": return .float64(try #require(value.doubleValue, "\(key)"))
         default:
-            let int = try #require(value.int, "\(key)")
+            let int = try #require(value.intValue, "\(key)")
             switch type {
             case "uint8": return .uint8(UInt8(int))
             case "int8": return .int8(Int8(int))
@@ -70,21 +70,21 @@ enum Fixtures {
     }
 
     private static func ggufValue(_ entry: JSONValue, key: String) throws -> GGUFValue {
-        let type = try #require(entry["type"]?.string)
+        let type = try #require(entry["type"]?.stringValue)
         guard type == "array" else {
             return try scalar(type, try #require(entry["value"]), key: key)
         }
-        let element = try #require(entry["element"]?.string)
-        if let values = entry["values"]?.array {
+        let element = try #require(entry["element"]?.stringValue)
+        if let values = entry["values"]?.arrayValue {
             return .array(try values.map { try scalar(element, $0, key: key) })
         }
         // Integer arrays are run-length coded: [[value, count], ...].
-        let runs = try #require(entry["runs"]?.array)
+        let runs = try #require(entry["runs"]?.arrayValue)
         var values: [GGUFValue] = []
         for run in runs {
-            let pair = try #require(run.array)
+            let pair = try #require(run.arrayValue)
             let value = try scalar(element, pair[0], key: key)
-            values.append(contentsOf: repeatElement(value, count: try #require(pair[1].int)))
+            values.append(contentsOf: repeatElement(value, count: try #require(pair[1].intValue)))
         }
         return .array(values)
     }
@@ -113,28 +113,28 @@ struct ReferenceCases {
 
     init(url: URL, strings: [String]) throws {
         let name = url.lastPathComponent
-        let object = try JSONValue.parse(Data(contentsOf: url), source: name)
-        let extra = object["extra_strings"]?.strings ?? []
+        let object = try JSONValue.parse(Data(contentsOf: url))
+        let extra = object["extra_strings"]?.stringArrayValue ?? []
         let texts = strings + extra
-        let rawCases = try #require(object["cases"]?.array)
+        let rawCases = try #require(object["cases"]?.arrayValue)
         #expect(
             rawCases.count == texts.count,
             "\(name) has \(rawCases.count) cases for \(texts.count) strings")
-        prefix = try #require(object["prefix"]?.ints)
-        suffix = try #require(object["suffix"]?.ints)
+        prefix = try #require(object["prefix"]?.intArrayValue)
+        suffix = try #require(object["suffix"]?.intArrayValue)
         cases = try zip(texts, rawCases).map { text, raw in
             Case(
-                text: text, ids: try #require(raw["ids"]?.ints),
-                decoded: raw["decoded"]?.string ?? text,
-                decodedSkip: raw["decoded_skip"]?.string ?? text,
-                hfGGUFIDs: raw["hf_gguf_ids"]?.ints)
+                text: text, ids: try #require(raw["ids"]?.intArrayValue),
+                decoded: raw["decoded"]?.stringValue ?? text,
+                decodedSkip: raw["decoded_skip"]?.stringValue ?? text,
+                hfGGUFIDs: raw["hf_gguf_ids"]?.intArrayValue)
         }
-        let rawSpecial = try #require(object["with_special"]?.array)
+        let rawSpecial = try #require(object["with_special"]?.arrayValue)
         withSpecial = try rawSpecial.map { entry in
-            let items = try #require(entry.array)
+            let items = try #require(entry.arrayValue)
             return (
-                try #require(items[0].int), try #require(items[1].string),
-                try #require(items[2].string)
+                try #require(items[0].intValue), try #require(items[1].stringValue),
+                try #require(items[2].stringValue)
             )
         }
     }

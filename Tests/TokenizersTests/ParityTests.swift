@@ -51,7 +51,7 @@ import Testing
         #expect(!tokenizer.stopTokenIDs.contains(1))
         #expect(tokenizer.specialTokenIDs.contains(1))
         let template = try #require(tokenizer.chatTemplate)
-        #expect(template == info?["chat_template"]?.string)
+        #expect(template == info?["chat_template"]?.stringValue)
         #expect(template.contains("<|im_start|>"))
     }
 
@@ -90,7 +90,7 @@ import Testing
     @Test(arguments: SplitPattern.allCases.map(\.rawValue) + ["smollm"])
     func preTokenizerSplitsMatchOniguruma(kind: String) throws {
         let expected = try #require(
-            try Fixtures.json("splits.json")[kind]?.array?.compactMap(\.ints))
+            try Fixtures.json("splits.json")[kind]?.arrayValue?.compactMap(\.intArrayValue))
         for (text, lengths) in zip(Fixtures.strings, expected) {
             let scalars = Array(text.unicodeScalars)
             var got: [Int] = []
@@ -123,8 +123,8 @@ struct TokenizerFuzzTests {
 
     static func strings() throws -> [String] {
         let url = directory.appendingPathComponent("strings.json")
-        let value = try JSONValue.parse(Data(contentsOf: url), source: "strings.json")
-        return try #require(value.strings)
+        let value = try JSONValue.parse(Data(contentsOf: url))
+        return try #require(value.stringArrayValue)
     }
 
     /// `spm-gguf` is checked against the ids of `spm.tokenizer.json` (transformers gives both the
@@ -157,11 +157,10 @@ struct TokenizerFuzzTests {
 
     @Test func splitsMatchOniguruma() throws {
         let all = try JSONValue.parse(
-            Data(contentsOf: Self.directory.appendingPathComponent("splits.json")),
-            source: "splits.json")
+            Data(contentsOf: Self.directory.appendingPathComponent("splits.json")))
         let strings = try Self.strings()
         for kind in ["gpt2", "llama3", "qwen2", "smollm"] {
-            let lists = all[kind]?.array?.compactMap { $0.ints }
+            let lists = all[kind]?.arrayValue?.compactMap { $0.intArrayValue }
             let expected = try #require(lists)
             var failures = 0
             for (text, lengths) in zip(strings, expected) {

@@ -151,7 +151,7 @@ import Testing
             ),
             (
                 #"{"model": "#,
-                "tokenizer.json: cannot read: invalid JSON at byte 10: unexpected end"
+                "tokenizer.json: cannot read: invalid JSON: unexpected end of input at byte 10"
             ),
         ]
         let url = directory.appendingPathComponent("tokenizer.json")
@@ -328,6 +328,14 @@ struct TokenizerBenchmarks {
         #expect(tokenizer.decode([0, 6, 4, 1], skipSpecialTokens: true) == "abcab")
         #expect(tokenizer.vocabularySize == 11)
         #expect(tokenizer.unknownTokenID == 7)
+    }
+
+    /// A key written twice takes its last value, as when tokenizers (serde) reads the file.
+    @Test func duplicateKeysTakeTheLastValue() throws {
+        let tokenizer = try Self.loadJSON(
+            #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "a": 2}, "merges": []}}"#)
+        #expect(tokenizer.id(of: "a") == 2)
+        #expect(tokenizer.encode("ab") == [2, 1])
     }
 
     @Test func canonicallyEquivalentTokensStayDistinct() throws {
