@@ -4,10 +4,6 @@ import Testing
 
 @testable import Tokenizers
 
-/// The tokenizer module's JSON reader; ModelFormats exports another `JSONValue`, which made the
-/// name ambiguous here once both modules were merged.
-typealias JSONValue = Tokenizers.JSONValue
-
 enum FixtureError: Error {
     case wrongType(String)
 }
