@@ -204,17 +204,21 @@ public final class Transformer: @unchecked Sendable {
         let group = c.headCount / c.keyValueHeadCount
         let scale = 1 / Float(d).squareRoot()
         let blockRows = 64
-        struct Task { let sequence: Int, kvHead: Int, firstRow: Int }
+        struct Task { let sequence: Int, kvHead: Int, firstRow: Int, cost: Int }
         var tasks: [Task] = []
         for (s, tokens) in sequences.enumerated() {
             for kvHead in 0..<c.keyValueHeadCount {
                 for first in stride(from: 0, to: tokens.count, by: blockRows) {
-                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first))
+                    let rows = min(blockRows, tokens.count - first)
+                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first,
+                                      cost: rows * (caches[s].count + first + rows)))
                 }
             }
         }
+        // Largest first, claimed dynamically: the causal blocks differ in cost.
+        tasks.sort { $0.cost > $1.cost }
         let qBase = qkv.pointer, out = output.pointer, outWidth = c.queryWidth
-        parallelFor(tasks.count) { i in
+        parallelFor(tasks.count, dynamic: true) { i in
             let task = tasks[i]
             let s = task.sequence
             let past = caches[s].count
@@ -238,18 +242,34 @@ public final class Transformer: @unchecked Sendable {
                     (queries + (g * rows + r) * d).update(from: firstRow + r * ld + head * d, count: d)
                 }
             }
-            MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
-                        b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
-            for g in 0..<group {
-                for r in 0..<rows {
-                    let visible = past + task.firstRow + r + 1
-                    let row = scores + (g * rows + r) * keyCount
-                    Kernels.softmax(row, count: visible)
-                    (row + visible).update(repeating: 0, count: keyCount - visible)
+            if rows <= 2 {
+                // Decoding: a few query rows; OpenBLAS's small-matrix path costs more than the
+                // arithmetic, so dot products and scaled adds directly.
+                for g in 0..<group {
+                    for r in 0..<rows {
+                        let visible = past + task.firstRow + r + 1
+                        let query = queries + (g * rows + r) * d, row = scores + (g * rows + r) * keyCount
+                        for j in 0..<visible { row[j] = scale * MatMul.dot(query, keys + j * kvWidth, d) }
+                        Kernels.softmax(row, count: visible)
+                        let result = context + (g * rows + r) * d
+                        result.update(repeating: 0, count: d)
+                        for j in 0..<visible { Kernels.addScaled(values + j * kvWidth, row[j], into: result, count: d) }
+                    }
                 }
+            } else {
+                MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
+                            b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
+                for g in 0..<group {
+                    for r in 0..<rows {
+                        let visible = past + task.firstRow + r + 1
+                        let row = scores + (g * rows + r) * keyCount
+                        Kernels.softmax(row, count: visible)
+                        (row + visible).update(repeating: 0, count: keyCount - visible)
+                    }
+                }
+                MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
+                            c: context, ldc: d)
             }
-            MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
-                        c: context, ldc: d)
             let firstOut = out + (starts[s] + task.firstRow) * outWidth
             for g in 0..<group {
                 let head = task.kvHead * group + g

@@ -144,6 +144,25 @@ public enum Kernels {
         }
     }
 
+    /// `y += a·x` over `count` floats.
+    @inline(__always)
+    public static func addScaled(
+        _ x: UnsafePointer<Float>, _ a: Float, into y: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
+        var i = 0
+        while i + 16 <= count {
+            let v = yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                + xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * a
+            yr.storeBytes(of: v, toByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
+            y[i] += a * x[i]
+            i += 1
+        }
+    }
+
     /// `y += x` over `count` floats.
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { y[i] += x[i] }

@@ -1,23 +1,54 @@
 import COpenBLAS
 
-/// Matrix products. Every matmul in IBKE goes through here: OpenBLAS `sgemm` for two or more
-/// rows, and ``gemv(_:rows:columns:_:_:)`` (a bandwidth-bound Swift kernel) for one row, where
-/// OpenBLAS's sgemm is pathologically slow (MACHINE.md §3).
+/// Matrix products. Every matmul in IBKE goes through here: OpenBLAS `sgemm` (single-threaded,
+/// split over the ``parallelFor(_:_:)`` pool) for two or more rows, and
+/// ``gemv(_:rows:columns:_:_:)`` (a bandwidth-bound Swift kernel) for one row, where OpenBLAS's
+/// sgemm is pathologically slow (MACHINE.md §3).
 public enum MatMul {
-    /// `C[M, N] = alpha · op(A) · op(B) + beta · C`, row-major, with leading dimensions.
+    /// `C[M, N] = alpha · op(A) · op(B) + beta · C`, row-major, with leading dimensions, on the
+    /// calling thread.
     ///
     /// `op(A)` is `[M, K]` (`A` stored `[K, M]` when `transA`), `op(B)` is `[K, N]` (`B` stored
     /// `[N, K]` when `transB`).
-    @inlinable
     public static func gemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        ComputeThreads.singleThreadedBLAS
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` split over the thread pool
+    /// by blocks of output columns (each thread reads its own slice of `B`); serial when the
+    /// product is small or already inside a parallel loop.
+    public static func parallelGEMM(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let threads = ComputeThreads.count
+        // Below ~2 MFLOP a split costs more in synchronisation than it saves.
+        guard threads > 1, m * n * k >= 1 << 20, n >= 32 * threads else {
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
+        parallelFor(threads) { t in
+            // Column blocks aligned to 16 floats (one cache line).
+            let start = (n * t / threads) & ~15, end = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
+            guard end > start else { return }
+            let b = UnsafePointer<Float>(bitPattern: bAddress)!
+            // Column j of op(B) starts at row j of B when transposed, else at element j.
+            let bStart = transB ? b + start * ldb : b + start
+            gemm(transA: transA, transB: transB, m: m, n: end - start, k: k, alpha: alpha,
+                 a: UnsafePointer<Float>(bitPattern: aAddress)!, lda: lda, b: bStart, ldb: ldb, beta: beta,
+                 c: UnsafeMutablePointer<Float>(bitPattern: cAddress)! + start, ldc: ldc)
+        }
     }
 
     /// `y[M, N] = x[M, K] · Wᵀ (+ bias)` for a linear weight `W[N, K]`: the layout of every
@@ -29,11 +60,11 @@ public enum MatMul {
     ) {
         precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
         let n = weight.shape[0], k = weight.shape[1]
-        if m == 1 && !accumulate {
-            gemv(weight.pointer, rows: n, columns: k, x, y)
+        if m == 1 {
+            gemv(weight.pointer, rows: n, columns: k, x, y, accumulate: accumulate)
         } else {
-            gemm(transB: true, m: m, n: n, k: k, a: x, lda: ldx, b: weight.pointer, ldb: k,
-                 beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+            parallelGEMM(transB: true, m: m, n: n, k: k, a: x, lda: ldx, b: weight.pointer, ldb: k,
+                         beta: accumulate ? 1 : 0, c: y, ldc: ldy)
         }
         if let bias {
             precondition(bias.count == n, "bias of \(bias.count) for \(n) outputs")
@@ -45,14 +76,14 @@ public enum MatMul {
         }
     }
 
-    /// `y[N] = W[N, K] · x[K]`, parallel over rows.
+    /// `y[N] = W[N, K] · x[K]` (or `y += W·x` when `accumulate`), parallel over rows.
     ///
     /// Single-token decoding is bound by reading `W` from memory; this kernel streams four rows
     /// at a time with 16-wide partial sums (separate multiply and add, which compiles to
     /// vector code on any x86-64 target; `addProduct` would call `fmaf`).
     public static func gemv(
         _ w: UnsafePointer<Float>, rows n: Int, columns k: Int,
-        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, accumulate: Bool = false
     ) {
         let rowsPerChunk = 64
         let chunks = (n + rowsPerChunk - 1) / rowsPerChunk
@@ -65,11 +96,11 @@ public enum MatMul {
             let start = chunk * rowsPerChunk, end = min(n, start + rowsPerChunk)
             var r = start
             while r + 4 <= end {
-                dot4(w + r * k, k, x, y + r)
+                dot4(w + r * k, k, x, y + r, accumulate: accumulate)
                 r += 4
             }
             while r < end {
-                y[r] = dot(w + r * k, x, k)
+                y[r] = dot(w + r * k, x, k) + (accumulate ? y[r] : 0)
                 r += 1
             }
         }
@@ -78,7 +109,7 @@ public enum MatMul {
     @inline(__always)
     static func dot4(
         _ w: UnsafePointer<Float>, _ k: Int, _ x: UnsafePointer<Float>,
-        _ y: UnsafeMutablePointer<Float>
+        _ y: UnsafeMutablePointer<Float>, accumulate: Bool
     ) {
         var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
         let w0 = UnsafeRawPointer(w), w1 = UnsafeRawPointer(w + k)
@@ -103,10 +134,17 @@ public enum MatMul {
             s3 += w[3 * k + i] * xv
             i += 1
         }
-        y[0] = s0
-        y[1] = s1
-        y[2] = s2
-        y[3] = s3
+        if accumulate {
+            y[0] += s0
+            y[1] += s1
+            y[2] += s2
+            y[3] += s3
+        } else {
+            y[0] = s0
+            y[1] = s1
+            y[2] = s2
+            y[3] = s3
+        }
     }
 
     /// `Σ a[i]·b[i]` with 16-wide partial sums.

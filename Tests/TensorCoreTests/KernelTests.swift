@@ -25,6 +25,19 @@ import TensorCore
         }
     }
 
+    @Test(arguments: [1, 3])
+    func accumulatingLinearAddsToTheOutput(m: Int) {
+        let k = 70, n = 45
+        let x = Tensor(shape: [m, k], values: random(m * k, seed: 12))
+        let w = Tensor(shape: [n, k], values: random(n * k, seed: 13))
+        let y = Tensor(shape: [m, n], values: random(m * n, seed: 14))
+        let fresh = Tensor(zeros: [m, n])
+        MatMul.linear(x.pointer, rows: m, ldx: k, weight: w, into: fresh.pointer, ldy: n)
+        let before = y.scalars
+        MatMul.linear(x.pointer, rows: m, ldx: k, weight: w, into: y.pointer, ldy: n, accumulate: true)
+        for i in 0..<(m * n) { #expect(abs(y[i] - (before[i] + fresh[i])) < 1e-5) }
+    }
+
     @Test func rmsNormMatchesNaive() {
         let width = 37
         let x = random(2 * width, seed: 4), w = random(width, seed: 5)
