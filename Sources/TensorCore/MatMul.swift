@@ -78,9 +78,10 @@ public enum MatMul {
 
     /// `y[N] = W[N, K] · x[K]` (or `y += W·x` when `accumulate`), parallel over rows.
     ///
-    /// Single-token decoding is bound by reading `W` from memory; this kernel streams four rows
-    /// at a time with 16-wide partial sums (separate multiply and add, which compiles to
-    /// vector code on any x86-64 target; `addProduct` would call `fmaf`).
+    /// Single-token decoding is bound by reading `W` from memory. Each thread walks its rows in
+    /// order, one dot product at a time, so it reads one sequential stream: measured faster
+    /// (13.5 against 12 GB/s) than interleaving four rows, whose four streams the prefetchers
+    /// follow less well.
     public static func gemv(
         _ w: UnsafePointer<Float>, rows n: Int, columns k: Int,
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, accumulate: Bool = false
@@ -93,57 +94,10 @@ public enum MatMul {
             let w = UnsafePointer<Float>(bitPattern: wAddress)!
             let x = UnsafePointer<Float>(bitPattern: xAddress)!
             let y = UnsafeMutablePointer<Float>(bitPattern: yAddress)!
-            let start = chunk * rowsPerChunk, end = min(n, start + rowsPerChunk)
-            var r = start
-            while r + 4 <= end {
-                dot4(w + r * k, k, x, y + r, accumulate: accumulate)
-                r += 4
+            for r in (chunk * rowsPerChunk)..<min(n, (chunk + 1) * rowsPerChunk) {
+                let value = dot(w + r * k, x, k)
+                y[r] = accumulate ? y[r] + value : value
             }
-            while r < end {
-                y[r] = dot(w + r * k, x, k) + (accumulate ? y[r] : 0)
-                r += 1
-            }
-        }
-    }
-
-    @inline(__always)
-    static func dot4(
-        _ w: UnsafePointer<Float>, _ k: Int, _ x: UnsafePointer<Float>,
-        _ y: UnsafeMutablePointer<Float>, accumulate: Bool
-    ) {
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-        let w0 = UnsafeRawPointer(w), w1 = UnsafeRawPointer(w + k)
-        let w2 = UnsafeRawPointer(w + 2 * k), w3 = UnsafeRawPointer(w + 3 * k)
-        let xr = UnsafeRawPointer(x)
-        var i = 0
-        while i + 16 <= k {
-            let o = i * 4
-            let xv = xr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-            a0 += w0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
-            a1 += w1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
-            a2 += w2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
-            a3 += w3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self) * xv
-            i += 16
-        }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-        while i < k {
-            let xv = x[i]
-            s0 += w[i] * xv
-            s1 += w[k + i] * xv
-            s2 += w[2 * k + i] * xv
-            s3 += w[3 * k + i] * xv
-            i += 1
-        }
-        if accumulate {
-            y[0] += s0
-            y[1] += s1
-            y[2] += s2
-            y[3] += s3
-        } else {
-            y[0] = s0
-            y[1] = s1
-            y[2] = s2
-            y[3] = s3
         }
     }
 
