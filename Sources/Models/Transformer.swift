@@ -23,6 +23,8 @@ public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public var weights: ModelWeights
     let rotary: RotaryEmbedding?
+    /// Activation buffers reused across forward passes.
+    let scratch = ScratchPool()
 
     public init(config: TransformerConfig, weights: ModelWeights) {
         self.config = config
@@ -65,7 +67,7 @@ public final class Transformer: @unchecked Sendable {
         let n = total, width = c.hiddenSize
 
         // Embeddings.
-        let x = Tensor(zeros: [n, width])
+        let x = scratch.take([n, width])
         for (s, tokens) in sequences.enumerated() {
             for (t, token) in tokens.enumerated() {
                 let row = x.pointer + (starts[s] + t) * width
@@ -76,10 +78,11 @@ public final class Transformer: @unchecked Sendable {
             }
         }
 
-        let h = Tensor(zeros: [n, width])
-        let qkv = Tensor(zeros: [n, c.fusedQKVRows])
-        let attention = Tensor(zeros: [n, c.queryWidth])
-        let ffn = Tensor(zeros: [n, c.feedForwardInputRows])
+        let h = scratch.take([n, width])
+        let qkv = scratch.take([n, c.fusedQKVRows])
+        let attention = scratch.take([n, c.queryWidth])
+        let ffn = scratch.take([n, c.feedForwardInputRows])
+        defer { scratch.giveBack(x, h, qkv, attention, ffn) }
         for layer in 0..<c.layerCount {
             let block = weights.blocks[layer]
             norm(x, block.attentionNorm, block.attentionNormBias, into: h)

@@ -9,19 +9,48 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    /// Allocates `count` floats, zero-filled.
-    public init(count: Int) {
+    /// Allocates `count` floats, zero-filled unless `zeroed` is false (for buffers that are
+    /// written in full before they are read: skipping the fill saves touching the memory twice).
+    public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative tensor size \(count)")
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let status = posix_memalign(&raw, 64, bytes)
         precondition(status == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
-        memset(raw!, 0, bytes)
+        if zeroed { memset(raw!, 0, bytes) }
         pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
     }
 
     deinit { free(pointer) }
+}
+
+/// Reusable scratch storage for buffers that live for one call (a forward pass's activations):
+/// a buffer given back is handed out again, so a stream of calls stops paying for fresh pages.
+/// Buffers come back with their old contents; callers write them in full before reading.
+public final class ScratchPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [TensorStorage] = []
+
+    public init() {}
+
+    /// A tensor of `shape` on pooled (uninitialised) storage.
+    public func take(_ shape: [Int]) -> Tensor {
+        let count = shape.reduce(1, *)
+        lock.lock()
+        let index = free.indices.filter { free[$0].count >= count }.min { free[$0].count < free[$1].count }
+        let storage = index.map { free.remove(at: $0) }
+        lock.unlock()
+        return Tensor(shape: shape, storage: storage ?? TensorStorage(count: count, zeroed: false))
+    }
+
+    /// Returns tensors' storage to the pool (keeping at most 16 buffers).
+    public func giveBack(_ tensors: Tensor...) {
+        lock.lock()
+        free.append(contentsOf: tensors.map(\.storage))
+        if free.count > 16 { free.removeFirst(free.count - 16) }
+        lock.unlock()
+    }
 }
 
 /// A row-major, contiguous float32 tensor (or a contiguous view into one).
