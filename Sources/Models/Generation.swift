@@ -45,7 +45,7 @@ public struct Sampler: Sendable {
         var candidates = limit < count ? topK(logits, count: count, k: limit)
             : Array(0..<count).sorted { logits[$0] > logits[$1] }
         var probabilities = candidates.map { logits[$0] / options.temperature }
-        probabilities.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: $0.count) }
+        probabilities.withUnsafeMutableBufferPointer { _ = Kernels.softmax($0.baseAddress!, count: $0.count) }
         if options.topP < 1 {
             var cumulative: Float = 0
             var keep = 0
