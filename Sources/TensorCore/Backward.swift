@@ -337,15 +337,7 @@ extension RotaryEmbedding {
         _ x: UnsafeMutablePointer<Float>, heads: Int,
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
     ) {
-        let half = headDim / 2
-        for h in 0..<heads {
-            let v = x + h * headDim
-            for i in 0..<half {
-                let a = v[i], b = v[i + half]
-                v[i] = a * cos[i] + b * sin[i]
-                v[i + half] = b * cos[i] - a * sin[i]
-            }
-        }
+        rotate(x, heads: heads, cos: cos, sin: sin, direction: -1)
     }
 }
 

@@ -227,13 +227,22 @@ public struct RotaryEmbedding: Sendable {
         _ x: UnsafeMutablePointer<Float>, heads: Int,
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>
     ) {
+        rotate(x, heads: heads, cos: cos, sin: sin, direction: 1)
+    }
+
+    /// Rotates each pair `(i, i + D/2)` by the angle (`direction` 1) or its opposite (−1).
+    @inline(__always)
+    func rotate(
+        _ x: UnsafeMutablePointer<Float>, heads: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, direction: Float
+    ) {
         let half = headDim / 2
         for h in 0..<heads {
             let v = x + h * headDim
             for i in 0..<half {
-                let a = v[i], b = v[i + half]
-                v[i] = a * cos[i] - b * sin[i]
-                v[i + half] = b * cos[i] + a * sin[i]
+                let a = v[i], b = v[i + half], s = direction * sin[i]
+                v[i] = a * cos[i] - b * s
+                v[i + half] = b * cos[i] + a * s
             }
         }
     }
