@@ -38,7 +38,7 @@ import TensorCore
         let samples = draws(GenerationOptions(temperature: 1, seed: 3), count: 20000)
         let frequency = Float(samples.filter { $0 == 1 }.count) / Float(samples.count)
         var probabilities = logits
-        probabilities.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: $0.count) }
+        probabilities.withUnsafeMutableBufferPointer { _ = Kernels.softmax($0.baseAddress!, count: $0.count) }
         #expect(abs(frequency - probabilities[1]) < 0.02)
     }
 }
