@@ -100,14 +100,18 @@ public final class Tape: @unchecked Sendable {
         let x0, h1, qkv, attention, x1, h2, preActivation, hidden: Tensor
 
         init(_ c: TransformerConfig, rows n: Int) {
-            x0 = Tensor(zeros: [n, c.hiddenSize])
-            h1 = Tensor(zeros: [n, c.hiddenSize])
-            qkv = Tensor(zeros: [n, c.fusedQKVRows])
-            attention = Tensor(zeros: [n, c.queryWidth])
-            x1 = Tensor(zeros: [n, c.hiddenSize])
-            h2 = Tensor(zeros: [n, c.hiddenSize])
-            preActivation = Tensor(zeros: [n, c.feedForwardInputRows])
-            hidden = Tensor(zeros: [n, c.feedForwardSize])
+            // Written in full by the forward pass before any read: no zero fill.
+            func buffer(_ width: Int) -> Tensor {
+                Tensor(shape: [n, width], storage: TensorStorage(count: n * width, zeroed: false))
+            }
+            x0 = buffer(c.hiddenSize)
+            h1 = buffer(c.hiddenSize)
+            qkv = buffer(c.fusedQKVRows)
+            attention = buffer(c.queryWidth)
+            x1 = buffer(c.hiddenSize)
+            h2 = buffer(c.hiddenSize)
+            preActivation = buffer(c.feedForwardInputRows)
+            hidden = buffer(c.feedForwardSize)
         }
     }
 
