@@ -52,8 +52,10 @@ import TensorCore
 
     /// Checks `gradient` against central differences of `loss(x + ε·u)` along the gradient's
     /// own direction and a random one (STYLE.md §5.5: ε = 1e-2, relative error ≤ 1e-2 of |g|).
+    /// `step` overrides ε and switches to the 4-point formula (for deep models, whose float32
+    /// loss carries more rounding than a 1e-2 step resolves).
     static func checkDirectional(
-        _ gradient: Tensor, point x: Tensor, seed: UInt64, _ label: String,
+        _ gradient: Tensor, point x: Tensor, seed: UInt64, _ label: String, step: Float? = nil,
         loss: (Tensor) throws -> Float
     ) throws {
         let norm = MatMul.dot(gradient.pointer, gradient.pointer, gradient.count).squareRoot()
@@ -63,13 +65,15 @@ import TensorCore
         for (name, direction, length) in [("gradient", gradient, norm), ("random", random, randomNorm)] {
             var maxAbs: Float = 0
             for i in 0..<x.count { maxAbs = max(maxAbs, abs(x[i])) }
-            let eps: Float = 1e-2 * max(1, maxAbs)
+            let eps: Float = step ?? 1e-2 * max(1, maxAbs)
             func shifted(_ sign: Float) throws -> Float {
                 let y = x.copy()
                 Kernels.addScaled(direction.pointer, sign * eps / length, into: y.pointer, count: y.count)
                 return try loss(y)
             }
-            let numeric = (try shifted(1) - shifted(-1)) / (2 * eps)
+            let numeric = step == nil
+                ? (try shifted(1) - shifted(-1)) / (2 * eps)
+                : (8 * (try shifted(1) - shifted(-1)) - (try shifted(2) - shifted(-2))) / (12 * eps)
             let analytic = MatMul.dot(gradient.pointer, direction.pointer, gradient.count) / length
             #expect(abs(numeric - analytic) <= 1e-2 * norm,
                     "\(label) along the \(name) direction: numeric \(numeric), analytic \(analytic), |g| \(norm)")
@@ -277,5 +281,41 @@ import TensorCore
         for (i, r) in ends.enumerated() { (dAll.pointer + r * v).update(from: dLast.pointer + i * v, count: v) }
         let a = last.backward(dLogits: dLast).interventions[0]!, b = all.backward(dLogits: dAll).interventions[0]!
         for i in 0..<a.count { #expect(abs(a[i] - b[i]) <= 1e-5 * max(1, abs(b[i]))) }
+    }
+}
+
+/// Gradients on the default model (SmolLM2-135M, 30 layers) against central differences:
+/// the delta at the MLP output of layer 8 and `blk.8.ffn_down`, from a cached prefix.
+@Suite(.enabled(if: DefaultModel.isAvailable, "default model not fetched (ibke model fetch)"))
+struct DefaultModelGradientTests {
+    @Test func layer8GradientsMatchFiniteDifferences() throws {
+        let model = try #require(DefaultModel.transformer)
+        let c = model.config, v = c.vocabularySize
+        var rng = SplitMix64(seed: 5)
+        let prompts = (0..<2).map { _ in (0..<12).map { _ in Int(rng.next() % UInt64(v)) } }
+        let targets = [Int(rng.next() % UInt64(v)), Int(rng.next() % UInt64(v))]
+        let rows = [7, 12 + 9]  // a "subject token" of each prompt
+        let id = ParameterID(layer: 8, .feedForwardDown)
+        let prefix = try model.prefix(prompts, layers: 8)
+        func loss(_ interventions: [Intervention]) throws -> Float {
+            let logits = try model.forward(prefix, interventions: interventions, logits: .last).logits
+            return Losses.crossEntropy(logits: logits.pointer, rows: 2, vocabularySize: v, ldLogits: v,
+                                       targets: targets, dLogits: nil, ldDLogits: 0)
+        }
+        let delta = Tensor(zeros: [c.hiddenSize])
+        let tape = try model.record(prefix, interventions: [.add(.feedForwardOutput, layer: 8, delta: delta, rows: rows)],
+                                    logits: .last, gradients: GradientRequest(parameters: [id]))
+        #expect(tape.lowestLayer == 8)
+        let dLogits = Tensor(zeros: tape.logits.shape)
+        _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: 2, vocabularySize: v, ldLogits: v, targets: targets,
+                                dLogits: dLogits.pointer, ldDLogits: v)
+        let g = tape.backward(dLogits: dLogits)
+        try GradientTests.checkDirectional(g.interventions[0]!, point: delta, seed: 80, "SmolLM2 delta", step: 0.2) { d in
+            try loss([.add(.feedForwardOutput, layer: 8, delta: d, rows: rows)])
+        }
+        let zero = Tensor(zeros: model.weights.tensor(id, config: c)!.shape)
+        try GradientTests.checkDirectional(g.parameters[id]!, point: zero, seed: 81, "SmolLM2 \(id)", step: 0.2) { d in
+            try loss([.weightDelta(id, d)])
+        }
     }
 }
