@@ -5,6 +5,8 @@ import TensorCore
 /// A block computes `x1 = x0 + attn_output(attend(qkv(norm(x0))))` and
 /// `x2 = x1 + ffn_down(act(ffn_in(norm(x1))))`; the points are, in forward order:
 public enum HookPoint: Hashable, Sendable, CaseIterable {
+    /// The normed attention input (the input of `attn_q`/`attn_k`/`attn_v`), `[N, C]`.
+    case attentionInput
     /// The attention block's output (after `attn_output`, before the residual add), `[N, C]`.
     case attentionOutput
     /// The normed MLP input (the input of `ffn_gate`/`ffn_up`), `[N, C]`.

@@ -4,21 +4,24 @@ extension Transformer {
     /// A forward pass with interventions (captures, added deltas, replacements, weight deltas).
     ///
     /// - Parameters:
-    ///   - sequences: token ids of each sequence (a stateless pass), packed in order.
+    ///   - sequences: new token ids of each sequence, packed in order (rows of interventions
+    ///     index these new tokens).
+    ///   - caches: one cache per sequence (extended in place), or nil for a stateless pass.
     ///   - interventions: applied at their hook points; see ``Intervention``.
     ///   - selection: which positions get logits.
     /// - Returns: `[R, V]` logits and the captured activations.
     /// - Throws: ``ModelError`` for an out-of-range token or a sequence past the context.
     public func forward(
-        _ sequences: [[Int]], interventions: [Intervention], logits selection: LogitSelection = .all
+        _ sequences: [[Int]], caches: [KVCache]? = nil, interventions: [Intervention],
+        logits selection: LogitSelection = .all
     ) throws -> ForwardResult {
         let plan = InterventionSet(interventions, config: config, rows: sequences.joined().count, weights: weights)
-        let logits = try run(sequences, selection: selection, interventions: plan).logits!
+        let logits = try run(sequences, caches: caches, selection: selection, interventions: plan).logits!
         return ForwardResult(logits: logits, captures: plan.captures)
     }
 
     /// Runs layers `0..<layers` once, for forward passes that change only later layers
-    /// (``forward(_:interventions:logits:)-(Prefix,_,_)`` and ``record(_:interventions:logits:gradients:)-(Prefix,_,_,_)``).
+    /// (the `forward` and `record` overloads that take a ``Prefix``).
     ///
     /// - Parameter interventions: applied in the prefix layers (their captures are dropped).
     /// - Returns: the residual stream entering layer `layers`, `[N, C]`.
@@ -60,8 +63,8 @@ extension Transformer {
         return tape
     }
 
-    /// ``record(_:interventions:logits:gradients:)-([[Int]],_,_,_)`` from a prefix's cached
-    /// residual: gradients may reach down to `prefix.layer`.
+    /// A recorded forward pass (as `record(_:interventions:logits:gradients:)` on token
+    /// sequences) from a prefix's cached residual: gradients may reach down to `prefix.layer`.
     public func record(
         _ prefix: Prefix, interventions: [Intervention] = [], logits selection: LogitSelection = .all,
         gradients request: GradientRequest = GradientRequest()
@@ -174,7 +177,7 @@ public final class Tape: @unchecked Sendable {
     /// Whether the backward must go through the attention half of the lowest layer.
     private var needsLowestAttention: Bool {
         let l = lowestLayer
-        if plan.has(.attentionOutput, l) { return true }
+        if plan.has(.attentionOutput, l) || plan.has(.attentionInput, l) { return true }
         if plan.weightDeltas.keys.contains(where: { $0.layer == l && $0.isAttention }) { return true }
         return request.parameters.union(request.tokenPairs).contains { $0.layer == l && $0.isAttention }
     }
@@ -263,6 +266,8 @@ public final class Tape: @unchecked Sendable {
             }
             linearInputGradient(block.qkv, [.attentionQuery, .attentionKey, .attentionValue], layer: layer,
                                 dY: dQKV.pointer, ldDY: fused, rows: n, into: dH.pointer, ldDX: w)
+            plan.backward(.attentionInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
+                          into: &result.interventions)
             normBackward(record.x0.pointer, rows: n, weight: block.attentionNorm, dY: dH.pointer, into: dx.pointer,
                          accumulate: true, dWeight: normWeightGradient(id(.attentionNorm), into: &result))
         }

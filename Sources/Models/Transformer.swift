@@ -110,6 +110,7 @@ public final class Transformer: @unchecked Sendable {
             let record = tape?.record(layer: layer)
             record?.x0.pointer.update(from: x.pointer, count: n * width)
             norm(x, block.attentionNorm, block.attentionNormBias, into: h)
+            plan.apply(.attentionInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
             record?.h1.pointer.update(from: h.pointer, count: n * width)
             MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.qkv, bias: block.qkvBias,
                           into: qkv.pointer, ldy: c.fusedQKVRows)
