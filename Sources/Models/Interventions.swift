@@ -79,10 +79,14 @@ public struct GradientRequest: Sendable {
     /// Matrices whose per-token `(input, gradient at output)` pairs to return (MEND, IBKE):
     /// `∂L/∂W = Σ_t outputGradient[t]ᵀ input[t]`.
     public var tokenPairs: Set<ParameterID>
+    /// Hook points whose per-token gradient `∂L/∂activation` (`[N, width]`) to return: the
+    /// gradient of the value after that point's interventions, as the rest of the pass reads it.
+    public var activations: Set<HookKey>
 
-    public init(parameters: Set<ParameterID> = [], tokenPairs: Set<ParameterID> = []) {
+    public init(parameters: Set<ParameterID> = [], tokenPairs: Set<ParameterID> = [], activations: Set<HookKey> = []) {
         self.parameters = parameters
         self.tokenPairs = tokenPairs
+        self.activations = activations
     }
 }
 
@@ -104,6 +108,8 @@ public struct Gradients: Sendable {
     public var parameters: [ParameterID: Tensor]
     /// Per-token pairs of each requested matrix.
     public var tokenPairs: [ParameterID: TokenPairs]
+    /// `[N, width]` gradient at each requested hook point.
+    public var activations: [HookKey: Tensor]
 }
 
 extension ParameterID {

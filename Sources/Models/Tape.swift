@@ -146,6 +146,7 @@ public final class Tape: @unchecked Sendable {
             }
         }
         for id in plan.weightDeltas.keys { lowest = min(lowest, id.layer) }
+        for key in request.activations { lowest = min(lowest, key.layer) }
         for id in request.parameters.union(request.tokenPairs) {
             precondition(model.weights.tensor(id, config: model.config) != nil, "no parameter \(id)")
             precondition(!request.tokenPairs.contains(id) || !id.isNorm, "token pairs of a norm weight \(id)")
@@ -178,6 +179,9 @@ public final class Tape: @unchecked Sendable {
     private var needsLowestAttention: Bool {
         let l = lowestLayer
         if plan.has(.attentionOutput, l) || plan.has(.attentionInput, l) { return true }
+        if request.activations.contains(where: { $0.layer == l && ($0.point == .attentionOutput || $0.point == .attentionInput) }) {
+            return true
+        }
         if plan.weightDeltas.keys.contains(where: { $0.layer == l && $0.isAttention }) { return true }
         return request.parameters.union(request.tokenPairs).contains { $0.layer == l && $0.isAttention }
     }
@@ -191,7 +195,7 @@ public final class Tape: @unchecked Sendable {
         let n = sequences.joined().count, rowCount = headRows.count
         precondition(dLogits.count == rowCount * v, "dLogits \(dLogits.shape) for \(rowCount) rows of \(v)")
         var result = Gradients(interventions: Array(repeating: nil, count: plan.list.count), parameters: [:],
-                               tokenPairs: [:])
+                               tokenPairs: [:], activations: [:])
         let weights = model.weights
 
         // Output head: logits = norm(x[rows]) · Eᵀ.
@@ -218,17 +222,17 @@ public final class Tape: @unchecked Sendable {
             let record = records[layer]!, block = weights.blocks[layer]
             func id(_ kind: ParameterID.Kind) -> ParameterID { ParameterID(layer: layer, kind) }
 
-            plan.backward(.layerOutput, layer: layer, dx.pointer, rows: n, width: w, ld: w, into: &result.interventions)
+            hookBackward(.layerOutput, layer: layer, dx.pointer, rows: n, width: w, ld: w, into: &result)
             // MLP: x2 = x1 + down(act(in(norm(x1)))). dx is ∂L/∂x2, which also flows to x1.
             dOut.pointer.update(from: dx.pointer, count: n * w)
-            plan.backward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result.interventions)
+            hookBackward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             linearGradients(id(.feedForwardDown), input: record.hidden.pointer, ldx: f, dY: dOut.pointer, ldDY: w,
                             rows: n, into: &result)
             linearInputGradient(block.feedForwardDown, [.feedForwardDown], layer: layer, dY: dOut.pointer, ldDY: w,
                                 rows: n, into: dHidden.pointer, ldDX: f)
-            plan.backward(.feedForwardHidden, layer: layer, dHidden.pointer, rows: n, width: f, ld: f,
-                          into: &result.interventions)
+            hookBackward(.feedForwardHidden, layer: layer, dHidden.pointer, rows: n, width: f, ld: f,
+                          into: &result)
             let swiglu = c.feedForward == .swiglu
             let pre = record.preActivation.pointer, dh = dHidden.pointer, dp = dPre.pointer
             parallelFor(n) { r in
@@ -245,16 +249,16 @@ public final class Tape: @unchecked Sendable {
             }
             linearInputGradient(block.feedForwardInput, [.feedForwardGate, .feedForwardUp], layer: layer,
                                 dY: dPre.pointer, ldDY: inRows, rows: n, into: dH.pointer, ldDX: w)
-            plan.backward(.feedForwardInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
-                          into: &result.interventions)
+            hookBackward(.feedForwardInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             normBackward(record.x1.pointer, rows: n, weight: block.feedForwardNorm, dY: dH.pointer, into: dx.pointer,
                          accumulate: true, dWeight: normWeightGradient(id(.feedForwardNorm), into: &result))
             if layer == lowestLayer && !needsLowestAttention { break }
 
             // Attention: x1 = x0 + attn_output(attend(rope(qkv(norm(x0))))).
             dOut.pointer.update(from: dx.pointer, count: n * w)
-            plan.backward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result.interventions)
+            hookBackward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             linearGradients(id(.attentionOutput), input: record.attention.pointer, ldx: qw, dY: dOut.pointer,
                             ldDY: w, rows: n, into: &result)
             linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
@@ -266,12 +270,27 @@ public final class Tape: @unchecked Sendable {
             }
             linearInputGradient(block.qkv, [.attentionQuery, .attentionKey, .attentionValue], layer: layer,
                                 dY: dQKV.pointer, ldDY: fused, rows: n, into: dH.pointer, ldDX: w)
-            plan.backward(.attentionInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
-                          into: &result.interventions)
+            hookBackward(.attentionInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             normBackward(record.x0.pointer, rows: n, weight: block.attentionNorm, dY: dH.pointer, into: dx.pointer,
                          accumulate: true, dWeight: normWeightGradient(id(.attentionNorm), into: &result))
         }
         return result
+    }
+
+    /// Backward through a hook point: keeps a requested activation gradient, then the
+    /// gradients of the point's interventions (see ``InterventionSet/backward``).
+    private func hookBackward(
+        _ point: HookPoint, layer: Int, _ dY: UnsafeMutablePointer<Float>, rows n: Int, width: Int, ld: Int,
+        into result: inout Gradients
+    ) {
+        let key = HookKey(point, layer: layer)
+        if request.activations.contains(key) {
+            let g = Tensor(zeros: [n, width])
+            for r in 0..<n { (g.pointer + r * width).update(from: dY + r * ld, count: width) }
+            result.activations[key] = g
+        }
+        plan.backward(point, layer: layer, dY, rows: n, width: width, ld: ld, into: &result.interventions)
     }
 
     /// `∂L/∂(q, k, v)` before RoPE, `[N, H·D + 2·Hkv·D]`, from `∂L/∂(attention output)`.

@@ -172,6 +172,26 @@ import TensorCore
     }
 
     @Test(arguments: models)
+    func activationGradientsSumToTheDeltaGradient(model name: String) throws {
+        let model = try Self.load(name)
+        let n = Self.sequences.joined().count, w = model.config.hiddenSize
+        for point in HookPoint.allCases {
+            let key = HookKey(point, layer: 0), width = point.width(model.config)
+            let rows = [2, 6, 6]
+            let g = try Self.gradients(
+                model, [.add(point, layer: 0, delta: Tensor(zeros: [width]), rows: rows)],
+                request: GradientRequest(activations: [key, HookKey(.layerOutput, layer: 1)]))
+            let activation = g.activations[key]!, delta = g.interventions[0]!
+            #expect(activation.shape == [n, width])
+            #expect(g.activations[HookKey(.layerOutput, layer: 1)]!.shape == [n, w])
+            for j in 0..<width {
+                let sum = rows.reduce(Float(0)) { $0 + activation[$1 * width + j] }
+                #expect(abs(sum - delta[j]) <= 1e-6 * max(1, abs(sum)), "\(name) \(point)")
+            }
+        }
+    }
+
+    @Test(arguments: models)
     func captureReturnsTheKeyAndZeroDeltaChangesNothing(model name: String) throws {
         let model = try Self.load(name)
         let c = model.config, n = Self.sequences.joined().count, f = c.feedForwardSize
