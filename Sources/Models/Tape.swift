@@ -102,10 +102,17 @@ public final class Tape: @unchecked Sendable {
         /// `ffn_in` output before the nonlinearity, `ffn_down` input.
         let x0, h1, qkv, attention, x1, h2, preActivation, hidden: Tensor
 
-        init(_ c: TransformerConfig, rows n: Int) {
-            // Written in full by the forward pass before any read: no zero fill.
+        /// Floats per token of one record.
+        static func width(_ c: TransformerConfig) -> Int {
+            4 * c.hiddenSize + c.fusedQKVRows + c.queryWidth + c.feedForwardInputRows + c.feedForwardSize
+        }
+
+        /// Views of `storage` from `offset` (written in full by the forward pass before any read).
+        init(_ c: TransformerConfig, rows n: Int, storage: TensorStorage, offset: Int) {
+            var next = offset
             func buffer(_ width: Int) -> Tensor {
-                Tensor(shape: [n, width], storage: TensorStorage(count: n * width, zeroed: false))
+                defer { next += n * width }
+                return Tensor(shape: [n, width], storage: storage, offset: next)
             }
             x0 = buffer(c.hiddenSize)
             h1 = buffer(c.hiddenSize)
@@ -126,6 +133,9 @@ public final class Tape: @unchecked Sendable {
     var sequences: [[Int]] = []
     var starts: [Int] = []
     var records: [LayerRecord?] = []
+    /// One buffer for every record, from (and given back to) the model's scratch pool, so
+    /// an optimisation loop's tapes reuse memory instead of faulting in fresh pages.
+    var arena: Tensor?
     var headRows: [Int] = []
     var headInput = Tensor(zeros: [0])
 
@@ -156,16 +166,25 @@ public final class Tape: @unchecked Sendable {
         lowestLayer = lowest
     }
 
+    deinit {
+        if let arena { model.scratch.giveBack(arena) }
+    }
+
     func begin(sequences: [[Int]], starts: [Int]) {
         self.sequences = sequences
         self.starts = starts
-        records = Array(repeating: nil, count: model.config.layerCount)
+        let c = model.config
+        records = Array(repeating: nil, count: c.layerCount)
+        let n = sequences.joined().count, layers = c.layerCount - lowestLayer
+        if layers > 0 && n > 0 { arena = model.scratch.take([layers * n * LayerRecord.width(c)]) }
     }
 
-    /// The record of `layer`, allocated when the backward reaches it.
+    /// The record of `layer` when the backward reaches it.
     func record(layer: Int) -> LayerRecord? {
-        guard layer >= lowestLayer else { return nil }
-        let record = LayerRecord(model.config, rows: sequences.joined().count)
+        guard layer >= lowestLayer, let arena else { return nil }
+        let c = model.config, n = sequences.joined().count
+        let record = LayerRecord(c, rows: n, storage: arena.storage,
+                                 offset: arena.offset + (layer - lowestLayer) * n * LayerRecord.width(c))
         records[layer] = record
         return record
     }
