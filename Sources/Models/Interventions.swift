@@ -236,3 +236,24 @@ final class InterventionSet: @unchecked Sendable {
         }
     }
 }
+
+extension Transformer {
+    /// Packed-row indices (as interventions take them) of positions in a batch.
+    ///
+    /// - Parameters:
+    ///   - sequences: the batch, packed in order.
+    ///   - positions: for each sequence, indices into its tokens.
+    /// - Returns: `start(s) + p` for each sequence `s` and position `p`, in order.
+    public static func packedRows(_ sequences: [[Int]], positions: [[Int]]) -> [Int] {
+        precondition(positions.count == sequences.count, "one position list per sequence")
+        var start = 0, rows: [Int] = []
+        for (s, tokens) in sequences.enumerated() {
+            for p in positions[s] {
+                precondition(p >= 0 && p < tokens.count, "position \(p) outside sequence \(s)")
+                rows.append(start + p)
+            }
+            start += tokens.count
+        }
+        return rows
+    }
+}

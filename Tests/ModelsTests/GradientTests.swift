@@ -284,6 +284,10 @@ import TensorCore
         #expect(difference(full.parameters[id]!, reused.parameters[id]!) <= 1e-4, "\(name)")
     }
 
+    @Test func packedRowsFollowTheBatch() {
+        #expect(Transformer.packedRows(Self.sequences, positions: [[0, 6], [3]]) == [0, 6, 10])
+    }
+
     @Test func logitsAtSelectedPositionsGiveTheSameGradients() throws {
         let model = try Self.load("tiny-llama")
         let v = model.config.vocabularySize
