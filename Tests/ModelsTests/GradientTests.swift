@@ -252,6 +252,31 @@ import TensorCore
                                    request: GradientRequest(parameters: [id]))
         #expect(g.parameters[id]!.scalars.allSatisfy { $0 == 0 })
         #expect(g.interventions[0]!.shape == [Self.sequences.joined().count, model.config.hiddenSize])
+        try Self.checkDirectional(g.interventions[0]!, point: value, seed: 90, "\(name) replaced values") { x in
+            try Self.loss(model, [.replace(.layerOutput, layer: 0, values: x)])
+        }
+    }
+
+    @Test(arguments: models)
+    func prefixKeepsItsOwnInterventions(model name: String) throws {
+        let model = try Self.load(name)
+        let c = model.config
+        let id = ParameterID(layer: 0, .attentionOutput)
+        let below: [Intervention] = [
+            .weightDelta(id, Self.random(model.weights.tensor(id, config: c)!.shape, scale: 0.05, seed: 91)),
+            .add(.layerOutput, layer: 0, delta: Self.random([c.hiddenSize], scale: 0.5, seed: 92), rows: [4]),
+        ]
+        let above: [Intervention] = [.capture(.feedForwardHidden, layer: 1)]
+        let full = try model.forward(Self.sequences, interventions: below + above, logits: .all)
+        let prefix = try model.prefix(Self.sequences, layers: 1, interventions: below)
+        let reused = try model.forward(prefix, interventions: above, logits: .all)
+        var worst: Float = 0
+        for i in 0..<full.logits.count { worst = max(worst, abs(full.logits[i] - reused.logits[i])) }
+        let key = HookKey(.feedForwardHidden, layer: 1)
+        for i in 0..<full.captures[key]!.count {
+            worst = max(worst, abs(full.captures[key]![i] - reused.captures[key]![i]))
+        }
+        #expect(worst <= 1e-5, "\(name): \(worst)")
     }
 
     @Test(arguments: models)
