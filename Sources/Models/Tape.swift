@@ -28,6 +28,8 @@ extension Transformer {
     public func prefix(_ sequences: [[Int]], layers: Int, interventions: [Intervention] = []) throws -> Prefix {
         precondition(layers >= 0 && layers < config.layerCount, "prefix of \(layers) of \(config.layerCount) layers")
         let plan = InterventionSet(interventions, config: config, rows: sequences.joined().count, weights: weights)
+        for key in plan.hooks.keys { precondition(key.layer < layers, "intervention at layer \(key.layer) outside the prefix") }
+        for id in plan.weightDeltas.keys { precondition(id.layer < layers, "weight delta \(id) outside the prefix") }
         let residual = try run(sequences, selection: .none, interventions: plan, stopLayer: layers).residual!
         return Prefix(sequences: sequences, layer: layers, residual: residual)
     }
