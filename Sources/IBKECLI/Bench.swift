@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "Repetitions per measurement (the best is kept).") var repeats = 3
     @Option(help: "Tokens generated in the decode measurement.") var decodeTokens = 64
+    @Flag(help: "Measure gradients instead: forward+backward from the logits to --gradient-layer for 10 prompts of 20 tokens.")
+    var gradients = false
+    @Option(help: "Layer of the delta in the gradient measurement.") var gradientLayer = 8
 
     func run() throws {
         var model = self.model
@@ -30,6 +33,10 @@ struct Bench: ParsableCommand {
         let config = transformer.config
         let weights = Double(config.matmulWeightsPerToken)
         log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
+        if gradients {
+            try benchGradients(transformer, layer: gradientLayer, prompts: 10, tokens: 20, repeats: repeats)
+            return
+        }
 
         let gemmPeak = measureGEMMPeak()
         let bandwidth = measureReadBandwidth()

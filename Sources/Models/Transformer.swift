@@ -47,8 +47,22 @@ public final class Transformer: @unchecked Sendable {
     public func forward(
         _ sequences: [[Int]], caches: [KVCache]? = nil, logits selection: LogitSelection = .all
     ) throws -> Tensor {
+        try run(sequences, caches: caches, selection: selection).logits!
+    }
+
+    /// The forward pass shared by every entry point: layers `firstLayer..<stopLayer` (from
+    /// the embeddings, or from `residual` entering `firstLayer`), with interventions, optionally
+    /// recording what a backward pass needs into `tape`. Returns the logits when `stopLayer`
+    /// is the last layer, else (a copy of) the residual stream entering `stopLayer`.
+    func run(
+        _ sequences: [[Int]], caches: [KVCache]? = nil, selection: LogitSelection,
+        interventions plan: InterventionSet = .empty, firstLayer: Int = 0, residual: Tensor? = nil,
+        stopLayer: Int? = nil, tape: Tape? = nil
+    ) throws -> (logits: Tensor?, residual: Tensor?) {
         let c = config
+        let stopLayer = stopLayer ?? c.layerCount
         if let caches { precondition(caches.count == sequences.count, "one cache per sequence") }
+        precondition(firstLayer == 0 || caches == nil, "a pass from a cached residual takes no KV caches")
         let caches = caches ?? sequences.map { KVCache(config: c, capacity: $0.count) }
         var starts: [Int] = []  // row offset of each sequence in the packed batch
         var total = 0
@@ -65,15 +79,21 @@ public final class Transformer: @unchecked Sendable {
             total += tokens.count
         }
         let n = total, width = c.hiddenSize
+        tape?.begin(sequences: sequences, starts: starts)
 
-        // Embeddings.
         let x = scratch.take([n, width])
-        for (s, tokens) in sequences.enumerated() {
-            for (t, token) in tokens.enumerated() {
-                let row = x.pointer + (starts[s] + t) * width
-                row.update(from: weights.tokenEmbedding.pointer + token * width, count: width)
-                if let positions = weights.positionEmbedding {
-                    Kernels.add(positions.pointer + (caches[s].count + t) * width, into: row, count: width)
+        if let residual {
+            precondition(residual.count == n * width, "residual \(residual.shape) for \(n) rows of \(width)")
+            x.pointer.update(from: residual.pointer, count: n * width)
+        } else {
+            // Embeddings.
+            for (s, tokens) in sequences.enumerated() {
+                for (t, token) in tokens.enumerated() {
+                    let row = x.pointer + (starts[s] + t) * width
+                    row.update(from: weights.tokenEmbedding.pointer + token * width, count: width)
+                    if let positions = weights.positionEmbedding {
+                        Kernels.add(positions.pointer + (caches[s].count + t) * width, into: row, count: width)
+                    }
                 }
             }
         }
@@ -82,24 +102,50 @@ public final class Transformer: @unchecked Sendable {
         let qkv = scratch.take([n, c.fusedQKVRows])
         let attention = scratch.take([n, c.queryWidth])
         let ffn = scratch.take([n, c.feedForwardInputRows])
-        defer { scratch.giveBack(x, h, qkv, attention, ffn) }
-        for layer in 0..<c.layerCount {
+        let out = scratch.take([n, width])  // a block output, when a hook reads it
+        defer { scratch.giveBack(x, h, qkv, attention, ffn, out) }
+        let f = c.feedForwardSize
+        for layer in firstLayer..<stopLayer {
             let block = weights.blocks[layer]
+            let record = tape?.record(layer: layer)
+            record?.x0.pointer.update(from: x.pointer, count: n * width)
             norm(x, block.attentionNorm, block.attentionNormBias, into: h)
+            plan.apply(.attentionInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
+            record?.h1.pointer.update(from: h.pointer, count: n * width)
             MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.qkv, bias: block.qkvBias,
                           into: qkv.pointer, ldy: c.fusedQKVRows)
+            applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
+                              input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
             storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches)
+            record?.qkv.pointer.update(from: qkv.pointer, count: n * c.fusedQKVRows)
             attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attention)
-            MatMul.linear(attention.pointer, rows: n, ldx: c.queryWidth, weight: block.attentionOutput,
-                          bias: block.attentionOutputBias, into: x.pointer, ldy: width, accumulate: true)
+            record?.attention.pointer.update(from: attention.pointer, count: n * c.queryWidth)
+            projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attention.pointer,
+                                ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
+                                bias: block.attentionOutputBias, residual: x, scratch: out)
+            record?.x1.pointer.update(from: x.pointer, count: n * width)
 
             norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
+            plan.apply(.feedForwardInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
+            record?.h2.pointer.update(from: h.pointer, count: n * width)
             MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.feedForwardInput,
                           bias: block.feedForwardInputBias, into: ffn.pointer, ldy: c.feedForwardInputRows)
+            applyWeightDeltas(plan, layer: layer, [.feedForwardGate, .feedForwardUp],
+                              input: h.pointer, ldx: width, rows: n, output: ffn.pointer, ldy: c.feedForwardInputRows)
+            record?.preActivation.pointer.update(from: ffn.pointer, count: n * c.feedForwardInputRows)
             activate(ffn, rows: n)
-            MatMul.linear(ffn.pointer, rows: n, ldx: c.feedForwardInputRows, weight: block.feedForwardDown,
-                          bias: block.feedForwardDownBias, into: x.pointer, ldy: width, accumulate: true)
+            plan.apply(.feedForwardHidden, layer: layer, ffn.pointer, rows: n, width: f, ld: c.feedForwardInputRows)
+            if let record {
+                for r in 0..<n {
+                    (record.hidden.pointer + r * f).update(from: ffn.pointer + r * c.feedForwardInputRows, count: f)
+                }
+            }
+            projectIntoResidual(plan, .feedForwardOutput, .feedForwardDown, layer: layer, input: ffn.pointer,
+                                ldx: c.feedForwardInputRows, rows: n, weight: block.feedForwardDown,
+                                bias: block.feedForwardDownBias, residual: x, scratch: out)
+            plan.apply(.layerOutput, layer: layer, x.pointer, rows: n, width: width, ld: width)
         }
+        if stopLayer < c.layerCount { return (nil, x.copy()) }
         for (s, tokens) in sequences.enumerated() { caches[s].advance(by: tokens.count) }
 
         // Output head, only at the selected rows.
@@ -121,11 +167,45 @@ public final class Transformer: @unchecked Sendable {
         for (i, r) in rows.enumerated() {
             (selected.pointer + i * width).update(from: x.pointer + r * width, count: width)
         }
+        tape?.recordHead(rows: rows, input: selected.copy())
         norm(selected, weights.outputNorm, weights.outputNormBias, into: selected)
         let logits = Tensor(zeros: [rows.count, c.vocabularySize])
         MatMul.linear(selected.pointer, rows: rows.count, ldx: width, weight: weights.output,
                       into: logits.pointer, ldy: c.vocabularySize)
-        return logits
+        return (logits, nil)
+    }
+
+    /// Adds `input · (W + ΔW)ᵀ + bias` to the residual `x`: directly when no hook reads the
+    /// block output, else through `scratch`, where the interventions at `point` apply.
+    private func projectIntoResidual(
+        _ plan: InterventionSet, _ point: HookPoint, _ kind: ParameterID.Kind, layer: Int,
+        input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: Tensor, bias: Tensor?,
+        residual x: Tensor, scratch out: Tensor
+    ) {
+        let width = config.hiddenSize
+        if plan.has(point, layer) {
+            MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: out.pointer, ldy: width)
+            applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: out.pointer, ldy: width)
+            plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
+            Kernels.addScaled(out.pointer, 1, into: x.pointer, count: n * width)
+        } else {
+            MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: x.pointer, ldy: width,
+                          accumulate: true)
+            applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: x.pointer, ldy: width)
+        }
+    }
+
+    /// Adds `input · ΔWᵀ` to the output columns of each of `kinds` that has a weight delta.
+    private func applyWeightDeltas(
+        _ plan: InterventionSet, layer: Int, _ kinds: [ParameterID.Kind],
+        input: UnsafePointer<Float>, ldx: Int, rows n: Int, output: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        guard !plan.weightDeltas.isEmpty else { return }
+        for kind in kinds {
+            guard let delta = plan.weightDelta(ParameterID(layer: layer, kind)) else { continue }
+            MatMul.linear(input, rows: n, ldx: ldx, weight: delta, into: output + config.fusedRowOffset(kind),
+                          ldy: ldy, accumulate: true)
+        }
     }
 
     /// RMSNorm or LayerNorm of every row of `x` into `y` (which may be `x`).
