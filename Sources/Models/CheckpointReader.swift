@@ -60,7 +60,7 @@ struct CheckpointReader {
 
     /// Reads a tensor of exactly `shape` into a new tensor.
     mutating func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
-        let t = Tensor(zeros: shape)
+        let t = Tensor(uninitialized: shape)
         try read(name, shape, into: t.pointer)
         return t
     }

@@ -287,20 +287,27 @@ public final class Transformer: @unchecked Sendable {
         let group = c.headCount / c.keyValueHeadCount
         let scale = 1 / Float(d).squareRoot()
         let blockRows = 64
-        struct Task { let sequence: Int, kvHead: Int, firstRow: Int, cost: Int }
+        struct Task { let sequence: Int, kvHead: Int, firstRow: Int, cost: Int, workspace: Int }
         var tasks: [Task] = []
+        var workspaceSize = 0
         for (s, tokens) in sequences.enumerated() {
             for kvHead in 0..<c.keyValueHeadCount {
                 for first in stride(from: 0, to: tokens.count, by: blockRows) {
                     let rows = min(blockRows, tokens.count - first)
-                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first,
-                                      cost: rows * (caches[s].count + first + rows)))
+                    let keyCount = caches[s].count + first + rows
+                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first, cost: rows * keyCount,
+                                      workspace: workspaceSize))
+                    workspaceSize += group * rows * (keyCount + 2 * d)
                 }
             }
         }
         // Largest first, claimed dynamically: the causal blocks differ in cost.
         tasks.sort { $0.cost > $1.cost }
-        let qBase = qkv.pointer, out = output.pointer, outWidth = c.queryWidth
+        // Each task's queries, scores and context in one pooled buffer: per-task allocations of
+        // up to 400 KB were fresh pages (page faults) on every call.
+        let workspace = scratch.take([workspaceSize])
+        defer { scratch.giveBack(workspace) }
+        let qBase = qkv.pointer, out = output.pointer, outWidth = c.queryWidth, space = workspace.pointer
         parallelFor(tasks.count, dynamic: true) { i in
             let task = tasks[i]
             let s = task.sequence
@@ -310,14 +317,9 @@ public final class Transformer: @unchecked Sendable {
             let keys = caches[s].keys(layer: layer) + task.kvHead * d
             let values = caches[s].values(layer: layer) + task.kvHead * d
             let stacked = group * rows
-            let queries = UnsafeMutablePointer<Float>.allocate(capacity: stacked * d)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * keyCount)
-            let context = UnsafeMutablePointer<Float>.allocate(capacity: stacked * d)
-            defer {
-                queries.deallocate()
-                scores.deallocate()
-                context.deallocate()
-            }
+            let queries = space + task.workspace
+            let context = queries + stacked * d
+            let scores = context + stacked * d
             let firstRow = qBase + (starts[s] + task.firstRow) * ld
             for g in 0..<group {
                 let head = task.kvHead * group + g

@@ -75,6 +75,15 @@ public struct Tensor: @unchecked Sendable {
         self.offset = 0
     }
 
+    /// A new tensor whose elements are not initialised: for buffers written in full before
+    /// they are read (weights being loaded), where zero-filling would touch the memory twice.
+    public init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+        self.offset = 0
+    }
+
     /// A new tensor holding `values` (row-major) with the given shape.
     public init(shape: [Int], values: [Float]) {
         precondition(shape.reduce(1, *) == values.count,

@@ -16,13 +16,13 @@ enum GPT2 {
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let p = "\(prefix)h.\(i)."
-            let qkv = Tensor(zeros: [c.fusedQKVRows, width])
+            let qkv = Tensor(uninitialized: [c.fusedQKVRows, width])
             try reader.readTransposed(p + "attn.c_attn.weight", [3 * width, width], into: qkv.pointer)
-            let attentionOutput = Tensor(zeros: [width, width])
+            let attentionOutput = Tensor(uninitialized: [width, width])
             try reader.readTransposed(p + "attn.c_proj.weight", [width, width], into: attentionOutput.pointer)
-            let up = Tensor(zeros: [f, width])
+            let up = Tensor(uninitialized: [f, width])
             try reader.readTransposed(p + "mlp.c_fc.weight", [f, width], into: up.pointer)
-            let down = Tensor(zeros: [width, f])
+            let down = Tensor(uninitialized: [width, f])
             try reader.readTransposed(p + "mlp.c_proj.weight", [width, f], into: down.pointer)
             blocks.append(BlockWeights(
                 attentionNorm: try reader.tensor(p + "ln_1.weight", [width]),

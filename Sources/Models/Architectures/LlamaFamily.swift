@@ -48,7 +48,7 @@ enum LlamaFamily {
         for i in 0..<c.layerCount {
             let part = { (p: String) in names.block(i, p) + names.weightSuffix }
             let biasOf = { (p: String) in names.block(i, p) + names.biasSuffix }
-            let qkv = Tensor(zeros: [c.fusedQKVRows, width])
+            let qkv = Tensor(uninitialized: [c.fusedQKVRows, width])
             let q = c.queryWidth, kv = c.keyValueWidth
             try reader.read(part("attn_q"), [q, width], into: qkv.pointer)
             try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
@@ -59,7 +59,7 @@ enum LlamaFamily {
             }
             var qkvBias: Tensor? = nil
             if c.attentionBias {
-                let bias = Tensor(zeros: [c.fusedQKVRows])
+                let bias = Tensor(uninitialized: [c.fusedQKVRows])
                 try reader.read(biasOf("attn_q"), [q], into: bias.pointer)
                 try reader.read(biasOf("attn_k"), [kv], into: bias.pointer + q)
                 try reader.read(biasOf("attn_v"), [kv], into: bias.pointer + q + kv)
@@ -69,7 +69,7 @@ enum LlamaFamily {
                 }
                 qkvBias = bias
             }
-            let gateUp = Tensor(zeros: [2 * f, width])
+            let gateUp = Tensor(uninitialized: [2 * f, width])
             try reader.read(part("ffn_gate"), [f, width], into: gateUp.pointer)
             try reader.read(part("ffn_up"), [f, width], into: gateUp.pointer + f * width)
             blocks.append(BlockWeights(
