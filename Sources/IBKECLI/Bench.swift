@@ -76,14 +76,24 @@ struct Bench: ParsableCommand {
 
 /// Best wall time of `repeats` runs of `body`, after one warm-up run.
 func best(of repeats: Int, _ body: () -> Void) -> Double {
+    times(repeats, body).min()!
+}
+
+/// Wall times of `repeats` runs of `body` (at least one), after one warm-up run.
+func times(_ repeats: Int, _ body: () -> Void) -> [Double] {
     body()
-    var bestTime = Double.infinity
-    for _ in 0..<max(1, repeats) {
+    return (0..<max(1, repeats)).map { _ in
         let start = DispatchTime.now().uptimeNanoseconds
         body()
-        bestTime = min(bestTime, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
-    return bestTime
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2]
+        : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 /// FLOP/s of a square 2048 sgemm (OpenBLAS) with the current thread count.
