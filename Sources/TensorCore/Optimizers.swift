@@ -47,6 +47,28 @@ public enum WeightDecay: Sendable, Equatable {
     case decoupled(Double)
 }
 
+/// An optimiser over a fixed list of parameters, updated in place, each keyed by its position.
+public protocol Optimizer: AnyObject {
+    var parameters: [Tensor] { get }
+    /// One step of parameter `index` alone, with a gradient of `parameters[index].count` floats.
+    func step(_ index: Int, gradient: UnsafePointer<Float>)
+}
+
+extension Optimizer {
+    /// One step: `gradients[i]` (same element count as `parameters[i]`) updates parameter `i`;
+    /// nil skips it and leaves its state untouched. Like `optimizer.step()` after `backward()`.
+    public func step(gradients: [Tensor?]) {
+        precondition(gradients.count == parameters.count,
+                     "\(gradients.count) gradients for \(parameters.count) parameters")
+        for (index, gradient) in gradients.enumerated() {
+            guard let gradient else { continue }
+            precondition(gradient.count == parameters[index].count,
+                         "gradient of \(gradient.shape) for parameter \(index) of \(parameters[index].shape)")
+            step(index, gradient: UnsafePointer(gradient.pointer))
+        }
+    }
+}
+
 /// Adam (Kingma & Ba) with PyTorch's update, bias correction and both weight-decay forms.
 ///
 /// For parameter `θ` with gradient `g` at its `t`-th step (`t` counted per parameter from 1):
@@ -60,7 +82,7 @@ public enum WeightDecay: Sendable, Equatable {
 /// PyTorch stores `t` per parameter (`state['step']`); it equals the step count of the group
 /// unless some parameter was skipped with a nil gradient. AMSGrad and `maximize` are not
 /// supported (no editor uses them).
-public final class Adam {
+public final class Adam: Optimizer {
     /// The parameters, updated in place; a parameter's index here keys its state.
     public let parameters: [Tensor]
     public var learningRate: Double
@@ -105,19 +127,6 @@ public final class Adam {
 
     /// Forgets all moments and step counters (the next step is a first step again).
     public func reset() { states = Array(repeating: nil, count: parameters.count) }
-
-    /// One step: `gradients[i]` (same element count as `parameters[i]`) updates parameter `i`;
-    /// nil skips it. Like `optimizer.step()` after `backward()`.
-    public func step(gradients: [Tensor?]) {
-        precondition(gradients.count == parameters.count,
-                     "\(gradients.count) gradients for \(parameters.count) parameters")
-        for (index, gradient) in gradients.enumerated() {
-            guard let gradient else { continue }
-            precondition(gradient.count == parameters[index].count,
-                         "gradient of \(gradient.shape) for parameter \(index) of \(parameters[index].shape)")
-            step(index, gradient: UnsafePointer(gradient.pointer))
-        }
-    }
 
     /// One step of parameter `index` alone, with a gradient of `parameters[index].count` floats.
     public func step(_ index: Int, gradient: UnsafePointer<Float>) {
@@ -170,7 +179,7 @@ public final class Adam {
 /// g ← g + μ·b (Nesterov)  or  g ← b                         (when μ ≠ 0)
 /// θ ← θ − lr·g
 /// ```
-public final class SGD {
+public final class SGD: Optimizer {
     /// The parameters, updated in place; a parameter's index here keys its momentum buffer.
     public let parameters: [Tensor]
     public var learningRate: Double
@@ -202,18 +211,6 @@ public final class SGD {
 
     /// Forgets the momentum buffers.
     public func reset() { buffers = Array(repeating: nil, count: parameters.count) }
-
-    /// One step: `gradients[i]` updates parameter `i`; nil skips it (its buffer is untouched).
-    public func step(gradients: [Tensor?]) {
-        precondition(gradients.count == parameters.count,
-                     "\(gradients.count) gradients for \(parameters.count) parameters")
-        for (index, gradient) in gradients.enumerated() {
-            guard let gradient else { continue }
-            precondition(gradient.count == parameters[index].count,
-                         "gradient of \(gradient.shape) for parameter \(index) of \(parameters[index].shape)")
-            step(index, gradient: UnsafePointer(gradient.pointer))
-        }
-    }
 
     /// One step of parameter `index` alone, with a gradient of `parameters[index].count` floats.
     public func step(_ index: Int, gradient: UnsafePointer<Float>) {
