@@ -43,17 +43,16 @@ public final class LanguageModel: @unchecked Sendable {
             throw ModelLoadError.notAModel(file: url.path, detail: "no such file or folder")
         }
         if isDirectory.boolValue {
-            let transformer = try ModelLoader.transformer(huggingFace: url)
             let tokenizerURL = url.appendingPathComponent("tokenizer.json")
             guard FileManager.default.fileExists(atPath: tokenizerURL.path) else {
                 throw ModelLoadError.missingTokenizer(file: url.path, detail: "no tokenizer.json in the folder")
             }
-            let configURL = url.appendingPathComponent("tokenizer_config.json")
-            let tokenizer = try Tokenizers.load(
-                tokenizerJSON: tokenizerURL,
-                configJSON: FileManager.default.fileExists(atPath: configURL.path) ? configURL : nil)
+            let checkpoint = try SafetensorsCheckpoint(url: url)
+            let transformer = try ModelLoader.transformer(huggingFace: url, checkpoint: checkpoint)
+            // The loader reads tokenizer_config.json beside tokenizer.json when there is one.
+            let tokenizer = try Tokenizers.load(tokenizerJSON: tokenizerURL)
             return LanguageModel(transformer: transformer, tokenizer: tokenizer, url: url, format: .huggingFace,
-                                 source: try SafetensorsCheckpoint(url: url), ggufFile: nil)
+                                 source: checkpoint, ggufFile: nil)
         }
         let file = try GGUFFile(url: url)
         let transformer = try ModelLoader.transformer(gguf: file)

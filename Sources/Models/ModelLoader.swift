@@ -33,8 +33,11 @@ public enum ModelLoader {
         return Transformer(config: config, weights: weights)
     }
 
-    /// Loads the transformer of a Hugging Face folder (`config.json` + safetensors).
-    public static func transformer(huggingFace folder: URL) throws -> Transformer {
+    /// Loads the transformer of a Hugging Face folder (`config.json` + safetensors); pass the
+    /// folder's checkpoint when the caller has opened it already.
+    public static func transformer(
+        huggingFace folder: URL, checkpoint: SafetensorsCheckpoint? = nil
+    ) throws -> Transformer {
         let configURL = folder.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw ModelLoadError.notAModel(file: folder.path, detail: "no config.json in the folder")
@@ -42,7 +45,7 @@ public enum ModelLoader {
         let json = try HFConfig(contentsOf: configURL)
         let modelType = try json.string("model_type")
         let config = try HuggingFaceConfig.transformerConfig(json, modelType: modelType)
-        var reader = CheckpointReader(try SafetensorsCheckpoint(url: folder))
+        var reader = CheckpointReader(try checkpoint ?? SafetensorsCheckpoint(url: folder))
         let weights: ModelWeights
         if modelType == "gpt2" {
             weights = try GPT2.weights(huggingFace: &reader, config: config)
