@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "ModelFormats", targets: ["ModelFormats"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Editing", targets: ["Editing"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
         .executable(name: "ibke", targets: ["IBKECLI"]),
     ],
     dependencies: [
@@ -27,12 +29,14 @@ let package = Package(
         .target(name: "ModelFormats", dependencies: ["TensorCore"]),
         .target(name: "Tokenizers", dependencies: ["ModelFormats"]),
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
+        .target(name: "Editing", dependencies: ["TensorCore", "ModelFormats", "Models"]),
+        .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
 
         // MARK: Command-line tool
         .executableTarget(
             name: "IBKECLI",
             dependencies: [
-                "Models",
+                "Models", "Editing", "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -50,6 +54,11 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         // Runs the built `ibke` (found next to the test bundle) on ModelsTests' fixtures, read in
         // place through #filePath; `swift build` / `swift test` build the executable with it.
+        // Edits the tiny models of ModelsTests/Fixtures, read in place through #filePath.
+        .testTarget(name: "EditingTests", dependencies: ["Editing", "Models", "ModelFormats"]),
+        .testTarget(
+            name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests"),
     ]
 )

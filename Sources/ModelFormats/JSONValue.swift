@@ -195,7 +195,7 @@ public struct JSONObject:
     /// Sets the value of `key`: a new key is appended, an existing one keeps its position.
     /// Returns the value it replaces.
     @discardableResult
-    mutating func updateValue(_ value: JSONValue, forKey key: String) -> JSONValue? {
+    public mutating func updateValue(_ value: JSONValue, forKey key: String) -> JSONValue? {
         let exact = ExactString(key)
         // One hash for a new key, the common case; a duplicate puts its position back.
         if let position = positions.updateValue(members.count, forKey: exact) {

@@ -122,7 +122,7 @@ extension ParameterID {
     }
 
     /// Whether the parameter is a norm weight (a vector) rather than a matrix.
-    var isNorm: Bool { kind == .attentionNorm || kind == .feedForwardNorm }
+    public var isNorm: Bool { kind == .attentionNorm || kind == .feedForwardNorm }
 }
 
 extension TransformerConfig {

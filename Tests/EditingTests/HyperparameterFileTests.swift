@@ -1,0 +1,67 @@
+import Foundation
+import ModelFormats
+import Testing
+@testable import Editing
+
+@Suite struct HyperparameterFileTests {
+    @Test func yamlSubsetParsesReferenceConfigs() throws {
+        let yaml = """
+        alg_name: "FT"   # a comment
+        layers: [21]
+        num_steps: 25
+        lr: 5e-4
+        norm_constraint: false
+        objective_optimization: 'target_new'
+        rewrite_module_tmp: model.layers.{}.mlp.down_proj
+        extra:
+          - 1
+          - 2
+        """
+        let value = try SimpleYAML.parse(yaml, file: "ft.yaml")
+        let object = try #require(value.objectValue)
+        #expect(object["alg_name"] == .string("FT"))
+        #expect(object["layers"] == .array([.int(21)]))
+        #expect(object["lr"] == .double(5e-4))
+        #expect(object["norm_constraint"] == .bool(false))
+        #expect(object["objective_optimization"] == .string("target_new"))
+        #expect(object["rewrite_module_tmp"] == .string("model.layers.{}.mlp.down_proj"))
+        #expect(object["extra"] == .array([.int(1), .int(2)]))
+    }
+
+    @Test func nestedMappingsAreRejectedWithTheLine() {
+        #expect(throws: EditorError.self) { try SimpleYAML.parse("a:\n  b: 1\n", file: "x.yaml") }
+    }
+
+    @Test func fineTuningReadsReferenceKeysAndRejectsTyposAndBadLayers() throws {
+        var reader = HyperparameterReader(
+            object: ["layers": .array([.int(3)]), "num_steps": .int(7), "lr": .double(1e-3),
+                     "norm_constraint": .bool(false), "rewrite_module_tmp": .string("model.layers.{}.mlp.down_proj"),
+                     "device": .int(0)],
+            file: "ft.json")
+        let h = try FineTuning.Hyperparameters(reading: &reader, objective: .targetNew, layerCount: 4)
+        #expect(h.layers == [3] && h.steps == 7 && h.learningRate == 1e-3 && h.normConstraint == nil)
+        #expect(h.module == .feedForwardDown && h.objective == .targetNew)
+
+        var typo = HyperparameterReader(object: ["num_step": .int(7)], file: "ft.json")
+        #expect(throws: EditorError.self) { try FineTuning.Hyperparameters(reading: &typo, objective: .targetNew, layerCount: 4) }
+        var deep = HyperparameterReader(object: ["layers": .array([.int(21)])], file: "ft.json")
+        #expect(throws: EditorError.layerOutOfRange(file: "ft.json", layer: 21, layers: 4)) {
+            try FineTuning.Hyperparameters(reading: &deep, objective: .promptLast, layerCount: 4)
+        }
+    }
+
+    @Test func defaultsFollowTheDepthRule() {
+        #expect(FineTuning.Hyperparameters.defaults(.promptLast, layerCount: 30).layers == [20])
+        #expect(FineTuning.Hyperparameters.defaults(.promptLast, layerCount: 30).normConstraint == 5e-4)
+        #expect(FineTuning.Hyperparameters.defaults(.targetNew, layerCount: 30).normConstraint == nil)
+        #expect(FineTuning.Hyperparameters.defaults(.targetNew, layerCount: 2).layers == [1])
+    }
+
+    @Test func jsonWriterRoundTrips() throws {
+        let value: JSONValue = .object(["a": .array([.int(1), .double(2.5)]), "b": .string("q\"\n\u{1}é"), "c": .null])
+        for indent in [0, 2] {
+            let text = value.serialized(indent: indent)
+            #expect(try JSONValue.parse(Data(text.utf8)) == value)
+        }
+    }
+}
