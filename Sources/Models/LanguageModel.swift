@@ -23,6 +23,35 @@ public final class LanguageModel: @unchecked Sendable {
 
     public var config: TransformerConfig { transformer.config }
 
+    private let hashLock = NSLock()
+    private var cachedContentHash: String?
+
+    /// SHA-256 identifying the checkpoint's content (not its file name): of the GGUF file, or
+    /// for a Hugging Face folder of the list `name<TAB>sha256` of its config.json,
+    /// tokenizer.json and safetensors files. Deltas, statistics caches and evaluation runs
+    /// are keyed by it. Computed once per loaded model.
+    public func contentHash() throws -> String {
+        hashLock.lock()
+        defer { hashLock.unlock() }
+        if let cachedContentHash { return cachedContentHash }
+        let hash: String
+        switch format {
+        case .gguf:
+            hash = try SHA256.hex(file: url)
+        case .huggingFace:
+            let names = try FileManager.default.contentsOfDirectory(atPath: url.path).filter {
+                $0 == "config.json" || $0 == "tokenizer.json" || $0.hasSuffix(".safetensors")
+            }.sorted()
+            var listing = ""
+            for name in names {
+                listing += "\(name)\t\(try SHA256.hex(file: url.appendingPathComponent(name)))\n"
+            }
+            hash = Data(listing.utf8).withUnsafeBytes { SHA256.hex($0) }
+        }
+        cachedContentHash = hash
+        return hash
+    }
+
     init(transformer: Transformer, tokenizer: any Tokenizer, url: URL, format: Format,
          source: any TensorSource, ggufFile: GGUFFile?) {
         self.transformer = transformer
@@ -116,15 +145,16 @@ public final class LanguageModel: @unchecked Sendable {
         let v = config.vocabularySize
         var row = 0
         return requests.map { r in
-            var logProbs: [Float] = [], argmaxes: [Int] = []
+            var logProbs: [Float] = [], argmaxes: [Int] = [], ranks: [Int] = []
             for token in r.target {
                 let values = logits.pointer + row * v
                 let lse = Kernels.logSumExp(values, count: v)
                 logProbs.append(values[token] - lse)
                 argmaxes.append(argmax(values, count: v))
+                ranks.append(rank(of: token, values, count: v))
                 row += 1
             }
-            return ContinuationScore(target: r.target, tokenLogProbs: logProbs, argmaxTokens: argmaxes)
+            return ContinuationScore(target: r.target, tokenLogProbs: logProbs, argmaxTokens: argmaxes, ranks: ranks)
         }
     }
 
@@ -155,6 +185,9 @@ public struct ContinuationScore: Sendable, Equatable {
     public let tokenLogProbs: [Float]
     /// The model's most likely token at each target position.
     public let argmaxTokens: [Int]
+    /// Rank of each target token among the logits at its position (0: the argmax, or tied
+    /// with it); "in the top k" is `rank < k`.
+    public let ranks: [Int]
 
     /// `log P(target | prompt)`.
     public var totalLogProb: Float { tokenLogProbs.reduce(0, +) }
@@ -184,6 +217,14 @@ public func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
     var best = 0
     for i in 1..<count where values[i] > values[best] { best = i }
     return best
+}
+
+/// How many of `count` values are strictly larger than the value at `index`.
+public func rank(of index: Int, _ values: UnsafePointer<Float>, count: Int) -> Int {
+    let x = values[index]
+    var larger = 0
+    for i in 0..<count where values[i] > x { larger += 1 }
+    return larger
 }
 
 /// Indices of the `k` largest values, largest first (ties by lower index).
