@@ -27,8 +27,10 @@ enum Entry {
 }
 
 struct IBKECommand: ParsableCommand {
+    static let version = "0.2.0"
     static let configuration = CommandConfiguration(
         commandName: "ibke",
         abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
-        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self])
+        version: version,
+        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Eval.self])
 }

@@ -117,3 +117,36 @@ extension LanguageModel {
         return (ids, output)
     }
 }
+
+extension LanguageModel {
+    /// Greedy continuations of several prompts at once: one ragged forward pass per step for
+    /// all unfinished sequences (decoding is bound by reading the weights, so a step for several
+    /// sequences costs about as much as for one).
+    ///
+    /// - Returns: for each prompt, up to `maxTokens` new tokens, ending at (and without) the
+    ///   first stop token.
+    public func greedyContinuations(_ prompts: [[Int]], maxTokens: Int, stopTokens: Set<Int>) throws -> [[Int]] {
+        for (i, p) in prompts.enumerated() where p.isEmpty { throw InferenceError.emptyPrompt(request: i) }
+        let budgets = prompts.map { min(maxTokens, config.contextLength - $0.count) }
+        let caches = zip(prompts, budgets).map { KVCache(config: config, capacity: $0.count + max(0, $1)) }
+        var outputs = Array(repeating: [Int](), count: prompts.count)
+        var active = prompts.indices.filter { budgets[$0] > 0 }
+        var inputs = prompts
+        let v = config.vocabularySize
+        while !active.isEmpty {
+            let logits = try transformer.forward(active.map { inputs[$0] }, caches: active.map { caches[$0] }, logits: .last)
+            var next: [Int] = []
+            for (row, s) in active.enumerated() {
+                let token = argmax(logits.pointer + row * v, count: v)
+                if stopTokens.contains(token) { continue }
+                outputs[s].append(token)
+                if outputs[s].count < budgets[s] {
+                    inputs[s] = [token]
+                    next.append(s)
+                }
+            }
+            active = next
+        }
+        return outputs
+    }
+}

@@ -1,0 +1,133 @@
+import Editing
+import Foundation
+import Models
+import Testing
+@testable import Evaluation
+
+/// End-to-end runs of the harness on the tiny Llama (ModelsTests' fixture, read in place).
+@Suite(.serialized) struct EvaluationRunTests {
+    static let tinyLlama = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ModelsTests/Fixtures/tiny-llama")
+
+    func dataset() -> Dataset {
+        let cases = (0..<6).map { i in
+            EvalCase(
+                id: "c\(i)", kind: .custom,
+                requests: [EditRequest(prompt: "{} lives in", subject: "Person \(i)", targetNew: "city \(i)", targetTrue: "town")],
+                probes: [Probe(role: .reliability, prompt: "Person \(i) lives in", target: "city \(i)"),
+                         Probe(role: .rewrite, prompt: "Person \(i) lives in", target: "city \(i)", alternative: "town"),
+                         Probe(role: .generality, prompt: "The home of Person \(i) is", target: "city \(i)"),
+                         Probe(role: .locality, prompt: "The sky is", target: "blue")])
+        }
+        return Dataset(kind: .custom, format: "ibke-jsonl", path: "test.jsonl", sha256: "test-\(cases.count)", cases: cases)
+    }
+
+    func editor(_ model: LanguageModel) -> FineTuning {
+        var h = FineTuning.Hyperparameters.defaults(.targetNew, layerCount: model.config.layerCount)
+        h.learningRate = 1e-2
+        return FineTuning(name: "ft-m", hyperparameters: h)
+    }
+
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("ibke-run-\(UUID().uuidString)")
+    }
+
+    @Test func singleRunWritesEverythingAndLeavesTheModelUnchanged() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        let before = model.transformer.weights.blocks.map(\.feedForwardDown.scalars)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EvaluationOptions()
+        options.cacheDirectory = dir.appendingPathComponent("cache")
+        let run = try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options, directory: dir)
+        let summary = try run.run()
+        #expect(model.transformer.weights.blocks.map(\.feedForwardDown.scalars) == before)
+        for name in ["params.json", "summary.json", "summary.md"] {
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), "\(name)")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("cases/ft-m").path)
+        #expect(files.sorted() == (0..<6).map { "c\($0).json" })
+        let m = try #require(summary.methods.first)
+        #expect(m.cases == 6)
+        // The edit works, the pre-edit model does not know the targets, locality pre-edit is 1.
+        #expect(m.metrics["reliability"]! > m.preMetrics["reliability"]!)
+        #expect(m.metrics["efficacy_score"]! >= 0.8)
+        #expect(m.preMetrics["locality"] == 1)
+        #expect(m.metrics["locality"] != nil)
+        #expect(summary.metricInfo.map(\.name).contains("efficacy_score"))
+        #expect(try RunSummary.load(runDirectory: dir).methods[0].metrics == m.metrics)
+        // The pre-edit cache was written and is reused (same outcomes) by a second run.
+        let cache = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("cache/pre-edit").path)
+        #expect(cache.count == 1)
+    }
+
+    @Test func resumeSkipsFinishedCasesAndRefusesAChangedRun() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EvaluationOptions()
+        options.editProtocol = .batch(2)
+        try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options, directory: dir).run()
+        let casesDir = dir.appendingPathComponent("cases/ft-m")
+        // Simulate a run killed after the first batch: later files gone, a finished file marked.
+        try FileManager.default.removeItem(at: casesDir.appendingPathComponent("c4.json"))
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("summary.json"))
+        let marked = casesDir.appendingPathComponent("c0.json")
+        var text = try String(contentsOf: marked, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"batch\":0", with: "\"batch\":0,\"marker\":1")
+        try text.write(to: marked, atomically: true, encoding: .utf8)
+
+        // Without --resume the directory is refused.
+        #expect(throws: RunError.self) {
+            try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options, directory: dir).run()
+        }
+        // With a different protocol, resuming is refused.
+        var other = options
+        other.resume = true
+        other.editProtocol = .single
+        #expect(throws: RunError.self) {
+            try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: other, directory: dir).run()
+        }
+        options.resume = true
+        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options, directory: dir).run()
+        #expect(summary.methods[0].cases == 6)
+        #expect(FileManager.default.fileExists(atPath: casesDir.appendingPathComponent("c4.json").path))
+        #expect(try String(contentsOf: marked, encoding: .utf8).contains("\"marker\":1"), "finished case was redone")
+    }
+
+    @Test func sequentialRunDrawsACurveAndRevertsAtTheEnd() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        let before = model.transformer.weights.blocks.map(\.feedForwardDown.scalars)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EvaluationOptions()
+        options.editProtocol = .sequential(2)
+        options.evaluateEvery = 2
+        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options, directory: dir).run()
+        #expect(summary.methods[0].curve.map(\.edits) == [2, 4, 6])
+        #expect(summary.settings.protocolKind == "sequential" && summary.settings.batchSize == 2)
+        #expect(model.transformer.weights.blocks.map(\.feedForwardDown.scalars) == before)
+    }
+
+    @Test func invalidRequestsAreRecordedNotFatal() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        var data = dataset()
+        data.cases[1].requests[0].subject = "Nobody"  // not in the prompt
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let summary = try EvaluationRun(model: model, dataset: data, editors: [editor(model)], options: EvaluationOptions(),
+                                        directory: dir).run()
+        #expect(summary.methods[0].cases == 5)
+        let failed = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c1.json")))
+        #expect(failed.error?.contains("does not occur in the prompt") == true)
+    }
+
+    @Test func protocolsParse() throws {
+        #expect(try EditProtocol(parsing: "single") == .single)
+        #expect(try EditProtocol(parsing: "batch:10") == .batch(10))
+        #expect(try EditProtocol(parsing: "sequential:5") == .sequential(5))
+        for bad in ["batch", "batch:0", "sequential:x", "multi"] {
+            #expect(throws: RunError.self) { try EditProtocol(parsing: bad) }
+        }
+    }
+}
