@@ -8,7 +8,7 @@ public enum BenchmarkKind: String, Sendable, Codable, CaseIterable {
     case counterfact
     /// MQuAKE: all edits of a case at once, then multi-hop questions.
     case mquake
-    /// A user's own JSONL edits (Datasets/README.md): token accuracy, plus comparisons when
+    /// A user's own JSONL edits (Docs/datasets.md): token accuracy, plus comparisons when
     /// `target_true` is given.
     case custom
 }
@@ -21,12 +21,17 @@ public struct EvalCase: Sendable, Hashable {
     /// Edits applied together (one for zsRE and CounterFact, several for MQuAKE).
     public var requests: [EditRequest]
     public var probes: [Probe]
+    /// Prompts to sample free text from for fluency (n-gram entropy); CounterFact's ROME format
+    /// has them, the other formats none.
+    public var generationPrompts: [String]
 
-    public init(id: String, kind: BenchmarkKind, requests: [EditRequest], probes: [Probe]) {
+    public init(id: String, kind: BenchmarkKind, requests: [EditRequest], probes: [Probe],
+                generationPrompts: [String] = []) {
         self.id = id
         self.kind = kind
         self.requests = requests
         self.probes = probes
+        self.generationPrompts = generationPrompts
     }
 }
 
@@ -92,4 +97,17 @@ public struct Dataset: Sendable {
     /// SHA-256 of the file's bytes (keys cached pre-edit results).
     public var sha256: String
     public var cases: [EvalCase]
+    /// Records left out, one line each with the record and the reason (zsRE records whose
+    /// target is empty, as EasyEdit skips them), so that reports can say why cases < records.
+    public var skipped: [String]
+
+    public init(kind: BenchmarkKind, format: String, path: String, sha256: String, cases: [EvalCase],
+                skipped: [String] = []) {
+        self.kind = kind
+        self.format = format
+        self.path = path
+        self.sha256 = sha256
+        self.cases = cases
+        self.skipped = skipped
+    }
 }
