@@ -30,5 +30,6 @@ struct IBKECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ibke",
         abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
-        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self])
+        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self,
+                      ReportCommand.self])
 }
