@@ -1,0 +1,50 @@
+import ArgumentParser
+import Evaluation
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `ibke report RUN_DIR…`: compares finished `ibke eval` runs.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Compare evaluation runs: a Markdown table on standard output, an HTML page with charts.",
+        discussion: "Reads summary.json from each run directory. Warns when runs differ in settings that make their numbers incomparable (protocol, metric family, top-k, chat template, zsRE target, model).")
+
+    @Argument(help: ArgumentHelp("Run directories written by `ibke eval` (each holds summary.json).", valueName: "run-dir"))
+    var runs: [String] = []
+
+    @Option(help: ArgumentHelp("Where to write the HTML report.", valueName: "path"))
+    var out = "report.html"
+
+    func validate() throws {
+        guard !runs.isEmpty else { throw ValidationError("give at least one run directory") }
+    }
+
+    func run() throws {
+        let summaries = try runs.map { try RunSummary.load(runDirectory: URL(fileURLWithPath: $0)) }
+        emit(SummaryTable.markdown(summaries))
+        let destination = URL(fileURLWithPath: out)
+        try writeAtomically(Data(ReportHTML.document(summaries).utf8), to: destination)
+        log("wrote \(destination.path)")
+    }
+}
+
+/// Writes `data` to a temporary file beside `url`, then renames it over `url`: readers never see
+/// a half-written file, and an existing file survives a failed write.
+func writeAtomically(_ data: Data, to url: URL) throws {
+    let folder = url.deletingLastPathComponent()
+    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+    do {
+        try data.write(to: temporary)
+    } catch {
+        throw CLIError("\(url.path): cannot write (\(error.localizedDescription))")
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        try? FileManager.default.removeItem(at: temporary)
+        throw CLIError("\(url.path): cannot move \(temporary.lastPathComponent) into place: \(reason)")
+    }
+}
