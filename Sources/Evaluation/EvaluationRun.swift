@@ -16,7 +16,7 @@ public enum EditProtocol: Sendable, Equatable, CustomStringConvertible {
     /// Parses `single`, `batch:N`, `sequential:N`.
     public init(parsing text: String) throws {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-        let n = parts.count == 2 ? Int(parts[1]) : 1
+        let n = parts.count == 2 ? Int(parts[1]) : nil
         switch (parts[0], n) {
         case ("single", _) where parts.count == 1: self = .single
         case ("batch", let n?) where n >= 1: self = .batch(n)

@@ -112,6 +112,7 @@ import Testing
     @Test func invalidRequestsAreRecordedNotFatal() throws {
         let model = try LanguageModel.load(Self.tinyLlama)
         var data = dataset()
+        data.cases[1].requests[0].prompt = "Person 1 lives in"
         data.cases[1].requests[0].subject = "Nobody"  // not in the prompt
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
