@@ -87,19 +87,19 @@ public enum Metrics {
     public static func info(for names: Set<String>, settings: EvaluationSettings) -> [MetricInfo] {
         let k = settings.topK == 1 ? "argmax" : "in the top \(settings.topK)"
         let tf = "teacher-forced, target token \(k), partial credit"
-        let target = settings.zsreTarget == "alt" ? "`alt`" : "`answers[0]`"
+        let target = settings.zsreTarget == "alt" ? "alt" : "answers[0]"
         let chat = settings.chatTemplate ? "; prompts in the chat template" : ""
         let catalogue: [(String, String, String)] = [
             ("reliability", "Rel.", "token accuracy of the new target \(target) after the edit prompt (\(tf))"),
             ("generality", "Gen.", "token accuracy of the new target after the paraphrase (\(tf))"),
             ("locality", "Loc.", "agreement of post-edit and pre-edit argmax at each answer position of the unrelated prompt (EasyEdit)"),
             ("portability", "Port.", "token accuracy of the one-hop answer (\(tf))"),
-            ("specificity", "Spec.", "ROME/MEMIT zsRE specificity: token accuracy of the ground-truth answer after `loc?` (\(tf))"),
+            ("specificity", "Spec.", "ROME/MEMIT zsRE specificity: token accuracy of the ground-truth answer after loc + \"?\" (\(tf))"),
             ("reliability_em", "Rel. EM", "all target tokens correct (MEND's accuracy)"),
             ("generality_em", "Gen. EM", "all target tokens correct on the paraphrase"),
             ("locality_em", "Loc. EM", "all answer positions keep the pre-edit argmax"),
             ("portability_em", "Port. EM", "all one-hop answer tokens correct"),
-            ("specificity_em", "Spec. EM", "all ground-truth tokens correct after `loc?`"),
+            ("specificity_em", "Spec. EM", "all ground-truth tokens correct after loc + \"?\""),
             ("reliability_gen", "Rel. gen", "greedy generation after the edit prompt starts with the normalised target"),
             ("generality_gen", "Gen. gen", "greedy generation after the paraphrase starts with the normalised target"),
             ("portability_gen", "Port. gen", "greedy generation starts with the normalised one-hop answer"),

@@ -65,3 +65,16 @@ import Testing
         }
     }
 }
+
+@Suite struct CommittedHyperparameterTests {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Hyperparameters")
+
+    /// The committed files say what the built-in defaults are.
+    @Test(arguments: [("FT-L", FineTuning.Objective.promptLast), ("FT-M", .targetNew)])
+    func committedFilesEqualTheDefaults(folder: String, objective: FineTuning.Objective) throws {
+        var reader = try HyperparameterReader(contentsOf: Self.folder.appendingPathComponent("\(folder)/SmolLM2-135M.yaml"))
+        let read = try FineTuning.Hyperparameters(reading: &reader, objective: objective, layerCount: 30)
+        #expect(read == .defaults(objective, layerCount: 30))
+    }
+}

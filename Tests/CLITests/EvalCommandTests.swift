@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+/// `ibke eval` end to end on the tiny Llama and the committed dataset fixtures.
+@Suite struct EvalCommandTests {
+    static let datasets = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("EvaluationTests/Fixtures/datasets")
+
+    @Test func evalWritesARunAndResumeFinishesIt() throws {
+        let folder = try TemporaryFolder()
+        let out = folder.appending("run")
+        let arguments = ["eval", "--model", Fixtures.model("tiny-llama").path,
+                         "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
+                         "--methods", "ft-l,ft-m", "--limit", "3", "--out", out.path]
+        let first = try IBKE.run(arguments, timeout: 120)
+        #expect(first.status == 0, "\(first)")
+        #expect(first.stdout.contains("| ft-m |"), "\(first)")
+        let params = try String(contentsOf: out.appendingPathComponent("params.json"), encoding: .utf8)
+        for key in ["model_sha256", "dataset_sha256", "hyperparameters", "seed", "ibke_version"] {
+            #expect(params.contains("\"\(key)\""), "params.json lacks \(key)")
+        }
+        // Again without --resume: refused, nothing changed.
+        let again = try IBKE.run(arguments, timeout: 60)
+        #expect(again.status == 1 && again.stderr.contains("--resume"), "\(again)")
+        // Resume after losing a case file: only that case is redone.
+        try FileManager.default.removeItem(at: out.appendingPathComponent("cases/ft-m/1.json"))
+        let resumed = try IBKE.run(arguments + ["--resume"], timeout: 120)
+        #expect(resumed.status == 0, "\(resumed)")
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("cases/ft-m/1.json").path))
+    }
+
+    @Test func badArgumentsAreOneLineErrors() throws {
+        let model = Fixtures.model("tiny-llama").path
+        let folder = try TemporaryFolder()
+        let malformed = folder.appending("bad.json")
+        try Data("[{\"subject\": \"x\", \"src\": 3}]".utf8).write(to: malformed)
+        let cases: [([String], [String])] = [
+            (["--dataset", "zsre:" + malformed.path, "--methods", "ft-m"], ["bad.json", "record 0", "src"]),
+            (["--dataset", "nonsense:" + malformed.path, "--methods", "ft-m"], ["nonsense"]),
+            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "rome2"], ["rome2"]),
+            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m",
+              "--protocol", "batch"], ["batch:N"]),
+        ]
+        for (arguments, pieces) in cases {
+            let result = try IBKE.run(["eval", "--model", model] + arguments + ["--out", folder.appending("r").path])
+            #expect(result.status == 1, "\(result)")
+            for piece in pieces { #expect(result.stderr.contains(piece), "\(piece) missing: \(result)") }
+        }
+    }
+}
