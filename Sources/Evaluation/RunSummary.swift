@@ -37,6 +37,19 @@ public struct EvaluationSettings: Sendable, Codable, Hashable {
     public var zsreTarget: String
     public var seed: UInt64
 
+    public init(metricFamily: String, protocolKind: String, batchSize: Int, evaluateEvery: Int, topK: Int,
+                chatTemplate: Bool, generation: Bool, zsreTarget: String, seed: UInt64) {
+        self.metricFamily = metricFamily
+        self.protocolKind = protocolKind
+        self.batchSize = batchSize
+        self.evaluateEvery = evaluateEvery
+        self.topK = topK
+        self.chatTemplate = chatTemplate
+        self.generation = generation
+        self.zsreTarget = zsreTarget
+        self.seed = seed
+    }
+
     enum CodingKeys: String, CodingKey {
         case metricFamily = "metric_family", protocolKind = "protocol", batchSize = "batch_size"
         case evaluateEvery = "evaluate_every", topK = "top_k", chatTemplate = "chat_template"
@@ -48,6 +61,11 @@ public struct EvaluationSettings: Sendable, Codable, Hashable {
 public struct CurvePoint: Sendable, Codable, Hashable {
     public var edits: Int
     public var metrics: [String: Double]
+
+    public init(edits: Int, metrics: [String: Double]) {
+        self.edits = edits
+        self.metrics = metrics
+    }
 }
 
 /// One method's results in a run.
@@ -101,6 +119,21 @@ public struct RunSummary: Sendable, Codable {
     public var methods: [MethodSummary]
     /// ISO 8601.
     public var created: String
+
+    public init(run: String, modelPath: String, modelSHA256: String, datasetKind: String, datasetFormat: String,
+                datasetPath: String, settings: EvaluationSettings, metricInfo: [MetricInfo], methods: [MethodSummary],
+                created: String) {
+        self.run = run
+        self.modelPath = modelPath
+        self.modelSHA256 = modelSHA256
+        self.datasetKind = datasetKind
+        self.datasetFormat = datasetFormat
+        self.datasetPath = datasetPath
+        self.settings = settings
+        self.metricInfo = metricInfo
+        self.methods = methods
+        self.created = created
+    }
 
     enum CodingKeys: String, CodingKey {
         case run, modelPath = "model_path", modelSHA256 = "model_sha256", datasetKind = "dataset_kind"

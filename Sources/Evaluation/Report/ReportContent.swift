@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// What every report rendering shows, derived once from the runs, so that the Markdown and the
 /// HTML cannot disagree about columns, rows or warnings.
@@ -239,6 +240,23 @@ struct ReportContent {
             let every = s.evaluateEvery > 0 ? "evaluated every \(s.evaluateEvery) edits" : "evaluated at the end"
             return "\(protocolKey(run)), \(every)"
         default: return protocolKey(run)
+        }
+    }
+
+    /// One method of one run: how its statistics were obtained and its hyperparameters (one-line JSON).
+    struct MethodSetting {
+        let run: String
+        let method: String
+        let statistics: String
+        let hyperparameters: String
+    }
+
+    var methodSettings: [MethodSetting] {
+        runs.enumerated().flatMap { index, run in
+            run.methods.map {
+                MethodSetting(run: runNames[index], method: $0.method, statistics: $0.statistics,
+                              hyperparameters: $0.hyperparameters.serialized(indent: 0))
+            }
         }
     }
 }

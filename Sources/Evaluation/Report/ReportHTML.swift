@@ -15,6 +15,7 @@ public enum ReportHTML {
         body += ["<h2>Results</h2>", resultsTable(content),
                  "<p class=\"note\">Metric values ×100 (fractions as percentages; fluency in bits ×100). "
                     + "Times: mean seconds per case. Grey rows: the unedited model on the same probes.</p>"]
+        body += ["<h2>Methods</h2>", methodList(content)]
         body += ["<h2>Metrics</h2>", legend(content)]
         if !content.columns.isEmpty {
             body += ["<h2>Charts</h2>", "<div class=\"charts\">"]
@@ -83,6 +84,14 @@ public enum ReportHTML {
             lines.append((row.kind == .method ? "<tr>" : "<tr class=\"pre\">") + cells + "</tr>")
         }
         return (lines + ["</tbody>", "</table>", "</div>"]).joined(separator: "\n")
+    }
+
+    /// Each method's statistics setting and hyperparameters, as the run recorded them.
+    private static func methodList(_ content: ReportContent) -> String {
+        let items = content.methodSettings.map {
+            "<dt>\(x($0.run)) · \(x($0.method)) (statistics: \(x($0.statistics)))</dt><dd><code>\(x($0.hyperparameters))</code></dd>"
+        }
+        return (["<dl class=\"legend\">"] + items + ["</dl>"]).joined(separator: "\n")
     }
 
     private static func legend(_ content: ReportContent) -> String {

@@ -24,6 +24,11 @@ public enum SummaryTable {
             + "Times: mean seconds per case. Pre-edit rows: the unedited model on the same probes.")
         let curves = self.curves(content)
         if !curves.isEmpty { lines += [""] + curves }
+        lines += ["", "## Methods", ""]
+        for m in content.methodSettings {
+            let run = content.severalRuns ? ReportText.markdown(m.run) + " · " : ""
+            lines.append("- \(run)**\(ReportText.markdown(m.method))** (statistics: \(ReportText.markdown(m.statistics))): `\(m.hyperparameters)`")
+        }
         lines += ["", "## Metrics", ""]
         for column in content.columns {
             lines.append("- **\(ReportText.markdown(column.label))** (\(ReportText.markdown(column.name))): "
