@@ -183,18 +183,24 @@ public final class EvaluationRun {
             guard !cases.isEmpty else { continue }
             let start = Date()
             let applied: AppliedDelta
+            var applySeconds = 0.0
             do {
                 let delta = try editor.edit(prepared, in: model)
+                let applyStart = Date()
                 applied = try model.transformer.apply(delta, source: editor.name)
+                applySeconds = Date().timeIntervalSince(applyStart)
             } catch {
                 for c in cases { try save(failedResult(c, editor: editor, batch: index, error: "\(error)", pre: pre)) }
                 continue
             }
-            let editSeconds = Date().timeIntervalSince(start) / Double(cases.count)
+            // The editor's own time, and the harness's share (applying the delta) counted with the evaluation.
+            let editSeconds = (Date().timeIntervalSince(start) - applySeconds) / Double(cases.count)
             let norms = applied.delta.norms()
             defer { applied.revert() }
             for c in cases {
-                try save(try evaluate(c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre))
+                var result = try evaluate(c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre)
+                result.evaluationSeconds += applySeconds / Double(cases.count)
+                try save(result)
             }
         }
         report(editor.name, done: batches.count, total: batches.count)
