@@ -59,7 +59,7 @@ import Testing
                                    topK: 1, chatTemplate: false, generation: false, zsreTarget: "alt", seed: 42)
         let info = Metrics.info(for: ["locality", "reliability"], settings: s)
         #expect(info.map(\.name) == ["reliability", "locality"])
-        #expect(info[0].definition.contains("`alt`") && info[0].definition.contains("argmax"))
+        #expect(info[0].definition.contains("alt") && info[0].definition.contains("argmax"))
     }
 }
 
