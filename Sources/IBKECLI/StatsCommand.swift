@@ -11,7 +11,7 @@ struct Stats: ParsableCommand {
         Files go to $IBKE_HOME/cache/stats, one per layer, keyed by the model's content hash, the corpus \
         (file names and SHA-256), the token count, the window length and the seed. Without --corpus the text \
         is sampled from the model itself, and the statistics are labelled source: model-samples.
-        Example: ibke stats --layers 4-8 --corpus shared/data/text_corpus --samples 100000
+        Example: ibke stats --layers 4-8 --corpus ../shared/data/text_corpus
         """)
 
     @OptionGroup var model: ModelOptions

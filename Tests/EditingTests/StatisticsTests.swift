@@ -157,7 +157,7 @@ import Testing
         let first = try StatisticsCollector.collect(options, model: model, cache: cache) { phases.insert($0.phase) }
         #expect(first.map(\.moment.layer) == [0, 1] && first.allSatisfy { !$0.loadedFromCache })
         #expect(first.allSatisfy { $0.moment.tokenCount == 200 && $0.moment.key.source == .corpus })
-        #expect(phases.contains("layers 0,1"))
+        #expect(phases.contains("collecting layers 0,1"))
         #expect(first[0].moment.key.modelSHA256 == (try model.contentHash()))
         #expect(first[0].moment.key.corpus == "articles.txt,more/history.tokens,notes.jsonl")
         #expect(first[0].moment.provenance["ibke.model"] == "tiny-llama")

@@ -13,7 +13,7 @@ public struct ModelSampling: Sendable {
     public var temperature: Float = 1
     public var seed: UInt64
     /// Sequences decoded together.
-    public var batchSize = 32
+    public var batchSize = 64
 
     public init(seed: UInt64) { self.seed = seed }
 
@@ -39,49 +39,42 @@ public struct ModelSampling: Sendable {
 
     /// Samples windows until they hold `samples` tokens (the last one shortened).
     ///
-    /// - Parameter progress: tokens sampled so far and `samples`.
+    /// Up to ``batchSize`` windows are decoded together; a finished window's slot goes to the
+    /// next window at once, so short windows (an early stop token) never leave the batch
+    /// running a few stragglers. Window `i` samples from seed `seed + i`, and the windows kept
+    /// are the first ones by index, so the result does not depend on the scheduling.
+    ///
+    /// - Parameter progress: tokens of the finished windows (at most `samples`) and `samples`.
     public func windows(
         _ model: LanguageModel, samples: Int, maxLength: Int, progress: (Int, Int) -> Void = { _, _ in }
     ) throws -> [[Int]] {
         let start = try Self.startToken(model).id
         let stops = model.tokenizer.stopTokenIDs
-        var windows: [[Int]] = [], total = 0
-        while total < samples {
-            // No more sequences than the remaining tokens could fill.
-            let count = min(batchSize, (samples - total + maxLength - 1) / maxLength)
-            let group = try sampleGroup(model, first: windows.count, count: count, start: start, stops: stops,
-                                        maxLength: maxLength)
-            windows += group
-            total += group.reduce(0) { $0 + $1.count }
-            progress(min(total, samples), samples)
-        }
-        return TokenWindows.take(windows, samples: samples)
-    }
-
-    /// Windows `first..<first + count`, decoded together; window `i` samples from seed `seed + i`.
-    private func sampleGroup(
-        _ model: LanguageModel, first: Int, count: Int, start: Int, stops: Set<Int>, maxLength: Int
-    ) throws -> [[Int]] {
         let length = min(maxLength, model.config.contextLength)
-        var sequences = Array(repeating: [start], count: count)
-        var samplers = (0..<count).map {
-            Sampler(GenerationOptions(temperature: temperature, topK: topK, seed: seed &+ UInt64(first + $0)))
-        }
-        let caches = (0..<count).map { _ in KVCache(config: model.config, capacity: length) }
-        var active = length > 1 ? Array(0..<count) : []
-        var inputs = sequences
         let v = model.config.vocabularySize
-        while !active.isEmpty {
-            let logits = try model.transformer.forward(active.map { inputs[$0] }, caches: active.map { caches[$0] }, logits: .last)
-            var next: [Int] = []
-            for (row, s) in active.enumerated() {
-                let token = samplers[s].next(logits.pointer + row * v, count: v)
-                sequences[s].append(token)
-                inputs[s] = [token]
-                if sequences[s].count < length && !stops.contains(token) { next.append(s) }
+        struct Slot { let index: Int; var tokens: [Int]; var sampler: Sampler; let cache: KVCache }
+        var finished: [Int: [Int]] = [:], slots: [Slot] = [], finishedTokens = 0
+        while finishedTokens < samples || !slots.isEmpty {
+            // Start windows while the running ones, even at full length, could not fill the sample.
+            while slots.count < batchSize && finishedTokens + length * slots.count < samples {
+                let index = finished.count + slots.count
+                let options = GenerationOptions(temperature: temperature, topK: topK, seed: seed &+ UInt64(index))
+                slots.append(Slot(index: index, tokens: [start], sampler: Sampler(options),
+                                  cache: KVCache(config: model.config, capacity: length)))
             }
-            active = next
+            if slots.isEmpty { break }
+            let logits = try model.transformer.forward(slots.map { [$0.tokens.last!] }, caches: slots.map(\.cache), logits: .last)
+            for row in slots.indices {
+                let token = slots[row].sampler.next(logits.pointer + row * v, count: v)
+                slots[row].tokens.append(token)
+            }
+            for slot in slots where slot.tokens.count >= length || stops.contains(slot.tokens.last!) {
+                finished[slot.index] = slot.tokens
+                finishedTokens += slot.tokens.count
+            }
+            slots.removeAll { finished[$0.index] != nil }
+            progress(min(finishedTokens, samples), samples)
         }
-        return sequences
+        return TokenWindows.take((0..<finished.count).map { finished[$0]! }, samples: samples)
     }
 }
