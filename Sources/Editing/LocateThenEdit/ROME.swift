@@ -101,7 +101,7 @@ public final class ROME: Editor, @unchecked Sendable {
         var applied: [AppliedDelta] = []
         defer { for a in applied.reversed() { a.revert() } }
         for request in requests {
-            let entry = try editOne(request, model: model, templates: templates!)
+            let entry = try update(request, model: model, templates: templates!).entry
             let one = WeightDelta(entries: [entry])
             applied.append(try model.transformer.apply(one, source: name))
             delta.entries.append(entry)
@@ -109,8 +109,11 @@ public final class ROME: Editor, @unchecked Sendable {
         return delta
     }
 
-    /// The rank-one update of one request on the model as it stands.
-    func editOne(_ request: PreparedRequest, model: LanguageModel, templates: [String]) throws -> WeightDelta.Entry {
+    /// The rank-one update of one request on the model as it stands, with the key it is exact
+    /// for and the value it maps that key to.
+    func update(_ request: PreparedRequest, model: LanguageModel, templates: [String]) throws
+        -> (entry: WeightDelta.Entry, key: [Float], value: [Float])
+    {
         let h = settings, config = model.config
         let id = ParameterID(layer: h.layer, .feedForwardDown)
         guard let w = model.transformer.weights.tensor(id, config: config) else {
@@ -140,24 +143,23 @@ public final class ROME: Editor, @unchecked Sendable {
         let uNorm = Float(NormClipping.l2Norm(u, count: f))
         u = u.map { $0 / uNorm }
 
-        let (vStar, vInit) = try computeValue(request, contexts: contexts, model: model)
+        let vStar = try computeValue(request, contexts: contexts, model: model)
         // The key the update is exact for: the prefix-averaged one (r-ROME) or the bare prompt's.
         let key = h.keyConsistency ? kMean : Array(UnsafeBufferPointer(start: keys.pointer + keyRows[0] * f, count: f))
         var wk = [Float](repeating: 0, count: config.hiddenSize)
         MatMul.gemv(w.pointer, rows: config.hiddenSize, columns: f, key, &wk)
         let denominator = MatMul.dot(key, u, f)
         let r = (0..<config.hiddenSize).map { (vStar[$0] - wk[$0]) / denominator }
-        _ = vInit
         let left = Tensor(shape: [config.hiddenSize, 1], values: r), right = Tensor(shape: [1, f], values: u)
         guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
             throw EditorError.notFinite(method: name, detail: "the rank-one update")
         }
-        return .init(id, .lowRank(left: left, right: right))
+        return (.init(id, .lowRank(left: left, right: right)), key, vStar)
     }
 
     /// v* = v₀ + δ: δ added to the MLP output at the subject's last token in every context,
     /// optimised for the target NLL, a KL term on `"{subject} is a"` and a weight decay.
-    func computeValue(_ request: PreparedRequest, contexts: [PreparedRequest], model: LanguageModel) throws -> ([Float], [Float]) {
+    func computeValue(_ request: PreparedRequest, contexts: [PreparedRequest], model: LanguageModel) throws -> [Float] {
         let h = settings, config = model.config, c = config.hiddenSize, v = config.vocabularySize
         let target = request.target
         let kl = try EditRequest(prompt: "{} is a", subject: request.request.subject, targetNew: "x").prepared(for: model)
@@ -212,7 +214,7 @@ public final class ROME: Editor, @unchecked Sendable {
             NormClipping.clampNorm(delta, maxNorm: maxNorm)
         }
         let v0 = vInit ?? [Float](repeating: 0, count: c)
-        return (zip(v0, delta.scalars).map { $0 + $1 }, v0)
+        return zip(v0, delta.scalars).map { $0 + $1 }
     }
 
     /// x = (C + ridge·I)⁻¹ b by Cholesky (a small ridge, 1e-6·tr(C)/F, keeps a small-sample C
