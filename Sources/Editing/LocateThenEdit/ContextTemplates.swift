@@ -17,11 +17,13 @@ public enum ContextTemplates {
         var templates = ["{}"]
         var sample: UInt64 = 0
         for (length, count) in lengths {
-            for _ in 0..<count {
-                let options = GenerationOptions(maxTokens: max(0, length - 1), temperature: 1, topK: topK,
-                                                seed: seed &+ sample)
-                sample += 1
-                let ids = try model.generate(prompt: [start], options: options)
+            let samplers = (0..<count).map { i in
+                Sampler(GenerationOptions(temperature: 1, topK: topK, seed: seed &+ sample &+ UInt64(i)))
+            }
+            sample += UInt64(count)
+            let generated = try model.continuations(Array(repeating: [start], count: count), maxTokens: max(0, length - 1),
+                                                    stopTokens: [], samplers: samplers)
+            for ids in generated {
                 let text = model.tokenizer.decode(ids, skipSpecialTokens: true)
                     .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
                 templates.append(text + ". {}")
