@@ -83,27 +83,35 @@ final class ProgressBar: @unchecked Sendable {
     private var firstDone = 0
     private var drawn = false
 
-    func update(_ p: RunProgress) {
+    func update(_ p: RunProgress) { update(phase: p.phase, done: p.done, total: p.total) }
+
+    func update(phase newPhase: String, done: Int, total: Int) {
         guard enabled else { return }
-        if p.phase != phase {
+        if newPhase != phase {
             if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
-            phase = p.phase
+            phase = newPhase
             phaseStart = Date()
-            firstDone = p.done
+            firstDone = done
         }
-        let width = 24, fraction = p.total > 0 ? Double(p.done) / Double(p.total) : 1
+        let width = 24, fraction = total > 0 ? Double(done) / Double(total) : 1
         let filled = Int(fraction * Double(width))
         let elapsed = Date().timeIntervalSince(phaseStart)
-        let rate = p.done > firstDone ? elapsed / Double(p.done - firstDone) : 0
-        let eta = rate > 0 ? " ETA \(Self.duration(rate * Double(p.total - p.done)))" : ""
+        let rate = done > firstDone ? elapsed / Double(done - firstDone) : 0
+        let eta = rate > 0 ? " ETA \(Self.duration(rate * Double(total - done)))" : ""
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = "\r\u{1B}[K\(phase) \(bar) \(p.done)/\(p.total) \(Int(fraction * 100))%\(rate > 0 ? String(format: " %.2f s/item", rate) : "")\(eta)"
+        let line = "\r\u{1B}[K\(phase) \(bar) \(done)/\(total) \(Int(fraction * 100))%\(Self.rateText(rate))\(eta)"
         FileHandle.standardError.write(Data(line.utf8))
         drawn = true
     }
 
     func finish() {
         if enabled && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    /// Seconds per item, or items per second when items are fast (tokens).
+    static func rateText(_ secondsPerItem: Double) -> String {
+        secondsPerItem <= 0 ? "" : secondsPerItem < 0.1 ? String(format: " %.0f items/s", 1 / secondsPerItem)
+            : String(format: " %.2f s/item", secondsPerItem)
     }
 
     static func duration(_ seconds: Double) -> String {

@@ -69,6 +69,9 @@ public struct Prefix: Sendable {
     public let layer: Int
     /// `[N, C]`.
     public let residual: Tensor
+    /// What the prefix's `.capture` interventions recorded: a pass that only reads activations
+    /// (second-moment statistics) stops after the highest layer it reads.
+    public let captures: [HookKey: Tensor]
 }
 
 /// What a recorded forward pass should be able to differentiate, beyond the `.add`,

@@ -23,7 +23,8 @@ extension Transformer {
     /// Runs layers `0..<layers` once, for forward passes that change only later layers
     /// (the `forward` and `record` overloads that take a ``Prefix``).
     ///
-    /// - Parameter interventions: applied in the prefix layers (their captures are dropped).
+    /// - Parameter interventions: applied in the prefix layers; captures are returned in
+    ///   ``Prefix/captures``.
     /// - Returns: the residual stream entering layer `layers`, `[N, C]`.
     public func prefix(_ sequences: [[Int]], layers: Int, interventions: [Intervention] = []) throws -> Prefix {
         precondition(layers >= 0 && layers < config.layerCount, "prefix of \(layers) of \(config.layerCount) layers")
@@ -31,7 +32,7 @@ extension Transformer {
         for key in plan.hooks.keys { precondition(key.layer < layers, "intervention at layer \(key.layer) outside the prefix") }
         for id in plan.weightDeltas.keys { precondition(id.layer < layers, "weight delta \(id) outside the prefix") }
         let residual = try run(sequences, selection: .none, interventions: plan, stopLayer: layers).residual!
-        return Prefix(sequences: sequences, layer: layers, residual: residual)
+        return Prefix(sequences: sequences, layer: layers, residual: residual, captures: plan.captures)
     }
 
     /// A forward pass of the layers from `prefix.layer` on, starting from its cached residual:

@@ -22,6 +22,17 @@ public enum MatMul {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// The upper triangle of `C[N, N] = alpha · Aᵀ A + beta · C` for `A` `[K, N]`, row-major, on
+    /// the calling thread (`ssyrk`: half the work of the full product).
+    public static func syrkTransposed(
+        n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if n == 0 { return }
+        ComputeThreads.singleThreadedBLAS
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+    }
+
     /// ``gemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` split over the thread pool
     /// by blocks of output columns (each thread reads its own slice of `B`); serial when the
     /// product is small or already inside a parallel loop.

@@ -280,6 +280,19 @@ import TensorCore
     }
 
     @Test(arguments: models)
+    func prefixReturnsItsCaptures(model name: String) throws {
+        let model = try Self.load(name)
+        let captures: [Intervention] = [.capture(.feedForwardHidden, layer: 0), .capture(.layerOutput, layer: 0)]
+        let full = try model.forward(Self.sequences, interventions: captures, logits: .none)
+        let prefix = try model.prefix(Self.sequences, layers: 1, interventions: captures)
+        #expect(Set(prefix.captures.keys) == Set(full.captures.keys))
+        for (key, value) in full.captures {
+            #expect(prefix.captures[key]?.shape == value.shape, "\(name) \(key)")
+            #expect(prefix.captures[key]?.scalars == value.scalars, "\(name) \(key)")
+        }
+    }
+
+    @Test(arguments: models)
     func prefixReuseMatchesTheFullPass(model name: String) throws {
         let model = try Self.load(name)
         let c = model.config
