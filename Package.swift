@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "ModelFormats", dependencies: ["TensorCore"]),
         .target(name: "Tokenizers", dependencies: ["ModelFormats"]),
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
-        .target(name: "Editing", dependencies: ["TensorCore", "ModelFormats", "Models"]),
+        .target(name: "Editing", dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models"]),
         .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
 
         // MARK: Command-line tool

@@ -81,6 +81,7 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(parameter: String, delta: [Int], model: [Int], file: String)
     case notFinite(parameter: String, file: String)
     case wrongModel(deltaModel: String, model: String, file: String)
+    case unverifiedModel(file: String)
     case malformed(file: String, detail: String)
 
     public var description: String {
@@ -93,6 +94,8 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable {
             "\(file): the update of \(name) contains NaN or infinity"
         case .wrongModel(let deltaModel, let model, let file):
             "\(file): the delta was made for the model with sha256 \(deltaModel), not this one (\(model))"
+        case .unverifiedModel(let file):
+            "\(file): the delta does not say which model it was made for (no \(WeightDelta.modelHashKey) in its header)"
         case .malformed(let file, let detail):
             "\(file): \(detail)"
         }

@@ -32,6 +32,6 @@ struct IBKECommand: ParsableCommand {
         commandName: "ibke",
         abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
         version: version,
-        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Edit.self, Eval.self,
-                      ReportCommand.self, Stats.self])
+        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Edit.self, Apply.self,
+                      Eval.self, ReportCommand.self, Stats.self])
 }

@@ -31,6 +31,8 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable, Sendable {
     case noSuchTensor(file: String, tensor: String)
     /// The destination buffer's size differs from the tensor's element count.
     case destinationSize(file: String, tensor: String, expected: Int, actual: Int)
+    /// Writing a GGUF file failed (the destination is left as it was).
+    case writeFailed(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -84,6 +86,8 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable, Sendable {
             return
                 "\(file): tensor '\(tensor)' has \(expected) elements "
                 + "but the destination holds \(actual)"
+        case .writeFailed(let file, let reason):
+            return "\(file): write failed: \(reason)"
         }
     }
 }

@@ -44,6 +44,8 @@ public final class GGUFFile: TensorSource {
     public let alignment: Int
     /// Absolute byte offset of the data section in the file.
     public let dataOffset: Int
+    /// Where the metadata key-value pairs lie in the file, for copying them verbatim.
+    let metadataRange: Range<Int>
 
     private let mapping: MappedFile
     private let tensorIndex: [String: Int]
@@ -75,6 +77,7 @@ public final class GGUFFile: TensorSource {
         self.tensorNames = header.tensors.map(\.name)
         self.alignment = header.alignment
         self.dataOffset = header.dataOffset
+        self.metadataRange = header.metadataRange
         var index: [String: Int] = [:]
         index.reserveCapacity(header.tensors.count)
         for (i, info) in header.tensors.enumerated() { index[info.name] = i }
@@ -94,6 +97,11 @@ public final class GGUFFile: TensorSource {
 
     public func typeName(of name: String) -> String? {
         tensorInfo(name)?.type.name
+    }
+
+    /// The metadata key-value pairs as stored, a view into the mapping.
+    var rawMetadata: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: mapping.bytes[metadataRange])
     }
 
     /// The tensor's stored bytes, a view into the mapping (valid while this file object lives).
@@ -191,6 +199,7 @@ struct GGUFHeader {
     var tensors: [GGUFTensorInfo]
     var alignment: Int
     var dataOffset: Int
+    var metadataRange: Range<Int>
 }
 
 /// Reads a GGUF header from a byte buffer with every read bounds-checked.
@@ -234,6 +243,7 @@ struct GGUFHeaderParser {
         try requireCount(
             tensorCount, minimumBytes: 24, "\(tensorCount) tensor infos (at least 24 bytes each)")
 
+        let metadataStart = offset
         var keys: [String] = []
         var metadata: [String: GGUFValue] = [:]
         keys.reserveCapacity(Int(keyCount))
@@ -247,6 +257,7 @@ struct GGUFHeaderParser {
             }
             keys.append(key)
         }
+        let metadataRange = metadataStart..<offset
 
         let alignment = try Self.alignment(from: metadata, file: file)
 
@@ -274,7 +285,7 @@ struct GGUFHeaderParser {
         }
         return GGUFHeader(
             version: version, keys: keys, metadata: metadata, tensors: tensors,
-            alignment: alignment, dataOffset: dataOffset)
+            alignment: alignment, dataOffset: dataOffset, metadataRange: metadataRange)
     }
 
     private static func alignment(from metadata: [String: GGUFValue], file: String)

@@ -1,17 +1,8 @@
 import Foundation
 import TensorCore
 
-#if canImport(Glibc)
-    @preconcurrency import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
-/// Writes safetensors files (edit deltas, converted weights) atomically.
-///
-/// The file is written to a temporary file in the destination's folder, flushed to disk and
-/// renamed over the destination, so a reader (or a crash) sees either the old file or the
-/// complete new one, never a partial write.
+/// Writes safetensors files (edit deltas, converted weights) atomically (``AtomicFile``): a
+/// reader (or a crash) sees either the old file or the complete new one, never a partial write.
 ///
 /// Layout follows the reference implementation: the header is compact JSON padded with spaces
 /// to a multiple of 8 bytes, `__metadata__` first, and tensors are stored in order of
@@ -101,51 +92,25 @@ public enum SafetensorsWriter {
         let ordered = orderedForAlignment(tensors)
         let header = headerBytes(ordered, metadata: metadata)
 
-        let folder = url.deletingLastPathComponent()
-        let temporary = folder.appendingPathComponent(
-            ".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw SafetensorsError.writeFailed(
-                file: path, reason: "cannot create \(temporary.path): \(errnoText())")
-        }
-        var renamed = false
-        defer {
-            if !renamed { unlink(temporary.path) }
-        }
-        do {
-            defer { close(fd) }
+        try AtomicFile.write(
+            to: url, failure: { SafetensorsError.writeFailed(file: path, reason: $0) },
+            beforeRename: beforeRename
+        ) { file in
             var length = UInt64(header.count).littleEndian
-            try withUnsafeBytes(of: &length) { try writeAll(fd, $0, file: path) }
-            try header.withUnsafeBytes { try writeAll(fd, $0, file: path) }
+            try withUnsafeBytes(of: &length) { try file.write($0) }
+            try file.write(header)
             for entry in ordered {
                 switch entry.payload {
                 case .floats(let values):
                     #if _endian(little)
-                        try values.withUnsafeBytes { try writeAll(fd, $0, file: path) }
+                        try file.write(values)
                     #else
-                        let swapped = values.map { $0.bitPattern.littleEndian }
-                        try swapped.withUnsafeBytes { try writeAll(fd, $0, file: path) }
+                        try file.write(values.map { $0.bitPattern.littleEndian })
                     #endif
                 case .bytes(let bytes):
-                    try bytes.withUnsafeBytes { try writeAll(fd, $0, file: path) }
+                    try file.write(bytes)
                 }
             }
-            guard fsync(fd) == 0 else {
-                throw SafetensorsError.writeFailed(file: path, reason: "fsync: \(errnoText())")
-            }
-        }
-        try beforeRename()
-        guard rename(temporary.path, path) == 0 else {
-            throw SafetensorsError.writeFailed(
-                file: path, reason: "rename from \(temporary.path): \(errnoText())")
-        }
-        renamed = true
-        // Make the rename itself durable; failure here does not undo a completed write.
-        let folderFD = open(folder.path, O_RDONLY | O_CLOEXEC)
-        if folderFD >= 0 {
-            _ = fsync(folderFD)
-            close(folderFD)
         }
     }
 
@@ -226,33 +191,5 @@ public enum SafetensorsWriter {
             }
         }
         return out + "\""
-    }
-
-    private static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, file: String)
-        throws
-    {
-        guard let base = buffer.baseAddress else { return }
-        var done = 0
-        while done < buffer.count {
-            let n = systemWrite(fd, base + done, buffer.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SafetensorsError.writeFailed(file: file, reason: errnoText())
-            }
-            done += n
-        }
-    }
-
-    /// `write(2)`; named apart because `write` here means the static method.
-    private static func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
-        #if canImport(Glibc)
-            Glibc.write(fd, pointer, count)
-        #else
-            Darwin.write(fd, pointer, count)
-        #endif
-    }
-
-    private static func errnoText() -> String {
-        String(cString: strerror(errno))
     }
 }

@@ -119,14 +119,23 @@ extension LanguageModel {
 }
 
 extension LanguageModel {
-    /// Greedy continuations of several prompts at once: one ragged forward pass per step for
-    /// all unfinished sequences (decoding is bound by reading the weights, so a step for several
-    /// sequences costs about as much as for one).
+    /// Greedy continuations of several prompts at once (see
+    /// ``continuations(_:maxTokens:stopTokens:samplers:)``).
+    public func greedyContinuations(_ prompts: [[Int]], maxTokens: Int, stopTokens: Set<Int>) throws -> [[Int]] {
+        try continuations(prompts, maxTokens: maxTokens, stopTokens: stopTokens,
+                          samplers: prompts.map { _ in Sampler(GenerationOptions()) })
+    }
+
+    /// Continuations of several prompts at once, each drawn by its own sampler: one ragged
+    /// forward pass per step for all unfinished sequences (decoding is bound by reading the
+    /// weights, so a step for several sequences costs about as much as for one).
     ///
     /// - Returns: for each prompt, up to `maxTokens` new tokens, ending at (and without) the
     ///   first stop token.
-    public func greedyContinuations(_ prompts: [[Int]], maxTokens: Int, stopTokens: Set<Int>) throws -> [[Int]] {
+    public func continuations(_ prompts: [[Int]], maxTokens: Int, stopTokens: Set<Int>, samplers: [Sampler]) throws -> [[Int]] {
+        precondition(samplers.count == prompts.count, "one sampler per prompt")
         for (i, p) in prompts.enumerated() where p.isEmpty { throw InferenceError.emptyPrompt(request: i) }
+        var samplers = samplers
         let budgets = prompts.map { min(maxTokens, config.contextLength - $0.count) }
         let caches = zip(prompts, budgets).map { KVCache(config: config, capacity: $0.count + max(0, $1)) }
         var outputs = Array(repeating: [Int](), count: prompts.count)
@@ -137,7 +146,7 @@ extension LanguageModel {
             let logits = try transformer.forward(active.map { inputs[$0] }, caches: active.map { caches[$0] }, logits: .last)
             var next: [Int] = []
             for (row, s) in active.enumerated() {
-                let token = argmax(logits.pointer + row * v, count: v)
+                let token = samplers[s].next(logits.pointer + row * v, count: v)
                 if stopTokens.contains(token) { continue }
                 outputs[s].append(token)
                 if outputs[s].count < budgets[s] {

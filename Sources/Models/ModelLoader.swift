@@ -19,9 +19,8 @@ public enum ModelLoader {
         switch architecture {
         case "llama", "mistral", "qwen2":
             config = try LlamaFamily.config(gguf: file, architecture: architecture)
-            // llama.cpp permutes q/k rows only for the `llama` converter (Mistral included).
             weights = try LlamaFamily.weights(&reader, config: config, names: .gguf,
-                                              unpermuteQK: architecture != "qwen2")
+                                              unpermuteQK: LlamaFamily.ggufPermutesQK(architecture: architecture))
             if file.shape(of: "rope_freqs.weight") != nil { reader.consume("rope_freqs.weight") }
         case "gpt2":
             config = try GPT2.config(gguf: file)

@@ -9,6 +9,10 @@ import ModelFormats
 public struct BPETokenizer: Tokenizer {
     /// Token strings by id (model vocabulary and added tokens).
     let tokens: [String]
+    /// The model's vocabulary by id as given ("" for ids it lacks), and the added tokens, kept
+    /// to write the tokenizer back out (`TokenizerJSONWriter.swift`).
+    let vocabulary: [String]
+    let addedTokenList: [AddedToken]
     let tokenIDs: [ExactString: Int]
     let addedTokens: AddedTokenMatcher
     let normalizer: Normalizer?
@@ -42,6 +46,8 @@ public struct BPETokenizer: Tokenizer {
         preTokenizer: PreTokenizer?, model: BPEModel, prefix: [Int], suffix: [Int],
         decoder: TokenDecoder?, special: SpecialIDs, chatTemplate: String?
     ) {
+        self.vocabulary = tokens
+        self.addedTokenList = addedTokens
         var tokens = tokens
         for token in addedTokens where token.id >= 0 {
             if token.id >= tokens.count {

@@ -1,5 +1,7 @@
+import Editing
 import Foundation
 import Models
+import TensorCore
 
 /// Models the editing tests run on: ModelsTests' tiny checkpoints (read in place) and the
 /// default model when it has been fetched.
@@ -21,4 +23,15 @@ enum TestModels {
     static var hasDefaultModel: Bool { FileManager.default.fileExists(atPath: defaultModelURL.path) }
 
     static func defaultModel() throws -> LanguageModel { try LanguageModel.load(defaultModelURL) }
+
+    /// A random update of one matrix (entries in ±0.05), dense or of rank 2.
+    static func randomEntry(_ model: LanguageModel, _ id: ParameterID, seed: UInt64, lowRank: Bool = false) -> WeightDelta.Entry {
+        let shape = model.transformer.weights.tensor(id, config: model.config)!.shape
+        var rng = SplitMix64(seed: seed)
+        func random(_ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnit() - 0.5) * 0.1 })
+        }
+        return lowRank ? .init(id, .lowRank(left: random([shape[0], 2]), right: random([2, shape[1]])))
+            : .init(id, .dense(random(shape)))
+    }
 }

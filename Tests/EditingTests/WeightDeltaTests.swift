@@ -7,13 +7,7 @@ import Testing
 
 @Suite struct WeightDeltaTests {
     func randomDelta(_ model: LanguageModel, _ id: ParameterID, seed: UInt64, lowRank: Bool = false) -> WeightDelta.Entry {
-        let shape = model.transformer.weights.tensor(id, config: model.config)!.shape
-        var rng = SplitMix64(seed: seed)
-        func random(_ shape: [Int]) -> Tensor {
-            Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnit() - 0.5) * 0.1 })
-        }
-        return lowRank ? .init(id, .lowRank(left: random([shape[0], 2]), right: random([2, shape[1]])))
-            : .init(id, .dense(random(shape)))
+        TestModels.randomEntry(model, id, seed: seed, lowRank: lowRank)
     }
 
     @Test func applyChangesLogitsAndRevertRestoresBitwise() throws {
@@ -83,5 +77,17 @@ import Testing
                                              detail: "not an IBKE delta (no ibke.format = ibke-delta-1 in the header)")) {
             try WeightDelta.load(from: url)
         }
+    }
+
+    @Test func checkModelComparesTheModelHashTheDeltaNames() throws {
+        let signed = WeightDelta(metadata: [WeightDelta.modelHashKey: "abc"])
+        try signed.checkModel(hash: "abc", source: "d.safetensors", allowUnverified: false)
+        #expect(throws: DeltaError.wrongModel(deltaModel: "abc", model: "def", file: "d.safetensors")) {
+            try signed.checkModel(hash: "def", source: "d.safetensors", allowUnverified: true)
+        }
+        #expect(throws: DeltaError.unverifiedModel(file: "d.safetensors")) {
+            try WeightDelta().checkModel(hash: "def", source: "d.safetensors", allowUnverified: false)
+        }
+        try WeightDelta().checkModel(hash: "def", source: "d.safetensors", allowUnverified: true)
     }
 }

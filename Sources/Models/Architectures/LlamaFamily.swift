@@ -54,8 +54,8 @@ enum LlamaFamily {
             try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
             try reader.read(part("attn_v"), [kv, width], into: qkv.pointer + (q + kv) * width)
             if unpermuteQK {
-                unpermuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width)
-                unpermuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width)
+                permuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width, undo: true)
+                permuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width, undo: true)
             }
             var qkvBias: Tensor? = nil
             if c.attentionBias {
@@ -64,8 +64,8 @@ enum LlamaFamily {
                 try reader.read(biasOf("attn_k"), [kv], into: bias.pointer + q)
                 try reader.read(biasOf("attn_v"), [kv], into: bias.pointer + q + kv)
                 if unpermuteQK {
-                    unpermuteRows(bias.pointer, heads: c.headCount, headDim: c.headDim, columns: 1)
-                    unpermuteRows(bias.pointer + q, heads: c.keyValueHeadCount, headDim: c.headDim, columns: 1)
+                    permuteRows(bias.pointer, heads: c.headCount, headDim: c.headDim, columns: 1, undo: true)
+                    permuteRows(bias.pointer + q, heads: c.keyValueHeadCount, headDim: c.headDim, columns: 1, undo: true)
                 }
                 qkvBias = bias
             }
@@ -94,9 +94,14 @@ enum LlamaFamily {
         return ModelWeights(tokenEmbedding: embedding, blocks: blocks, outputNorm: outputNorm, output: output)
     }
 
-    /// Undoes llama.cpp's `permute(w) = w.reshape(H, 2, D/2, in).swapaxes(1, 2)`:
-    /// stored row `h·D + 2i + j` is the checkpoint's row `h·D + j·D/2 + i`.
-    static func unpermuteRows(_ rows: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, columns: Int) {
+    /// Whether llama.cpp's converter permuted the q/k rows of a GGUF of this architecture: it does
+    /// for `llama` (Mistral included), not for `qwen2`.
+    static func ggufPermutesQK(architecture: String) -> Bool { architecture != "qwen2" }
+
+    /// llama.cpp's `permute(w) = w.reshape(H, 2, D/2, in).swapaxes(1, 2)` (`undo: false`, for
+    /// export) or its inverse (`undo: true`, at load): stored row `h·D + 2i + j` is the
+    /// checkpoint's row `h·D + j·D/2 + i`.
+    static func permuteRows(_ rows: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, columns: Int, undo: Bool) {
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: d * columns)
         defer { scratch.deallocate() }
         for h in 0..<heads {
@@ -104,7 +109,9 @@ enum LlamaFamily {
             scratch.update(from: head, count: d * columns)
             for i in 0..<(d / 2) {
                 for j in 0..<2 {
-                    (head + (j * d / 2 + i) * columns).update(from: scratch + (2 * i + j) * columns, count: columns)
+                    let (stored, original) = (2 * i + j, j * d / 2 + i)
+                    let (to, from) = undo ? (original, stored) : (stored, original)
+                    (head + to * columns).update(from: scratch + from * columns, count: columns)
                 }
             }
         }

@@ -1,0 +1,244 @@
+import COpenBLAS
+import Foundation
+import ModelFormats
+import Models
+import TensorCore
+
+/// ROME, rank-one model editing (`kmeng01/rome`; METHODS.md §2), with the r-ROME key
+/// consistency fix on by default.
+///
+/// For each request: the key k* (the `ffn_down` input at the subject's last token, averaged over
+/// the context templates), u = C⁻¹k*/‖C⁻¹k*‖ with the layer's second moment C; the value v*
+/// optimised so the model says the target; then `ΔW = r uᵀ` with `r = (v* − W k̄)/(k̄ᵀu)`.
+/// Several requests are edited one after another, each on the model with the earlier ones.
+/// Not for concurrent use (it caches the context templates of its model).
+public final class ROME: Editor, @unchecked Sendable {
+    public struct Hyperparameters: Sendable, Equatable {
+        public var layer = 6
+        /// The layer whose output the target NLL reads; the model's last layer (its logits).
+        public var vLossLayer: Int
+        public var steps = 20
+        public var learningRate = 0.5
+        public var weightDecay = 0.5
+        public var clampNormFactor = 4.0
+        public var klFactor = 0.0625
+        /// Use the second moment C (u = C⁻¹k*); off means C = I (EasyEdit's YAML default).
+        public var mom2Adjustment = true
+        /// r-ROME: the prefix-averaged key in the update as well as in u.
+        public var keyConsistency = true
+        /// `(length, count)` of the generated context templates.
+        public var contextTemplates: [[Int]] = [[5, 10], [10, 10]]
+        public var seed: UInt64 = 42
+
+        /// The SmolLM2 defaults of METHODS.md §7; for another depth the layer is 20% of it.
+        public static func defaults(layerCount: Int) -> Hyperparameters {
+            var h = Hyperparameters(vLossLayer: layerCount - 1)
+            h.layer = layerCount == 30 ? 6 : max(0, Int((Double(layerCount) * 0.2).rounded()))
+            return h
+        }
+
+        init(vLossLayer: Int) { self.vLossLayer = vLossLayer }
+
+        public init(reading reader: inout HyperparameterReader, layerCount: Int) throws {
+            self = .defaults(layerCount: layerCount)
+            let layers = try reader.ints("layers", default: [layer])
+            guard layers.count == 1 else {
+                throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "one layer for ROME")
+            }
+            layer = layers[0]
+            vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
+            try reader.checkLayers([layer, vLossLayer], layerCount: layerCount)
+            steps = try reader.int("v_num_grad_steps", default: steps)
+            learningRate = try reader.double("v_lr", default: learningRate)
+            weightDecay = try reader.double("v_weight_decay", default: weightDecay)
+            clampNormFactor = try reader.double("clamp_norm_factor", default: clampNormFactor)
+            klFactor = try reader.double("kl_factor", default: klFactor)
+            mom2Adjustment = try reader.bool("mom2_adjustment", default: mom2Adjustment)
+            keyConsistency = try reader.bool("key_consistency", "enable_random_prefix_keys", default: keyConsistency)
+            seed = UInt64(try reader.int("seed", default: Int(seed)))
+            let factToken = try reader.string("fact_token", default: "subject_last")
+            guard factToken == "subject_last" else {
+                throw EditorError.invalidHyperparameter(file: reader.file, key: "fact_token", expected: "subject_last (the only strategy implemented)")
+            }
+            reader.ignore("alg_name", "model_name", "device", "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp",
+                          "attn_module_tmp", "ln_f_module", "lm_head_module", "mom2_dataset", "mom2_n_samples",
+                          "mom2_dtype", "context_template_length_params", "model_parallel", "fp16", "stats_dir")
+            try reader.finish()
+        }
+
+        public var json: JSONValue {
+            .object([
+                "layers": .array([.int(layer)]), "v_loss_layer": .int(vLossLayer), "v_num_grad_steps": .int(steps),
+                "v_lr": .double(learningRate), "v_weight_decay": .double(weightDecay),
+                "clamp_norm_factor": .double(clampNormFactor), "kl_factor": .double(klFactor),
+                "mom2_adjustment": .bool(mom2Adjustment), "key_consistency": .bool(keyConsistency),
+                "context_templates": .array(contextTemplates.map { .array($0.map { .int($0) }) }),
+                "fact_token": .string("subject_last"), "seed": .int(Int(seed)),
+            ])
+        }
+    }
+
+    public let name: String
+    public let settings: Hyperparameters
+    public var hyperparameters: JSONValue { settings.json }
+    /// The second moment E[kkᵀ] of a layer's `ffn_down` input, `[F, F]` (needed when
+    /// `mom2Adjustment` is on).
+    private let secondMoment: (@Sendable (Int) throws -> Tensor)?
+    private var templates: [String]?
+
+    public init(name: String = "rome", hyperparameters: Hyperparameters, secondMoment: (@Sendable (Int) throws -> Tensor)? = nil) {
+        self.name = name
+        self.settings = hyperparameters
+        self.secondMoment = secondMoment
+    }
+
+    public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
+        if templates == nil {
+            templates = try ContextTemplates.generate(
+                model, lengths: settings.contextTemplates.map { ($0[0], $0[1]) }, seed: settings.seed)
+        }
+        var delta = WeightDelta(metadata: deltaMetadata(requests, model: model))
+        var applied: [AppliedDelta] = []
+        defer { for a in applied.reversed() { a.revert() } }
+        for request in requests {
+            let entry = try update(request, model: model, templates: templates!).entry
+            let one = WeightDelta(entries: [entry])
+            applied.append(try model.transformer.apply(one, source: name))
+            delta.entries.append(entry)
+        }
+        return delta
+    }
+
+    /// The rank-one update of one request on the model as it stands, with the key it is exact
+    /// for and the value it maps that key to.
+    func update(_ request: PreparedRequest, model: LanguageModel, templates: [String]) throws
+        -> (entry: WeightDelta.Entry, key: [Float], value: [Float])
+    {
+        let h = settings, config = model.config
+        let id = ParameterID(layer: h.layer, .feedForwardDown)
+        guard let w = model.transformer.weights.tensor(id, config: config) else {
+            throw EditorError.invalidHyperparameter(file: name, key: "layers", expected: "a layer with an MLP")
+        }
+        let contexts = try templates.map { t -> PreparedRequest in
+            guard let r = request.request.inContext(t) else {
+                throw EditRequestError.subjectNotInPrompt(subject: request.request.subject, prompt: request.request.prompt, request: 0)
+            }
+            return try r.prepared(for: model)
+        }
+        // Keys at the subject's last token in every context: k* is their mean.
+        let keyRows = Transformer.packedRows(contexts.map(\.prompt), positions: contexts.map { [$0.subjectLast] })
+        let keys = try model.transformer.forward(contexts.map(\.prompt), interventions: [.capture(.feedForwardHidden, layer: h.layer)],
+                                                 logits: .none).captures[HookKey(.feedForwardHidden, layer: h.layer)]!
+        let f = config.feedForwardSize
+        var kMean = [Float](repeating: 0, count: f)
+        for row in keyRows { for i in 0..<f { kMean[i] += keys[row * f + i] / Float(keyRows.count) } }
+        var u = kMean
+        if h.mom2Adjustment {
+            guard let secondMoment else {
+                throw EditorError.invalidHyperparameter(file: name, key: "mom2_adjustment",
+                                                        expected: "statistics for layer \(h.layer) (run `ibke stats`), or mom2_adjustment: false")
+            }
+            u = try Self.solve(secondMoment(h.layer), u)
+        }
+        let uNorm = Float(NormClipping.l2Norm(u, count: f))
+        u = u.map { $0 / uNorm }
+
+        let vStar = try computeValue(request, contexts: contexts, model: model)
+        // The key the update is exact for: the prefix-averaged one (r-ROME) or the bare prompt's.
+        let key = h.keyConsistency ? kMean : Array(UnsafeBufferPointer(start: keys.pointer + keyRows[0] * f, count: f))
+        var wk = [Float](repeating: 0, count: config.hiddenSize)
+        MatMul.gemv(w.pointer, rows: config.hiddenSize, columns: f, key, &wk)
+        let denominator = MatMul.dot(key, u, f)
+        let r = (0..<config.hiddenSize).map { (vStar[$0] - wk[$0]) / denominator }
+        let left = Tensor(shape: [config.hiddenSize, 1], values: r), right = Tensor(shape: [1, f], values: u)
+        guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
+            throw EditorError.notFinite(method: name, detail: "the rank-one update")
+        }
+        return (.init(id, .lowRank(left: left, right: right)), key, vStar)
+    }
+
+    /// v* = v₀ + δ: δ added to the MLP output at the subject's last token in every context,
+    /// optimised for the target NLL, a KL term on `"{subject} is a"` and a weight decay.
+    func computeValue(_ request: PreparedRequest, contexts: [PreparedRequest], model: LanguageModel) throws -> [Float] {
+        let h = settings, config = model.config, c = config.hiddenSize, v = config.vocabularySize
+        let target = request.target
+        let kl = try EditRequest(prompt: "{} is a", subject: request.request.subject, targetNew: "x").prepared(for: model)
+        let sequences = contexts.map { $0.prompt + target.dropLast() } + [kl.prompt]
+        let subjectRows = Transformer.packedRows(sequences, positions: contexts.map { [$0.subjectLast] } + [[kl.subjectLast]])
+        let positions = contexts.map { Array(($0.prompt.count - 1)..<($0.prompt.count + target.count - 1)) } + [[kl.subjectLast]]
+        let targets = contexts.flatMap { _ in target }
+        let weights = [Float](repeating: 1 / Float(contexts.count * target.count), count: targets.count)
+        let prefix = try model.transformer.prefix(sequences, layers: h.layer)
+
+        let delta = Tensor(zeros: [c])
+        let optimizer = Adam(parameters: [delta], learningRate: h.learningRate)
+        var vInit: [Float]?
+        var klReference: [Float]?
+        for step in 0..<h.steps {
+            let tape = try model.transformer.record(
+                prefix,
+                interventions: [.capture(.feedForwardOutput, layer: h.layer),
+                                .add(.feedForwardOutput, layer: h.layer, delta: delta, rows: subjectRows)],
+                logits: .positions(positions))
+            if vInit == nil {
+                let captured = tape.captures[HookKey(.feedForwardOutput, layer: h.layer)]!
+                vInit = Array(UnsafeBufferPointer(start: captured.pointer + subjectRows[0] * c, count: c))
+            }
+            let rows = targets.count
+            let klRow = tape.logits.pointer + rows * v
+            if klReference == nil { klReference = Array(UnsafeBufferPointer(start: klRow, count: v)) }
+            let dLogits = Tensor(zeros: [rows + 1, v])
+            let nll = targets.withUnsafeBufferPointer { t in
+                weights.withUnsafeBufferPointer { w in
+                    Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
+                                        targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dLogits.pointer, ldDLogits: v)
+                }
+            }
+            var klWeight = Float(h.klFactor)
+            let klLoss = klReference!.withUnsafeBufferPointer { ref in
+                Losses.klDivergence(reference: ref.baseAddress!, ldReference: v, edited: klRow, ldEdited: v, rows: 1,
+                                    vocabularySize: v, weights: &klWeight, dEdited: dLogits.pointer + rows * v, ldDEdited: v)
+            }
+            let vNormSquared = Float(NormClipping.l2Norm(vInit!, count: c)).squared
+            let deltaNorm = Float(NormClipping.l2Norm(delta))
+            let loss = nll + klLoss + Float(h.weightDecay) * deltaNorm / vNormSquared
+            guard loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the value loss") }
+            if loss < 5e-2 || step == h.steps - 1 { break }
+            let gradients = tape.backward(dLogits: dLogits)
+            let g = gradients.interventions[1]!
+            if deltaNorm > 0 {
+                Kernels.addScaled(delta.pointer, Float(h.weightDecay) / (deltaNorm * vNormSquared), into: g.pointer, count: c)
+            }
+            optimizer.step(gradients: [g])
+            let maxNorm = Float(h.clampNormFactor) * vNormSquared.squareRoot()
+            NormClipping.clampNorm(delta, maxNorm: maxNorm)
+        }
+        let v0 = vInit ?? [Float](repeating: 0, count: c)
+        return zip(v0, delta.scalars).map { $0 + $1 }
+    }
+
+    /// x = (C + ridge·I)⁻¹ b by Cholesky (a small ridge, 1e-6·tr(C)/F, keeps a small-sample C
+    /// positive definite).
+    static func solve(_ c: Tensor, _ b: [Float]) throws -> [Float] {
+        let n = b.count
+        precondition(c.shape == [n, n], "second moment \(c.shape) for a key of \(n)")
+        var a = c.scalars
+        var trace: Float = 0
+        for i in 0..<n { trace += a[i * n + i] }
+        for i in 0..<n { a[i * n + i] += 1e-6 * trace / Float(n) }
+        var x = b
+        var info: Int32 = 0, size = Int32(n), one: Int32 = 1
+        // Row-major symmetric = column-major symmetric: "U" of one is "L" of the other.
+        a.withUnsafeMutableBufferPointer { spotrf_("U", &size, $0.baseAddress!, &size, &info) }
+        guard info == 0 else { throw EditorError.notFinite(method: "rome", detail: "the second moment is not positive definite (spotrf info \(info)); it") }
+        a.withUnsafeBufferPointer { ap in
+            x.withUnsafeMutableBufferPointer { spotrs_("U", &size, &one, ap.baseAddress!, &size, $0.baseAddress!, &size, &info) }
+        }
+        guard info == 0 else { throw EditorError.notFinite(method: "rome", detail: "the solve C⁻¹k (spotrs info \(info))") }
+        return x
+    }
+}
+
+extension Float {
+    fileprivate var squared: Float { self * self }
+}

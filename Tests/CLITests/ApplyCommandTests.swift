@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// `ibke apply` on the tiny GGUF: deltas from `ibke edit` exported as GGUF and Hugging Face
+/// folders, and the deltas it must refuse.
+@Suite struct ApplyCommandTests {
+    /// Runs `ibke edit` on `model` and returns the delta it saved.
+    static func delta(for model: URL, in folder: TemporaryFolder, name: String = "d.safetensors") throws -> URL {
+        let delta = folder.appending(name)
+        try IBKE.succeed(["edit", "--model", model.path, "--prompt", "{} lives in", "--subject", "Alice",
+                          "--target", "the city", "--save-delta", delta.path])
+        return delta
+    }
+
+    @Test func appliesADeltaAndExportsGGUFAndHuggingFace() throws {
+        let folder = try TemporaryFolder()
+        let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
+        let gguf = folder.appending("edited.gguf")
+        let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", gguf.path])
+        #expect(result.stdout.contains("applied d.safetensors (ft-m): blk."), "\(result)")
+        #expect(result.stdout.contains("(GGUF): 1 tensors rewritten as F32"), "\(result)")
+        #expect(result.stdout.contains("copied byte for byte"), "\(result)")
+        try IBKE.succeed(["inspect", gguf.path])
+
+        let huggingFace = folder.appending("edited-hf")
+        let second = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--delta", delta.path,
+                                       "--out", huggingFace.path, "--dtype", "f16"])
+        #expect(second.stdout.contains("(Hugging Face folder): 21 tensors as F16"), "\(second)")
+        for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            #expect(FileManager.default.fileExists(atPath: huggingFace.appendingPathComponent(file).path), "\(file)")
+        }
+        try IBKE.succeed(["inspect", huggingFace.path])
+
+        let again = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path])
+        #expect(again.status == 1)
+        #expect(again.stderrLines.last?.contains("is a folder that is not empty; pass --force") == true, "\(again)")
+        try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path, "--force"])
+    }
+
+    @Test func aDeltaMadeForAnotherModelIsRefused() throws {
+        let folder = try TemporaryFolder()
+        let delta = try Self.delta(for: Fixtures.model("tiny-llama"), in: folder, name: "other-model.safetensors")
+        let out = folder.appending("edited.gguf")
+        for force in [false, true] {
+            let result = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", out.path]
+                + (force ? ["--force"] : []))
+            #expect(result.status == 1, "\(result)")
+            let line = String(result.stderrLines.last ?? "")
+            #expect(line.contains("other-model.safetensors: the delta was made for the model with sha256 "), "\(result)")
+            #expect(line.matches(of: /[0-9a-f]{64}/).count == 2, "both hashes: \(line)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    @Test func aDeltaThatDoesNotNameItsModelNeedsForce() throws {
+        let folder = try TemporaryFolder()
+        // A valid delta written by hand: ffn_down of layer 0 ([64, 128]) plus zero, no model hash.
+        let header = #"{"__metadata__":{"ibke.format":"ibke-delta-1","ibke.order":"blk.0.ffn_down.weight"},"#
+            + #""blk.0.ffn_down.weight":{"dtype":"F32","shape":[64,128],"data_offsets":[0,32768]}}"#
+        var json = [UInt8](header.utf8)
+        while json.count % 8 != 0 { json.append(UInt8(ascii: " ")) }
+        let delta = folder.appending("unsigned.safetensors")
+        try Data(GGUFBytes.littleEndian(UInt64(json.count)) + json + [UInt8](repeating: 0, count: 32768)).write(to: delta)
+        let out = folder.appending("edited.gguf")
+        let refused = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", out.path])
+        #expect(refused.status == 1)
+        #expect(refused.stderrLines.last?.contains("unsigned.safetensors: the delta does not say which model") == true, "\(refused)")
+        #expect(refused.stderrLines.last?.contains("--force") == true, "\(refused)")
+        let forced = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", out.path,
+                                       "--force"])
+        // Adding zero changes nothing, so nothing is rewritten.
+        #expect(forced.stdout.contains("(GGUF): 0 tensors rewritten"), "\(forced)")
+    }
+}
