@@ -1,4 +1,3 @@
-import COpenBLAS
 import Foundation
 import ModelFormats
 import Models
@@ -222,20 +221,9 @@ public final class ROME: Editor, @unchecked Sendable {
     static func solve(_ c: Tensor, _ b: [Float]) throws -> [Float] {
         let n = b.count
         precondition(c.shape == [n, n], "second moment \(c.shape) for a key of \(n)")
-        var a = c.scalars
         var trace: Float = 0
-        for i in 0..<n { trace += a[i * n + i] }
-        for i in 0..<n { a[i * n + i] += 1e-6 * trace / Float(n) }
-        var x = b
-        var info: Int32 = 0, size = Int32(n), one: Int32 = 1
-        // Row-major symmetric = column-major symmetric: "U" of one is "L" of the other.
-        a.withUnsafeMutableBufferPointer { spotrf_("U", &size, $0.baseAddress!, &size, &info) }
-        guard info == 0 else { throw EditorError.notFinite(method: "rome", detail: "the second moment is not positive definite (spotrf info \(info)); it") }
-        a.withUnsafeBufferPointer { ap in
-            x.withUnsafeMutableBufferPointer { spotrs_("U", &size, &one, ap.baseAddress!, &size, $0.baseAddress!, &size, &info) }
-        }
-        guard info == 0 else { throw EditorError.notFinite(method: "rome", detail: "the solve C⁻¹k (spotrs info \(info))") }
-        return x
+        for i in 0..<n { trace += c.pointer[i * n + i] }
+        return try Cholesky.solve(c, Tensor(shape: [1, n], values: b), ridge: 1e-6 * trace / Float(n)).scalars
     }
 }
 
