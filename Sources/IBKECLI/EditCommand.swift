@@ -26,8 +26,15 @@ struct Edit: ParsableCommand {
 
     func run() throws {
         let loaded = try model.load()
+        let statsDirectory = DefaultModel.home.appendingPathComponent("cache/stats")
+        let corpus = ProcessInfo.processInfo.environment["IBKE_STATS_CORPUS"].map { URL(fileURLWithPath: $0) }
+        let model = loaded
         let editor = try EditorRegistry.make(method, config: loaded.config,
-                                             hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) })
+                                             hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) },
+                                             secondMoment: { l in
+                                                 try StatisticsCollector.collect(StatisticsOptions(layers: [l], corpus: corpus), model: model,
+                                                     cache: StatisticsCache(directory: statsDirectory, ibkeVersion: IBKECommand.version))[0].moment.matrix
+                                             }, cacheDirectory: statsDirectory)
         let request = try EditRequest(prompt: prompt, subject: subject, targetNew: target).prepared(for: loaded)
         // The original answer: the unedited model's greedy continuation of the prompt, as long as the target.
         let original = try loaded.greedyContinuations([request.prompt], maxTokens: request.target.count,

@@ -29,14 +29,20 @@ public enum Cholesky {
     }
 }
 
-/// A failed factorisation.
+/// A failed factorisation (Cholesky, LU or eigendecomposition).
 public enum CholeskyError: Error, CustomStringConvertible, Equatable {
     case notPositiveDefinite(minor: Int, order: Int)
+    case singular(order: Int)
+    case noConvergence(order: Int)
 
     public var description: String {
         switch self {
         case .notPositiveDefinite(let minor, let order):
             "the \(order)×\(order) matrix is not positive definite (leading minor \(minor)); add a ridge"
+        case .singular(let order):
+            "the \(order)×\(order) matrix is singular"
+        case .noConvergence(let order):
+            "the eigendecomposition of the \(order)×\(order) matrix did not converge"
         }
     }
 }

@@ -102,19 +102,9 @@ import Testing
                      Double(total) / seconds.last!))
     }
 
-    /// Eigenvalues of a symmetric matrix, ascending (LAPACK `ssyevd`).
+    /// Eigenvalues of a symmetric matrix, ascending.
     static func eigenvalues(_ c: Tensor) -> [Float] {
-        let a = c.copy()
-        var n = Int32(c.shape[0]), lda = n, info: Int32 = 0, lwork: Int32 = -1, liwork: Int32 = -1
-        var jobz = CChar(UInt8(ascii: "N")), uplo = CChar(UInt8(ascii: "U"))
-        var values = [Float](repeating: 0, count: Int(n)), workSize: Float = 0, iworkSize: Int32 = 0
-        ssyevd_(&jobz, &uplo, &n, a.pointer, &lda, &values, &workSize, &lwork, &iworkSize, &liwork, &info)
-        lwork = Int32(workSize)
-        liwork = iworkSize
-        var work = [Float](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
-        ssyevd_(&jobz, &uplo, &n, a.pointer, &lda, &values, &work, &lwork, &iwork, &liwork, &info)
-        precondition(info == 0, "ssyevd: \(info)")
-        return values
+        try! DenseSolve.symmetricEigen(c).values
     }
 
     static func relativeDistance(_ a: Tensor, _ b: Tensor) -> Double {

@@ -17,19 +17,35 @@ public enum ContextTemplates {
         var templates = ["{}"]
         var sample: UInt64 = 0
         for (length, count) in lengths {
-            let samplers = (0..<count).map { i in
-                Sampler(GenerationOptions(temperature: 1, topK: topK, seed: seed &+ sample &+ UInt64(i)))
-            }
+            templates += try sampled(model, starts: Array(repeating: [start], count: count), keepStart: false,
+                                     length: length, topK: topK, seed: seed &+ sample)
             sample += UInt64(count)
-            let generated = try model.continuations(Array(repeating: [start], count: count), maxTokens: max(0, length - 1),
-                                                    stopTokens: [], samplers: samplers)
-            for ids in generated {
-                let text = model.tokenizer.decode(ids, skipSpecialTokens: true)
-                    .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
-                templates.append(text + ". {}")
-            }
         }
         return templates
+    }
+
+    /// MEMIT's templates (METHODS.md §3): `"{}"` and one top-k-sampled text of `length` tokens
+    /// from each start word, the start word included.
+    public static func generate(
+        _ model: LanguageModel, startingWith words: [String] = ["The", "Therefore", "Because", "I", "You"],
+        length: Int = 10, topK: Int = 5, seed: UInt64
+    ) throws -> [String] {
+        let starts = words.map { model.encode($0) }
+        return try ["{}"] + sampled(model, starts: starts, keepStart: true, length: length, topK: topK, seed: seed)
+    }
+
+    /// One sampled text per start, `length` tokens with the start, as `"<text>. {}"`.
+    private static func sampled(
+        _ model: LanguageModel, starts: [[Int]], keepStart: Bool, length: Int, topK: Int, seed: UInt64
+    ) throws -> [String] {
+        let samplers = starts.indices.map { i in Sampler(GenerationOptions(temperature: 1, topK: topK, seed: seed &+ UInt64(i))) }
+        let generated = try model.continuations(starts, maxTokens: max(0, length - (starts.map(\.count).max() ?? 0)),
+                                                stopTokens: [], samplers: samplers)
+        return zip(starts, generated).map { start, ids in
+            let text = model.tokenizer.decode((keepStart ? start : []) + ids, skipSpecialTokens: true)
+                .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
+            return text + ". {}"
+        }
     }
 }
 

@@ -118,19 +118,13 @@ public final class ROME: Editor, @unchecked Sendable {
         guard let w = model.transformer.weights.tensor(id, config: config) else {
             throw EditorError.invalidHyperparameter(file: name, key: "layers", expected: "a layer with an MLP")
         }
-        let contexts = try templates.map { t -> PreparedRequest in
-            guard let r = request.request.inContext(t) else {
-                throw EditRequestError.subjectNotInPrompt(subject: request.request.subject, prompt: request.request.prompt, request: 0)
-            }
-            return try r.prepared(for: model)
-        }
+        let contexts = try LocateThenEdit.inContexts(request, templates: templates, model: model)
         // Keys at the subject's last token in every context: k* is their mean.
-        let keyRows = Transformer.packedRows(contexts.map(\.prompt), positions: contexts.map { [$0.subjectLast] })
-        let keys = try model.transformer.forward(contexts.map(\.prompt), interventions: [.capture(.feedForwardHidden, layer: h.layer)],
-                                                 logits: .none).captures[HookKey(.feedForwardHidden, layer: h.layer)]!
+        let hook = HookKey(.feedForwardHidden, layer: h.layer)
+        let keys = try LocateThenEdit.subjectActivations(contexts, at: [hook], model: model)[hook]!
         let f = config.feedForwardSize
         var kMean = [Float](repeating: 0, count: f)
-        for row in keyRows { for i in 0..<f { kMean[i] += keys[row * f + i] / Float(keyRows.count) } }
+        for key in keys { for i in 0..<f { kMean[i] += key[i] / Float(keys.count) } }
         var u = kMean
         if h.mom2Adjustment {
             guard let secondMoment else {
@@ -142,9 +136,9 @@ public final class ROME: Editor, @unchecked Sendable {
         let uNorm = Float(NormClipping.l2Norm(u, count: f))
         u = u.map { $0 / uNorm }
 
-        let vStar = try computeValue(request, contexts: contexts, model: model)
+        let vStar = try valueOptimization.run([request], contexts: [contexts], model: model).values[0]
         // The key the update is exact for: the prefix-averaged one (r-ROME) or the bare prompt's.
-        let key = h.keyConsistency ? kMean : Array(UnsafeBufferPointer(start: keys.pointer + keyRows[0] * f, count: f))
+        let key = h.keyConsistency ? kMean : keys[0]
         var wk = [Float](repeating: 0, count: config.hiddenSize)
         MatMul.gemv(w.pointer, rows: config.hiddenSize, columns: f, key, &wk)
         let denominator = MatMul.dot(key, u, f)
@@ -156,64 +150,12 @@ public final class ROME: Editor, @unchecked Sendable {
         return (.init(id, .lowRank(left: left, right: right)), key, vStar)
     }
 
-    /// v* = v₀ + δ: δ added to the MLP output at the subject's last token in every context,
-    /// optimised for the target NLL, a KL term on `"{subject} is a"` and a weight decay.
-    func computeValue(_ request: PreparedRequest, contexts: [PreparedRequest], model: LanguageModel) throws -> [Float] {
-        let h = settings, config = model.config, c = config.hiddenSize, v = config.vocabularySize
-        let target = request.target
-        let kl = try EditRequest(prompt: "{} is a", subject: request.request.subject, targetNew: "x").prepared(for: model)
-        let sequences = contexts.map { $0.prompt + target.dropLast() } + [kl.prompt]
-        let subjectRows = Transformer.packedRows(sequences, positions: contexts.map { [$0.subjectLast] } + [[kl.subjectLast]])
-        let positions = contexts.map { Array(($0.prompt.count - 1)..<($0.prompt.count + target.count - 1)) } + [[kl.subjectLast]]
-        let targets = contexts.flatMap { _ in target }
-        let weights = [Float](repeating: 1 / Float(contexts.count * target.count), count: targets.count)
-        let prefix = try model.transformer.prefix(sequences, layers: h.layer)
-
-        let delta = Tensor(zeros: [c])
-        let optimizer = Adam(parameters: [delta], learningRate: h.learningRate)
-        var vInit: [Float]?
-        var klReference: [Float]?
-        for step in 0..<h.steps {
-            let tape = try model.transformer.record(
-                prefix,
-                interventions: [.capture(.feedForwardOutput, layer: h.layer),
-                                .add(.feedForwardOutput, layer: h.layer, delta: delta, rows: subjectRows)],
-                logits: .positions(positions))
-            if vInit == nil {
-                let captured = tape.captures[HookKey(.feedForwardOutput, layer: h.layer)]!
-                vInit = Array(UnsafeBufferPointer(start: captured.pointer + subjectRows[0] * c, count: c))
-            }
-            let rows = targets.count
-            let klRow = tape.logits.pointer + rows * v
-            if klReference == nil { klReference = Array(UnsafeBufferPointer(start: klRow, count: v)) }
-            let dLogits = Tensor(zeros: [rows + 1, v])
-            let nll = targets.withUnsafeBufferPointer { t in
-                weights.withUnsafeBufferPointer { w in
-                    Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
-                                        targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dLogits.pointer, ldDLogits: v)
-                }
-            }
-            var klWeight = Float(h.klFactor)
-            let klLoss = klReference!.withUnsafeBufferPointer { ref in
-                Losses.klDivergence(reference: ref.baseAddress!, ldReference: v, edited: klRow, ldEdited: v, rows: 1,
-                                    vocabularySize: v, weights: &klWeight, dEdited: dLogits.pointer + rows * v, ldDEdited: v)
-            }
-            let vNormSquared = Float(NormClipping.l2Norm(vInit!, count: c)).squared
-            let deltaNorm = Float(NormClipping.l2Norm(delta))
-            let loss = nll + klLoss + Float(h.weightDecay) * deltaNorm / vNormSquared
-            guard loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the value loss") }
-            if loss < 5e-2 || step == h.steps - 1 { break }
-            let gradients = tape.backward(dLogits: dLogits)
-            let g = gradients.interventions[1]!
-            if deltaNorm > 0 {
-                Kernels.addScaled(delta.pointer, Float(h.weightDecay) / (deltaNorm * vNormSquared), into: g.pointer, count: c)
-            }
-            optimizer.step(gradients: [g])
-            let maxNorm = Float(h.clampNormFactor) * vNormSquared.squareRoot()
-            NormClipping.clampNorm(delta, maxNorm: maxNorm)
-        }
-        let v0 = vInit ?? [Float](repeating: 0, count: c)
-        return zip(v0, delta.scalars).map { $0 + $1 }
+    /// v* = v₀ + δ: δ added to the MLP output at the subject's last token in every context.
+    var valueOptimization: ValueOptimization {
+        let h = settings
+        return ValueOptimization(point: .feedForwardOutput, layer: h.layer, steps: h.steps, learningRate: h.learningRate,
+                                 weightDecay: h.weightDecay, clampNormFactor: h.clampNormFactor, klFactor: h.klFactor,
+                                 method: name)
     }
 
     /// x = (C + ridge·I)⁻¹ b by Cholesky (a small ridge, 1e-6·tr(C)/F, keeps a small-sample C
@@ -227,6 +169,3 @@ public final class ROME: Editor, @unchecked Sendable {
     }
 }
 
-extension Float {
-    fileprivate var squared: Float { self * self }
-}

@@ -1,0 +1,262 @@
+import Foundation
+import ModelFormats
+import Models
+import TensorCore
+
+/// Hyperparameters shared by MEMIT and AlphaEdit (METHODS.md §3–4), read with the reference
+/// implementations' key names.
+public struct MassEditingHyperparameters: Sendable, Equatable {
+    /// The band of layers whose `ffn_down` is edited; the target z lives at the last one.
+    public var layers = [4, 5, 6, 7, 8]
+    public var vLossLayer: Int
+    public var steps = 25
+    public var learningRate = 0.5
+    public var weightDecay = 0.5
+    public var clampNormFactor = 0.75
+    public var klFactor = 0.0625
+    /// MEMIT's λ, the weight of the preserved keys' second moment.
+    public var mom2UpdateWeight = 15_000.0
+    /// AlphaEdit: eigenvalues of C below this span the null space (absolute, as the reference).
+    public var nullspaceThreshold = 2e-2
+    /// AlphaEdit option: instead, the smallest eigenvalues summing to at most this fraction of tr(C).
+    public var nullspaceFraction: Double?
+    /// AlphaEdit's α (`L2`).
+    public var l2 = 10.0
+    public var seed: UInt64 = 42
+
+    /// The SmolLM2 defaults of METHODS.md §7; for another depth, five layers from 13% of it.
+    public static func defaults(layerCount: Int) -> MassEditingHyperparameters {
+        var h = MassEditingHyperparameters(vLossLayer: layerCount - 1)
+        if layerCount != 30 {
+            let first = max(0, Int((Double(layerCount) * 0.13).rounded()))
+            h.layers = Array(first..<min(layerCount - 1, first + 5))
+        }
+        return h
+    }
+
+    init(vLossLayer: Int) { self.vLossLayer = vLossLayer }
+
+    /// - Parameter alphaEdit: whether the AlphaEdit keys (`nullspace_threshold`, `L2`) are known.
+    public init(reading reader: inout HyperparameterReader, layerCount: Int, alphaEdit: Bool) throws {
+        self = .defaults(layerCount: layerCount)
+        layers = try reader.ints("layers", default: layers).sorted()
+        guard !layers.isEmpty, Set(layers).count == layers.count else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "distinct layers")
+        }
+        vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
+        try reader.checkLayers(layers + [vLossLayer], layerCount: layerCount)
+        guard layers.last! < layerCount - 1 else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers",
+                                                    expected: "layers below the last (\(layerCount - 1)): z at the last layer's output reaches no later position")
+        }
+        guard vLossLayer == layerCount - 1 else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_loss_layer",
+                                                    expected: "\(layerCount - 1), the last layer (the logits)")
+        }
+        steps = try reader.int("v_num_grad_steps", default: steps)
+        learningRate = try reader.double("v_lr", default: learningRate)
+        weightDecay = try reader.double("v_weight_decay", default: weightDecay)
+        clampNormFactor = try reader.double("clamp_norm_factor", default: clampNormFactor)
+        klFactor = try reader.double("kl_factor", default: klFactor)
+        seed = UInt64(try reader.int("seed", default: Int(seed)))
+        let factToken = try reader.string("fact_token", default: "subject_last")
+        guard factToken == "subject_last" else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "fact_token", expected: "subject_last (the only strategy implemented)")
+        }
+        let selection = try reader.string("layer_selection", default: "all")
+        guard selection == "all" else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "layer_selection", expected: "all")
+        }
+        guard try reader.bool("mom2_adjustment", default: true) else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "mom2_adjustment",
+                                                    expected: "true (MEMIT and AlphaEdit always use the second moment)")
+        }
+        if alphaEdit {
+            nullspaceThreshold = try reader.double("nullspace_threshold", default: nullspaceThreshold)
+            nullspaceFraction = try reader.optionalDouble("nullspace_fraction", default: nil)
+            l2 = try reader.double("L2", "l2", default: l2)
+            reader.ignore("mom2_update_weight")  // listed in AlphaEdit's configs, unused (METHODS.md §4)
+        } else {
+            mom2UpdateWeight = try reader.double("mom2_update_weight", default: mom2UpdateWeight)
+        }
+        reader.ignore("alg_name", "model_name", "device", "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp",
+                      "attn_module_tmp", "ln_f_module", "lm_head_module", "mom2_dataset", "mom2_n_samples",
+                      "mom2_dtype", "model_parallel", "fp16", "stats_dir", "batch_size", "max_length")
+        try reader.finish()
+    }
+
+    func json(alphaEdit: Bool) -> JSONValue {
+        var object: JSONObject = [
+            "layers": .array(layers.map { .int($0) }), "v_loss_layer": .int(vLossLayer), "v_num_grad_steps": .int(steps),
+            "v_lr": .double(learningRate), "v_weight_decay": .double(weightDecay),
+            "clamp_norm_factor": .double(clampNormFactor), "kl_factor": .double(klFactor), "mom2_adjustment": .bool(true),
+            "context_templates": .string("{} + 5 × 10 tokens from The/Therefore/Because/I/You"),
+            "fact_token": .string("subject_last"), "seed": .int(Int(seed)),
+        ]
+        if alphaEdit {
+            object.updateValue(.double(nullspaceThreshold), forKey: "nullspace_threshold")
+            if let nullspaceFraction { object.updateValue(.double(nullspaceFraction), forKey: "nullspace_fraction") }
+            object.updateValue(.double(l2), forKey: "L2")
+        } else {
+            object.updateValue(.double(mom2UpdateWeight), forKey: "mom2_update_weight")
+        }
+        return .object(object)
+    }
+
+    var valueOptimization: ValueOptimization {
+        ValueOptimization(point: .layerOutput, layer: layers.last!, steps: steps, learningRate: learningRate,
+                          weightDecay: weightDecay, clampNormFactor: clampNormFactor, klFactor: klFactor, method: "memit")
+    }
+}
+
+/// The front end MEMIT and AlphaEdit share (`memit_main.py`): the target residual z of each
+/// request at the last edited layer, then, layer by layer from the lowest, the keys and the
+/// remaining residual error on the model as edited so far, and a per-layer solve that spreads
+/// the error over the layers left.
+enum MassEditing {
+    /// The keys of one layer (the mean over contexts per request) and the residual error this
+    /// layer should remove: `K` `[n, F]` and `R` `[n, C]` as rows per request.
+    struct LayerTargets {
+        var keys: [[Float]]
+        var residuals: [[Float]]
+    }
+
+    /// Edits `requests` over `h.layers`; `solve(layer, targets)` returns the layer's update as
+    /// `(left [C, n], right [n, F])` with `ΔW = left · right`. The model is left unchanged.
+    static func edit(
+        _ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel,
+        hyperparameters h: MassEditingHyperparameters, method: String,
+        solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
+    ) throws -> [WeightDelta.Entry] {
+        var optimization = h.valueOptimization
+        optimization.method = method
+        let z = try optimization.run(requests, contexts: contexts, model: model).values
+        let top = h.layers.last!
+        var entries: [WeightDelta.Entry] = []
+        var applied: [AppliedDelta] = []
+        defer { for a in applied.reversed() { a.revert() } }
+        for (i, layer) in h.layers.enumerated() {
+            let activations = try subjectActivations(contexts, keyLayer: layer, residualLayer: top, model: model)
+            let remaining = Float(h.layers.count - i)
+            let residuals = zip(z, activations.residuals).map { target, current in zip(target, current).map { ($0 - $1) / remaining } }
+            let (left, right) = try solve(layer, LayerTargets(keys: activations.keys, residuals: residuals))
+            guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
+                throw EditorError.notFinite(method: method, detail: "the update of layer \(layer)")
+            }
+            let entry = WeightDelta.Entry(ParameterID(layer: layer, .feedForwardDown), .lowRank(left: left, right: right))
+            applied.append(try model.transformer.apply(WeightDelta(entries: [entry]), source: method))
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    /// Per request: the key at `keyLayer` averaged over its contexts, and the residual at
+    /// `residualLayer` on the bare prompt (context 0), both at the subject's last token.
+    static func subjectActivations(
+        _ contexts: [[PreparedRequest]], keyLayer: Int, residualLayer: Int, model: LanguageModel
+    ) throws -> (keys: [[Float]], residuals: [[Float]]) {
+        let all = contexts.flatMap { $0 }
+        let keyPoint = HookKey(.feedForwardHidden, layer: keyLayer), residualPoint = HookKey(.layerOutput, layer: residualLayer)
+        let captured = try LocateThenEdit.subjectActivations(all, at: [keyPoint, residualPoint], model: model)
+        let f = model.config.feedForwardSize
+        var keys: [[Float]] = [], residuals: [[Float]] = []
+        var row = 0
+        for group in contexts {
+            var mean = [Float](repeating: 0, count: f)
+            for r in row..<(row + group.count) {
+                for j in 0..<f { mean[j] += captured[keyPoint]![r][j] / Float(group.count) }
+            }
+            keys.append(mean)
+            residuals.append(captured[residualPoint]![row])
+            row += group.count
+        }
+        return (keys, residuals)
+    }
+
+    /// `[n, F]` rows as the transposed `[F, n]`, in float64.
+    static func columns(_ rows: [[Float]]) -> [Double] {
+        let n = rows.count, f = rows.first?.count ?? 0
+        var out = [Double](repeating: 0, count: f * n)
+        for (r, row) in rows.enumerated() { for j in 0..<f { out[j * n + r] = Double(row[j]) } }
+        return out
+    }
+
+    static func transpose(_ a: [Double], rows: Int, columns: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: a.count)
+        for i in 0..<rows { for j in 0..<columns { out[j * rows + i] = a[i * columns + j] } }
+        return out
+    }
+
+    /// The update's left factor: the residuals as columns, `[C, n]`.
+    static func left(_ residuals: [[Float]]) -> Tensor {
+        Tensor(shape: [residuals.first!.count, residuals.count], values: columns(residuals).map { Float($0) })
+    }
+}
+
+/// MEMIT, mass editing over a band of layers (`kmeng01/memit`; METHODS.md §3): per layer,
+/// `ΔW = R Kᵀ (λC + K Kᵀ)⁻¹`, solved in float64. With the Cholesky factor of C cached per
+/// layer, each edit needs only an `n × n` solve (Woodbury:
+/// `(λC + KKᵀ)⁻¹K = (λC)⁻¹K (I + Kᵀ(λC)⁻¹K)⁻¹`).
+/// Not for concurrent use (it caches templates and factors of its model).
+public final class MEMIT: Editor, @unchecked Sendable {
+    public let name: String
+    public let settings: MassEditingHyperparameters
+    public var hyperparameters: JSONValue { settings.json(alphaEdit: false) }
+    private let secondMoment: @Sendable (Int) throws -> Tensor
+    private var templates: [String]?
+    private var factors: [Int: DenseSolve.CholeskyFactor] = [:]
+
+    /// - Parameter secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
+    public init(name: String = "memit", hyperparameters: MassEditingHyperparameters,
+                secondMoment: @escaping @Sendable (Int) throws -> Tensor) {
+        self.name = name
+        self.settings = hyperparameters
+        self.secondMoment = secondMoment
+    }
+
+    public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
+        let templates = try self.templates ?? ContextTemplates.generate(model, seed: settings.seed)
+        self.templates = templates
+        let contexts = try requests.map { try LocateThenEdit.inContexts($0, templates: templates, model: model) }
+        let lambda = settings.mom2UpdateWeight
+        let entries = try MassEditing.edit(requests, contexts: contexts, model: model, hyperparameters: settings,
+                                           method: name) { layer, targets in
+            try Self.update(targets, factor: try self.factor(layer), lambda: lambda)
+        }
+        return WeightDelta(entries: entries, metadata: deltaMetadata(requests, model: model))
+    }
+
+    /// `ΔW = R Xᵀ` with `X = (λC + KKᵀ)⁻¹ K`, by Woodbury from the factor of C.
+    static func update(_ targets: MassEditing.LayerTargets, factor: DenseSolve.CholeskyFactor, lambda: Double) throws
+        -> (left: Tensor, right: Tensor)
+    {
+        let n = targets.keys.count, f = factor.order
+        let keyRows = targets.keys.flatMap { $0.map(Double.init) }  // [n, F]
+        let y = factor.solve(keyRows, count: n).map { $0 / lambda }  // rows: (λC)⁻¹k
+        var gram = DenseSolve.multiply(keyRows, y, m: n, n: n, k: f, transposeB: true)  // I + Kᵀ(λC)⁻¹K
+        for i in 0..<n { gram[i * n + i] += 1 }
+        // Xᵀ = G⁻¹ Yᵀ (G symmetric), solved for each of the F columns of Yᵀ.
+        let solved = try DenseSolve.general(gram, order: n, rightHandSides: MassEditing.transpose(y, rows: n, columns: f),
+                                            count: f)  // [F, n]
+        let right = MassEditing.transpose(solved, rows: f, columns: n)
+        return (MassEditing.left(targets.residuals), Tensor(shape: [n, f], values: right.map { Float($0) }))
+    }
+
+    /// The Cholesky factor of a layer's C, in float64 (with a small ridge if C is singular).
+    private func factor(_ layer: Int) throws -> DenseSolve.CholeskyFactor {
+        if let cached = factors[layer] { return cached }
+        let factor = try Self.factor(try secondMoment(layer))
+        factors[layer] = factor
+        return factor
+    }
+
+    static func factor(_ c: Tensor) throws -> DenseSolve.CholeskyFactor {
+        let n = c.shape[0], values = c.scalars.map(Double.init)
+        do {
+            return try DenseSolve.CholeskyFactor(values, order: n)
+        } catch {
+            let trace = (0..<n).reduce(0.0) { $0 + values[$1 * n + $1] }
+            return try DenseSolve.CholeskyFactor(values, order: n, ridge: 1e-6 * trace / Double(n))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+import Models
+import TensorCore
+
+/// The activation each request's edited layer should produce at the subject's last token
+/// (ROME's v*, MEMIT's z; METHODS.md §2.3 and §3 step 1): the activation at ``point`` of
+/// ``layer`` plus a δ optimised so the model predicts the target in every context.
+///
+/// Loss per request: the target NLL averaged over contexts and target tokens, plus
+/// `klFactor · KL(edited ‖ original)` of the next token after `"{subject} is a"`, plus
+/// `weightDecay · ‖δ‖ / ‖v₀‖²`; Adam on δ, its norm clamped to `clampNormFactor · ‖v₀‖`,
+/// stopping at a loss below 5e-2. All requests are optimised together (one batched pass per
+/// step, one δ each), which gives each the same δ as optimising it alone.
+///
+/// Positions before a sequence's δ row do not depend on δ: they run once into KV caches and
+/// every step re-runs only the tokens from the subject's last one on.
+struct ValueOptimization {
+    var point: HookPoint
+    var layer: Int
+    var steps: Int
+    var learningRate: Double
+    var weightDecay: Double
+    var clampNormFactor: Double
+    var klFactor: Double
+    /// The editor's name, for errors.
+    var method: String
+
+    /// Stop once a request's loss is below this (the references' constant).
+    static let lossThreshold: Float = 5e-2
+    static let splitAtSubject = false
+
+    struct Result {
+        /// v₀ + δ per request, `[width]`.
+        var values: [[Float]]
+        /// v₀ per request: the unedited activation on the bare prompt.
+        var initial: [[Float]]
+        /// Optimisation steps each request took, and its last loss.
+        var stepsTaken: [Int]
+        var losses: [Float]
+    }
+
+    /// One request's sequences: its prompt in every context, then `"{subject} is a"`.
+    private struct Layout {
+        var past: [[Int]] = []
+        var new: [[Int]] = []
+        /// Per sequence, the new-token positions whose logits the loss reads.
+        var positions: [[Int]] = []
+        /// Per sequence, the new-token position of the subject's last token (where δ is added).
+        var deltaPositions: [Int] = []
+        var targets: [Int] = []
+        var weights: [Float] = []
+        var contexts = 0
+    }
+
+    /// - Parameter contexts: each request in every context template (`"{}"` first: its δ
+    ///   row's activation is v₀).
+    func run(_ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel) throws -> Result {
+        let config = model.config, width = point.width(config), v = config.vocabularySize
+        let layouts = try zip(requests, contexts).map { request, contexts in
+            try layout(request, contexts: contexts, model: model)
+        }
+        var sequenceRanges: [Range<Int>] = []
+        var all = Layout()
+        for layout in layouts {
+            sequenceRanges.append(all.new.count..<(all.new.count + layout.new.count))
+            all.past += layout.past
+            all.new += layout.new
+        }
+        let full = try model.transformer.prefix(all.new, past: all.past, layers: layer)
+
+        let deltas = requests.map { _ in Tensor(zeros: [width]) }
+        let optimizers = deltas.map { Adam(parameters: [$0], learningRate: learningRate) }
+        var initial = [[Float]?](repeating: nil, count: requests.count)
+        var klReference = [[Float]?](repeating: nil, count: requests.count)
+        var stepsTaken = [Int](repeating: 0, count: requests.count)
+        var losses = [Float](repeating: .infinity, count: requests.count)
+        var active = Array(requests.indices)
+        var prefix = full
+        for step in 0..<steps where !active.isEmpty {
+            // The active requests' sequences, packed in order.
+            var interventions: [Intervention] = [.capture(point, layer: layer)]
+            var positions: [[Int]] = [], firstRows: [Int] = []
+            var rowStart = 0
+            for i in active {
+                let layout = layouts[i]
+                var rows: [Int] = []
+                for (s, context) in layout.new.enumerated() {
+                    rows.append(rowStart + layout.deltaPositions[s])
+                    rowStart += context.count
+                }
+                firstRows.append(rows[0])
+                interventions.append(.add(point, layer: layer, delta: deltas[i], rows: rows))
+                positions += layout.positions
+            }
+            let tape = try model.transformer.record(prefix, interventions: interventions, logits: .positions(positions))
+            let captured = tape.captures[HookKey(point, layer: layer)]!
+            let dLogits = Tensor(zeros: [tape.logits.shape[0], v])
+            var logitRow = 0
+            var finished: [Int] = []
+            for (a, i) in active.enumerated() {
+                let layout = layouts[i]
+                if initial[i] == nil {
+                    initial[i] = Array(UnsafeBufferPointer(start: captured.pointer + firstRows[a] * width, count: width))
+                }
+                let rows = layout.targets.count
+                let logits = tape.logits.pointer + logitRow * v, dRequest = dLogits.pointer + logitRow * v
+                let klRow = logits + rows * v
+                if klReference[i] == nil { klReference[i] = Array(UnsafeBufferPointer(start: klRow, count: v)) }
+                let nll = layout.targets.withUnsafeBufferPointer { t in
+                    layout.weights.withUnsafeBufferPointer { w in
+                        Losses.crossEntropy(logits: logits, rows: rows, vocabularySize: v, ldLogits: v,
+                                            targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dRequest, ldDLogits: v)
+                    }
+                }
+                var klWeight = Float(klFactor)
+                let kl = klReference[i]!.withUnsafeBufferPointer { reference in
+                    Losses.klDivergence(reference: reference.baseAddress!, ldReference: v, edited: klRow, ldEdited: v,
+                                        rows: 1, vocabularySize: v, weights: &klWeight, dEdited: dRequest + rows * v,
+                                        ldDEdited: v)
+                }
+                let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
+                let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
+                let loss = nll + kl + Float(weightDecay) * deltaNorm / (v0 * v0)
+                guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
+                losses[i] = loss
+                stepsTaken[i] = step
+                if loss < Self.lossThreshold || step == steps - 1 {
+                    finished.append(i)
+                    dRequest.update(repeating: 0, count: (rows + 1) * v)
+                }
+                logitRow += rows + 1
+            }
+            if finished.count < active.count {
+                let gradients = tape.backward(dLogits: dLogits)
+                for (a, i) in active.enumerated() where !finished.contains(i) {
+                    let g = gradients.interventions[a + 1]!
+                    let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
+                    let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
+                    if deltaNorm > 0 {
+                        Kernels.addScaled(deltas[i].pointer, Float(weightDecay) / (deltaNorm * v0 * v0), into: g.pointer, count: width)
+                    }
+                    optimizers[i].step(gradients: [g])
+                    NormClipping.clampNorm(deltas[i], maxNorm: Float(clampNormFactor) * v0)
+                }
+            }
+            if !finished.isEmpty {
+                active.removeAll { finished.contains($0) }
+                if !active.isEmpty {
+                    let kept = active.flatMap { Array(sequenceRanges[$0]) }
+                    prefix = try model.transformer.prefix(kept.map { all.new[$0] }, past: kept.map { all.past[$0] }, layers: layer)
+                }
+            }
+        }
+        let values = requests.indices.map { i in zip(initial[i]!, deltas[i].scalars).map { $0 + $1 } }
+        return Result(values: values, initial: initial.map { $0! }, stepsTaken: stepsTaken, losses: losses)
+    }
+
+    /// A request's sequences split at their δ rows, with the loss's positions and targets.
+    private func layout(_ request: PreparedRequest, contexts: [PreparedRequest], model: LanguageModel) throws -> Layout {
+        let target = request.target
+        let kl = try EditRequest(prompt: "{} is a", subject: request.request.subject, targetNew: "x").prepared(for: model)
+        var layout = Layout()
+        layout.contexts = contexts.count
+        for context in contexts {
+            let sequence = context.prompt + target.dropLast(), split = Self.splitAtSubject ? context.subjectLast : 0
+            layout.past.append(Array(sequence[..<split]))
+            layout.new.append(Array(sequence[split...]))
+            layout.deltaPositions.append(context.subjectLast - split)
+            let first = context.prompt.count - 1 - split
+            layout.positions.append(Array(first..<(first + target.count)))
+            layout.targets += target
+        }
+        let klSplit = Self.splitAtSubject ? kl.subjectLast : 0
+        layout.past.append(Array(kl.prompt[..<klSplit]))
+        layout.new.append(Array(kl.prompt[klSplit...]))
+        layout.deltaPositions.append(kl.subjectLast - klSplit)
+        layout.positions.append([kl.subjectLast - klSplit])
+        layout.weights = [Float](repeating: 1 / Float(contexts.count * target.count), count: layout.targets.count)
+        return layout
+    }
+}
+
+extension LocateThenEdit {
+    /// Activations at the subject's last token of each prompt, at each hook, from one pass that
+    /// stops after the highest layer read: `[hook: [prompt][width]]`.
+    static func subjectActivations(_ prompts: [PreparedRequest], at hooks: [HookKey], model: LanguageModel) throws
+        -> [HookKey: [[Float]]]
+    {
+        let sequences = prompts.map(\.prompt)
+        let rows = Transformer.packedRows(sequences, positions: prompts.map { [$0.subjectLast] })
+        let interventions = hooks.map { Intervention.capture($0.point, layer: $0.layer) }
+        let top = hooks.map(\.layer).max()! + 1
+        let captures = top < model.config.layerCount
+            ? try model.transformer.prefix(sequences, layers: top, interventions: interventions).captures
+            : try model.transformer.forward(sequences, interventions: interventions, logits: .none).captures
+        var result: [HookKey: [[Float]]] = [:]
+        for hook in hooks {
+            let captured = captures[hook]!, width = hook.point.width(model.config)
+            result[hook] = rows.map { Array(UnsafeBufferPointer(start: captured.pointer + $0 * width, count: width)) }
+        }
+        return result
+    }
+
+    /// Each request in every template, the subject still marked.
+    static func inContexts(_ request: PreparedRequest, templates: [String], model: LanguageModel) throws -> [PreparedRequest] {
+        try templates.map { t in
+            guard let r = request.request.inContext(t) else {
+                throw EditRequestError.subjectNotInPrompt(subject: request.request.subject, prompt: request.request.prompt, request: 0)
+            }
+            return try r.prepared(for: model)
+        }
+    }
+}
+
+/// Shared pieces of ROME, MEMIT and AlphaEdit.
+enum LocateThenEdit {}

@@ -1,0 +1,137 @@
+import Foundation
+import ModelFormats
+import Models
+import TensorCore
+import Testing
+@testable import Editing
+
+@Suite struct MassEditingTests {
+    /// Random `[rows][width]` vectors in ±1.
+    static func vectors(_ rows: Int, _ width: Int, seed: UInt64) -> [[Float]] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<rows).map { _ in (0..<width).map { _ in Float(rng.nextUnit() * 2 - 1) } }
+    }
+
+    /// `A Aᵀ / F + 0.01·I`, a second moment of F-dimensional keys.
+    static func secondMoment(_ f: Int, seed: UInt64) -> Tensor {
+        let a = vectors(f, f, seed: seed).flatMap { $0.map(Double.init) }
+        var c = DenseSolve.multiply(a, a, m: f, n: f, k: f, transposeB: true).map { $0 / Double(f) }
+        for i in 0..<f { c[i * f + i] += 0.01 }
+        return Tensor(shape: [f, f], values: c.map { Float($0) })
+    }
+
+    /// `left · right` in float64, `[C, F]`.
+    static func product(_ update: (left: Tensor, right: Tensor)) -> [Double] {
+        let c = update.left.shape[0], n = update.left.shape[1], f = update.right.shape[1]
+        return DenseSolve.multiply(update.left.scalars.map(Double.init), update.right.scalars.map(Double.init), m: c, n: f, k: n)
+    }
+
+    static func maxDifference(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
+    /// MEMIT's Woodbury form solves `ΔW (λC + KKᵀ) = R Kᵀ`.
+    @Test func memitUpdateSolvesTheNormalEquations() throws {
+        let f = 16, width = 8, n = 3, lambda = 5.0
+        let c = Self.secondMoment(f, seed: 1)
+        let targets = MassEditing.LayerTargets(keys: Self.vectors(n, f, seed: 2), residuals: Self.vectors(n, width, seed: 3))
+        let update = try MEMIT.update(targets, factor: try MEMIT.factor(c), lambda: lambda)
+        #expect(update.left.shape == [width, n] && update.right.shape == [n, f])
+        let keys = MassEditing.columns(targets.keys)  // [F, n]
+        var a = DenseSolve.multiply(keys, keys, m: f, n: f, k: n, transposeB: true)
+        for i in 0..<(f * f) { a[i] += lambda * Double(c[i]) }
+        let lhs = DenseSolve.multiply(Self.product(update), a, m: width, n: f, k: f)
+        let rhs = DenseSolve.multiply(MassEditing.columns(targets.residuals), keys, m: width, n: f, k: n, transposeB: true)
+        #expect(Self.maxDifference(lhs, rhs) < 1e-4)
+    }
+
+    /// AlphaEdit's update solves `(P S + αI) M = P K`, leaves the preserved directions (C's large
+    /// eigenvectors) unchanged, and the n×n form equals the F×F one with an empty key cache.
+    @Test func alphaEditUpdateStaysInTheNullSpace() throws {
+        let f = 16, width = 8, n = 2, alpha = 0.5
+        let c = Self.secondMoment(f, seed: 4)
+        let (values, vectors) = try DenseSolve.symmetricEigen(c)
+        let threshold = Double(values[f / 2])
+        let (p, kept) = AlphaEdit.projector(values: values, vectors: vectors, threshold: threshold, fraction: nil)
+        #expect(kept == f / 2)
+        #expect(Self.maxDifference(DenseSolve.multiply(p, p, m: f, n: f, k: f), p) < 1e-6)  // idempotent
+        let targets = MassEditing.LayerTargets(keys: Self.vectors(n, f, seed: 5), residuals: Self.vectors(n, width, seed: 6))
+        let small = try AlphaEdit.update(targets, projector: p, keyCache: nil, alpha: alpha)
+        let full = try AlphaEdit.update(targets, projector: p, keyCache: [Double](repeating: 0, count: f * f), alpha: alpha)
+        #expect(Self.maxDifference(Self.product(small), Self.product(full)) < 1e-5)
+        let delta = Self.product(small)
+        for i in kept..<f {  // eigenvectors above the threshold: ΔW v = 0
+            let v = (0..<f).map { Double(vectors[i * f + $0]) }
+            let mapped = DenseSolve.multiply(delta, v, m: width, n: 1, k: f)
+            #expect(mapped.allSatisfy { abs($0) < 1e-5 })
+        }
+        // With a key cache: (P (KKᵀ + cache) + αI) M = P K, M = rightᵀ.
+        let cacheKeys = MassEditing.columns(Self.vectors(4, f, seed: 7))
+        let cache = DenseSolve.multiply(cacheKeys, cacheKeys, m: f, n: f, k: 4, transposeB: true)
+        let cached = try AlphaEdit.update(targets, projector: p, keyCache: cache, alpha: alpha)
+        let keys = MassEditing.columns(targets.keys)
+        var s = DenseSolve.multiply(keys, keys, m: f, n: f, k: n, transposeB: true)
+        for i in 0..<(f * f) { s[i] += cache[i] }
+        var a = DenseSolve.multiply(p, s, m: f, n: f, k: f)
+        for i in 0..<f { a[i * f + i] += alpha }
+        let m = MassEditing.transpose(cached.right.scalars.map(Double.init), rows: n, columns: f)  // [F, n]
+        let lhs = DenseSolve.multiply(a, m, m: f, n: n, k: f)
+        #expect(Self.maxDifference(lhs, DenseSolve.multiply(p, keys, m: f, n: n, k: f)) < 1e-5)
+        // The fraction rule keeps the smallest eigenvalues within the budget.
+        let (_, byFraction) = AlphaEdit.projector(values: values, vectors: vectors, threshold: 0, fraction: 1e-3)
+        let budget = 1e-3 * values.reduce(0) { $0 + Double($1) }
+        #expect(values.prefix(byFraction).reduce(0) { $0 + Double($1) } <= budget)
+        #expect(byFraction == f || values.prefix(byFraction + 1).reduce(0) { $0 + Double($1) } > budget)
+    }
+
+    /// On the tiny model both editors raise each target's probability, leave the model as they
+    /// found it, and AlphaEdit's committed keys switch it to the cached solve.
+    @Test func memitAndAlphaEditEditTheTinyModel() throws {
+        let model = try TestModels.tinyLlama()
+        var h = MassEditingHyperparameters.defaults(layerCount: 2)
+        h.layers = [0]  // z at layer 0's output (an edit of the last layer's output reaches no later position)
+        h.steps = 8
+        h.clampNormFactor = 4
+        h.mom2UpdateWeight = 0.1  // C here is random: let the keys dominate
+        let c = Self.secondMoment(model.config.feedForwardSize, seed: 8)
+        let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
+                            EditRequest(prompt: "{} works at", subject: "Bob", targetNew: "a small shop")]
+            .enumerated().map { try $1.prepared(for: model, index: $0) }
+        let before = try model.score(requests.map { ContinuationRequest(prompt: $0.prompt, target: $0.target) })
+        let weights = model.transformer.weights.blocks[0].feedForwardDown.scalars
+        var alpha = h
+        alpha.nullspaceThreshold = 1e9  // P = I
+        alpha.l2 = 1
+        let alphaEdit = AlphaEdit(hyperparameters: alpha, secondMoment: { _ in c })
+        for editor in [MEMIT(hyperparameters: h, secondMoment: { _ in c }) as any Editor, alphaEdit] {
+            let delta = try editor.edit(requests, in: model)
+            #expect(delta.parameters == [ParameterID(layer: 0, .feedForwardDown)])
+            #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
+            let applied = try model.transformer.apply(delta)
+            let after = try model.score(requests.map { ContinuationRequest(prompt: $0.prompt, target: $0.target) })
+            for (b, a) in zip(before, after) { #expect(a.totalLogProb > b.totalLogProb + 0.1, "\(editor.name)") }
+            if editor === alphaEdit {
+                try alphaEdit.commit(requests, in: model)
+                let second = try alphaEdit.edit(requests, in: model)
+                #expect(second.entries.count == 1 && second.entries[0].update.materialized().scalars.allSatisfy(\.isFinite))
+            }
+            applied.revert()
+        }
+        #expect(alphaEdit.nullSpaceDimensions == [0: model.config.feedForwardSize])
+    }
+
+    @Test func hyperparametersAcceptReferenceKeysAndRefuseBadOnes() throws {
+        func read(_ object: JSONObject, alpha: Bool = false) throws -> MassEditingHyperparameters {
+            var reader = HyperparameterReader(object: object, file: "h.yaml")
+            return try MassEditingHyperparameters(reading: &reader, layerCount: 30, alphaEdit: alpha)
+        }
+        let h = try read(["layers": .array([.int(3), .int(4)]), "mom2_update_weight": .double(2e4), "v_num_grad_steps": .int(10),
+                          "alg_name": .string("MEMIT"), "mom2_dataset": .string("wikipedia")])
+        #expect(h.layers == [3, 4] && h.mom2UpdateWeight == 2e4 && h.steps == 10)
+        let a = try read(["nullspace_threshold": .double(1e-3), "L2": .double(1), "mom2_update_weight": .double(1)], alpha: true)
+        #expect(a.nullspaceThreshold == 1e-3 && a.l2 == 1)
+        #expect(throws: EditorError.self) { try read(["layers": .array([.int(30)])]) }
+        #expect(throws: EditorError.self) { try read(["nullspace_threshold": .double(1)]) }  // MEMIT has no null space
+        #expect(throws: EditorError.self) { try read(["v_loss_layer": .int(20)]) }
+        #expect(throws: EditorError.self) { try read(["mom2_adjustment": .bool(false)]) }
+        #expect(throws: EditorError.self) { try read(["layers": .array([.int(28), .int(29)])]) }
+    }
+}
