@@ -77,4 +77,16 @@ import Testing
         let read = try FineTuning.Hyperparameters(reading: &reader, objective: objective, layerCount: 30)
         #expect(read == .defaults(objective, layerCount: 30))
     }
+
+    @Test func committedLocateThenEditFilesEqualTheDefaults() throws {
+        func reader(_ folder: String) throws -> HyperparameterReader {
+            try HyperparameterReader(contentsOf: Self.folder.appendingPathComponent("\(folder)/SmolLM2-135M.yaml"))
+        }
+        var rome = try reader("ROME")
+        #expect(try ROME.Hyperparameters(reading: &rome, layerCount: 30) == .defaults(layerCount: 30))
+        for (folder, alpha) in [("MEMIT", false), ("AlphaEdit", true)] {
+            var r = try reader(folder)
+            #expect(try MassEditingHyperparameters(reading: &r, layerCount: 30, alphaEdit: alpha) == .defaults(layerCount: 30))
+        }
+    }
 }

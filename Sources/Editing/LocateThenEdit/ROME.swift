@@ -47,6 +47,10 @@ public final class ROME: Editor, @unchecked Sendable {
             layer = layers[0]
             vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
             try reader.checkLayers([layer, vLossLayer], layerCount: layerCount)
+            guard vLossLayer == layerCount - 1 else {
+                throw EditorError.invalidHyperparameter(file: reader.file, key: "v_loss_layer",
+                                                        expected: "\(layerCount - 1), the last layer (the logits)")
+            }
             steps = try reader.int("v_num_grad_steps", default: steps)
             learningRate = try reader.double("v_lr", default: learningRate)
             weightDecay = try reader.double("v_weight_decay", default: weightDecay)
