@@ -64,14 +64,62 @@ public struct ForwardResult: Sendable {
 
 /// The residual stream entering layer ``layer`` of a batch, computed once and reused by
 /// forward passes that only change layers from ``layer`` on (an editor's optimisation steps).
+///
+/// A prefix may also continue earlier tokens of each sequence (``Transformer/prefix(_:past:layers:interventions:)``):
+/// their keys and values at every layer are cached once, and passes run only the new tokens.
+/// Passes from one prefix (or from prefixes ``selecting(_:)`` made from it) write the new
+/// tokens' slots of those caches, so they must not run concurrently.
 public struct Prefix: Sendable {
+    /// The new tokens of each sequence: rows of interventions and logit positions index these.
     public let sequences: [[Int]]
     public let layer: Int
-    /// `[N, C]`.
+    /// `[N, C]`, N the new tokens.
     public let residual: Tensor
     /// What the prefix's `.capture` interventions recorded: a pass that only reads activations
     /// (second-moment statistics) stops after the highest layer it reads.
     public let captures: [HookKey: Tensor]
+    /// Keys and values of each sequence's earlier tokens at every layer (`count` = their
+    /// number), or nil when the sequences start from scratch. Passes never advance them.
+    let caches: [KVCache]?
+
+    init(sequences: [[Int]], layer: Int, residual: Tensor, captures: [HookKey: Tensor], caches: [KVCache]? = nil) {
+        if let caches { precondition(caches.count == sequences.count, "one cache per sequence") }
+        self.sequences = sequences
+        self.layer = layer
+        self.residual = residual
+        self.captures = captures
+        self.caches = caches
+    }
+
+    /// The number of earlier (cached) tokens of each sequence.
+    public var pastLengths: [Int] { caches?.map(\.count) ?? Array(repeating: 0, count: sequences.count) }
+
+    /// The prefix of some of the sequences, in the order given (an optimiser drops those that
+    /// have converged): their residual and capture rows, sharing their caches.
+    public func selecting(_ sequenceIndices: [Int]) -> Prefix {
+        var starts: [Int] = [], total = 0
+        for tokens in sequences {
+            starts.append(total)
+            total += tokens.count
+        }
+        let ranges = sequenceIndices.map { s in
+            precondition(s >= 0 && s < sequences.count, "sequence \(s) outside the prefix's \(sequences.count)")
+            return starts[s]..<(starts[s] + sequences[s].count)
+        }
+        let rows = ranges.reduce(0) { $0 + $1.count }
+        func gather(_ t: Tensor) -> Tensor {
+            let width = t.shape[1], result = Tensor(zeros: [rows, width])
+            var next = 0
+            for range in ranges {
+                (result.pointer + next * width).update(from: t.pointer + range.lowerBound * width,
+                                                      count: range.count * width)
+                next += range.count
+            }
+            return result
+        }
+        return Prefix(sequences: sequenceIndices.map { sequences[$0] }, layer: layer, residual: gather(residual),
+                      captures: captures.mapValues(gather), caches: caches.map { c in sequenceIndices.map { c[$0] } })
+    }
 }
 
 /// What a recorded forward pass should be able to differentiate, beyond the `.add`,

@@ -35,14 +35,45 @@ extension Transformer {
         return Prefix(sequences: sequences, layer: layers, residual: residual, captures: plan.captures)
     }
 
+    /// A prefix whose sequences continue earlier tokens: `past` runs once through every layer
+    /// into KV caches, so passes from the prefix run only the new tokens. Tokens before an
+    /// editor's delta row are unaffected by it, so they can be the past.
+    ///
+    /// - Parameters:
+    ///   - sequences: the new tokens of each sequence (what passes from the prefix re-run;
+    ///     rows of interventions and logit positions index these).
+    ///   - past: the earlier tokens of each sequence (may be empty).
+    ///   - interventions: applied to the new tokens in the prefix layers (not to the past).
+    /// - Returns: the residual stream of the new tokens entering layer `layers`, `[N, C]`.
+    ///
+    /// The past is constant to a recorded pass: no gradient reaches it, and parameter gradients
+    /// and token pairs cover only the new tokens.
+    public func prefix(
+        _ sequences: [[Int]], past: [[Int]], layers: Int, interventions: [Intervention] = []
+    ) throws -> Prefix {
+        precondition(layers >= 0 && layers < config.layerCount, "prefix of \(layers) of \(config.layerCount) layers")
+        precondition(past.count == sequences.count, "one past per sequence")
+        let plan = InterventionSet(interventions, config: config, rows: sequences.joined().count, weights: weights)
+        for key in plan.hooks.keys { precondition(key.layer < layers, "intervention at layer \(key.layer) outside the prefix") }
+        for id in plan.weightDeltas.keys { precondition(id.layer < layers, "weight delta \(id) outside the prefix") }
+        // Room for the new tokens too, so passes never reallocate a shared cache.
+        let caches = zip(past, sequences).map { KVCache(config: config, capacity: $0.count + $1.count) }
+        if past.contains(where: { !$0.isEmpty }) {
+            _ = try run(past, caches: caches, selection: .none)
+        }
+        let residual = try run(sequences, caches: caches, advanceCaches: false, selection: .none, interventions: plan,
+                               stopLayer: layers).residual!
+        return Prefix(sequences: sequences, layer: layers, residual: residual, captures: plan.captures, caches: caches)
+    }
+
     /// A forward pass of the layers from `prefix.layer` on, starting from its cached residual:
     /// the same result as the full pass (with the prefix's interventions and these).
     public func forward(
         _ prefix: Prefix, interventions: [Intervention] = [], logits selection: LogitSelection = .all
     ) throws -> ForwardResult {
         let plan = checkedPlan(interventions, from: prefix)
-        let logits = try run(prefix.sequences, selection: selection, interventions: plan,
-                             firstLayer: prefix.layer, residual: prefix.residual).logits!
+        let logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
+                             interventions: plan, firstLayer: prefix.layer, residual: prefix.residual).logits!
         return ForwardResult(logits: logits, captures: plan.captures)
     }
 
@@ -74,8 +105,9 @@ extension Transformer {
     ) throws -> Tape {
         let plan = checkedPlan(interventions, from: prefix)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: prefix.layer)
-        tape.logits = try run(prefix.sequences, selection: selection, interventions: plan, firstLayer: prefix.layer,
-                              residual: prefix.residual, tape: tape).logits!
+        tape.logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
+                              interventions: plan, firstLayer: prefix.layer, residual: prefix.residual,
+                              tape: tape).logits!
         return tape
     }
 
@@ -135,6 +167,10 @@ public final class Tape: @unchecked Sendable {
     public let lowestLayer: Int
     var sequences: [[Int]] = []
     var starts: [Int] = []
+    /// The caches the new tokens continued (a prefix's), with the number of earlier tokens
+    /// each held: the attention backward reads their keys and values.
+    var caches: [KVCache]?
+    var pastLengths: [Int] = []
     var records: [LayerRecord?] = []
     /// One buffer for every record, from (and given back to) the model's scratch pool, so
     /// an optimisation loop's tapes reuse memory instead of faulting in fresh pages.
@@ -173,9 +209,11 @@ public final class Tape: @unchecked Sendable {
         if let arena { model.scratch.giveBack(arena) }
     }
 
-    func begin(sequences: [[Int]], starts: [Int]) {
+    func begin(sequences: [[Int]], starts: [Int], caches: [KVCache]?) {
         self.sequences = sequences
         self.starts = starts
+        self.caches = caches
+        pastLengths = caches?.map(\.count) ?? Array(repeating: 0, count: sequences.count)
         let c = model.config
         records = Array(repeating: nil, count: c.layerCount)
         let n = sequences.joined().count, layers = c.layerCount - lowestLayer
@@ -285,7 +323,7 @@ public final class Tape: @unchecked Sendable {
                             ldDY: w, rows: n, into: &result)
             linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
                                 rows: n, into: dAttention.pointer, ldDX: qw)
-            attentionBackward(record, dAttention: dAttention, into: dQKV)
+            attentionBackward(record, layer: layer, dAttention: dAttention, into: dQKV)
             for kind in [ParameterID.Kind.attentionQuery, .attentionKey, .attentionValue] {
                 linearGradients(id(kind), input: record.h1.pointer, ldx: w, dY: dQKV.pointer, ldDY: fused, rows: n,
                                 into: &result)
@@ -316,22 +354,48 @@ public final class Tape: @unchecked Sendable {
     }
 
     /// `∂L/∂(q, k, v)` before RoPE, `[N, H·D + 2·Hkv·D]`, from `∂L/∂(attention output)`.
-    private func attentionBackward(_ record: LayerRecord, dAttention: Tensor, into dQKV: Tensor) {
+    ///
+    /// A sequence that continues a cache attends to its past keys and values there; their
+    /// gradients land in a scratch buffer and are dropped (the past is constant).
+    private func attentionBackward(_ record: LayerRecord, layer: Int, dAttention: Tensor, into dQKV: Tensor) {
         let c = model.config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
         let qkv = record.qkv.pointer, dq = dQKV.pointer
+        let longest = sequences.indices.map { s in pastLengths[s] > 0 ? pastLengths[s] + sequences[s].count : 0 }
+            .max() ?? 0
+        let pastGradients = longest > 0 ? model.scratch.take([2, longest, kv]) : nil
+        defer { if let pastGradients { model.scratch.giveBack(pastGradients) } }
         for (s, tokens) in sequences.enumerated() where !tokens.isEmpty {
-            let start = starts[s]
+            let start = starts[s], past = pastLengths[s]
             let base = qkv + start * ld, dBase = dq + start * ld
-            Backward.attention(
-                queries: base, ldq: ld, keys: base + q, ldk: ld, values: base + q + kv, ldv: ld,
-                newTokens: tokens.count, past: 0, heads: c.headCount, kvHeads: c.keyValueHeadCount,
-                headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
-                dQ: dBase, ldDQ: ld, dK: dBase + q, ldDK: ld, dV: dBase + q + kv, ldDV: ld)
+            if let caches, past > 0, let pastGradients {
+                let keys = caches[s].keys(layer: layer), values = caches[s].values(layer: layer)
+                // The new slots hold whatever pass ran last from the prefix: put this pass's back.
+                for t in 0..<tokens.count {
+                    (keys + (past + t) * kv).update(from: base + t * ld + q, count: kv)
+                    (values + (past + t) * kv).update(from: base + t * ld + q + kv, count: kv)
+                }
+                let dK = pastGradients.pointer, dV = dK + (past + tokens.count) * kv
+                Backward.attention(
+                    queries: base, ldq: ld, keys: keys, ldk: kv, values: values, ldv: kv,
+                    newTokens: tokens.count, past: past, heads: c.headCount, kvHeads: c.keyValueHeadCount,
+                    headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
+                    dQ: dBase, ldDQ: ld, dK: dK, ldDK: kv, dV: dV, ldDV: kv)
+                for t in 0..<tokens.count {
+                    (dBase + t * ld + q).update(from: dK + (past + t) * kv, count: kv)
+                    (dBase + t * ld + q + kv).update(from: dV + (past + t) * kv, count: kv)
+                }
+            } else {
+                Backward.attention(
+                    queries: base, ldq: ld, keys: base + q, ldk: ld, values: base + q + kv, ldv: ld,
+                    newTokens: tokens.count, past: 0, heads: c.headCount, kvHeads: c.keyValueHeadCount,
+                    headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
+                    dQ: dBase, ldDQ: ld, dK: dBase + q, ldDK: ld, dV: dBase + q + kv, ldDV: ld)
+            }
             if let rotary = model.rotary {
                 parallelFor(tokens.count) { t in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: c.headDim) { angles in
                         let cos = angles.baseAddress!, sin = cos + c.headDim / 2
-                        rotary.angles(position: t, cos: cos, sin: sin)
+                        rotary.angles(position: past + t, cos: cos, sin: sin)
                         let row = dBase + t * ld
                         rotary.applyTransposed(row, heads: c.headCount, cos: cos, sin: sin)
                         rotary.applyTransposed(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)

@@ -54,15 +54,21 @@ public final class Transformer: @unchecked Sendable {
     /// the embeddings, or from `residual` entering `firstLayer`), with interventions, optionally
     /// recording what a backward pass needs into `tape`. Returns the logits when `stopLayer`
     /// is the last layer, else (a copy of) the residual stream entering `stopLayer`.
+    ///
+    /// With `advanceCaches` false the new tokens' keys and values are written past the
+    /// caches' counts but not kept: a prefix's caches stay as they are for its next pass.
     func run(
-        _ sequences: [[Int]], caches: [KVCache]? = nil, selection: LogitSelection,
+        _ sequences: [[Int]], caches: [KVCache]? = nil, advanceCaches: Bool = true, selection: LogitSelection,
         interventions plan: InterventionSet = .empty, firstLayer: Int = 0, residual: Tensor? = nil,
         stopLayer: Int? = nil, tape: Tape? = nil
     ) throws -> (logits: Tensor?, residual: Tensor?) {
         let c = config
         let stopLayer = stopLayer ?? c.layerCount
         if let caches { precondition(caches.count == sequences.count, "one cache per sequence") }
-        precondition(firstLayer == 0 || caches == nil, "a pass from a cached residual takes no KV caches")
+        // The layers below `firstLayer` of the new tokens are never written.
+        precondition(firstLayer == 0 || caches == nil || !advanceCaches,
+                     "a pass from a cached residual cannot extend KV caches")
+        let given = caches
         let caches = caches ?? sequences.map { KVCache(config: c, capacity: $0.count) }
         var starts: [Int] = []  // row offset of each sequence in the packed batch
         var total = 0
@@ -79,7 +85,7 @@ public final class Transformer: @unchecked Sendable {
             total += tokens.count
         }
         let n = total, width = c.hiddenSize
-        tape?.begin(sequences: sequences, starts: starts)
+        tape?.begin(sequences: sequences, starts: starts, caches: given)
 
         let x = scratch.take([n, width])
         if let residual {
@@ -146,7 +152,9 @@ public final class Transformer: @unchecked Sendable {
             plan.apply(.layerOutput, layer: layer, x.pointer, rows: n, width: width, ld: width)
         }
         if stopLayer < c.layerCount { return (nil, x.copy()) }
-        for (s, tokens) in sequences.enumerated() { caches[s].advance(by: tokens.count) }
+        if advanceCaches {
+            for (s, tokens) in sequences.enumerated() { caches[s].advance(by: tokens.count) }
+        }
 
         // Output head, only at the selected rows.
         let rows: [Int]
