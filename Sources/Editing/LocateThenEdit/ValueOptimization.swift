@@ -26,7 +26,6 @@ struct ValueOptimization {
 
     /// Stop once a request's loss is below this (the references' constant).
     static let lossThreshold: Float = 5e-2
-    static let splitAtSubject = false
 
     struct Result {
         /// v₀ + δ per request, `[width]`.
@@ -144,10 +143,7 @@ struct ValueOptimization {
             }
             if !finished.isEmpty {
                 active.removeAll { finished.contains($0) }
-                if !active.isEmpty {
-                    let kept = active.flatMap { Array(sequenceRanges[$0]) }
-                    prefix = try model.transformer.prefix(kept.map { all.new[$0] }, past: kept.map { all.past[$0] }, layers: layer)
-                }
+                if !active.isEmpty { prefix = full.selecting(active.flatMap { Array(sequenceRanges[$0]) }) }
             }
         }
         let values = requests.indices.map { i in zip(initial[i]!, deltas[i].scalars).map { $0 + $1 } }
@@ -161,7 +157,7 @@ struct ValueOptimization {
         var layout = Layout()
         layout.contexts = contexts.count
         for context in contexts {
-            let sequence = context.prompt + target.dropLast(), split = Self.splitAtSubject ? context.subjectLast : 0
+            let sequence = context.prompt + target.dropLast(), split = context.subjectLast
             layout.past.append(Array(sequence[..<split]))
             layout.new.append(Array(sequence[split...]))
             layout.deltaPositions.append(context.subjectLast - split)
@@ -169,7 +165,7 @@ struct ValueOptimization {
             layout.positions.append(Array(first..<(first + target.count)))
             layout.targets += target
         }
-        let klSplit = Self.splitAtSubject ? kl.subjectLast : 0
+        let klSplit = kl.subjectLast
         layout.past.append(Array(kl.prompt[..<klSplit]))
         layout.new.append(Array(kl.prompt[klSplit...]))
         layout.deltaPositions.append(kl.subjectLast - klSplit)
