@@ -14,8 +14,20 @@ public protocol Editor: AnyObject, Sendable {
     var name: String { get }
     /// The hyperparameters in effect, recorded in every run and delta.
     var hyperparameters: JSONValue { get }
+    /// Where the editor's second-moment statistics come from (``SecondMoments/label``), for
+    /// runs, reports and delta metadata; `none` for methods that use none (the default).
+    var statistics: String { get }
     /// Computes the delta that writes `requests` into `model`, all at once (a batch).
     func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta
+    /// Called after the caller applied this editor's delta for `requests` in sequential editing;
+    /// editors that remember earlier edits (AlphaEdit's key cache) update their state here. The
+    /// default does nothing.
+    func commit(_ requests: [PreparedRequest], in model: LanguageModel) throws
+}
+
+extension Editor {
+    public var statistics: String { "none" }
+    public func commit(_ requests: [PreparedRequest], in model: LanguageModel) throws {}
 }
 
 extension Editor {
@@ -25,14 +37,62 @@ extension Editor {
         return try edit(prepared, in: model)
     }
 
-    /// Metadata every delta carries: method, hyperparameters and requests.
+    /// Metadata every delta carries: method, hyperparameters, statistics and requests.
     public func deltaMetadata(_ requests: [PreparedRequest], model: LanguageModel) -> [String: String] {
         [
             "ibke.method": name,
             "ibke.hyperparameters": hyperparameters.serialized(indent: 0),
+            "ibke.statistics": statistics,
             "ibke.requests": JSONValue.array(requests.map(\.request.json)).serialized(indent: 0),
             "ibke.model": model.url.lastPathComponent,
         ]
+    }
+}
+
+/// Edits applied one after another (``Editor/editSequentially(_:in:afterEach:)``): the handles
+/// that revert them, and one delta with all their entries in order.
+public struct SequentialEdits: Sendable {
+    /// One handle per request, in order; revert in reverse order (``revert()``).
+    public var applied: [AppliedDelta] = []
+    /// The entries of every request's delta in the order they were applied, with the metadata
+    /// of the whole sequence: applying it to the unedited model gives the same weights, bit for
+    /// bit (``Transformer/apply(_:source:)`` adds entries in order, as the sequence did).
+    public var delta: WeightDelta
+
+    /// Reverts every edit, the last first.
+    public func revert() {
+        for a in applied.reversed() { a.revert() }
+    }
+}
+
+extension Editor {
+    /// Edits `requests` one at a time, each on the model with the earlier ones applied: edit,
+    /// apply, ``commit(_:in:)``, next. The edits stay applied; revert them with the result's
+    /// ``SequentialEdits/revert()``. On an error the edits made so far are reverted.
+    ///
+    /// - Parameter afterEach: called with the request's index and its applied delta, once it is
+    ///   applied and committed (progress, measurements between edits).
+    public func editSequentially(
+        _ requests: [PreparedRequest], in model: LanguageModel,
+        afterEach: (Int, AppliedDelta) throws -> Void = { _, _ in }
+    ) throws -> SequentialEdits {
+        var result = SequentialEdits(delta: WeightDelta())
+        do {
+            for (i, request) in requests.enumerated() {
+                let delta = try edit([request], in: model)
+                let applied = try model.transformer.apply(delta, source: name)
+                result.applied.append(applied)
+                try commit([request], in: model)
+                result.delta.append(delta)
+                try afterEach(i, applied)
+            }
+        } catch {
+            result.revert()
+            throw error
+        }
+        result.delta.metadata = deltaMetadata(requests, model: model)
+        result.delta.metadata["ibke.protocol"] = "sequential"
+        return result
     }
 }
 
@@ -63,5 +123,16 @@ public enum EditorError: Error, CustomStringConvertible, Equatable {
         case .notFinite(let method, let detail):
             "\(method): \(detail) is NaN or infinite; no edit was made"
         }
+    }
+}
+
+extension EditorError {
+    /// A method with `mom2_adjustment` on that was given no second-moment statistics.
+    public static func statisticsMissing(method: String, layers: [Int]) -> EditorError {
+        .invalidHyperparameter(
+            file: method, key: "mom2_adjustment",
+            expected: "second-moment statistics for layer\(layers.count == 1 ? "" : "s") \(layers.map(String.init).joined(separator: ","))"
+                + " (a SecondMoments for EditorRegistry.make; `ibke edit`/`ibke eval` make one from --stats-corpus),"
+                + " or mom2_adjustment: false")
     }
 }

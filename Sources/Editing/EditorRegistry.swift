@@ -8,16 +8,34 @@ public enum EditorRegistry {
 
     /// An editor by name, with the defaults for `config` or the hyperparameters in `file`.
     ///
-    /// - Throws: ``EditorError`` for an unknown method or a bad hyperparameter file.
-    public static func make(_ name: String, config: TransformerConfig, hyperparameters file: URL? = nil,
-                            secondMoment: (@Sendable (Int) throws -> Tensor)? = nil, cacheDirectory: URL? = nil) throws -> any Editor {
+    /// Methods that use second moments (ROME with `mom2_adjustment`, its default) take them from
+    /// `statistics`, one object shared by every editor of the model, and announce their layers
+    /// to it (``SecondMoments/expect(layers:)``), so that a caller can collect them all in one
+    /// pass before editing (``SecondMoments/prepare(layers:)`` with
+    /// ``SecondMoments/expectedLayers``).
+    ///
+    /// - Throws: ``EditorError`` for an unknown method, a bad hyperparameter file, or a method
+    ///   that needs statistics when `statistics` is nil.
+    public static func make(
+        _ name: String, config: TransformerConfig, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil
+    ) throws -> any Editor {
+        /// The closure and label of `statistics` for a method that reads `layers`.
+        func moments(_ method: String, layers: [Int]) throws -> SecondMoments {
+            guard let statistics else { throw EditorError.statisticsMissing(method: method, layers: layers) }
+            statistics.expect(layers: layers)
+            return statistics
+        }
         switch name.lowercased() {
         case "ft-l", "ft": return try FineTuning.make(.promptLast, config: config, file: file)
         case "ft-m": return try FineTuning.make(.targetNew, config: config, file: file)
         case "rome", "r-rome":
-            guard let file else { return ROME(hyperparameters: .defaults(layerCount: config.layerCount)) }
-            var reader = try HyperparameterReader(contentsOf: file)
-            return ROME(hyperparameters: try ROME.Hyperparameters(reading: &reader, layerCount: config.layerCount))
+            var h = ROME.Hyperparameters.defaults(layerCount: config.layerCount)
+            if let file {
+                var reader = try HyperparameterReader(contentsOf: file)
+                h = try ROME.Hyperparameters(reading: &reader, layerCount: config.layerCount)
+            }
+            guard h.mom2Adjustment else { return ROME(hyperparameters: h) }
+            return ROME(hyperparameters: h, statistics: try moments("rome", layers: [h.layer]))
         case "memit", "alphaedit":
             let alpha = name.lowercased() == "alphaedit"
             var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount)
@@ -25,11 +43,8 @@ public enum EditorRegistry {
                 var reader = try HyperparameterReader(contentsOf: file)
                 h = try MassEditingHyperparameters(reading: &reader, layerCount: config.layerCount, alphaEdit: alpha)
             }
-            guard let secondMoment else {
-                throw EditorError.invalidHyperparameter(file: name, key: "mom2_adjustment", expected: "statistics (run `ibke stats`)")
-            }
-            return alpha ? AlphaEdit(hyperparameters: h, secondMoment: secondMoment, cacheDirectory: cacheDirectory)
-                : MEMIT(hyperparameters: h, secondMoment: secondMoment)
+            let statistics = try moments(name.lowercased(), layers: h.layers)
+            return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)
         default:
             throw EditorError.invalidHyperparameter(file: "--methods", key: name, expected: "one of \(names.joined(separator: ", "))")
         }

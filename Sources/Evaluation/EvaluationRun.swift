@@ -228,7 +228,16 @@ public final class EvaluationRun {
             guard !cases.isEmpty else { continue }
             let start = Date()
             do {
-                applied.append(try model.transformer.apply(try editor.edit(prepared, in: model), source: editor.name))
+                let delta = try editor.edit(prepared, in: model)
+                let handle = try model.transformer.apply(delta, source: editor.name)
+                do {
+                    // The editor learns that its edit is now part of the model (AlphaEdit's key cache).
+                    try editor.commit(prepared, in: model)
+                } catch {
+                    handle.revert()
+                    throw error
+                }
+                applied.append(handle)
                 for c in cases { editSeconds[c.id] = Date().timeIntervalSince(start) / Double(cases.count) }
                 edited += cases
             } catch {
@@ -381,7 +390,9 @@ public final class EvaluationRun {
             "dataset_kind": .string(dataset.kind.rawValue), "dataset_format": .string(dataset.format),
             "dataset_path": .string(dataset.path), "dataset_sha256": .string(dataset.sha256),
             "cases": .int(dataset.cases.count), "settings": .object(settingsObject),
-            "methods": .array(editors.map { .object(["method": .string($0.name), "hyperparameters": $0.hyperparameters]) }),
+            "methods": .array(editors.map {
+                .object(["method": .string($0.name), "hyperparameters": $0.hyperparameters, "statistics": .string($0.statistics)])
+            }),
         ]
         for (key, value) in provenance.sorted(by: { $0.key < $1.key }) { object.updateValue(.string(value), forKey: key) }
         return object
@@ -402,11 +413,10 @@ public final class EvaluationRun {
         try write(try JSONEncoder.sorted.encode(result), to: caseURL(editor, c))
     }
 
-    /// Writes through a temporary file and a rename: a killed run leaves whole files only.
+    /// Writes through a temporary file and a rename (``AtomicFile``): a killed run leaves whole
+    /// files only.
     private func write(_ data: Data, to url: URL) throws {
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw RunError.unreadable(file: url.path, detail: "cannot write (\(error.localizedDescription))")
-        }
+        try AtomicFile.write(data, to: url) { RunError.unreadable(file: url.path, detail: "cannot write (\($0))") }
     }
 
     /// A file-name-safe form of a case id or method name.
@@ -439,7 +449,7 @@ public final class EvaluationRun {
             }
             let mean = { (values: [Double]) in values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
             methods.append(MethodSummary(
-                method: editor.name, hyperparameters: editor.hyperparameters, statistics: "none", cases: done.count,
+                method: editor.name, hyperparameters: editor.hyperparameters, statistics: editor.statistics, cases: done.count,
                 metrics: metrics, preMetrics: preMetrics, editSecondsMean: mean(done.map(\.editSeconds)),
                 evaluationSecondsMean: mean(done.map(\.evaluationSeconds)), curve: curve))
             if done.count < results.count {

@@ -19,6 +19,7 @@ struct Eval: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var statistics: StatisticsArguments
     @Option(help: ArgumentHelp("KIND:PATH with KIND zsre, counterfact (cf), mquake or jsonl.", valueName: "kind:path"))
     var dataset: String
     @Option(help: "Comma-separated methods (\(EditorRegistry.names.joined(separator: ", "))).") var methods: String
@@ -50,7 +51,13 @@ struct Eval: ParsableCommand {
         }
         let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw CLIError("--methods: name at least one method") }
-        let editors = try names.map { try EditorRegistry.make($0, config: loaded.config, hyperparameters: files[$0]) }
+        let bar = ProgressBar()
+        let moments = try statistics.secondMoments(for: loaded, bar: bar)
+        let editors = try names.map {
+            try EditorRegistry.make($0, config: loaded.config, hyperparameters: files[$0], statistics: moments)
+        }
+        // Statistics before the run, so that collecting them is not counted as the first edit's time.
+        try statistics.prepare(moments, bar: bar)
 
         var options = EvaluationOptions()
         options.editProtocol = try EditProtocol(parsing: editProtocol)
@@ -66,7 +73,6 @@ struct Eval: ParsableCommand {
                                     directory: URL(fileURLWithPath: out))
         run.provenance = Provenance.fields()
         log("\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(names.joined(separator: ",")), protocol \(options.editProtocol)")
-        let bar = ProgressBar()
         run.progress = { bar.update($0) }
         let summary = try run.run()
         bar.finish()
@@ -104,8 +110,11 @@ final class ProgressBar: @unchecked Sendable {
         drawn = true
     }
 
+    /// Ends the bar's line; a later update starts a new one.
     func finish() {
         if enabled && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
+        phase = ""
     }
 
     /// Seconds per item, or items per second when items are fast (tokens).

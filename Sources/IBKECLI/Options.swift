@@ -1,4 +1,5 @@
 import ArgumentParser
+import Editing
 import Foundation
 import ModelFormats
 import Models
@@ -34,6 +35,61 @@ struct ModelOptions: ParsableArguments {
         log(String(format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture,
                    loaded.config.layerCount, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
         return loaded
+    }
+}
+
+/// `--stats-corpus` and `--stats-samples`: the second-moment statistics of the methods that use
+/// them (ROME, MEMIT, AlphaEdit), as `ibke stats` computes and caches them.
+struct StatisticsArguments: ParsableArguments {
+    /// Read when `--stats-corpus` is not given.
+    static let environmentVariable = "IBKE_STATS_CORPUS"
+
+    @Option(name: .customLong("stats-corpus"), help: ArgumentHelp(
+        "Text for the second-moment statistics of ROME, MEMIT and AlphaEdit: a .txt, .jsonl or WikiText .tokens file, or a folder of them (as `ibke stats --corpus` takes).",
+        discussion: "Default: $\(environmentVariable); without either, text sampled from the model itself (slow; labelled model-samples).",
+        valueName: "path"))
+    var statsCorpus: String?
+
+    @Option(name: .customLong("stats-samples"), help: ArgumentHelp("Tokens the statistics average over, or `all` (the whole corpus).",
+                                                                    valueName: "n|all"))
+    var statsSamples = String(StatisticsOptions.defaultSamples)
+
+    /// The corpus: `--stats-corpus`, else `$IBKE_STATS_CORPUS` (when set and not empty), else nil.
+    var corpusPath: (path: String, source: String)? {
+        if let statsCorpus { return (statsCorpus, "--stats-corpus") }
+        if let path = ProcessInfo.processInfo.environment[Self.environmentVariable], !path.isEmpty {
+            return (path, Self.environmentVariable)
+        }
+        return nil
+    }
+
+    /// The statistics object every editor of `model` shares; reads and computes nothing yet.
+    func secondMoments(for model: LanguageModel, bar: ProgressBar) throws -> SecondMoments {
+        let samples = try Stats.parseSamples(statsSamples, option: "--stats-samples")
+        let cache = StatisticsCache(directory: DefaultModel.home.appendingPathComponent("cache/stats"),
+                                    ibkeVersion: IBKECommand.version)
+        return SecondMoments(model: model, corpus: corpusPath.map { URL(fileURLWithPath: $0.path) }, samples: samples,
+                             cache: cache) { bar.update(phase: $0.phase, done: $0.done, total: $0.total) }
+    }
+
+    /// Loads or computes, in one pass, the layers the editors announced (nothing when none uses
+    /// statistics), saying on standard error where the text comes from.
+    func prepare(_ statistics: SecondMoments, bar: ProgressBar) throws {
+        let layers = statistics.expectedLayers
+        guard !layers.isEmpty else { return }
+        if let (path, source) = corpusPath {
+            if source == Self.environmentVariable { log("statistics corpus from $\(source): \(path)") }
+        } else {
+            log("no --stats-corpus (or $\(Self.environmentVariable)) given: the second-moment statistics come from the fallback, "
+                + "text sampled from the model itself (labelled model-samples; slow the first time, then cached); "
+                + "pass --stats-corpus PATH (a .txt/.jsonl file or folder, as `ibke stats --corpus` takes) to use a corpus")
+        }
+        let start = Date()
+        try statistics.prepare(layers: layers)
+        bar.finish()
+        let seconds = Date().timeIntervalSince(start)
+        log("statistics for layer\(layers.count == 1 ? "" : "s") \(layers.map(String.init).joined(separator: ",")): \(statistics.label)"
+            + (seconds >= 1 ? String(format: " (%.1f s)", seconds) : ""))
     }
 }
 

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Evaluation
 import Foundation
-
-#if canImport(Glibc)
-    import Glibc
-#endif
+import ModelFormats
 
 /// `ibke report RUN_DIR…`: compares finished `ibke eval` runs.
 struct ReportCommand: ParsableCommand {
@@ -27,24 +24,9 @@ struct ReportCommand: ParsableCommand {
         let summaries = try runs.map { try RunSummary.load(runDirectory: URL(fileURLWithPath: $0)) }
         emit(SummaryTable.markdown(summaries))
         let destination = URL(fileURLWithPath: out)
-        try writeAtomically(Data(ReportHTML.document(summaries).utf8), to: destination)
+        try AtomicFile.write(Data(ReportHTML.document(summaries).utf8), to: destination) {
+            CLIError("\(destination.path): cannot write: \($0)")
+        }
         log("wrote \(destination.path)")
-    }
-}
-
-/// Writes `data` to a temporary file beside `url`, then renames it over `url`: readers never see
-/// a half-written file, and an existing file survives a failed write.
-func writeAtomically(_ data: Data, to url: URL) throws {
-    let folder = url.deletingLastPathComponent()
-    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-    do {
-        try data.write(to: temporary)
-    } catch {
-        throw CLIError("\(url.path): cannot write (\(error.localizedDescription))")
-    }
-    guard rename(temporary.path, url.path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: temporary)
-        throw CLIError("\(url.path): cannot move \(temporary.lastPathComponent) into place: \(reason)")
     }
 }

@@ -28,7 +28,7 @@ struct Stats: ParsableCommand {
     func run() throws {
         let loaded = try model.load()
         var options = StatisticsOptions(layers: try Self.parseLayers(layers), corpus: corpus.map { URL(fileURLWithPath: $0) })
-        options.samples = try Self.parseSamples(samples)
+        options.samples = try Self.parseSamples(samples, option: "--samples")
         options.maxLength = maxLength ?? min(512, loaded.config.contextLength)
         options.seed = seed
         options.force = force
@@ -72,9 +72,9 @@ struct Stats: ParsableCommand {
     }
 
     /// A positive token count, or nil for `all`.
-    static func parseSamples(_ text: String) throws -> Int? {
+    static func parseSamples(_ text: String, option: String) throws -> Int? {
         if text == "all" { return nil }
-        guard let n = Int(text), n > 0 else { throw CLIError("--samples \(text): expected a positive token count or `all`") }
+        guard let n = Int(text), n > 0 else { throw CLIError("\(option) \(text): expected a positive token count or `all`") }
         return n
     }
 }

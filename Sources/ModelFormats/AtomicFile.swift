@@ -8,8 +8,9 @@ import Foundation
 
 /// A file written atomically: to a temporary file in the destination's folder, flushed to disk
 /// and renamed over the destination, so that a reader (or a crash) sees either the old file or
-/// the complete new one, never a partial write. The writers of this module share it.
-struct AtomicFile {
+/// the complete new one, never a partial write. The writers of this module share it, and
+/// ``write(_:to:failure:)`` serves every other file IBKE writes (run results, reports).
+public struct AtomicFile {
     private let fd: Int32
     /// The destination, named in errors.
     private let path: String
@@ -50,6 +51,16 @@ struct AtomicFile {
         if folderFD >= 0 {
             _ = fsync(folderFD)
             close(folderFD)
+        }
+    }
+
+    /// Writes `data` to `url` atomically.
+    ///
+    /// - Parameter failure: the error to throw for a failed system call, from its reason.
+    /// - Throws: `failure(…)`; the destination is then left as it was.
+    public static func write(_ data: Data, to url: URL, failure: @escaping (String) -> any Error) throws {
+        try write(to: url, failure: failure) { file in
+            try data.withUnsafeBytes { try file.write($0) }
         }
     }
 

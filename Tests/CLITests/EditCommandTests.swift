@@ -23,4 +23,135 @@ import Testing
         #expect(result.status == 1)
         #expect(result.stderrLines.last?.contains("\"Alice\" does not occur in the prompt") == true, "\(result)")
     }
+
+    static let corpus = Fixtures.folder.appendingPathComponent("tiny-corpus")
+
+    /// Three requests in the JSONL edit format (one with `target_true`, a blank line between).
+    static func editFile(_ folder: TemporaryFolder) throws -> URL {
+        let file = folder.appending("edits.jsonl")
+        try Data("""
+            {"prompt": "{} lives in", "subject": "Alice", "target_new": "Paris", "target_true": "London"}
+
+            {"prompt": "Bob works at", "subject": "Bob", "target_new": "the bank"}
+            {"id": "carol", "prompt": "{} likes", "subject": "Carol", "target_new": "tea"}
+
+            """.utf8).write(to: file)
+        return file
+    }
+
+    @Test func batchAndSequentialArgumentsAreChecked() throws {
+        let folder = try TemporaryFolder()
+        let file = try Self.editFile(folder).path
+        let model = Fixtures.model("tiny-llama").path
+        let cases: [([String], String)] = [
+            (["--batch", file, "--sequential", file], "--batch and --sequential are mutually exclusive"),
+            (["--batch", file, "--prompt", "{} lives in"], "drop --prompt, --subject and --target"),
+            (["--sequential", file, "--target", "Rome"], "drop --prompt, --subject and --target"),
+            (["--prompt", "{} lives in", "--subject", "Alice"], "give --prompt, --subject and --target, or --batch FILE / --sequential FILE"),
+            ([], "give --prompt, --subject and --target"),
+            (["--batch", file, "--generations=-1"], "--generations must be 0 or more"),
+        ]
+        for (arguments, message) in cases {
+            let result = try IBKE.run(["edit", "--model", model] + arguments)
+            #expect(result.status != 0, "\(result)")
+            #expect(result.stderr.contains(message), "\(message): \(result)")
+        }
+    }
+
+    @Test func aMalformedLineNamesTheFileAndLine() throws {
+        let folder = try TemporaryFolder()
+        let file = folder.appending("bad.jsonl")
+        try Data("""
+            {"prompt": "{} lives in", "subject": "Alice", "target_new": "Paris"}
+            {"prompt": "{} lives in", "subject": "Bob", "target_new": 3}
+            """.utf8).write(to: file)
+        let model = Fixtures.model("tiny-llama").path
+        for mode in ["--batch", "--sequential"] {
+            let result = try IBKE.run(["edit", "--model", model, mode, file.path])
+            #expect(result.status == 1, "\(result)")
+            let line = String(result.stderrLines.last ?? "")
+            #expect(line.hasPrefix("Error: \(file.path): line 2 ") && line.contains("field \"target_new\": expected a string"),
+                    "\(result)")
+        }
+        try Data("{\"prompt\": \"x\",}\n".utf8).write(to: file)
+        let syntax = try IBKE.run(["edit", "--model", model, "--batch", file.path])
+        #expect(syntax.status == 1 && syntax.stderrLines.last?.hasPrefix("Error: \(file.path): line 1, column") == true, "\(syntax)")
+        let missing = try IBKE.run(["edit", "--model", model, "--batch", folder.appending("none.jsonl").path])
+        #expect(missing.status == 1 && missing.stderr.contains("none.jsonl: no such file"), "\(missing)")
+    }
+
+    @Test func batchEditShowsEveryRequestBeforeAndAfter() throws {
+        let folder = try TemporaryFolder()
+        let result = try IBKE.run(["edit", "--model", Fixtures.model("tiny-llama").path, "--batch", try Self.editFile(folder).path,
+                                   "--generations", "2", "--check", "Alice's home is in"], timeout: 60)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.hasPrefix("edit: 3 requests from edits.jsonl, in one batch, with ft-m in "), "\(result)")
+        for piece in ["[1] \"Alice lives in\" → \" Paris\"", "P(\" London\") (target_true)", "[2] \"Bob works at\"",
+                      "(original answer)", "[3] \"Carol likes\" → \" tea\"", "top-1", "prompt [1]: Alice lives in",
+                      "prompt [2]: Bob works at", "paraphrase: Alice's home is in", "unrelated:",
+                      "generations for the first 2 of 3 requests"] {
+            #expect(result.stdout.contains(piece), "\(piece): \(result)")
+        }
+        #expect(!result.stdout.contains("prompt [3]") && !result.stdout.contains("right after its own edit"))
+    }
+
+    /// `--sequential` edits one request after another; its saved delta, applied by `ibke apply`,
+    /// gives the model it printed "after" for.
+    @Test func sequentialDeltaReproducesTheEditedModel() throws {
+        let folder = try TemporaryFolder()
+        let hyperparameters = folder.appending("ft.yaml")
+        try Data("lr: 0.5\nnum_steps: 40\nlayers: [1]\n".utf8).write(to: hyperparameters)
+        let delta = folder.appending("sequence.safetensors")
+        let model = Fixtures.model("tiny-llama").path
+        let result = try IBKE.run(["edit", "--model", model, "--hparams", hyperparameters.path,
+                                   "--sequential", try Self.editFile(folder).path, "--generations", "0",
+                                   "--save-delta", delta.path], timeout: 60)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.hasPrefix("edit: 3 requests from edits.jsonl, one after another, with ft-m in "), "\(result)")
+        #expect(result.stdout.components(separatedBy: "right after its own edit").count == 4, "\(result)")
+        // P(" Paris") after every edit, as printed.
+        let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("    P(\" Paris\")  ") })
+        let printed = try #require(line.split(separator: " ").last.flatMap { Double($0) })
+
+        let exported = folder.appending("edited")
+        let applied = try IBKE.run(["apply", "--model", model, "--delta", delta.path, "--out", exported.path])
+        #expect(applied.status == 0 && applied.stdout.contains("applied sequence.safetensors (ft-m): blk.1.ffn_down.weight"), "\(applied)")
+        let score = try IBKE.run(["score", "--model", exported.path, "--prompt", "Alice lives in", "--target", " Paris"])
+        let total = try #require(score.stdout.split(separator: "\n").first { $0.hasPrefix("total log P") })
+        let p = try #require(total.components(separatedBy: "P = ").last?.split(separator: " ").first.flatMap { Double($0) })
+        #expect(printed > 0.001 && abs(p - printed) < 1e-4, "printed \(printed), applied \(p): \(score)")
+    }
+
+    @Test func romeTakesItsStatisticsFromTheCorpusOrTheLabelledFallback() throws {
+        let model = Fixtures.model("tiny-llama").path
+        let home = try TemporaryFolder()
+        let edit = ["edit", "--model", model, "--method", "rome", "--prompt", "{} lives in", "--subject", "Alice",
+                    "--target", "the city", "--stats-samples", "300"]
+        let withCorpus = try IBKE.run(edit + ["--stats-corpus", Self.corpus.path], environment: ["IBKE_HOME": home.url.path], timeout: 60)
+        #expect(withCorpus.status == 0, "\(withCorpus)")
+        let label = "corpus articles.txt,more/history.tokens,notes.jsonl (sha256 "
+        #expect(withCorpus.stdout.hasPrefix("edit: \"Alice lives in\" → \" the city\" with rome (statistics: \(label)"), "\(withCorpus)")
+        #expect(withCorpus.stdout.split(separator: "\n")[0].contains("…), 300 tokens) in "), "\(withCorpus)")
+        #expect(withCorpus.stderr.contains("statistics for layer 0: \(label)"), "\(withCorpus)")
+        #expect(!withCorpus.stderr.contains("fallback"))
+        // The same from the environment variable, now from the cache.
+        let fromEnvironment = try IBKE.run(edit, environment: ["IBKE_HOME": home.url.path, "IBKE_STATS_CORPUS": Self.corpus.path],
+                                           timeout: 60)
+        #expect(fromEnvironment.status == 0 && fromEnvironment.stdout.contains("(statistics: \(label)"), "\(fromEnvironment)")
+        #expect(fromEnvironment.stderr.contains("statistics corpus from $IBKE_STATS_CORPUS"), "\(fromEnvironment)")
+
+        let fallback = try IBKE.run(edit.dropLast(2) + ["--stats-samples", "48"], timeout: 60)
+        #expect(fallback.status == 0, "\(fallback)")
+        let notice = fallback.stderrLines.filter { $0.contains("fallback") }
+        #expect(notice.count == 2, "\(fallback)")
+        #expect(notice.first?.contains("no --stats-corpus") == true && notice.first?.contains("pass --stats-corpus PATH") == true)
+        #expect(fallback.stdout.contains("with rome (statistics: model-samples (fallback: text sampled from the model itself), 48 tokens)"),
+                "\(fallback)")
+
+        // A method without statistics says nothing about them.
+        let ft = try IBKE.run(["edit", "--model", model, "--prompt", "{} lives in", "--subject", "Alice", "--target", "the city"],
+                              timeout: 60)
+        #expect(ft.status == 0 && !ft.stderr.contains("statistics") && ft.stdout.hasPrefix("edit: \"Alice lives in\" → \" the city\" with ft-m in "),
+                "\(ft)")
+    }
 }

@@ -47,4 +47,27 @@ import Testing
             for piece in pieces { #expect(result.stderr.contains(piece), "\(piece) missing: \(result)") }
         }
     }
+
+    @Test func romeRunsRecordTheirStatistics() throws {
+        let folder = try TemporaryFolder()
+        let out = folder.appending("run")
+        let result = try IBKE.run(["eval", "--model", Fixtures.model("tiny-llama").path,
+                                   "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
+                                   "--methods", "rome,ft-m", "--limit", "2", "--protocol", "sequential:2",
+                                   "--stats-corpus", Fixtures.folder.appendingPathComponent("tiny-corpus").path,
+                                   "--stats-samples", "300", "--out", out.path],
+                                  environment: ["IBKE_HOME": folder.appending("home").path], timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        let label = "corpus articles.txt,more/history.tokens,notes.jsonl (sha256 "
+        #expect(result.stderr.contains("statistics for layer 0: \(label)"), "\(result)")
+        #expect(result.stdout.contains("**rome** (statistics: \(label)") && result.stdout.contains("**ft-m** (statistics: none)"),
+                "\(result)")
+        for file in ["summary.json", "params.json"] {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(file))) as? [String: Any]
+            let methods = try #require(json?["methods"] as? [[String: Any]], "\(file)")
+            let statistics = methods.map { $0["statistics"] as? String ?? "missing" }
+            #expect(statistics.count == 2 && statistics[0].hasPrefix(label) && statistics[0].hasSuffix("…), 300 tokens"), "\(file): \(statistics)")
+            #expect(statistics[1] == "none", "\(file)")
+        }
+    }
 }

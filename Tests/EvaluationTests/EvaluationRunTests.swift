@@ -1,5 +1,6 @@
 import Editing
 import Foundation
+import ModelFormats
 import Models
 import Testing
 @testable import Evaluation
@@ -121,6 +122,59 @@ import Testing
         #expect(summary.methods[0].cases == 5)
         let failed = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c1.json")))
         #expect(failed.error?.contains("does not occur in the prompt") == true)
+    }
+
+    /// FT-M that counts `commit` calls and reports a statistics label.
+    final class CountingEditor: Editor, @unchecked Sendable {
+        let inner: FineTuning
+        var commits: [[String]] = []
+        var failCommitOnce = false
+        init(_ inner: FineTuning) { self.inner = inner }
+        var name: String { inner.name }
+        var hyperparameters: JSONValue { inner.hyperparameters }
+        var statistics: String { "test statistics, 7 tokens" }
+        func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
+            try inner.edit(requests, in: model)
+        }
+        func commit(_ requests: [PreparedRequest], in model: LanguageModel) throws {
+            if failCommitOnce {
+                failCommitOnce = false
+                throw RunError.invalidArgument("commit refused")
+            }
+            commits.append(requests.map(\.request.subject))
+        }
+    }
+
+    @Test func sequentialRunsCommitEachBatchAndRecordTheStatistics() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        let before = model.transformer.weights.blocks.map(\.feedForwardDown.scalars)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EvaluationOptions()
+        options.editProtocol = .sequential(4)
+        let editor = CountingEditor(editor(model))
+        editor.failCommitOnce = true
+        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor], options: options, directory: dir).run()
+        // Batches of 4 and 2: the first commit fails (its cases are recorded as failed, its delta
+        // reverted), the second is committed after its delta was applied.
+        #expect(editor.commits == [["Person 4", "Person 5"]])
+        #expect(summary.methods[0].cases == 2)
+        let failed = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c0.json")))
+        #expect(failed.error?.contains("commit refused") == true)
+        #expect(summary.methods[0].statistics == "test statistics, 7 tokens")
+        #expect(try RunSummary.load(runDirectory: dir).methods[0].statistics == "test statistics, 7 tokens")
+        let params = try JSONValue.parse(Data(contentsOf: dir.appendingPathComponent("params.json")))
+        #expect(params.objectValue?["methods"]?.arrayValue?.first?.objectValue?["statistics"] == .string("test statistics, 7 tokens"))
+        #expect(model.transformer.weights.blocks.map(\.feedForwardDown.scalars) == before)
+
+        // Single and batch protocols revert every edit: nothing is committed.
+        let other = CountingEditor(self.editor(model))
+        var batch = EvaluationOptions()
+        batch.editProtocol = .batch(3)
+        let batchDir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: batchDir) }
+        try EvaluationRun(model: model, dataset: dataset(), editors: [other], options: batch, directory: batchDir).run()
+        #expect(other.commits.isEmpty)
     }
 
     @Test func protocolsParse() throws {

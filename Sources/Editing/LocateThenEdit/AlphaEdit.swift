@@ -20,6 +20,8 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     public var hyperparameters: JSONValue { settings.json(alphaEdit: true) }
     private let secondMoment: @Sendable (Int) throws -> Tensor
     private let cacheDirectory: URL?
+    private let statisticsLabel: @Sendable () -> String
+    private var featureCount = 0
     private var templates: [String]?
     /// P per layer, `[F, F]` float64.
     private var projectors: [Int: [Double]] = [:]
@@ -34,12 +36,27 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     /// - Parameters:
     ///   - secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
     ///   - cacheDirectory: where eigendecompositions of C are kept (nil: memory only).
+    ///   - statisticsLabel: where the second moments come from (``statistics``).
     public init(name: String = "alphaedit", hyperparameters: MassEditingHyperparameters,
-                secondMoment: @escaping @Sendable (Int) throws -> Tensor, cacheDirectory: URL? = nil) {
+                secondMoment: @escaping @Sendable (Int) throws -> Tensor, cacheDirectory: URL? = nil,
+                statisticsLabel: @escaping @Sendable () -> String = { "caller-supplied second moments" }) {
         self.name = name
         self.settings = hyperparameters
         self.secondMoment = secondMoment
         self.cacheDirectory = cacheDirectory
+        self.statisticsLabel = statisticsLabel
+    }
+
+    /// AlphaEdit with C from `statistics`, its eigendecompositions cached beside them.
+    public convenience init(name: String = "alphaedit", hyperparameters: MassEditingHyperparameters, statistics: SecondMoments) {
+        self.init(name: name, hyperparameters: hyperparameters, secondMoment: { try statistics.matrix(layer: $0) },
+                  cacheDirectory: statistics.cacheDirectory, statisticsLabel: { statistics.label })
+    }
+
+    /// The statistics' label, with the null-space dimension of each projector built so far.
+    public var statistics: String {
+        let dims = nullSpaceDescription
+        return statisticsLabel() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)")
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
@@ -122,6 +139,7 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
                                        fraction: settings.nullspaceFraction)
         projectors[layer] = p
         nullSpaceDimensions[layer] = kept
+        featureCount = values.count
         return p
     }
 

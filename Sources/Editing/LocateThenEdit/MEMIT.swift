@@ -203,16 +203,29 @@ public final class MEMIT: Editor, @unchecked Sendable {
     public let settings: MassEditingHyperparameters
     public var hyperparameters: JSONValue { settings.json(alphaEdit: false) }
     private let secondMoment: @Sendable (Int) throws -> Tensor
+    private let statisticsLabel: @Sendable () -> String
     private var templates: [String]?
     private var factors: [Int: DenseSolve.CholeskyFactor] = [:]
 
-    /// - Parameter secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
+    /// - Parameters:
+    ///   - secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
+    ///   - statisticsLabel: where those matrices come from (``statistics``).
     public init(name: String = "memit", hyperparameters: MassEditingHyperparameters,
-                secondMoment: @escaping @Sendable (Int) throws -> Tensor) {
+                secondMoment: @escaping @Sendable (Int) throws -> Tensor,
+                statisticsLabel: @escaping @Sendable () -> String = { "caller-supplied second moments" }) {
         self.name = name
         self.settings = hyperparameters
         self.secondMoment = secondMoment
+        self.statisticsLabel = statisticsLabel
     }
+
+    /// MEMIT with C from `statistics`.
+    public convenience init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMoments) {
+        self.init(name: name, hyperparameters: hyperparameters, secondMoment: { try statistics.matrix(layer: $0) },
+                  statisticsLabel: { statistics.label })
+    }
+
+    public var statistics: String { statisticsLabel() }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         let templates = try self.templates ?? ContextTemplates.generate(model, seed: settings.seed)

@@ -87,12 +87,30 @@ public final class ROME: Editor, @unchecked Sendable {
     /// The second moment E[kkᵀ] of a layer's `ffn_down` input, `[F, F]` (needed when
     /// `mom2Adjustment` is on).
     private let secondMoment: (@Sendable (Int) throws -> Tensor)?
+    private let statisticsLabel: @Sendable () -> String
     private var templates: [String]?
 
-    public init(name: String = "rome", hyperparameters: Hyperparameters, secondMoment: (@Sendable (Int) throws -> Tensor)? = nil) {
+    /// - Parameters:
+    ///   - secondMoment: C of a layer, needed when `mom2Adjustment` is on.
+    ///   - statisticsLabel: where `secondMoment`'s matrices come from (``statistics``).
+    public init(name: String = "rome", hyperparameters: Hyperparameters, secondMoment: (@Sendable (Int) throws -> Tensor)? = nil,
+                statisticsLabel: @escaping @Sendable () -> String = { "caller-supplied second moments" }) {
         self.name = name
         self.settings = hyperparameters
         self.secondMoment = secondMoment
+        self.statisticsLabel = statisticsLabel
+    }
+
+    /// ROME with C from `statistics` (when `mom2Adjustment` is on; ignored otherwise).
+    public convenience init(name: String = "rome", hyperparameters: Hyperparameters, statistics: SecondMoments) {
+        self.init(name: name, hyperparameters: hyperparameters, secondMoment: { try statistics.matrix(layer: $0) },
+                  statisticsLabel: { statistics.label })
+    }
+
+    /// ``SecondMoments/label`` of its statistics with `mom2Adjustment` on, `none` (C = I) off.
+    public var statistics: String {
+        guard settings.mom2Adjustment else { return "none" }
+        return secondMoment == nil ? "missing" : statisticsLabel()
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
@@ -131,10 +149,7 @@ public final class ROME: Editor, @unchecked Sendable {
         for key in keys { for i in 0..<f { kMean[i] += key[i] / Float(keys.count) } }
         var u = kMean
         if h.mom2Adjustment {
-            guard let secondMoment else {
-                throw EditorError.invalidHyperparameter(file: name, key: "mom2_adjustment",
-                                                        expected: "statistics for layer \(h.layer) (run `ibke stats`), or mom2_adjustment: false")
-            }
+            guard let secondMoment else { throw EditorError.statisticsMissing(method: name, layers: [h.layer]) }
             u = try Self.solve(secondMoment(h.layer), u)
         }
         let uNorm = Float(NormClipping.l2Norm(u, count: f))
