@@ -1,4 +1,5 @@
 import ArgumentParser
+import Editing
 import Foundation
 import ModelFormats
 import Models
@@ -24,17 +25,41 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure gradients instead: forward+backward from the logits to --gradient-layer for 10 prompts of 20 tokens.")
     var gradients = false
     @Option(help: "Layer of the delta in the gradient measurement.") var gradientLayer = 8
+    @Option(help: ArgumentHelp("Measure seconds per single edit of these methods instead (e.g. rome,memit,alphaedit).",
+                               valueName: "methods"))
+    var edits: String?
+    @Option(help: "Timed edits per method in the edit measurement (at most \(EditBenchmark.requests.count - 1)).") var editCount = 10
+    @Option(help: ArgumentHelp("Measure covariance collection instead: tokens/s over this many tokens of --stats-corpus, layers 4-8.",
+                               valueName: "tokens"))
+    var statsThroughput: Int?
+    @OptionGroup var statistics: StatisticsArguments
 
     func run() throws {
         var model = self.model
         model.threads = model.threads ?? 2
         let threads = model.threads!
-        let transformer = try model.load().transformer
+        let loaded = try model.load()
+        let transformer = loaded.transformer
         let config = transformer.config
         let weights = Double(config.matmulWeightsPerToken)
         log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
         if gradients {
             try benchGradients(transformer, layer: gradientLayer, prompts: 10, tokens: 20, repeats: repeats)
+            return
+        }
+        if let edits {
+            let bar = ProgressBar()
+            try EditBenchmark.run(methods: edits.split(separator: ",").map(String.init),
+                                  count: min(editCount, EditBenchmark.requests.count - 1), model: loaded,
+                                  statistics: try statistics.secondMoments(for: loaded, bar: bar)) {
+                try statistics.prepare($0, bar: bar)
+            }
+            return
+        }
+        if let statsThroughput {
+            try EditBenchmark.statisticsThroughput(model: loaded, layers: Array(4...8).filter { $0 < config.layerCount },
+                                                   corpus: statistics.corpusPath.map { URL(fileURLWithPath: $0.path) },
+                                                   tokens: statsThroughput, gemmPeak: measureGEMMPeak())
             return
         }
 

@@ -134,4 +134,51 @@ import Testing
         #expect(throws: EditorError.self) { try read(["mom2_adjustment": .bool(false)]) }
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(28), .int(29)])]) }
     }
+
+    /// Optimising several requests in one batch gives each the value it gets alone (one δ and
+    /// one loss per request; a converged request leaves the batch).
+    @Test func batchedValuesEqualSeparateOnes() throws {
+        let model = try TestModels.tinyLlama()
+        var h = MassEditingHyperparameters.defaults(layerCount: 2)
+        h.layers = [0]
+        h.steps = 6
+        h.clampNormFactor = 4
+        let optimization = h.valueOptimization
+        let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
+                            EditRequest(prompt: "Everyone knows that {} works at", subject: "Bob Smith", targetNew: "a shop")]
+            .enumerated().map { try $1.prepared(for: model, index: $0) }
+        let templates = try ContextTemplates.generate(model, seed: 3)
+        let contexts = try requests.map { try LocateThenEdit.inContexts($0, templates: templates, model: model) }
+        let together = try optimization.run(requests, contexts: contexts, model: model)
+        for i in requests.indices {
+            let alone = try optimization.run([requests[i]], contexts: [contexts[i]], model: model)
+            #expect(alone.stepsTaken[0] == together.stepsTaken[i])
+            let scale = alone.values[0].map(abs).max()!
+            #expect(zip(alone.values[0], together.values[i]).allSatisfy { abs($0 - $1) <= 1e-4 * scale })
+            #expect(zip(alone.values[0], alone.initial[0]).contains { $0 != $1 }, "δ stayed zero")
+        }
+    }
+
+    /// On the default model MEMIT and AlphaEdit make the new target the answer (C from a small
+    /// sample of the model's own text: enough for the machinery, not for quality).
+    @Test(.enabled(if: TestModels.hasDefaultModel))
+    func memitAndAlphaEditEditTheDefaultModel() throws {
+        let model = try TestModels.defaultModel()
+        var options = StatisticsOptions(layers: [4, 5, 6, 7, 8], corpus: nil)
+        options.samples = 3000
+        options.maxLength = 64
+        let cache = StatisticsTests.temporaryCache()
+        let moments = try StatisticsCollector.collect(options, model: model, cache: cache)
+        let c = Dictionary(uniqueKeysWithValues: moments.map { ($0.moment.layer, $0.moment.matrix) })
+        let h = MassEditingHyperparameters.defaults(layerCount: 30)
+        let request = try EditRequest(prompt: "{} is located in the city of", subject: "The Eiffel Tower", targetNew: "Rome")
+            .prepared(for: model)
+        for editor in [MEMIT(hyperparameters: h, secondMoment: { c[$0]! }) as any Editor,
+                       AlphaEdit(hyperparameters: h, secondMoment: { c[$0]! })] {
+            let applied = try model.transformer.apply(try editor.edit([request], in: model))
+            defer { applied.revert() }
+            let top = try model.topNextTokens(request.prompt, k: 1)[0]
+            #expect(top.id == request.target[0], "\(editor.name): top-1 \(model.tokenizer.decode([top.id], skipSpecialTokens: false))")
+        }
+    }
 }

@@ -79,6 +79,24 @@ import Testing
         }
     }
 
+    /// A delta file cut short (a failed copy) is refused with an error naming the file.
+    @Test func aTruncatedDeltaFileIsAClearError() throws {
+        let model = try TestModels.tinyLlama()
+        let delta = WeightDelta(entries: [TestModels.randomEntry(model, ParameterID(layer: 0, .feedForwardDown), seed: 3)],
+                                metadata: ["ibke.method": "test"])
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cut-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try delta.save(to: url)
+        let bytes = try Data(contentsOf: url)
+        try bytes.prefix(bytes.count - 100).write(to: url)
+        do {
+            _ = try WeightDelta.load(from: url)
+            Issue.record("a truncated delta was loaded")
+        } catch {
+            #expect("\(error)".contains(url.lastPathComponent), "\(error)")
+        }
+    }
+
     @Test func checkModelComparesTheModelHashTheDeltaNames() throws {
         let signed = WeightDelta(metadata: [WeightDelta.modelHashKey: "abc"])
         try signed.checkModel(hash: "abc", source: "d.safetensors", allowUnverified: false)
