@@ -38,10 +38,11 @@ public enum EditorRegistry {
             return ROME(hyperparameters: h, statistics: try moments("rome", layers: [h.layer]))
         case "memit", "alphaedit":
             let alpha = name.lowercased() == "alphaedit"
-            var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount)
+            var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
             if let file {
                 var reader = try HyperparameterReader(contentsOf: file)
-                h = try MassEditingHyperparameters(reading: &reader, layerCount: config.layerCount, alphaEdit: alpha)
+                h = try MassEditingHyperparameters(reading: &reader, layerCount: config.layerCount,
+                                                   feedForwardSize: config.feedForwardSize, alphaEdit: alpha)
             }
             let statistics = try moments(name.lowercased(), layers: h.layers)
             return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)

@@ -42,8 +42,8 @@ enum EditBenchmark {
             seconds.sort()
             let median = seconds.count % 2 == 1 ? seconds[seconds.count / 2]
                 : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
-            print(String(format: "%-10@ median %6.2f s per edit (fastest %.2f, slowest %.2f; %d edits)",
-                         editor.name as NSString, median, seconds.first!, seconds.last!, seconds.count))
+            print(String(format: "%@ median %6.2f s per edit (fastest %.2f, slowest %.2f; %d edits)",
+                         editor.name.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, median, seconds.first!, seconds.last!, seconds.count))
         }
     }
 

@@ -91,6 +91,7 @@ import Testing
         h.steps = 8
         h.clampNormFactor = 4
         h.mom2UpdateWeight = 0.1  // C here is random: let the keys dominate
+        h.learningRate = 0.5
         let c = Self.secondMoment(model.config.feedForwardSize, seed: 8)
         let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
                             EditRequest(prompt: "{} works at", subject: "Bob", targetNew: "a small shop")]

@@ -10,12 +10,17 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
     public var layers = [4, 5, 6, 7, 8]
     public var vLossLayer: Int
     public var steps = 25
-    public var learningRate = 0.5
+    /// lr 1.0 and clamp 4 (the references: 0.5 and 0.75; EasyEdit's Llama-2 MEMIT: clamp 4):
+    /// with the reference values z did not reach multi-token zsRE targets on SmolLM2
+    /// (Docs/locate-then-edit.md).
+    public var learningRate = 1.0
     public var weightDecay = 0.5
-    public var clampNormFactor = 0.75
+    public var clampNormFactor = 4.0
     public var klFactor = 0.0625
-    /// MEMIT's λ, the weight of the preserved keys' second moment.
-    public var mom2UpdateWeight = 15_000.0
+    /// MEMIT's λ, the weight of the preserved keys' second moment. A key drawn from C has
+    /// `kᵀC⁻¹k ≈ F`, so the share of the residual one layer writes is about `(F/λ)/(1 + F/λ)`:
+    /// λ scales with F to keep GPT-J's share (λ 15,000 at F 16,384), see ``lambda(feedForwardSize:)``.
+    public var mom2UpdateWeight = 1_400.0
     /// AlphaEdit: eigenvalues of C below this span the null space (absolute, as the reference).
     public var nullspaceThreshold = 2e-2
     /// AlphaEdit option: instead, the smallest eigenvalues summing to at most this fraction of tr(C).
@@ -24,21 +29,28 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
     public var l2 = 10.0
     public var seed: UInt64 = 42
 
-    /// The SmolLM2 defaults of METHODS.md §7; for another depth, five layers from 13% of it.
-    public static func defaults(layerCount: Int) -> MassEditingHyperparameters {
+    /// The SmolLM2 defaults (METHODS.md §7, tuned as noted); for another depth, five layers
+    /// from 13% of it; λ from the MLP width.
+    public static func defaults(layerCount: Int, feedForwardSize: Int = 1536) -> MassEditingHyperparameters {
         var h = MassEditingHyperparameters(vLossLayer: layerCount - 1)
         if layerCount != 30 {
             let first = max(0, Int((Double(layerCount) * 0.13).rounded()))
             h.layers = Array(first..<min(layerCount - 1, first + 5))
         }
+        h.mom2UpdateWeight = lambda(feedForwardSize: feedForwardSize)
         return h
+    }
+
+    /// GPT-J's λ/F (15,000 / 16,384), rounded to 100: 1,400 for SmolLM2's F = 1,536.
+    public static func lambda(feedForwardSize f: Int) -> Double {
+        max(100, (15_000 * Double(f) / 16_384 / 100).rounded() * 100)
     }
 
     init(vLossLayer: Int) { self.vLossLayer = vLossLayer }
 
     /// - Parameter alphaEdit: whether the AlphaEdit keys (`nullspace_threshold`, `L2`) are known.
-    public init(reading reader: inout HyperparameterReader, layerCount: Int, alphaEdit: Bool) throws {
-        self = .defaults(layerCount: layerCount)
+    public init(reading reader: inout HyperparameterReader, layerCount: Int, feedForwardSize: Int = 1536, alphaEdit: Bool) throws {
+        self = .defaults(layerCount: layerCount, feedForwardSize: feedForwardSize)
         layers = try reader.ints("layers", default: layers).sorted()
         guard !layers.isEmpty, Set(layers).count == layers.count else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "distinct layers")
