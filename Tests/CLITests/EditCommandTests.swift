@@ -154,4 +154,29 @@ import Testing
         #expect(ft.status == 0 && !ft.stderr.contains("statistics") && ft.stdout.hasPrefix("edit: \"Alice lives in\" → \" the city\" with ft-m in "),
                 "\(ft)")
     }
+
+    /// AlphaEdit edits a file of requests one after another (committing each one's keys), says
+    /// which statistics and null space it used, and a hyperparameter file naming a layer the
+    /// model does not have is refused with the file and the layer.
+    @Test func alphaEditEditsSequentiallyAndBadLayersAreRefused() throws {
+        let folder = try TemporaryFolder()
+        let model = Fixtures.model("tiny-llama").path
+        let environment = ["IBKE_HOME": folder.url.path]
+        let result = try IBKE.run(["edit", "--model", model, "--method", "alphaedit", "--sequential", try Self.editFile(folder).path,
+                                   "--generations", "0", "--stats-corpus", Self.corpus.path, "--stats-samples", "300"],
+                                  environment: environment, timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.hasPrefix("edit: 3 requests from edits.jsonl, one after another, with alphaedit (statistics: corpus "),
+                "\(result)")
+        #expect(result.stdout.split(separator: "\n")[0].contains("; null space L0 "), "\(result)")
+
+        let bad = folder.appending("bad.yaml")
+        try Data("layers: [5]\n".utf8).write(to: bad)
+        for method in ["memit", "alphaedit", "rome"] {
+            let refused = try IBKE.run(["edit", "--model", model, "--method", method, "--hparams", bad.path, "--prompt", "{} lives in",
+                                        "--subject", "Alice", "--target", "Rome", "--stats-corpus", Self.corpus.path],
+                                       environment: environment, timeout: 60)
+            #expect(refused.status != 0 && refused.stderr.contains("bad.yaml") && refused.stderr.contains("layer 5"), "\(refused)")
+        }
+    }
 }
