@@ -104,13 +104,7 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
         let captured = try LocateThenEdit.subjectActivations(contexts.flatMap { $0 }, at: hooks, model: model)
         let f = model.config.feedForwardSize
         for hook in hooks {
-            var keys: [[Float]] = [], row = 0
-            for group in contexts {
-                var mean = [Float](repeating: 0, count: f)
-                for r in row..<(row + group.count) { for j in 0..<f { mean[j] += captured[hook]![r][j] / Float(group.count) } }
-                keys.append(mean)
-                row += group.count
-            }
+            let keys = MassEditing.meanPerRequest(captured[hook]!, contexts: contexts)
             let keyRows = keys.flatMap { $0.map(Double.init) }
             let outer = DenseSolve.multiply(keyRows, keyRows, m: f, n: f, k: keys.count, transposeA: true)
             keyCache[hook.layer] = zip(keyCache[hook.layer] ?? [Double](repeating: 0, count: f * f), outer).map { $0 + $1 }

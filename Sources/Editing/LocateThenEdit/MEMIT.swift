@@ -170,19 +170,26 @@ enum MassEditing {
         let all = contexts.flatMap { $0 }
         let keyPoint = HookKey(.feedForwardHidden, layer: keyLayer), residualPoint = HookKey(.layerOutput, layer: residualLayer)
         let captured = try LocateThenEdit.subjectActivations(all, at: [keyPoint, residualPoint], model: model)
-        let f = model.config.feedForwardSize
-        var keys: [[Float]] = [], residuals: [[Float]] = []
-        var row = 0
+        var residuals: [[Float]] = [], row = 0
         for group in contexts {
-            var mean = [Float](repeating: 0, count: f)
-            for r in row..<(row + group.count) {
-                for j in 0..<f { mean[j] += captured[keyPoint]![r][j] / Float(group.count) }
-            }
-            keys.append(mean)
             residuals.append(captured[residualPoint]![row])
             row += group.count
         }
-        return (keys, residuals)
+        return (meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals)
+    }
+
+    /// The mean of each request's rows (its prompt in every context), rows in request order.
+    static func meanPerRequest(_ rows: [[Float]], contexts: [[PreparedRequest]]) -> [[Float]] {
+        var means: [[Float]] = [], row = 0
+        for group in contexts {
+            var mean = [Float](repeating: 0, count: rows[row].count)
+            for r in row..<(row + group.count) {
+                for j in mean.indices { mean[j] += rows[r][j] / Float(group.count) }
+            }
+            means.append(mean)
+            row += group.count
+        }
+        return means
     }
 
     /// `[n, F]` rows as the transposed `[F, n]`, in float64.
