@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Editing", targets: ["Editing"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "ibke", targets: ["IBKECLI"]),
     ],
     dependencies: [
@@ -31,12 +32,13 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
         .target(name: "Editing", dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models"]),
         .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
+        .target(name: "Training", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing", "Evaluation"]),
 
         // MARK: Command-line tool
         .executableTarget(
             name: "IBKECLI",
             dependencies: [
-                "Models", "Editing", "Evaluation",
+                "Models", "Editing", "Evaluation", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(
             name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Evaluation", "Editing", "Models"]),
         .testTarget(name: "CLITests"),
     ]
 )

@@ -4,7 +4,34 @@ import TensorCore
 
 /// The editing methods `ibke` knows, by name, with their defaults for a model.
 public enum EditorRegistry {
-    public static let names = ["ft-l", "ft-m", "rome", "memit", "alphaedit"]
+    public static let names = ["ft-l", "ft-m", "rome", "memit", "alphaedit", "ibke", "mend"]
+
+    /// Methods that apply a trained editor network (``HypernetworkEditor``).
+    public static let trainedMethods = ["ibke", "mend"]
+
+    /// An editor by name for `model`: as ``make(_:config:hyperparameters:statistics:)``, and for
+    /// the trained methods (`ibke`, `mend`) the editor in `editorFile`.
+    ///
+    /// - Throws: ``HypernetworkError`` for an editor file made for another model or of
+    ///   another method, and what the other `make` throws.
+    public static func make(
+        _ name: String, model: LanguageModel, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil,
+        editorFile: URL? = nil
+    ) throws -> any Editor {
+        let method = name.lowercased()
+        guard trainedMethods.contains(method) else {
+            return try make(name, config: model.config, hyperparameters: file, statistics: statistics)
+        }
+        guard let editorFile else {
+            throw EditorError.invalidHyperparameter(
+                file: method, key: "editor", expected: "a trained editor file (--editor FILE; train one with `ibke train --method \(method)`)")
+        }
+        let editor = try HypernetworkEditor.load(from: editorFile, for: model)
+        guard editor.name == method else {
+            throw HypernetworkError.malformed(file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method)")
+        }
+        return editor
+    }
 
     /// An editor by name, with the defaults for `config` or the hyperparameters in `file`.
     ///
@@ -46,6 +73,8 @@ public enum EditorRegistry {
             }
             let statistics = try moments(name.lowercased(), layers: h.layers)
             return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)
+        case "ibke", "mend":
+            throw EditorError.invalidHyperparameter(file: name, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
         default:
             throw EditorError.invalidHyperparameter(file: "--methods", key: name, expected: "one of \(names.joined(separator: ", "))")
         }

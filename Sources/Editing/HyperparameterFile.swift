@@ -37,6 +37,21 @@ public struct HyperparameterReader {
         self.init(object: object, file: name)
     }
 
+    /// `base` (a file's object, or empty) with `KEY=VALUE` overrides from the command line,
+    /// each value read as in YAML (`beta=0.01`, `layers=[27,28]`, `rows=target_only`).
+    public static func overriding(_ base: JSONObject, with assignments: [String], file: String) throws -> JSONObject {
+        var object = base
+        for assignment in assignments {
+            guard let eq = assignment.firstIndex(of: "="), eq != assignment.startIndex else {
+                throw EditorError.invalidHyperparameter(file: file, key: assignment, expected: "KEY=VALUE")
+            }
+            let yaml = assignment[..<eq] + ": " + assignment[assignment.index(after: eq)...]
+            guard let parsed = try SimpleYAML.parse(String(yaml), file: file).objectValue else { continue }
+            for member in parsed { _ = object.updateValue(member.value, forKey: member.key) }
+        }
+        return object
+    }
+
     /// The first of `keys` present (the project's name first, then aliases).
     private mutating func value(_ keys: [String]) -> (String, JSONValue)? {
         for key in keys {
@@ -97,6 +112,16 @@ public struct HyperparameterReader {
             throw EditorError.invalidHyperparameter(file: file, key: key, expected: "a string, found \(v.kindName)")
         }
         return s
+    }
+
+    /// A list of strings (a single string counts as a list of one).
+    public mutating func strings(_ keys: String..., default fallback: [String]) throws -> [String] {
+        guard let (key, v) = value(keys) else { return fallback }
+        if let s = v.stringValue { return [s] }
+        guard case .array(let items) = v, !items.isEmpty, items.allSatisfy({ $0.stringValue != nil }) else {
+            throw EditorError.invalidHyperparameter(file: file, key: key, expected: "a non-empty list of strings, found \(v.kindName)")
+        }
+        return items.compactMap(\.stringValue)
     }
 
     /// Keys the references write that do not change this implementation (devices, model

@@ -27,7 +27,10 @@ enum EditBenchmark {
     static func run(methods: [String], count: Int, model: LanguageModel, statistics: SecondMoments,
                     prepare: (SecondMoments) throws -> Void) throws {
         let requests = try requests.prefix(count + 1).enumerated().map { try $1.prepared(for: model, index: $0) }
-        let editors = try methods.map { try EditorRegistry.make($0, config: model.config, statistics: statistics) }
+        let editors = try methods.map {
+            try EditorRegistry.make($0, model: model, statistics: statistics,
+                                    editorFile: try DefaultEditors.file($0, given: nil, model: model))
+        }
         try prepare(statistics)
         print("single edits: \(requests.count - 1) CounterFact-style requests, one untimed warm-up edit per method "
             + "(context templates, C factors, projectors); statistics: \(statistics.label)")

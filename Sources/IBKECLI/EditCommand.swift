@@ -19,6 +19,9 @@ struct Edit: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "Editing method (\(EditorRegistry.names.joined(separator: ", "))).") var method = "ft-m"
     @Option(name: .customLong("hparams"), help: "Hyperparameters (JSON or YAML) for the method.") var hyperparameters: String?
+    @Option(help: ArgumentHelp("The trained editor of --method ibke or mend (default: the committed one for the default model).",
+                               valueName: "file"))
+    var editor: String?
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: "The prompt: a template with {} for the subject, or text that contains the subject.") var prompt: String?
     @Option(help: "The subject the fact is about (must occur in the prompt).") var subject: String?
@@ -54,9 +57,9 @@ struct Edit: ParsableCommand {
         let loaded = try model.load()
         let bar = ProgressBar()
         let moments = try statistics.secondMoments(for: loaded, bar: bar)
-        let editor = try EditorRegistry.make(method, config: loaded.config,
+        let editor = try EditorRegistry.make(method, model: loaded,
                                              hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) },
-                                             statistics: moments)
+                                             statistics: moments, editorFile: try DefaultEditors.file(method, given: self.editor, model: loaded))
         if let file = batch ?? sequential {
             // Read the file before statistics that may take minutes.
             let requests = try Self.requests(file, model: loaded)

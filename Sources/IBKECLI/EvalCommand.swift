@@ -35,6 +35,10 @@ struct Eval: ParsableCommand {
     @Option(name: .customLong("hparams"), parsing: .upToNextOption,
             help: ArgumentHelp("METHOD=FILE: hyperparameters (JSON or YAML) for a method.", valueName: "method=file"))
     var hyperparameterFiles: [String] = []
+    @Option(name: .customLong("editor"), parsing: .upToNextOption,
+            help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend (default: the committed one for the default model).",
+                               valueName: "method=file"))
+    var editorFiles: [String] = []
     @Option(help: "The run directory.") var out: String
     @Flag(help: "Continue an interrupted run in --out, skipping finished cases.") var resume = false
 
@@ -43,18 +47,15 @@ struct Eval: ParsableCommand {
         let spec = try DatasetSpec(parsing: dataset)
         guard ["alt", "gold"].contains(zsreTarget) else { throw CLIError("--zsre-target must be alt or gold") }
         let data = try Dataset.load(spec, zsreTarget: zsreTarget == "alt" ? .alt : .gold, limit: limit)
-        var files: [String: URL] = [:]
-        for entry in hyperparameterFiles {
-            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw CLIError("--hparams \(entry): expected METHOD=FILE") }
-            files[parts[0]] = URL(fileURLWithPath: parts[1])
-        }
+        let files = try Self.methodFiles(hyperparameterFiles, option: "--hparams")
+        let trained = try Self.methodFiles(editorFiles, option: "--editor")
         let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw CLIError("--methods: name at least one method") }
         let bar = ProgressBar()
         let moments = try statistics.secondMoments(for: loaded, bar: bar)
         let editors = try names.map {
-            try EditorRegistry.make($0, config: loaded.config, hyperparameters: files[$0], statistics: moments)
+            try EditorRegistry.make($0, model: loaded, hyperparameters: files[$0], statistics: moments,
+                                    editorFile: try DefaultEditors.file($0, given: trained[$0]?.path, model: loaded))
         }
         // Statistics before the run, so that collecting them is not counted as the first edit's time.
         try statistics.prepare(moments, bar: bar)
@@ -78,6 +79,19 @@ struct Eval: ParsableCommand {
         bar.finish()
         print(SummaryTable.markdown([summary]))
         log("wrote \(out)/summary.json and summary.md")
+    }
+}
+
+extension Eval {
+    /// `METHOD=FILE` options as a dictionary.
+    static func methodFiles(_ entries: [String], option: String) throws -> [String: URL] {
+        var files: [String: URL] = [:]
+        for entry in entries {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw CLIError("\(option) \(entry): expected METHOD=FILE") }
+            files[parts[0]] = URL(fileURLWithPath: parts[1])
+        }
+        return files
     }
 }
 

@@ -122,6 +122,28 @@ public struct Prefix: Sendable {
     }
 }
 
+extension Prefix {
+    /// The prefixes of several batches as one batch, their sequences in order: an editor's
+    /// training step reuses residuals cached per sample. Prefixes must start at the same layer,
+    /// hold no captures, and have no cached past.
+    public static func joined(_ prefixes: [Prefix]) -> Prefix {
+        precondition(!prefixes.isEmpty, "no prefixes to join")
+        let layer = prefixes[0].layer
+        precondition(prefixes.allSatisfy { $0.layer == layer && $0.caches == nil && $0.captures.isEmpty },
+                     "joined prefixes must start at one layer, without past or captures")
+        if prefixes.count == 1 { return prefixes[0] }
+        let width = prefixes[0].residual.shape[1]
+        let rows = prefixes.reduce(0) { $0 + $1.residual.shape[0] }
+        let residual = Tensor(zeros: [rows, width])
+        var next = 0
+        for p in prefixes {
+            (residual.pointer + next * width).update(from: p.residual.pointer, count: p.residual.count)
+            next += p.residual.shape[0]
+        }
+        return Prefix(sequences: prefixes.flatMap(\.sequences), layer: layer, residual: residual, captures: [:])
+    }
+}
+
 /// What a recorded forward pass should be able to differentiate, beyond the `.add`,
 /// `.replace` and `.weightDelta` interventions (whose gradients are always returned).
 public struct GradientRequest: Sendable {
@@ -147,6 +169,11 @@ public struct TokenPairs: Sendable {
     public var input: Tensor
     /// `[N, out]`.
     public var outputGradient: Tensor
+
+    public init(input: Tensor, outputGradient: Tensor) {
+        self.input = input
+        self.outputGradient = outputGradient
+    }
 }
 
 /// Gradients of a scalar loss returned by ``Tape/backward(dLogits:)``.

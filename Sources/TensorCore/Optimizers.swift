@@ -125,6 +125,24 @@ public final class Adam: Optimizer {
     /// Steps taken by parameter `index` (0 before its first gradient).
     public func stepCount(of index: Int) -> Int { states[index]?.step ?? 0 }
 
+    /// Parameter `index`'s moments and step count (nil before its first step), for checkpoints.
+    public func state(of index: Int) -> (firstMoment: [Float], secondMoment: [Float], step: Int)? {
+        guard let s = states[index] else { return nil }
+        let count = parameters[index].count
+        return (Array(UnsafeBufferPointer(start: s.firstMoment.pointer, count: count)),
+                Array(UnsafeBufferPointer(start: s.secondMoment.pointer, count: count)), s.step)
+    }
+
+    /// Restores parameter `index`'s moments and step count from a checkpoint (``state(of:)``).
+    public func restoreState(of index: Int, firstMoment: [Float], secondMoment: [Float], step: Int) {
+        let count = parameters[index].count
+        precondition(firstMoment.count == count && secondMoment.count == count && step >= 1, "state of the wrong size")
+        let m = TensorStorage(count: count), v = TensorStorage(count: count)
+        m.pointer.update(from: firstMoment, count: count)
+        v.pointer.update(from: secondMoment, count: count)
+        states[index] = State(firstMoment: m, secondMoment: v, step: step)
+    }
+
     /// Forgets all moments and step counters (the next step is a first step again).
     public func reset() { states = Array(repeating: nil, count: parameters.count) }
 

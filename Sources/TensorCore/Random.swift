@@ -5,6 +5,9 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) { state = seed }
 
+    /// The generator's state: `SplitMix64(seed: g.currentState)` continues where `g` is (checkpoints).
+    public var currentState: UInt64 { state }
+
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

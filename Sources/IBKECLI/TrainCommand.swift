@@ -1,0 +1,135 @@
+import ArgumentParser
+import Editing
+import Evaluation
+import Foundation
+import ModelFormats
+import Models
+import Training
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `ibke train`: meta-trains a MEND or IBKE editor for a model.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a hypernetwork editor (IBKE or MEND) for a model.",
+        discussion: """
+        Writes OUT (the editor with the best validation score), OUT.checkpoint/ (to --resume from), \
+        OUT.steps.csv, OUT.validation.csv and OUT.training.html (the curves).
+        Example: ibke train --method ibke --train zsre:data/zsre/zsre_mend_train-1k.json --locality-corpus data/text_corpus --out ibke.safetensors
+        """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "ibke (information bottleneck, Design A) or mend.") var method = "ibke"
+    @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
+    var train: String
+    @Option(help: ArgumentHelp("Validation data (KIND:PATH); default: the last --val-count records of the first --train file, held out.",
+                               valueName: "kind:path"))
+    var val: String?
+    @Option(help: "Validation records.") var valCount = 100
+    @Option(help: "Use only the first N training records (after holding out validation).") var limit: Int?
+    @Option(help: ArgumentHelp("Text for the corpus locality sample of each training record (IBKE.md §4.1); off when not given.",
+                               valueName: "path"))
+    var localityCorpus: String?
+    @Option(name: .customLong("hparams"), help: "Settings (JSON or YAML): editor architecture and training keys.") var hyperparameters: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one setting (repeatable): beta=0.01, steps=5000, latent_size=64, …",
+                                                         valueName: "key=value"))
+    var overrides: [String] = []
+    @Option(help: "The editor file to write.") var out: String
+    @Flag(help: "Continue from OUT.checkpoint/.") var resume = false
+
+    func run() throws {
+        guard let design = ["ibke": HypernetworkSettings.Design.bottleneck, "mend": .mend][method] else {
+            throw CLIError("--method must be ibke or mend")
+        }
+        let loaded = try model.load()
+        var base = JSONObject()
+        if let hyperparameters {
+            base = try HyperparameterReader(contentsOf: URL(fileURLWithPath: hyperparameters)).object
+        }
+        let object = try HyperparameterReader.overriding(base, with: overrides, file: hyperparameters ?? "--set")
+        var reader = HyperparameterReader(object: object, file: hyperparameters ?? "--set")
+        let trainingSettings = try TrainingSettings(reading: &reader, design: design)
+        let editorSettings = try HypernetworkSettings(reading: &reader, design: design, config: loaded.config)
+        guard editorSettings.design == design else {
+            throw CLIError("--method \(method) trains design \(design.rawValue); the settings say design \(editorSettings.design.rawValue)")
+        }
+
+        // Data: training records, validation held out (or from --val).
+        let specs = try train.split(separator: ",").map { try DatasetSpec(parsing: String($0)) }
+        guard !specs.isEmpty, specs.allSatisfy({ [.zsre, .counterfact].contains($0.kind) }) else {
+            throw CLIError("--train: one or more zsre:PATH or counterfact:PATH")
+        }
+        var trainingCases: [EvalCase] = [], validationCases: [EvalCase] = []
+        for (i, spec) in specs.enumerated() {
+            var cases = try Dataset.load(spec).cases
+            if i == 0 && val == nil {
+                guard cases.count > valCount else { throw CLIError("--train \(spec): \(cases.count) records, not more than --val-count \(valCount)") }
+                validationCases = Array(cases.suffix(valCount))
+                cases.removeLast(valCount)
+            }
+            trainingCases += cases
+        }
+        if let val { validationCases = Array(try Dataset.load(try DatasetSpec(parsing: val)).cases.prefix(valCount)) }
+        if let limit { trainingCases = Array(trainingCases.prefix(limit)) }
+        let sentences = try localityCorpus.map { LocalitySentences(corpus: try TextCorpus(url: URL(fileURLWithPath: $0))) }
+        let corpusTokens = trainingSettings.corpusLocalityTokens
+        let training = try trainingCases.enumerated().compactMap { i, c in
+            try TrainingSample.make(c, model: loaded, corpusSentence: sentences?.sentence(for: i, seed: trainingSettings.seed),
+                                    corpusTokens: corpusTokens)
+        }
+        let validation = try validationCases.compactMap {
+            try TrainingSample.make($0, model: loaded, corpusSentence: nil, corpusTokens: 0)
+        }
+        guard !training.isEmpty, !validation.isEmpty else {
+            throw CLIError("--train/--val: no usable records (each needs a paraphrase and a locality prompt)")
+        }
+
+        let output = URL(fileURLWithPath: out)
+        let name = design == .mend ? "mend" : "ibke"
+        let editor = resume ? try TrainingRun.checkpointEditor(for: output, model: loaded)
+            : try HypernetworkEditor(name: name, settings: editorSettings, model: loaded)
+        let trainer = HypernetworkTrainer(model: loaded, editor: editor, settings: trainingSettings,
+                                          training: training, validation: validation)
+        var provenance = Provenance.fields().reduce(into: [String: String]()) { $0["ibke.training.\($1.key)"] = $1.value }
+        provenance["ibke.training.data"] = specs.map(\.description).joined(separator: ",")
+            + (val == nil ? " (last \(valCount) of the first held out for validation)" : "")
+        provenance["ibke.training.validation_data"] = val ?? "held out"
+        provenance["ibke.training.records"] = String(training.count)
+        provenance["ibke.training.locality_corpus"] = sentences?.label ?? "none"
+        provenance["ibke.training.command"] = CommandLine.arguments.dropFirst().joined(separator: " ")
+        let run = TrainingRun(trainer: trainer, output: output, provenance: provenance)
+        if resume { try run.resume() }
+        log("\(name): \(editor.parameterCount) parameters (\(String(format: "%.1f", Double(editor.parameterCount) * 4 / 1e6)) MB), "
+            + "\(training.count) training and \(validation.count) validation records, \(trainingSettings.steps) steps"
+            + (resume ? ", resuming at step \(trainer.step)" : ""))
+
+        let bar = ProgressBar(), interactive = isatty(STDERR_FILENO) != 0
+        var window: [HypernetworkTrainer.StepReport] = []
+        let summary = try run.run { event in
+            switch event {
+            case .step(let r):
+                window.append(r)
+                if window.count > 100 { window.removeFirst() }
+                bar.update(phase: "training", done: r.step + 1, total: trainingSettings.steps)
+                if !interactive && (r.step + 1) % 100 == 0 {
+                    let mean = { (f: (HypernetworkTrainer.StepReport) -> Double) in window.map(f).reduce(0, +) / Double(window.count) }
+                    log(String(format: "step %d: loss %.4f, reliability NLL %.3f, generality NLL %.3f, locality KL %.4f, latent KL/row %.3f (β %.2g)",
+                               r.step + 1, mean(\.loss), mean(\.reliabilityNLL), mean(\.generalityNLL), mean(\.localityKL),
+                               mean(\.latentKL), r.beta))
+                }
+            case .validation(let step, let v, let best):
+                bar.finish()
+                log(String(format: "validation at step %d: reliability %.1f, generality %.1f, locality %.1f%@", step,
+                           v.reliability * 100, v.generality * 100, v.locality * 100, best ? " (best so far: saved)" : ""))
+            case .stoppedEarly(let step, let bestStep):
+                log("stopping early at step \(step): no better validation since step \(bestStep)")
+            }
+        }
+        bar.finish()
+        log(String(format: "done: %d steps in %@; best at step %d: reliability %.1f, generality %.1f, locality %.1f; wrote %@",
+                   summary.steps, ProgressBar.duration(summary.seconds), summary.bestStep, summary.best.reliability * 100,
+                   summary.best.generality * 100, summary.best.locality * 100, out))
+    }
+}

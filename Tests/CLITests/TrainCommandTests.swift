@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+/// `ibke train`, then `ibke edit` and `ibke eval` with the trained editor, on the tiny Llama
+/// and the committed zsRE fixtures.
+@Suite struct TrainCommandTests {
+    static let zsreTrain = "zsre:" + EvalCommandTests.datasets.appendingPathComponent("zsre_train.json").path
+    static let tinySettings = ["--set", "steps=4", "--set", "validate_every=2", "--set", "rank=8", "--set", "latent_size=4",
+                               "--set", "layers=[1]"]
+
+    @Test func trainResumeEditAndEval() throws {
+        let folder = try TemporaryFolder()
+        let editor = folder.appending("ibke.safetensors")
+        let model = Fixtures.model("tiny-llama").path
+        let train = ["train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "3",
+                     "--out", editor.path] + Self.tinySettings
+        let first = try IBKE.run(train, timeout: 120)
+        #expect(first.status == 0, "\(first)")
+        #expect(first.stderr.contains("validation at step 4"), "\(first)")
+        for suffix in ["", ".steps.csv", ".validation.csv", ".training.html", ".checkpoint/state.json", ".checkpoint/optimizer.safetensors"] {
+            #expect(FileManager.default.fileExists(atPath: editor.path + suffix), "no \(suffix)")
+        }
+        // Two more steps from the checkpoint.
+        let resumed = try IBKE.run(train + ["--set", "steps=6", "--resume"], timeout: 120)
+        #expect(resumed.status == 1 && resumed.stderr.contains("other settings"), "a changed budget is a changed setting: \(resumed)")
+        let same = try IBKE.run(train + ["--resume"], timeout: 120)
+        #expect(same.status == 0 && same.stderr.contains("resuming at step 4"), "\(same)")
+
+        let edit = try IBKE.run(["edit", "--model", model, "--method", "ibke", "--editor", editor.path,
+                                 "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        #expect(edit.status == 0, "\(edit)")
+        #expect(edit.stdout.contains("after"), "\(edit)")
+
+        let eval = try IBKE.run(["eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
+                                 "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path], timeout: 120)
+        #expect(eval.status == 0 && eval.stdout.contains("| ibke |"), "\(eval)")
+
+        // The editor refuses another model, and is not a MEND editor.
+        let otherModel = try IBKE.run(["edit", "--model", Fixtures.tinyGGUF.path, "--method", "ibke", "--editor", editor.path,
+                                       "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        #expect(otherModel.status == 1 && otherModel.stderr.contains("trained for the model"), "\(otherModel)")
+        let wrongMethod = try IBKE.run(["edit", "--model", model, "--method", "mend", "--editor", editor.path,
+                                        "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
+        let noEditor = try IBKE.run(["edit", "--model", model, "--method", "mend",
+                                     "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        #expect(noEditor.status == 1 && noEditor.stderr.contains("ibke train --method mend"), "\(noEditor)")
+    }
+
+    @Test func badTrainingInputIsRefused() throws {
+        let folder = try TemporaryFolder()
+        let model = Fixtures.model("tiny-llama").path
+        let base = ["train", "--model", model, "--out", folder.appending("e.safetensors").path]
+        let cases: [([String], String)] = [
+            (["--method", "rome", "--train", Self.zsreTrain], "--method"),
+            (["--train", Self.zsreTrain, "--set", "bogus=1"], "bogus"),
+            (["--train", Self.zsreTrain, "--set", "layers=[7]"], "layer 7"),
+            (["--train", Self.zsreTrain, "--val-count", "50"], "--val-count"),
+            (["--train", Self.zsreTrain, "--val-count", "3", "--resume"], "no checkpoint"),
+        ]
+        for (arguments, expected) in cases {
+            let result = try IBKE.run(base + arguments, timeout: 60)
+            #expect(result.status != 0 && result.stderr.contains(expected), "\(result)")
+        }
+    }
+}
