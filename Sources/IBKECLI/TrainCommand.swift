@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "ibke (information bottleneck, Design A) or mend.") var method = "ibke"
+    @Option(help: "ibke (information bottleneck: Design A, or C with --set design=gated) or mend.") var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
     var train: String
     @Option(help: ArgumentHelp("Validation data (KIND:PATH); default: the last --val-count records of the first --train file, held out.",
@@ -52,7 +52,7 @@ struct Train: ParsableCommand {
         var reader = HyperparameterReader(object: object, file: hyperparameters ?? "--set")
         let trainingSettings = try TrainingSettings(reading: &reader, design: design)
         let editorSettings = try HypernetworkSettings(reading: &reader, design: design, config: loaded.config)
-        guard editorSettings.design == design else {
+        guard (editorSettings.design == .mend) == (design == .mend) else {
             throw CLIError("--method \(method) trains design \(design.rawValue); the settings say design \(editorSettings.design.rawValue)")
         }
 

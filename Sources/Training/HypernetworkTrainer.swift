@@ -49,7 +49,7 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         public var reliabilityNLL: Double
         public var generalityNLL: Double
         public var localityKL: Double
-        /// The latent KL per row (0 for MEND).
+        /// The latent KL per latent vector (per row for the bottleneck; 0 for MEND).
         public var latentKL: Double
         public var beta: Double
         /// The edit loss before the edit.
@@ -93,8 +93,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let updating = settings.freezeStatisticsAfter.map { step < $0 } ?? true
         let inputs = editor.encode(signal, updatingStatistics: updating)
         var noise = SplitMix64(seed: settings.seed ^ (0xA076_1D64_78BD_642F &* UInt64(step + 1)))
-        let pass = editor.settings.design == .bottleneck
-            ? withUnsafeMutablePointer(to: &noise) { editor.run(inputs, noise: $0) } : editor.run(inputs)
+        let pass = editor.settings.design == .mend
+            ? editor.run(inputs) : withUnsafeMutablePointer(to: &noise) { editor.run(inputs, noise: $0) }
         let updates = editor.denseUpdates(pass)
 
         // Sequences: edits, then paraphrases (cross-entropy), then locality prompts (KL).
@@ -149,7 +149,7 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         scale(dLogits.pointer + ceRows * v, count: klRows * v, by: Float(settings.localityWeight))
 
         let beta = settings.beta(atStep: step)
-        let latentKL = pass.rows > 0 ? pass.klSum / Double(pass.rows) : 0
+        let latentKL = pass.latentCount > 0 ? pass.klSum / Double(pass.latentCount) : 0
         let total = settings.reliabilityWeight * Double(reliability) + settings.generalityWeight * Double(generality)
             + settings.localityWeight * Double(locality) + beta * latentKL
         var report = StepReport(step: step, loss: total, reliabilityNLL: Double(reliability), generalityNLL: Double(generality),
@@ -167,7 +167,7 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let updateGradients = gradients.interventions.prefix(editor.modules.count).map { $0! }
         let networkGradients = editor.parameterBanks.map { $0.makeGradient() }
         let stepSizeGradient = Tensor(zeros: editor.stepSizes.shape)
-        editor.backward(pass, updateGradients: updateGradients, klScale: pass.rows > 0 ? Float(beta) / Float(pass.rows) : 0,
+        editor.backward(pass, updateGradients: updateGradients, klScale: pass.latentCount > 0 ? Float(beta) / Float(pass.latentCount) : 0,
                         into: networkGradients, stepSizeGradient: stepSizeGradient)
         let norm = NormClipping.clipGradientNorm(networkGradients + [stepSizeGradient], maxNorm: Float(settings.gradientClip))
         report.gradientNorm = Double(norm)

@@ -109,7 +109,7 @@ public struct TrainingSettings: Sendable, Equatable {
         object.updateValue(.double(discardLossMultiple), forKey: "discard_loss_multiple")
         object.updateValue(.int(Int(seed)), forKey: "training_seed")
         object.updateValue(.string("kl(pre ‖ post)"), forKey: "locality_kl")
-        object.updateValue(.string("mean_per_row"), forKey: "itm_reduction")
+        object.updateValue(.string("mean_per_latent"), forKey: "itm_reduction")
         return .object(object)
     }
 }

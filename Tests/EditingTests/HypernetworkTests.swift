@@ -60,7 +60,7 @@ import Testing
         for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 0.5 + 0.1 * Float(i) }
         let x = Self.inputs(editor, seed: 1)
         let r = editor.modules.map { id in Self.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 7) }
-        let klScale: Float = 0.3, noisy = design == .bottleneck
+        let klScale: Float = 0.3, noisy = design != .mend
 
         var rng = SplitMix64(seed: 99)
         let pass = noisy ? withUnsafeMutablePointer(to: &rng) { editor.run(x, noise: $0) } : editor.run(x)

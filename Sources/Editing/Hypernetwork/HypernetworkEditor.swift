@@ -108,25 +108,32 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
 
     /// The network outputs of every module.
     public struct Pass {
-        let modules: [ShapeNetwork.Pass]
-        /// Σ of the latent KL over every row and module (0 for MEND).
-        public let klSum: Double
-        /// Rows over all modules (the mean-per-row ITM reduction divides by this).
-        public let rows: Int
+        let shapes: [ShapeNetwork.Pass]
+        let placement: [(shape: Int, slot: Int)]
+        /// Σ of the latent KL over every latent vector (0 for MEND).
+        public var klSum: Double { shapes.reduce(0) { $0 + $1.klSum } }
+        /// The latent vectors the KL sums over (the mean-per-latent ITM reduction divides by
+        /// this): every row for the bottleneck, one per shape for the gated design, 0 for MEND.
+        public var latentCount: Int { shapes.reduce(0) { $0 + $1.latentCount } }
+
+        /// Module `i`'s factors `[ũ; δ̃]`, `[T, in + out]`.
+        func output(_ i: Int) -> Tensor { shapes[placement[i].shape].outputs[placement[i].slot]! }
     }
 
-    /// Runs every module's rows through its network; `noise` samples the latent (training).
+    /// Runs every module's rows through its shape's network; `noise` samples the latent (training).
     public func run(_ inputs: [Tensor], noise: UnsafeMutablePointer<SplitMix64>? = nil) -> Pass {
-        let passes = inputs.enumerated().map { i, x in
-            shapes[placement[i].shape].network.forward(x, module: placement[i].slot, noise: noise)
+        precondition(inputs.count == modules.count, "one input per module")
+        let passes = shapes.enumerated().map { k, shape in
+            var slots = [Tensor?](repeating: nil, count: shape.network.moduleCount)
+            for (i, place) in placement.enumerated() where place.shape == k { slots[place.slot] = inputs[i] }
+            return shape.network.forward(slots, noise: noise)
         }
-        return Pass(modules: passes, klSum: passes.reduce(0) { $0 + $1.klSum },
-                    rows: inputs.reduce(0) { $0 + $1.shape[0] })
+        return Pass(shapes: passes, placement: placement)
     }
 
     /// Module `i`'s update as factors: `left = −η δ̃ᵀ` `[out, T]`, `right = ũ` `[T, in]`.
     public func factors(_ pass: Pass, module i: Int) -> (left: Tensor, right: Tensor) {
-        let s = shapes[placement[i].shape], y = pass.modules[i].output, rows = y.shape[0], d = s.inWidth + s.outWidth
+        let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
         let left = Tensor(zeros: [s.outWidth, rows]), right = Tensor(zeros: [rows, s.inWidth])
         let eta = -stepSizes[i]
         for t in 0..<rows {
@@ -140,7 +147,7 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// Every module's `ΔW` as a dense matrix.
     public func denseUpdates(_ pass: Pass) -> [Tensor] {
         modules.indices.map { i in
-            let s = shapes[placement[i].shape], y = pass.modules[i].output, rows = y.shape[0], d = s.inWidth + s.outWidth
+            let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
             let dw = Tensor(zeros: [s.outWidth, s.inWidth])
             MatMul.gemm(transA: true, m: s.outWidth, n: s.inWidth, k: rows, alpha: -stepSizes[i],
                         a: y.pointer + s.inWidth, lda: d, b: y.pointer, ldb: d, c: dw.pointer, ldc: s.inWidth)
@@ -151,13 +158,14 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// Adds the gradient of a loss to the networks' gradients (one per ``parameterBanks``
     /// entry) and to `stepSizeGradient`, from the loss's gradient `G_m = ∂L/∂ΔW_m` of each
     /// module's update (the edited model's ordinary weight gradient: IBKE.md §4.2 step 6), plus
-    /// `klScale` times the gradient of ``Pass/klSum``.
+    /// `klScale` times the gradient of ``Pass/klSum`` (β / ``Pass/latentCount`` for the ITM term).
     public func backward(
         _ pass: Pass, updateGradients: [Tensor], klScale: Float, into gradients: [Tensor], stepSizeGradient: Tensor
     ) {
         precondition(updateGradients.count == modules.count && gradients.count == shapes.count, "one gradient per module and shape")
+        var outputGradients = shapes.map { [Tensor?](repeating: nil, count: $0.network.moduleCount) }
         for i in modules.indices {
-            let s = shapes[placement[i].shape], g = updateGradients[i], y = pass.modules[i].output
+            let s = shapes[placement[i].shape], g = updateGradients[i], y = pass.output(i)
             let rows = y.shape[0], inW = s.inWidth, outW = s.outWidth, d = inW + outW
             let eta = stepSizes[i]
             // P = Ũ Gᵀ [T, out]; ∂L/∂Δ̃ = −η P; ∂L/∂Ũ = −η Δ̃ G; ∂L/∂η = −Σ Δ̃ ⊙ P.
@@ -176,7 +184,10 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
                 }
             }
             stepSizeGradient.pointer[i] += Float(dEta)
-            s.network.backward(pass.modules[i], outputGradient: dY, klScale: klScale, into: gradients[placement[i].shape])
+            outputGradients[placement[i].shape][placement[i].slot] = dY
+        }
+        for (k, shape) in shapes.enumerated() {
+            shape.network.backward(pass.shapes[k], outputGradients: outputGradients[k], klScale: klScale, into: gradients[k])
         }
     }
 

@@ -11,6 +11,8 @@ public struct HypernetworkSettings: Sendable, Equatable {
         case mend
         /// IBKE Design A: per-token Gaussian latent, decoder from the latent only (IBKE.md §3).
         case bottleneck
+        /// IBKE Design C: one latent per edit and shape gating the normalised gradient (IBKE.md §3.8).
+        case gated
     }
 
     /// Which token rows of the gradient signal the editor reads (IBKE.md §3.2 step 4).
@@ -28,7 +30,7 @@ public struct HypernetworkSettings: Sendable, Equatable {
     public var matrices: [ParameterID.Kind]
     /// Hidden width `r` of each shape's network.
     public var rank: Int
-    /// Latent size `d_z` (bottleneck only).
+    /// Latent size `d_z` (bottleneck and gated).
     public var latentSize: Int
     /// Initial learned step size `η` of every matrix (MEND's `edit_lr`).
     public var initialStepSize: Double

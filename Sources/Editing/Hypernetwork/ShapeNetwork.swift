@@ -6,7 +6,7 @@ import TensorCore
 /// factors `y = [ũ; δ̃]` of that token's share of the update. Each module (matrix) has its own
 /// FiLM scale and shift; everything else is shared.
 ///
-/// Two designs:
+/// Three designs:
 /// - ``HypernetworkSettings/Design/mend``: MEND's two residual low-rank layers
 ///   (`x ← x + act(FiLM(A·(B·x) + b))`, ReLU then identity), `A` zero so that the network starts
 ///   as the identity (METHODS.md §5).
@@ -15,6 +15,11 @@ import TensorCore
 ///   (`z = μ` when editing), and a decoder from `z` alone: nothing of `x` reaches the output
 ///   except through `z`. The decoder rows producing `δ̃` start at zero, those producing `ũ` at
 ///   random, so `ΔW = 0` at the start without a saddle.
+/// - ``HypernetworkSettings/Design/gated`` (IBKE Design C, IBKE.md §3.8): the encoder's rows
+///   of every module of the shape are pooled by attention (`a_t = softmax_t(wᵀh_t)`, a project
+///   simplification of `wᵀ tanh(A x_t)`) into one Gaussian latent per edit and shape, which gates
+///   the normalised gradient: `y_t = [ū_t ⊙ σ(B_u z + g_u); δ̄_t ⊙ σ(B_δ z + g_δ)]`. The gates start
+///   near 0.95, so the design starts as MEND at its identity; the raw gradient bypasses `z`.
 final class ShapeNetwork: @unchecked Sendable {
     typealias Design = HypernetworkSettings.Design
 
@@ -43,6 +48,13 @@ final class ShapeNetwork: @unchecked Sendable {
                 ("decoder.weight", [r, z]), ("decoder.bias", [r]), ("decoder.scale", [m, r]), ("decoder.shift", [m, r]),
                 ("output.weight", [d, r]), ("output.bias", [d]),
             ]
+        case .gated:
+            return [
+                ("encoder.weight", [r, d]), ("encoder.bias", [r]), ("encoder.scale", [m, r]), ("encoder.shift", [m, r]),
+                ("attention.weight", [r]),
+                ("mean.weight", [z, r]), ("mean.bias", [z]), ("logvar.weight", [z, r]), ("logvar.bias", [z]),
+                ("gate.weight", [d, z]), ("gate.bias", [d]),
+            ]
         }
     }
 
@@ -68,6 +80,13 @@ final class ShapeNetwork: @unchecked Sendable {
             // ũ rows random, δ̃ rows zero (LoRA-style: ΔW = 0 but ∂L/∂δ̃ ≠ 0).
             let output = bank["output.weight"], std = 1 / Float(rank).squareRoot()
             for i in 0..<(inWidth * rank) { output.pointer[i] = std * rng.nextGaussian() }
+        case .gated:
+            bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
+            bank.fill("encoder.scale", 1)
+            bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
+            bank.fill("logvar.bias", initialLogVariance)
+            bank.fillNormal("gate.weight", std: 0.1 / Float(latentSize).squareRoot(), using: &rng)
+            bank.fill("gate.bias", 3)  // gates ≈ 0.95
         }
     }
 
@@ -83,117 +102,238 @@ final class ShapeNetwork: @unchecked Sendable {
                                          modules: modules))
     }
 
-    /// What one module's rows went through, kept for ``backward(_:outputGradient:klScale:into:)``.
+    /// What the rows of the shape's modules went through, kept for ``backward(_:outputGradients:klScale:into:)``.
     struct Pass {
-        let module: Int
-        /// `[T, D]`: the factors `[ũ; δ̃]` of each row.
-        let output: Tensor
-        /// Σ over rows and latent units of `KL(N(μ, σ²) ‖ N(0, 1))` (0 for MEND).
+        /// Per module slot (nil for a module with no rows): `[T, D]`, the factors `[ũ; δ̃]` of each row.
+        let outputs: [Tensor?]
+        /// Σ over latent vectors and units of `KL(N(μ, σ²) ‖ N(0, 1))` (0 for MEND).
         let klSum: Double
-        fileprivate let saved: [Tensor]
-        /// The noise of the sample (bottleneck while training), `[T, d_z]`.
-        fileprivate let noise: Tensor?
+        /// How many latent vectors the KL sums over (rows for the bottleneck, 1 for gated, 0 for MEND).
+        let latentCount: Int
+        fileprivate let saved: [[Tensor]]
+        fileprivate let shared: [Tensor]
     }
 
-    /// Runs module `module`'s normalised rows `x` (`[T, D]`) through the network; with `noise`
-    /// the bottleneck samples `z` (training), without it uses `z = μ` (editing).
-    func forward(_ x: Tensor, module m: Int, noise rng: UnsafeMutablePointer<SplitMix64>?) -> Pass {
-        precondition(x.shape.count == 2 && x.shape[1] == width, "rows \(x.shape) for a network of width \(width)")
-        precondition(m >= 0 && m < moduleCount, "module \(m) of \(moduleCount)")
+    /// Runs each module slot's normalised rows `[T, D]` (nil: the module has no rows) through the
+    /// network; with `noise` the latent is sampled (training), without it `z = μ` (editing).
+    func forward(_ inputs: [Tensor?], noise rng: UnsafeMutablePointer<SplitMix64>?) -> Pass {
+        precondition(inputs.count == moduleCount, "\(inputs.count) inputs for \(moduleCount) modules")
+        for x in inputs.compactMap({ $0 }) {
+            precondition(x.shape.count == 2 && x.shape[1] == width, "rows \(x.shape) for a network of width \(width)")
+        }
         switch design {
         case .mend:
-            var h = x, saved: [Tensor] = []
-            for i in 0..<2 {
-                let p = LayerMath.linear(h, bank["layer\(i).down"], nil)
-                let q = LayerMath.linear(p, bank["layer\(i).up"], bank["layer\(i).bias"])
-                let f = LayerMath.film(q, scale: bank["layer\(i).scale"], shift: bank["layer\(i).shift"], module: m)
-                let a = i == 0 ? LayerMath.relu(f) : f
-                let next = h.copy()
-                Kernels.add(a.pointer, into: next.pointer, count: next.count)
-                saved += [h, p, q, f]
-                h = next
+            var outputs: [Tensor?] = [], saved: [[Tensor]] = []
+            for (m, x) in inputs.enumerated() {
+                guard let x else { outputs.append(nil); saved.append([]); continue }
+                var h = x, keep: [Tensor] = []
+                for i in 0..<2 {
+                    let p = LayerMath.linear(h, bank["layer\(i).down"], nil)
+                    let q = LayerMath.linear(p, bank["layer\(i).up"], bank["layer\(i).bias"])
+                    let f = LayerMath.film(q, scale: bank["layer\(i).scale"], shift: bank["layer\(i).shift"], module: m)
+                    let a = i == 0 ? LayerMath.relu(f) : f
+                    let next = h.copy()
+                    Kernels.add(a.pointer, into: next.pointer, count: next.count)
+                    keep += [h, p, q, f]
+                    h = next
+                }
+                outputs.append(h)
+                saved.append(keep)
             }
-            return Pass(module: m, output: h, klSum: 0, saved: saved, noise: nil)
+            return Pass(outputs: outputs, klSum: 0, latentCount: 0, saved: saved, shared: [])
         case .bottleneck:
-            let a1 = LayerMath.linear(x, bank["encoder.weight"], bank["encoder.bias"])
-            let f1 = LayerMath.film(a1, scale: bank["encoder.scale"], shift: bank["encoder.shift"], module: m)
-            let h1 = LayerMath.relu(f1)
-            let mu = LayerMath.linear(h1, bank["mean.weight"], bank["mean.bias"])
-            let s = LayerMath.linear(h1, bank["logvar.weight"], bank["logvar.bias"])  // unclamped
-            let z = mu.copy()
-            var kl = 0.0
-            var noise: Tensor?
-            if let rng { noise = Tensor(zeros: mu.shape) }
-            for i in 0..<mu.count {
-                let logVariance = min(10, max(-10, s.pointer[i])), m = mu.pointer[i]
-                let variance = exp(logVariance)
-                kl += 0.5 * Double(m * m + variance - logVariance - 1)
-                if let noise {
-                    let e = rng!.pointee.nextGaussian()
-                    noise.pointer[i] = e
-                    z.pointer[i] += exp(logVariance / 2) * e
+            var outputs: [Tensor?] = [], saved: [[Tensor]] = [], kl = 0.0, rows = 0
+            for (m, x) in inputs.enumerated() {
+                guard let x else { outputs.append(nil); saved.append([]); continue }
+                let (a1, f1, h1) = encode(x, module: m)
+                let (mu, s, z, noise, klSum) = sample(h1, rng)
+                kl += klSum
+                rows += x.shape[0]
+                let a2 = LayerMath.linear(z, bank["decoder.weight"], bank["decoder.bias"])
+                let f2 = LayerMath.film(a2, scale: bank["decoder.scale"], shift: bank["decoder.shift"], module: m)
+                let h2 = LayerMath.relu(f2)
+                outputs.append(LayerMath.linear(h2, bank["output.weight"], bank["output.bias"]))
+                saved.append([x, a1, f1, h1, mu, s, z, a2, f2, h2, noise ?? Tensor(zeros: [0])])
+            }
+            return Pass(outputs: outputs, klSum: kl, latentCount: rows, saved: saved, shared: [])
+        case .gated:
+            // Encoder rows of every module, pooled into one latent.
+            var saved: [[Tensor]] = [], pooledRows: [Tensor] = []
+            for (m, x) in inputs.enumerated() {
+                guard let x else { saved.append([]); continue }
+                let (a1, f1, h1) = encode(x, module: m)
+                saved.append([x, a1, f1, h1])
+                pooledRows.append(h1)
+            }
+            let h = Self.stack(pooledRows), w = bank["attention.weight"]
+            let scores = (0..<h.shape[0]).map { MatMul.dot(h.pointer + $0 * rank, w.pointer, rank) }
+            let top = scores.max() ?? 0
+            let exps = scores.map { exp($0 - top) }, total = exps.reduce(0, +)
+            let attention = Tensor(shape: [1, scores.count], values: exps.map { $0 / total })
+            let pooled = Tensor(zeros: [1, rank])
+            MatMul.gemm(m: 1, n: rank, k: h.shape[0], a: attention.pointer, lda: h.shape[0], b: h.pointer, ldb: rank,
+                        c: pooled.pointer, ldc: rank)
+            let (mu, s, z, noise, klSum) = sample(pooled, rng)
+            let gate = LayerMath.linear(z, bank["gate.weight"], bank["gate.bias"])
+            for i in 0..<gate.count { gate.pointer[i] = 1 / (1 + exp(-gate.pointer[i])) }
+            let outputs: [Tensor?] = inputs.map { x in
+                guard let x else { return nil }
+                let y = Tensor(zeros: x.shape)
+                for t in 0..<x.shape[0] {
+                    for j in 0..<width { y.pointer[t * width + j] = x.pointer[t * width + j] * gate.pointer[j] }
+                }
+                return y
+            }
+            return Pass(outputs: outputs, klSum: klSum, latentCount: 1, saved: saved,
+                        shared: [h, attention, pooled, mu, s, z, gate, noise ?? Tensor(zeros: [0])])
+        }
+    }
+
+    /// The encoder of the bottleneck and gated designs: `ReLU(FiLM_m(x V₁ᵀ + b₁))`.
+    private func encode(_ x: Tensor, module m: Int) -> (Tensor, Tensor, Tensor) {
+        let a1 = LayerMath.linear(x, bank["encoder.weight"], bank["encoder.bias"])
+        let f1 = LayerMath.film(a1, scale: bank["encoder.scale"], shift: bank["encoder.shift"], module: m)
+        return (a1, f1, LayerMath.relu(f1))
+    }
+
+    /// The Gaussian heads on `h` (`[N, r]`): mean, unclamped log-variance, the latent (sampled when
+    /// `rng` is given), the noise, and `Σ KL(N(μ, σ²) ‖ N(0, 1))`.
+    private func sample(_ h: Tensor, _ rng: UnsafeMutablePointer<SplitMix64>?) -> (Tensor, Tensor, Tensor, Tensor?, Double) {
+        let mu = LayerMath.linear(h, bank["mean.weight"], bank["mean.bias"])
+        let s = LayerMath.linear(h, bank["logvar.weight"], bank["logvar.bias"])
+        let z = mu.copy()
+        var kl = 0.0
+        let noise = rng.map { _ in Tensor(zeros: mu.shape) }
+        for i in 0..<mu.count {
+            let logVariance = min(10, max(-10, s.pointer[i])), m = mu.pointer[i]
+            kl += 0.5 * Double(m * m + exp(logVariance) - logVariance - 1)
+            if let noise {
+                let e = rng!.pointee.nextGaussian()
+                noise.pointer[i] = e
+                z.pointer[i] += exp(logVariance / 2) * e
+            }
+        }
+        return (mu, s, z, noise, kl)
+    }
+
+    /// Backward of ``sample(_:_:)`` from `dz`, plus `klScale` × the KL's gradient; returns `∂L/∂h`.
+    private func sampleBackward(
+        _ dz: Tensor, h: Tensor, mu: Tensor, logVariance: Tensor, noise: Tensor?, klScale: Float, gradient g: (String) -> Tensor
+    ) -> Tensor {
+        // z = μ + exp(s/2)·ε; KL = ½ Σ (μ² + eˢ − s − 1), s clamped to [−10, 10].
+        let dMu = Tensor(zeros: mu.shape), dS = Tensor(zeros: mu.shape)
+        for i in 0..<mu.count {
+            dMu.pointer[i] = dz.pointer[i] + klScale * mu.pointer[i]
+            let raw = logVariance.pointer[i]
+            guard raw > -10 && raw < 10 else { continue }
+            var ds = klScale * 0.5 * (exp(raw) - 1)
+            if let noise, noise.count > 0 { ds += dz.pointer[i] * 0.5 * noise.pointer[i] * exp(raw / 2) }
+            dS.pointer[i] = ds
+        }
+        let dh = LayerMath.linearBackward(dMu, input: h, weight: bank["mean.weight"], dWeight: g("mean.weight"),
+                                          dBias: g("mean.bias"), inputGradient: true)!
+        let dhs = LayerMath.linearBackward(dS, input: h, weight: bank["logvar.weight"], dWeight: g("logvar.weight"),
+                                           dBias: g("logvar.bias"), inputGradient: true)!
+        Kernels.add(dhs.pointer, into: dh.pointer, count: dh.count)
+        return dh
+    }
+
+    /// Backward of ``encode(_:module:)`` from `∂L/∂h₁` (which it overwrites).
+    private func encodeBackward(_ dh1: Tensor, saved: [Tensor], module m: Int, gradient g: (String) -> Tensor) {
+        let (x, a1, f1) = (saved[0], saved[1], saved[2])
+        LayerMath.reluBackward(dh1, input: f1)
+        let da1 = LayerMath.filmBackward(dh1, input: a1, scale: bank["encoder.scale"], module: m,
+                                         dScale: g("encoder.scale"), dShift: g("encoder.shift"))
+        LayerMath.linearBackward(da1, input: x, weight: bank["encoder.weight"], dWeight: g("encoder.weight"),
+                                 dBias: g("encoder.bias"), inputGradient: false)
+    }
+
+    /// Adds to `gradient` (this bank's layout) the gradient of a loss whose gradient at each
+    /// module's output is `outputGradients[slot]`, plus `klScale · ∂(klSum)/∂θ` (the ITM term).
+    func backward(_ pass: Pass, outputGradients: [Tensor?], klScale: Float, into gradient: Tensor) {
+        func g(_ name: String) -> Tensor { bank.view(name, in: gradient) }
+        switch design {
+        case .mend:
+            for (m, dY) in outputGradients.enumerated() {
+                guard let dY else { continue }
+                let dx = dY.copy()
+                for i in [1, 0] {
+                    let saved = pass.saved[m]
+                    let h = saved[4 * i], p = saved[4 * i + 1], q = saved[4 * i + 2], f = saved[4 * i + 3]
+                    let df = dx.copy()
+                    if i == 0 { LayerMath.reluBackward(df, input: f) }
+                    let dq = LayerMath.filmBackward(df, input: q, scale: bank["layer\(i).scale"], module: m,
+                                                    dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
+                    let dp = LayerMath.linearBackward(dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
+                                                      dBias: g("layer\(i).bias"), inputGradient: true)!
+                    let dh = LayerMath.linearBackward(dp, input: h, weight: bank["layer\(i).down"],
+                                                      dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
+                    // The residual path: the layer input's gradient is dx + dh.
+                    if let dh { Kernels.add(dh.pointer, into: dx.pointer, count: dx.count) }
                 }
             }
-            let a2 = LayerMath.linear(z, bank["decoder.weight"], bank["decoder.bias"])
-            let f2 = LayerMath.film(a2, scale: bank["decoder.scale"], shift: bank["decoder.shift"], module: m)
-            let h2 = LayerMath.relu(f2)
-            let y = LayerMath.linear(h2, bank["output.weight"], bank["output.bias"])
-            return Pass(module: m, output: y, klSum: kl, saved: [x, a1, f1, h1, mu, s, z, a2, f2, h2], noise: noise)
+        case .bottleneck:
+            for (m, dY) in outputGradients.enumerated() {
+                guard let dY else { continue }
+                let s = pass.saved[m]
+                let (h1, mu, logVar, z, a2, f2, h2, noise) = (s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10])
+                let dh2 = LayerMath.linearBackward(dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
+                                                   dBias: g("output.bias"), inputGradient: true)!
+                LayerMath.reluBackward(dh2, input: f2)
+                let da2 = LayerMath.filmBackward(dh2, input: a2, scale: bank["decoder.scale"], module: m,
+                                                 dScale: g("decoder.scale"), dShift: g("decoder.shift"))
+                let dz = LayerMath.linearBackward(da2, input: z, weight: bank["decoder.weight"], dWeight: g("decoder.weight"),
+                                                  dBias: g("decoder.bias"), inputGradient: true)!
+                let dh1 = sampleBackward(dz, h: h1, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
+                encodeBackward(dh1, saved: s, module: m, gradient: g)
+            }
+        case .gated:
+            let (h, attention, pooled, mu, logVar, z, gate, noise) = (pass.shared[0], pass.shared[1], pass.shared[2],
+                                                                     pass.shared[3], pass.shared[4], pass.shared[5],
+                                                                     pass.shared[6], pass.shared[7])
+            // y = x ⊙ gate (gate broadcast over rows): ∂L/∂gate = Σ_rows dY ⊙ x, then the sigmoid.
+            let dGate = Tensor(zeros: [1, width])
+            for (m, dY) in outputGradients.enumerated() {
+                guard let dY, let x = pass.saved[m].first else { continue }
+                for t in 0..<x.shape[0] {
+                    for j in 0..<width { dGate.pointer[j] += dY.pointer[t * width + j] * x.pointer[t * width + j] }
+                }
+            }
+            for j in 0..<width { dGate.pointer[j] *= gate.pointer[j] * (1 - gate.pointer[j]) }
+            let dz = LayerMath.linearBackward(dGate, input: z, weight: bank["gate.weight"], dWeight: g("gate.weight"),
+                                              dBias: g("gate.bias"), inputGradient: true)!
+            let dPooled = sampleBackward(dz, h: pooled, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
+            // pooled = Σ_t a_t h_t, a = softmax(h w): ∂h_t = a_t ∂pooled + ∂e_t w, ∂e_t = a_t (∂a_t − Σ a ∂a).
+            let rows = h.shape[0], w = bank["attention.weight"], dw = g("attention.weight")
+            let dA = (0..<rows).map { MatMul.dot(h.pointer + $0 * rank, dPooled.pointer, rank) }
+            let mean = zip(dA, (0..<rows).map { attention.pointer[$0] }).map { $0 * $1 }.reduce(0, +)
+            let dH = Tensor(zeros: h.shape)
+            for t in 0..<rows {
+                let a = attention.pointer[t], de = a * (dA[t] - mean)
+                let row = dH.pointer + t * rank, ht = h.pointer + t * rank
+                for j in 0..<rank {
+                    row[j] = a * dPooled.pointer[j] + de * w.pointer[j]
+                    dw.pointer[j] += de * ht[j]
+                }
+            }
+            var next = 0
+            for (m, saved) in pass.saved.enumerated() where !saved.isEmpty {
+                let count = saved[0].shape[0]
+                encodeBackward(dH.rows(next..<(next + count)).copy(), saved: saved, module: m, gradient: g)
+                next += count
+            }
         }
     }
 
-    /// Adds to `gradient` (this bank's layout) the gradient of a loss whose gradient at the
-    /// pass's output is `dY`, plus `klScale · ∂(klSum)/∂θ` (the ITM term; β / rows for the
-    /// mean-per-row reduction).
-    func backward(_ pass: Pass, outputGradient dY: Tensor, klScale: Float, into gradient: Tensor) {
-        func g(_ name: String) -> Tensor { bank.view(name, in: gradient) }
-        let m = pass.module
-        switch design {
-        case .mend:
-            let dx = dY.copy()
-            for i in [1, 0] {
-                let h = pass.saved[4 * i], p = pass.saved[4 * i + 1], q = pass.saved[4 * i + 2], f = pass.saved[4 * i + 3]
-                let df = dx.copy()
-                if i == 0 { LayerMath.reluBackward(df, input: f) }
-                let dq = LayerMath.filmBackward(df, input: q, scale: bank["layer\(i).scale"], module: m,
-                                                dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
-                let dp = LayerMath.linearBackward(dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
-                                                  dBias: g("layer\(i).bias"), inputGradient: true)!
-                let dh = LayerMath.linearBackward(dp, input: h, weight: bank["layer\(i).down"],
-                                                  dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
-                // The residual path: the layer input's gradient is dx + dh.
-                if let dh { Kernels.add(dh.pointer, into: dx.pointer, count: dx.count) }
-            }
-        case .bottleneck:
-            let s = pass.saved
-            let (x, a1, f1, h1, mu, logVar, z, a2, f2, h2) = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9])
-            let dh2 = LayerMath.linearBackward(dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
-                                               dBias: g("output.bias"), inputGradient: true)!
-            LayerMath.reluBackward(dh2, input: f2)
-            let da2 = LayerMath.filmBackward(dh2, input: a2, scale: bank["decoder.scale"], module: m,
-                                             dScale: g("decoder.scale"), dShift: g("decoder.shift"))
-            let dz = LayerMath.linearBackward(da2, input: z, weight: bank["decoder.weight"], dWeight: g("decoder.weight"),
-                                              dBias: g("decoder.bias"), inputGradient: true)!
-            // z = μ + exp(s/2)·ε; KL = ½ Σ (μ² + eˢ − s − 1), s clamped to [−10, 10].
-            let dMu = Tensor(zeros: mu.shape), dS = Tensor(zeros: mu.shape)
-            for i in 0..<mu.count {
-                dMu.pointer[i] = dz.pointer[i] + klScale * mu.pointer[i]
-                let raw = logVar.pointer[i]
-                guard raw > -10 && raw < 10 else { continue }
-                var ds = klScale * 0.5 * (exp(raw) - 1)
-                if let noise = pass.noise { ds += dz.pointer[i] * 0.5 * noise.pointer[i] * exp(raw / 2) }
-                dS.pointer[i] = ds
-            }
-            let dh1 = LayerMath.linearBackward(dMu, input: h1, weight: bank["mean.weight"], dWeight: g("mean.weight"),
-                                               dBias: g("mean.bias"), inputGradient: true)!
-            let dh1s = LayerMath.linearBackward(dS, input: h1, weight: bank["logvar.weight"], dWeight: g("logvar.weight"),
-                                                dBias: g("logvar.bias"), inputGradient: true)!
-            Kernels.add(dh1s.pointer, into: dh1.pointer, count: dh1.count)
-            LayerMath.reluBackward(dh1, input: f1)
-            let da1 = LayerMath.filmBackward(dh1, input: a1, scale: bank["encoder.scale"], module: m,
-                                             dScale: g("encoder.scale"), dShift: g("encoder.shift"))
-            LayerMath.linearBackward(da1, input: x, weight: bank["encoder.weight"], dWeight: g("encoder.weight"),
-                                     dBias: g("encoder.bias"), inputGradient: false)
+    /// Rows of several `[T_i, w]` tensors, stacked.
+    static func stack(_ parts: [Tensor]) -> Tensor {
+        let width = parts.first?.shape[1] ?? 0, rows = parts.reduce(0) { $0 + $1.shape[0] }
+        let out = Tensor(zeros: [rows, width])
+        var next = 0
+        for p in parts {
+            (out.pointer + next * width).update(from: p.pointer, count: p.count)
+            next += p.shape[0]
         }
+        return out
     }
 }
