@@ -33,6 +33,10 @@ struct Bench: ParsableCommand {
                                valueName: "tokens"))
     var statsThroughput: Int?
     @OptionGroup var statistics: StatisticsArguments
+    @Option(name: .customLong("editor"), parsing: .upToNextOption,
+            help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend for --edits (default: the committed one).",
+                               valueName: "method=file"))
+    var editorFiles: [String] = []
 
     func run() throws {
         var model = self.model
@@ -51,6 +55,7 @@ struct Bench: ParsableCommand {
             let bar = ProgressBar()
             try EditBenchmark.run(methods: edits.split(separator: ",").map(String.init),
                                   count: min(editCount, EditBenchmark.requests.count - 1), model: loaded,
+                                  editorFiles: try Eval.methodFiles(editorFiles, option: "--editor"),
                                   statistics: try statistics.secondMoments(for: loaded, bar: bar)) {
                 try statistics.prepare($0, bar: bar)
             }

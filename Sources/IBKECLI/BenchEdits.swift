@@ -24,12 +24,12 @@ enum EditBenchmark {
     ].map { try! EditRequest(prompt: $0.0, subject: $0.1, targetNew: $0.2) }
 
     /// Median, fastest and slowest seconds per single edit, after one untimed edit.
-    static func run(methods: [String], count: Int, model: LanguageModel, statistics: SecondMoments,
-                    prepare: (SecondMoments) throws -> Void) throws {
+    static func run(methods: [String], count: Int, model: LanguageModel, editorFiles: [String: URL] = [:],
+                    statistics: SecondMoments, prepare: (SecondMoments) throws -> Void) throws {
         let requests = try requests.prefix(count + 1).enumerated().map { try $1.prepared(for: model, index: $0) }
         let editors = try methods.map {
             try EditorRegistry.make($0, model: model, statistics: statistics,
-                                    editorFile: try DefaultEditors.file($0, given: nil, model: model))
+                                    editorFile: try DefaultEditors.file($0, given: editorFiles[$0]?.path, model: model))
         }
         try prepare(statistics)
         print("single edits: \(requests.count - 1) CounterFact-style requests, one untimed warm-up edit per method "
