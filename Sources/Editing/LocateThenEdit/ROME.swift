@@ -22,7 +22,10 @@ public final class ROME: Editor, @unchecked Sendable {
         public var steps = 25
         public var learningRate = 1.0
         public var weightDecay = 0.5
-        public var clampNormFactor = 4.0
+        /// 8 (the references: 4): r-ROME makes the update exact for the template-averaged key,
+        /// so the bare prompt gets less than v*; more room for δ wins it back (zsRE reliability
+        /// 91.7 → 95+ on the first 79 records, CounterFact ES and PS up, NS unchanged).
+        public var clampNormFactor = 8.0
         public var klFactor = 0.0625
         /// Use the second moment C (u = C⁻¹k*); off means C = I (EasyEdit's YAML default).
         public var mom2Adjustment = true
