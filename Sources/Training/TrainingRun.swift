@@ -30,6 +30,7 @@ public final class TrainingRun {
     private var validations: [(step: Int, result: HypernetworkTrainer.Validation)] = []
     private var best: (score: Double, step: Int)?
     private var stale = 0
+    /// Wall time of the earlier parts of a resumed run.
     private var secondsBefore = 0.0
 
     public init(trainer: HypernetworkTrainer, output: URL, provenance: [String: String]) {
@@ -69,11 +70,9 @@ public final class TrainingRun {
             stepRows.append(Self.row(report))
             progress(.step(report))
             if trainer.step % settings.validateEvery == 0 || trainer.step == settings.steps {
-                secondsBefore += Date().timeIntervalSince(start)
                 let improved = try validate(progress: progress)
                 stale = improved ? 0 : stale + 1
-                try saveCheckpoint()
-                secondsBefore -= Date().timeIntervalSince(start)
+                try saveCheckpoint(seconds: secondsBefore + Date().timeIntervalSince(start))
                 if settings.patience > 0 && stale >= settings.patience {
                     stoppedEarly = true
                     progress(.stoppedEarly(step: trainer.step, bestStep: best?.step ?? 0))
@@ -164,7 +163,8 @@ public final class TrainingRun {
 
     // MARK: Checkpoints
 
-    private func saveCheckpoint() throws {
+    /// Saves the checkpoint; `seconds` is the run's wall time so far (resumed runs add theirs).
+    private func saveCheckpoint(seconds: Double) throws {
         let directory = checkpointDirectory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try trainer.editor.save(to: directory.appendingPathComponent("editor.safetensors"))
@@ -184,7 +184,7 @@ public final class TrainingRun {
             "settings": trainer.settings.json,
             "editor_settings": trainer.editor.settings.json,
             "stale_validations": .int(stale),
-            "seconds": .double(secondsBefore),
+            "seconds": .double(seconds),
             "validations": .array(validations.map { .array([.int($0.step), .double($0.result.reliability),
                                                              .double($0.result.generality), .double($0.result.locality)]) }),
         ]
