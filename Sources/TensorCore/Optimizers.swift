@@ -332,7 +332,7 @@ public enum NormClipping {
     }
 
     /// `x ← a·x` over `count` floats.
-    static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by a: Float) {
+    public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by a: Float) {
         forEachBlock(count) { start, blockCount in
             for i in stride(from: start, to: start + blockCount, by: 16) {
                 let c = min(16, start + blockCount - i)

@@ -136,7 +136,7 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let dLogits = Tensor(zeros: [ceRows + klRows, v])
         let logits = tape.logits.pointer
         // Reliability and generality rows are contiguous; each part's NLL is its own mean.
-        let relWeights = ceWeights.prefix(reliabilityRows).map { $0 }, genWeights = ceWeights.dropFirst(reliabilityRows).map { $0 }
+        let relWeights = Array(ceWeights.prefix(reliabilityRows)), genWeights = Array(ceWeights.dropFirst(reliabilityRows))
         let reliability = crossEntropy(logits, rows: 0..<reliabilityRows, targets: ceTargets, weights: relWeights,
                                        dLogits: dLogits, scale: settings.reliabilityWeight)
         let generality = crossEntropy(logits, rows: reliabilityRows..<ceRows, targets: ceTargets, weights: genWeights,
@@ -146,7 +146,7 @@ public final class HypernetworkTrainer: @unchecked Sendable {
                                 rows: klRows, vocabularySize: v, weights: w.baseAddress!,
                                 dEdited: dLogits.pointer + ceRows * v, ldDEdited: v)
         }
-        scale(dLogits.pointer + ceRows * v, count: klRows * v, by: Float(settings.localityWeight))
+        NormClipping.scale(dLogits.pointer + ceRows * v, count: klRows * v, by: Float(settings.localityWeight))
 
         let beta = settings.beta(atStep: step)
         let latentKL = pass.latentCount > 0 ? pass.klSum / Double(pass.latentCount) : 0
@@ -193,13 +193,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
                                     dLogits: dLogits.pointer + rows.lowerBound * v, ldDLogits: v)
             }
         }
-        scale(dLogits.pointer + rows.lowerBound * v, count: rows.count * v, by: Float(factor))
+        NormClipping.scale(dLogits.pointer + rows.lowerBound * v, count: rows.count * v, by: Float(factor))
         return loss
-    }
-
-    private func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by a: Float) {
-        if a == 1 { return }
-        for i in 0..<count { x[i] *= a }
     }
 
     // MARK: Validation

@@ -244,14 +244,12 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case writeFailed(String)
     case noCheckpoint(String)
     case settingsChanged(String)
-    case noSamples(String)
 
     public var description: String {
         switch self {
         case .writeFailed(let reason): "writing training output failed: \(reason)"
         case .noCheckpoint(let path): "\(path): no checkpoint to resume from (run without --resume to start)"
         case .settingsChanged(let path): "\(path): the checkpoint was made with other settings; resume with the same ones, or start a new run"
-        case .noSamples(let detail): "no training samples: \(detail)"
         }
     }
 }

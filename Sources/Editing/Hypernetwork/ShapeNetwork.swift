@@ -112,6 +112,8 @@ final class ShapeNetwork: @unchecked Sendable {
         let latentCount: Int
         fileprivate let saved: [[Tensor]]
         fileprivate let shared: [Tensor]
+        /// The latent samples' noise ε (training): per module slot for the bottleneck, one for gated.
+        fileprivate var noise: [Tensor?] = []
     }
 
     /// Runs each module slot's normalised rows `[T, D]` (nil: the module has no rows) through the
@@ -142,20 +144,21 @@ final class ShapeNetwork: @unchecked Sendable {
             }
             return Pass(outputs: outputs, klSum: 0, latentCount: 0, saved: saved, shared: [])
         case .bottleneck:
-            var outputs: [Tensor?] = [], saved: [[Tensor]] = [], kl = 0.0, rows = 0
+            var outputs: [Tensor?] = [], saved: [[Tensor]] = [], noises: [Tensor?] = [], kl = 0.0, rows = 0
             for (m, x) in inputs.enumerated() {
-                guard let x else { outputs.append(nil); saved.append([]); continue }
+                guard let x else { outputs.append(nil); saved.append([]); noises.append(nil); continue }
                 let (a1, f1, h1) = encode(x, module: m)
                 let (mu, s, z, noise, klSum) = sample(h1, rng)
+                noises.append(noise)
                 kl += klSum
                 rows += x.shape[0]
                 let a2 = LayerMath.linear(z, bank["decoder.weight"], bank["decoder.bias"])
                 let f2 = LayerMath.film(a2, scale: bank["decoder.scale"], shift: bank["decoder.shift"], module: m)
                 let h2 = LayerMath.relu(f2)
                 outputs.append(LayerMath.linear(h2, bank["output.weight"], bank["output.bias"]))
-                saved.append([x, a1, f1, h1, mu, s, z, a2, f2, h2, noise ?? Tensor(zeros: [0])])
+                saved.append([x, a1, f1, h1, mu, s, z, a2, f2, h2])
             }
-            return Pass(outputs: outputs, klSum: kl, latentCount: rows, saved: saved, shared: [])
+            return Pass(outputs: outputs, klSum: kl, latentCount: rows, saved: saved, shared: [], noise: noises)
         case .gated:
             // Encoder rows of every module, pooled into one latent.
             var saved: [[Tensor]] = [], pooledRows: [Tensor] = []
@@ -185,7 +188,7 @@ final class ShapeNetwork: @unchecked Sendable {
                 return y
             }
             return Pass(outputs: outputs, klSum: klSum, latentCount: 1, saved: saved,
-                        shared: [h, attention, pooled, mu, s, z, gate, noise ?? Tensor(zeros: [0])])
+                        shared: [h, attention, pooled, mu, s, z, gate], noise: [noise])
         }
     }
 
@@ -227,7 +230,7 @@ final class ShapeNetwork: @unchecked Sendable {
             let raw = logVariance.pointer[i]
             guard raw > -10 && raw < 10 else { continue }
             var ds = klScale * 0.5 * (exp(raw) - 1)
-            if let noise, noise.count > 0 { ds += dz.pointer[i] * 0.5 * noise.pointer[i] * exp(raw / 2) }
+            if let noise { ds += dz.pointer[i] * 0.5 * noise.pointer[i] * exp(raw / 2) }
             dS.pointer[i] = ds
         }
         let dh = LayerMath.linearBackward(dMu, input: h, weight: bank["mean.weight"], dWeight: g("mean.weight"),
@@ -276,7 +279,8 @@ final class ShapeNetwork: @unchecked Sendable {
             for (m, dY) in outputGradients.enumerated() {
                 guard let dY else { continue }
                 let s = pass.saved[m]
-                let (h1, mu, logVar, z, a2, f2, h2, noise) = (s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10])
+                let (h1, mu, logVar, z, a2, f2, h2) = (s[3], s[4], s[5], s[6], s[7], s[8], s[9])
+                let noise = pass.noise[m]
                 let dh2 = LayerMath.linearBackward(dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
                                                    dBias: g("output.bias"), inputGradient: true)!
                 LayerMath.reluBackward(dh2, input: f2)
@@ -288,9 +292,9 @@ final class ShapeNetwork: @unchecked Sendable {
                 encodeBackward(dh1, saved: s, module: m, gradient: g)
             }
         case .gated:
-            let (h, attention, pooled, mu, logVar, z, gate, noise) = (pass.shared[0], pass.shared[1], pass.shared[2],
-                                                                     pass.shared[3], pass.shared[4], pass.shared[5],
-                                                                     pass.shared[6], pass.shared[7])
+            let (h, attention, pooled, mu, logVar, z, gate) = (pass.shared[0], pass.shared[1], pass.shared[2],
+                                                               pass.shared[3], pass.shared[4], pass.shared[5], pass.shared[6])
+            let noise = pass.noise.first ?? nil
             // y = x ⊙ gate (gate broadcast over rows): ∂L/∂gate = Σ_rows dY ⊙ x, then the sigmoid.
             let dGate = Tensor(zeros: [1, width])
             for (m, dY) in outputGradients.enumerated() {
