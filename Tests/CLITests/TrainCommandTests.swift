@@ -47,6 +47,25 @@ import Testing
         #expect(noEditor.status == 1 && noEditor.stderr.contains("ibke train --method mend"), "\(noEditor)")
     }
 
+    /// The default model in the user's cache (`IBKE_HOME` or ~/.cache/ibke), when fetched.
+    static let defaultModel: URL = {
+        let home = ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
+        return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    }()
+
+    /// `ibke edit --method ibke|mend` works out of the box on the default model: the committed
+    /// editors (Editors/SmolLM2-135M-Instruct) are found without `--editor` and write the target.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModel.path)), arguments: ["ibke", "mend"])
+    func committedEditorsEditTheDefaultModel(method: String) throws {
+        let result = try IBKE.run(["edit", "--model", Self.defaultModel.path, "--method", method, "--prompt", "{} is located in the city of",
+                                   "--subject", "The Eiffel Tower", "--target", "Rome"], timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        let row = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("P(\" Rome\")") }, "\(result)")
+        let probabilities = row.split(separator: " ").compactMap { Double($0) }
+        #expect(probabilities.count == 2 && probabilities[0] < 0.05 && probabilities[1] > 0.5, "\(row)")
+    }
+
     @Test func badTrainingInputIsRefused() throws {
         let folder = try TemporaryFolder()
         let model = Fixtures.model("tiny-llama").path
