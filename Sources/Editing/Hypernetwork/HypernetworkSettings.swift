@@ -13,6 +13,9 @@ public struct HypernetworkSettings: Sendable, Equatable {
         case bottleneck
         /// IBKE Design C: one latent per edit and shape gating the normalised gradient (IBKE.md §3.8).
         case gated
+        /// This project's extension: Design C's pooled latent gating MEND's per-token output
+        /// instead of the raw gradient (Docs/ibke.md).
+        case gatedMEND = "gated_mend"
     }
 
     /// Which token rows of the gradient signal the editor reads (IBKE.md §3.2 step 4).

@@ -20,6 +20,9 @@ import TensorCore
 ///   simplification of `wᵀ tanh(A x_t)`) into one Gaussian latent per edit and shape, which gates
 ///   the normalised gradient: `y_t = [ū_t ⊙ σ(B_u z + g_u); δ̄_t ⊙ σ(B_δ z + g_δ)]`. The gates start
 ///   near 0.95, so the design starts as MEND at its identity; the raw gradient bypasses `z`.
+/// - ``HypernetworkSettings/Design/gatedMEND`` (this project's Design C on MEND, Docs/ibke.md):
+///   the same pooled latent and gates, applied to MEND's per-token residual output instead of
+///   the raw normalised gradient: `y_t = MEND(x_t) ⊙ σ(B z + g)`.
 final class ShapeNetwork: @unchecked Sendable {
     typealias Design = HypernetworkSettings.Design
 
@@ -35,25 +38,26 @@ final class ShapeNetwork: @unchecked Sendable {
 
     /// The parameter layout of a network (names are stable: they key editor files).
     static func layout(design: Design, width d: Int, rank r: Int, latent z: Int, modules m: Int) -> [(String, [Int])] {
+        let residual: [(String, [Int])] = (0..<2).flatMap { i in
+            [("layer\(i).down", [r, d]), ("layer\(i).up", [d, r]), ("layer\(i).bias", [d]),
+             ("layer\(i).scale", [m, d]), ("layer\(i).shift", [m, d])]
+        }
+        let pooledGate: [(String, [Int])] = [
+            ("encoder.weight", [r, d]), ("encoder.bias", [r]), ("encoder.scale", [m, r]), ("encoder.shift", [m, r]),
+            ("attention.weight", [r]),
+            ("mean.weight", [z, r]), ("mean.bias", [z]), ("logvar.weight", [z, r]), ("logvar.bias", [z]),
+            ("gate.weight", [d, z]), ("gate.bias", [d]),
+        ]
         switch design {
-        case .mend:
-            return (0..<2).flatMap { i in
-                [("layer\(i).down", [r, d]), ("layer\(i).up", [d, r]), ("layer\(i).bias", [d]),
-                 ("layer\(i).scale", [m, d]), ("layer\(i).shift", [m, d])]
-            }
+        case .mend: return residual
+        case .gated: return pooledGate
+        case .gatedMEND: return residual + pooledGate
         case .bottleneck:
             return [
                 ("encoder.weight", [r, d]), ("encoder.bias", [r]), ("encoder.scale", [m, r]), ("encoder.shift", [m, r]),
                 ("mean.weight", [z, r]), ("mean.bias", [z]), ("logvar.weight", [z, r]), ("logvar.bias", [z]),
                 ("decoder.weight", [r, z]), ("decoder.bias", [r]), ("decoder.scale", [m, r]), ("decoder.shift", [m, r]),
                 ("output.weight", [d, r]), ("output.bias", [d]),
-            ]
-        case .gated:
-            return [
-                ("encoder.weight", [r, d]), ("encoder.bias", [r]), ("encoder.scale", [m, r]), ("encoder.shift", [m, r]),
-                ("attention.weight", [r]),
-                ("mean.weight", [z, r]), ("mean.bias", [z]), ("logvar.weight", [z, r]), ("logvar.bias", [z]),
-                ("gate.weight", [d, z]), ("gate.bias", [d]),
             ]
         }
     }
@@ -64,13 +68,21 @@ final class ShapeNetwork: @unchecked Sendable {
         self.init(design: design, inWidth: inWidth, outWidth: outWidth, rank: rank, latentSize: latentSize,
                   modules: modules)
         let d = width
-        switch design {
-        case .mend:
+        if design == .mend || design == .gatedMEND {
             for i in 0..<2 {
                 bank.fillNormal("layer\(i).down", std: 1 / Float(d).squareRoot(), using: &rng)
                 bank.fill("layer\(i).scale", 1)
             }
-        case .bottleneck:
+        }
+        if design == .gated || design == .gatedMEND {
+            bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
+            bank.fill("encoder.scale", 1)
+            bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
+            bank.fill("logvar.bias", initialLogVariance)
+            bank.fillNormal("gate.weight", std: 0.1 / Float(latentSize).squareRoot(), using: &rng)
+            bank.fill("gate.bias", 3)  // gates ≈ 0.95
+        }
+        if design == .bottleneck {
             bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
             bank.fill("encoder.scale", 1)
             bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
@@ -80,13 +92,6 @@ final class ShapeNetwork: @unchecked Sendable {
             // ũ rows random, δ̃ rows zero (LoRA-style: ΔW = 0 but ∂L/∂δ̃ ≠ 0).
             let output = bank["output.weight"], std = 1 / Float(rank).squareRoot()
             for i in 0..<(inWidth * rank) { output.pointer[i] = std * rng.nextGaussian() }
-        case .gated:
-            bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
-            bank.fill("encoder.scale", 1)
-            bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
-            bank.fill("logvar.bias", initialLogVariance)
-            bank.fillNormal("gate.weight", std: 0.1 / Float(latentSize).squareRoot(), using: &rng)
-            bank.fill("gate.bias", 3)  // gates ≈ 0.95
         }
     }
 
@@ -105,13 +110,17 @@ final class ShapeNetwork: @unchecked Sendable {
     /// What the rows of the shape's modules went through, kept for ``backward(_:outputGradients:klScale:into:)``.
     struct Pass {
         /// Per module slot (nil for a module with no rows): `[T, D]`, the factors `[ũ; δ̃]` of each row.
-        let outputs: [Tensor?]
+        var outputs: [Tensor?]
         /// Σ over latent vectors and units of `KL(N(μ, σ²) ‖ N(0, 1))` (0 for MEND).
         let klSum: Double
         /// How many latent vectors the KL sums over (rows for the bottleneck, 1 for gated, 0 for MEND).
         let latentCount: Int
-        fileprivate let saved: [[Tensor]]
-        fileprivate let shared: [Tensor]
+        /// Per module slot: the encoder's (or the bottleneck's) intermediates.
+        fileprivate var saved: [[Tensor]] = []
+        /// Per module slot: MEND's residual layers' intermediates and their output.
+        fileprivate var residual: [[Tensor]] = []
+        /// The pooled latent and its gates (gated designs).
+        fileprivate var shared: [Tensor] = []
         /// The latent samples' noise ε (training): per module slot for the bottleneck, one for gated.
         fileprivate var noise: [Tensor?] = []
     }
@@ -125,24 +134,8 @@ final class ShapeNetwork: @unchecked Sendable {
         }
         switch design {
         case .mend:
-            var outputs: [Tensor?] = [], saved: [[Tensor]] = []
-            for (m, x) in inputs.enumerated() {
-                guard let x else { outputs.append(nil); saved.append([]); continue }
-                var h = x, keep: [Tensor] = []
-                for i in 0..<2 {
-                    let p = LayerMath.linear(h, bank["layer\(i).down"], nil)
-                    let q = LayerMath.linear(p, bank["layer\(i).up"], bank["layer\(i).bias"])
-                    let f = LayerMath.film(q, scale: bank["layer\(i).scale"], shift: bank["layer\(i).shift"], module: m)
-                    let a = i == 0 ? LayerMath.relu(f) : f
-                    let next = h.copy()
-                    Kernels.add(a.pointer, into: next.pointer, count: next.count)
-                    keep += [h, p, q, f]
-                    h = next
-                }
-                outputs.append(h)
-                saved.append(keep)
-            }
-            return Pass(outputs: outputs, klSum: 0, latentCount: 0, saved: saved, shared: [])
+            let residual = inputs.enumerated().map { m, x in x.map { residualForward($0, module: m) } ?? [] }
+            return Pass(outputs: residual.map(\.last), klSum: 0, latentCount: 0, residual: residual)
         case .bottleneck:
             var outputs: [Tensor?] = [], saved: [[Tensor]] = [], noises: [Tensor?] = [], kl = 0.0, rows = 0
             for (m, x) in inputs.enumerated() {
@@ -158,37 +151,114 @@ final class ShapeNetwork: @unchecked Sendable {
                 outputs.append(LayerMath.linear(h2, bank["output.weight"], bank["output.bias"]))
                 saved.append([x, a1, f1, h1, mu, s, z, a2, f2, h2])
             }
-            return Pass(outputs: outputs, klSum: kl, latentCount: rows, saved: saved, shared: [], noise: noises)
-        case .gated:
-            // Encoder rows of every module, pooled into one latent.
-            var saved: [[Tensor]] = [], pooledRows: [Tensor] = []
-            for (m, x) in inputs.enumerated() {
-                guard let x else { saved.append([]); continue }
-                let (a1, f1, h1) = encode(x, module: m)
-                saved.append([x, a1, f1, h1])
-                pooledRows.append(h1)
+            return Pass(outputs: outputs, klSum: kl, latentCount: rows, saved: saved, noise: noises)
+        case .gated, .gatedMEND:
+            var pass = pooledGate(inputs, rng)
+            // What the gates scale: the normalised gradient itself, or MEND's output for it.
+            if design == .gatedMEND {
+                pass.residual = inputs.enumerated().map { m, x in x.map { residualForward($0, module: m) } ?? [] }
             }
-            let h = Self.stack(pooledRows), w = bank["attention.weight"]
-            let scores = (0..<h.shape[0]).map { MatMul.dot(h.pointer + $0 * rank, w.pointer, rank) }
-            let top = scores.max() ?? 0
-            let exps = scores.map { exp($0 - top) }, total = exps.reduce(0, +)
-            let attention = Tensor(shape: [1, scores.count], values: exps.map { $0 / total })
-            let pooled = Tensor(zeros: [1, rank])
-            MatMul.gemm(m: 1, n: rank, k: h.shape[0], a: attention.pointer, lda: h.shape[0], b: h.pointer, ldb: rank,
-                        c: pooled.pointer, ldc: rank)
-            let (mu, s, z, noise, klSum) = sample(pooled, rng)
-            let gate = LayerMath.linear(z, bank["gate.weight"], bank["gate.bias"])
-            for i in 0..<gate.count { gate.pointer[i] = 1 / (1 + exp(-gate.pointer[i])) }
-            let outputs: [Tensor?] = inputs.map { x in
-                guard let x else { return nil }
+            let gate = pass.shared[6]
+            pass.outputs = inputs.indices.map { m in
+                guard let x = design == .gated ? inputs[m] : pass.residual[m].last else { return nil }
                 let y = Tensor(zeros: x.shape)
                 for t in 0..<x.shape[0] {
                     for j in 0..<width { y.pointer[t * width + j] = x.pointer[t * width + j] * gate.pointer[j] }
                 }
                 return y
             }
-            return Pass(outputs: outputs, klSum: klSum, latentCount: 1, saved: saved,
-                        shared: [h, attention, pooled, mu, s, z, gate], noise: [noise])
+            return pass
+        }
+    }
+
+    /// MEND's two residual low-rank layers on one module's rows: `[h, p, q, f]` of each layer,
+    /// then the output.
+    private func residualForward(_ x: Tensor, module m: Int) -> [Tensor] {
+        var h = x, keep: [Tensor] = []
+        for i in 0..<2 {
+            let p = LayerMath.linear(h, bank["layer\(i).down"], nil)
+            let q = LayerMath.linear(p, bank["layer\(i).up"], bank["layer\(i).bias"])
+            let f = LayerMath.film(q, scale: bank["layer\(i).scale"], shift: bank["layer\(i).shift"], module: m)
+            let a = i == 0 ? LayerMath.relu(f) : f
+            let next = h.copy()
+            Kernels.add(a.pointer, into: next.pointer, count: next.count)
+            keep += [h, p, q, f]
+            h = next
+        }
+        return keep + [h]
+    }
+
+    /// Backward of ``residualForward(_:module:)`` from the output's gradient.
+    private func residualBackward(_ dY: Tensor, saved: [Tensor], module m: Int, gradient g: (String) -> Tensor) {
+        let dx = dY.copy()
+        for i in [1, 0] {
+            let h = saved[4 * i], p = saved[4 * i + 1], q = saved[4 * i + 2], f = saved[4 * i + 3]
+            let df = dx.copy()
+            if i == 0 { LayerMath.reluBackward(df, input: f) }
+            let dq = LayerMath.filmBackward(df, input: q, scale: bank["layer\(i).scale"], module: m,
+                                            dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
+            let dp = LayerMath.linearBackward(dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
+                                              dBias: g("layer\(i).bias"), inputGradient: true)!
+            let dh = LayerMath.linearBackward(dp, input: h, weight: bank["layer\(i).down"],
+                                              dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
+            // The residual path: the layer input's gradient is dx + dh.
+            if let dh { Kernels.add(dh.pointer, into: dx.pointer, count: dx.count) }
+        }
+    }
+
+    /// The gated designs' latent: the encoder rows of every module, pooled by attention into one
+    /// Gaussian, sampled, and mapped to the gates `σ(B z + g)` (`shared[6]`, `[1, D]`).
+    private func pooledGate(_ inputs: [Tensor?], _ rng: UnsafeMutablePointer<SplitMix64>?) -> Pass {
+        var saved: [[Tensor]] = [], pooledRows: [Tensor] = []
+        for (m, x) in inputs.enumerated() {
+            guard let x else { saved.append([]); continue }
+            let (a1, f1, h1) = encode(x, module: m)
+            saved.append([x, a1, f1, h1])
+            pooledRows.append(h1)
+        }
+        let h = Self.stack(pooledRows), w = bank["attention.weight"]
+        let scores = (0..<h.shape[0]).map { MatMul.dot(h.pointer + $0 * rank, w.pointer, rank) }
+        let top = scores.max() ?? 0
+        let exps = scores.map { exp($0 - top) }, total = exps.reduce(0, +)
+        let attention = Tensor(shape: [1, scores.count], values: exps.map { $0 / total })
+        let pooled = Tensor(zeros: [1, rank])
+        MatMul.gemm(m: 1, n: rank, k: h.shape[0], a: attention.pointer, lda: h.shape[0], b: h.pointer, ldb: rank,
+                    c: pooled.pointer, ldc: rank)
+        let (mu, s, z, noise, klSum) = sample(pooled, rng)
+        let gate = LayerMath.linear(z, bank["gate.weight"], bank["gate.bias"])
+        for i in 0..<gate.count { gate.pointer[i] = 1 / (1 + exp(-gate.pointer[i])) }
+        return Pass(outputs: [], klSum: klSum, latentCount: 1, saved: saved,
+                    shared: [h, attention, pooled, mu, s, z, gate], noise: [noise])
+    }
+
+    /// Backward of ``pooledGate(_:_:)`` from the gates' gradient `dGate` (`[1, D]`, before the
+    /// sigmoid), plus `klScale` × the KL's gradient.
+    private func pooledGateBackward(_ dGate: Tensor, pass: Pass, klScale: Float, gradient g: (String) -> Tensor) {
+        let (h, attention, pooled, mu, logVar, z, gate) = (pass.shared[0], pass.shared[1], pass.shared[2],
+                                                           pass.shared[3], pass.shared[4], pass.shared[5], pass.shared[6])
+        for j in 0..<width { dGate.pointer[j] *= gate.pointer[j] * (1 - gate.pointer[j]) }
+        let dz = LayerMath.linearBackward(dGate, input: z, weight: bank["gate.weight"], dWeight: g("gate.weight"),
+                                          dBias: g("gate.bias"), inputGradient: true)!
+        let noise = pass.noise.first ?? nil
+        let dPooled = sampleBackward(dz, h: pooled, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
+        // pooled = Σ_t a_t h_t, a = softmax(h w): ∂h_t = a_t ∂pooled + ∂e_t w, ∂e_t = a_t (∂a_t − Σ a ∂a).
+        let rows = h.shape[0], w = bank["attention.weight"], dw = g("attention.weight")
+        let dA = (0..<rows).map { MatMul.dot(h.pointer + $0 * rank, dPooled.pointer, rank) }
+        let mean = zip(dA, (0..<rows).map { attention.pointer[$0] }).map { $0 * $1 }.reduce(0, +)
+        let dH = Tensor(zeros: h.shape)
+        for t in 0..<rows {
+            let a = attention.pointer[t], de = a * (dA[t] - mean)
+            let row = dH.pointer + t * rank, ht = h.pointer + t * rank
+            for j in 0..<rank {
+                row[j] = a * dPooled.pointer[j] + de * w.pointer[j]
+                dw.pointer[j] += de * ht[j]
+            }
+        }
+        var next = 0
+        for (m, saved) in pass.saved.enumerated() where !saved.isEmpty {
+            let count = saved[0].shape[0]
+            encodeBackward(dH.rows(next..<(next + count)).copy(), saved: saved, module: m, gradient: g)
+            next += count
         }
     }
 
@@ -259,21 +329,7 @@ final class ShapeNetwork: @unchecked Sendable {
         case .mend:
             for (m, dY) in outputGradients.enumerated() {
                 guard let dY else { continue }
-                let dx = dY.copy()
-                for i in [1, 0] {
-                    let saved = pass.saved[m]
-                    let h = saved[4 * i], p = saved[4 * i + 1], q = saved[4 * i + 2], f = saved[4 * i + 3]
-                    let df = dx.copy()
-                    if i == 0 { LayerMath.reluBackward(df, input: f) }
-                    let dq = LayerMath.filmBackward(df, input: q, scale: bank["layer\(i).scale"], module: m,
-                                                    dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
-                    let dp = LayerMath.linearBackward(dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
-                                                      dBias: g("layer\(i).bias"), inputGradient: true)!
-                    let dh = LayerMath.linearBackward(dp, input: h, weight: bank["layer\(i).down"],
-                                                      dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
-                    // The residual path: the layer input's gradient is dx + dh.
-                    if let dh { Kernels.add(dh.pointer, into: dx.pointer, count: dx.count) }
-                }
+                residualBackward(dY, saved: pass.residual[m], module: m, gradient: g)
             }
         case .bottleneck:
             for (m, dY) in outputGradients.enumerated() {
@@ -291,41 +347,23 @@ final class ShapeNetwork: @unchecked Sendable {
                 let dh1 = sampleBackward(dz, h: h1, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
                 encodeBackward(dh1, saved: s, module: m, gradient: g)
             }
-        case .gated:
-            let (h, attention, pooled, mu, logVar, z, gate) = (pass.shared[0], pass.shared[1], pass.shared[2],
-                                                               pass.shared[3], pass.shared[4], pass.shared[5], pass.shared[6])
-            let noise = pass.noise.first ?? nil
-            // y = x ⊙ gate (gate broadcast over rows): ∂L/∂gate = Σ_rows dY ⊙ x, then the sigmoid.
-            let dGate = Tensor(zeros: [1, width])
+        case .gated, .gatedMEND:
+            // y = x ⊙ gate (gate broadcast over rows, x the gated rows): ∂L/∂gate = Σ_rows dY ⊙ x,
+            // and for gated MEND ∂L/∂x = dY ⊙ gate into MEND's layers.
+            let gate = pass.shared[6], dGate = Tensor(zeros: [1, width])
             for (m, dY) in outputGradients.enumerated() {
-                guard let dY, let x = pass.saved[m].first else { continue }
+                guard let dY, let x = design == .gated ? pass.saved[m].first : pass.residual[m].last else { continue }
+                let dX = design == .gatedMEND ? Tensor(zeros: x.shape) : nil
                 for t in 0..<x.shape[0] {
-                    for j in 0..<width { dGate.pointer[j] += dY.pointer[t * width + j] * x.pointer[t * width + j] }
+                    for j in 0..<width {
+                        let i = t * width + j
+                        dGate.pointer[j] += dY.pointer[i] * x.pointer[i]
+                        dX?.pointer[i] = dY.pointer[i] * gate.pointer[j]
+                    }
                 }
+                if let dX { residualBackward(dX, saved: pass.residual[m], module: m, gradient: g) }
             }
-            for j in 0..<width { dGate.pointer[j] *= gate.pointer[j] * (1 - gate.pointer[j]) }
-            let dz = LayerMath.linearBackward(dGate, input: z, weight: bank["gate.weight"], dWeight: g("gate.weight"),
-                                              dBias: g("gate.bias"), inputGradient: true)!
-            let dPooled = sampleBackward(dz, h: pooled, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
-            // pooled = Σ_t a_t h_t, a = softmax(h w): ∂h_t = a_t ∂pooled + ∂e_t w, ∂e_t = a_t (∂a_t − Σ a ∂a).
-            let rows = h.shape[0], w = bank["attention.weight"], dw = g("attention.weight")
-            let dA = (0..<rows).map { MatMul.dot(h.pointer + $0 * rank, dPooled.pointer, rank) }
-            let mean = zip(dA, (0..<rows).map { attention.pointer[$0] }).map { $0 * $1 }.reduce(0, +)
-            let dH = Tensor(zeros: h.shape)
-            for t in 0..<rows {
-                let a = attention.pointer[t], de = a * (dA[t] - mean)
-                let row = dH.pointer + t * rank, ht = h.pointer + t * rank
-                for j in 0..<rank {
-                    row[j] = a * dPooled.pointer[j] + de * w.pointer[j]
-                    dw.pointer[j] += de * ht[j]
-                }
-            }
-            var next = 0
-            for (m, saved) in pass.saved.enumerated() where !saved.isEmpty {
-                let count = saved[0].shape[0]
-                encodeBackward(dH.rows(next..<(next + count)).copy(), saved: saved, module: m, gradient: g)
-                next += count
-            }
+            pooledGateBackward(dGate, pass: pass, klScale: klScale, gradient: g)
         }
     }
 
