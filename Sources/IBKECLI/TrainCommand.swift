@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "ibke (information bottleneck: Design A, or C with --set design=gated) or mend.") var method = "ibke"
+    @Option(help: "ibke (information bottleneck: Design A, or --set design=gated|gated_mend) or mend.") var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
     var train: String
     @Option(help: ArgumentHelp("Validation data (KIND:PATH); default: the last --val-count records of the first --train file, held out.",
@@ -38,6 +38,9 @@ struct Train: ParsableCommand {
     var overrides: [String] = []
     @Option(help: "The editor file to write.") var out: String
     @Flag(help: "Continue from OUT.checkpoint/.") var resume = false
+    @Option(help: ArgumentHelp("Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
+                               valueName: "step"))
+    var stopAt: Int?
 
     func run() throws {
         guard let design = ["ibke": HypernetworkSettings.Design.bottleneck, "mend": .mend][method] else {
@@ -51,6 +54,9 @@ struct Train: ParsableCommand {
         let object = try HyperparameterReader.overriding(base, with: overrides, file: hyperparameters ?? "--set")
         var reader = HyperparameterReader(object: object, file: hyperparameters ?? "--set")
         let trainingSettings = try TrainingSettings(reading: &reader, design: design)
+        if let stopAt, stopAt < 1 || stopAt % trainingSettings.validateEvery != 0 {
+            throw CLIError("--stop-at \(stopAt): must be a positive multiple of validate_every (\(trainingSettings.validateEvery))")
+        }
         let editorSettings = try HypernetworkSettings(reading: &reader, design: design, config: loaded.config)
         guard (editorSettings.design == .mend) == (design == .mend) else {
             throw CLIError("--method \(method) trains design \(design.rawValue); the settings say design \(editorSettings.design.rawValue)")
@@ -107,7 +113,7 @@ struct Train: ParsableCommand {
 
         let bar = ProgressBar(), interactive = isatty(STDERR_FILENO) != 0
         var window: [HypernetworkTrainer.StepReport] = []
-        let summary = try run.run { event in
+        let summary = try run.run(stopAt: stopAt) { event in
             switch event {
             case .step(let r):
                 window.append(r)

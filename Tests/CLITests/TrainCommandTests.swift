@@ -14,17 +14,17 @@ import Testing
         let model = Fixtures.model("tiny-llama").path
         let train = ["train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "3",
                      "--out", editor.path] + Self.tinySettings
-        let first = try IBKE.run(train, timeout: 120)
+        let first = try IBKE.run(train + ["--stop-at", "2"], timeout: 120)
         #expect(first.status == 0, "\(first)")
-        #expect(first.stderr.contains("validation at step 4"), "\(first)")
+        #expect(first.stderr.contains("validation at step 2") && !first.stderr.contains("validation at step 4"), "\(first)")
         for suffix in ["", ".steps.csv", ".validation.csv", ".training.html", ".checkpoint/state.json", ".checkpoint/optimizer.safetensors"] {
             #expect(FileManager.default.fileExists(atPath: editor.path + suffix), "no \(suffix)")
         }
-        // Two more steps from the checkpoint.
+        // The rest of the budget from the checkpoint.
         let resumed = try IBKE.run(train + ["--set", "steps=6", "--resume"], timeout: 120)
         #expect(resumed.status == 1 && resumed.stderr.contains("other settings"), "a changed budget is a changed setting: \(resumed)")
         let same = try IBKE.run(train + ["--resume"], timeout: 120)
-        #expect(same.status == 0 && same.stderr.contains("resuming at step 4"), "\(same)")
+        #expect(same.status == 0 && same.stderr.contains("resuming at step 2") && same.stderr.contains("validation at step 4"), "\(same)")
 
         let edit = try IBKE.run(["edit", "--model", model, "--method", "ibke", "--editor", editor.path,
                                  "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
@@ -76,6 +76,7 @@ import Testing
             (["--train", Self.zsreTrain, "--set", "layers=[7]"], "layer 7"),
             (["--train", Self.zsreTrain, "--val-count", "50"], "--val-count"),
             (["--train", Self.zsreTrain, "--val-count", "3", "--resume"], "no checkpoint"),
+            (["--train", Self.zsreTrain, "--val-count", "3", "--stop-at", "3"], "--stop-at 3"),
         ]
         for (arguments, expected) in cases {
             let result = try IBKE.run(base + arguments, timeout: 60)
