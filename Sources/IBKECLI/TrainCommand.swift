@@ -41,6 +41,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
                                valueName: "step"))
     var stopAt: Int?
+    @Flag(help: "Store OUT's network weights in float16 at the end (half the file; the checkpoint stays float32).")
+    var f16 = false
 
     func run() throws {
         guard let design = ["ibke": HypernetworkSettings.Design.bottleneck, "mend": .mend][method] else {
@@ -134,6 +136,7 @@ struct Train: ParsableCommand {
             }
         }
         bar.finish()
+        if f16 { try HypernetworkEditor.load(from: output, for: loaded).save(to: output, halfPrecision: true) }
         log(String(format: "done: %d steps in %@; best at step %d: reliability %.1f, generality %.1f, locality %.1f; wrote %@",
                    summary.steps, ProgressBar.duration(summary.seconds), summary.bestStep, summary.best.reliability * 100,
                    summary.best.generality * 100, summary.best.locality * 100, out))

@@ -25,6 +25,12 @@ import Testing
         #expect(resumed.status == 1 && resumed.stderr.contains("other settings"), "a changed budget is a changed setting: \(resumed)")
         let same = try IBKE.run(train + ["--resume"], timeout: 120)
         #expect(same.status == 0 && same.stderr.contains("resuming at step 2") && same.stderr.contains("validation at step 4"), "\(same)")
+        // Nothing left to train: --f16 only rewrites the best editor with float16 networks.
+        let fullSize = try FileManager.default.attributesOfItem(atPath: editor.path)[.size] as! Int
+        let half = try IBKE.run(train + ["--resume", "--f16"], timeout: 120)
+        #expect(half.status == 0 && !half.stderr.contains("validation at step"), "\(half)")
+        let halfSize = try FileManager.default.attributesOfItem(atPath: editor.path)[.size] as! Int
+        #expect(halfSize < fullSize, "float16 networks: \(halfSize) bytes, float32: \(fullSize)")
 
         let edit = try IBKE.run(["edit", "--model", model, "--method", "ibke", "--editor", editor.path,
                                  "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)

@@ -239,14 +239,17 @@ extension HypernetworkEditor {
     static let formatValue = "ibke-editor-1"
 
     /// Writes the editor (networks, step sizes, normalisation statistics, settings, model hash,
-    /// provenance) as one safetensors file, atomically.
-    public func save(to url: URL) throws {
+    /// provenance) as one safetensors file, atomically. `halfPrecision` stores the network
+    /// weights in float16 (half the file, for distribution); step sizes and statistics stay exact.
+    public func save(to url: URL, halfPrecision: Bool = false) throws {
         var tensors: [SafetensorsWriter.Entry] = [.init(name: "step_sizes", shape: [modules.count], floats: stepSizes.scalars)]
         var counts: [String] = []
         for (k, shape) in shapes.enumerated() {
             let bank = shape.network.bank
             for slot in bank.slots {
-                tensors.append(.init(name: "shape\(k).\(slot.name)", shape: slot.shape, floats: bank[slot.name].scalars))
+                let name = "shape\(k).\(slot.name)", values = bank[slot.name].scalars
+                tensors.append(halfPrecision ? .float16(name: name, shape: slot.shape, floats: values)
+                                             : .init(name: name, shape: slot.shape, floats: values))
             }
             // In float64, so that a resumed training run continues the statistics exactly.
             for (label, statistics) in [("input", shape.inputStatistics), ("gradient", shape.gradientStatistics)] {
