@@ -74,19 +74,17 @@ final class ShapeNetwork: @unchecked Sendable {
                 bank.fill("layer\(i).scale", 1)
             }
         }
-        if design == .gated || design == .gatedMEND {
+        if design != .mend {  // the encoder and Gaussian heads of every latent design
             bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
             bank.fill("encoder.scale", 1)
             bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
             bank.fill("logvar.bias", initialLogVariance)
+        }
+        if design == .gated || design == .gatedMEND {
             bank.fillNormal("gate.weight", std: 0.1 / Float(latentSize).squareRoot(), using: &rng)
             bank.fill("gate.bias", 3)  // gates ≈ 0.95
         }
         if design == .bottleneck {
-            bank.fillNormal("encoder.weight", std: (2 / Float(d)).squareRoot(), using: &rng)
-            bank.fill("encoder.scale", 1)
-            bank.fillNormal("mean.weight", std: 1 / Float(rank).squareRoot(), using: &rng)
-            bank.fill("logvar.bias", initialLogVariance)
             bank.fillNormal("decoder.weight", std: (2 / Float(latentSize)).squareRoot(), using: &rng)
             bank.fill("decoder.scale", 1)
             // ũ rows random, δ̃ rows zero (LoRA-style: ΔW = 0 but ∂L/∂δ̃ ≠ 0).
@@ -113,7 +111,7 @@ final class ShapeNetwork: @unchecked Sendable {
         var outputs: [Tensor?]
         /// Σ over latent vectors and units of `KL(N(μ, σ²) ‖ N(0, 1))` (0 for MEND).
         let klSum: Double
-        /// How many latent vectors the KL sums over (rows for the bottleneck, 1 for gated, 0 for MEND).
+        /// How many latent vectors the KL sums over (rows for the bottleneck, 1 for the gated designs, 0 for MEND).
         let latentCount: Int
         /// Per module slot: the encoder's (or the bottleneck's) intermediates.
         fileprivate var saved: [[Tensor]] = []
