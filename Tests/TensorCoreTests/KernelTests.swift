@@ -124,4 +124,21 @@ import TensorCore
         }
         #expect((0..<1000).allSatisfy { counts[$0] == 1 })
     }
+
+    @Test func parallelForRunsManyShortLoopsFromConcurrentCallers() {
+        // Three threads start thousands of loops at once: one holds the workers at a time, the
+        // others run serially; every chunk of every loop runs exactly once either way.
+        let callers = 3, chunks = 37, rounds = 3000
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: callers * chunks)
+        counts.initialize(repeating: 0, count: callers * chunks)
+        defer { counts.deallocate() }
+        let address = UInt(bitPattern: counts)
+        DispatchQueue.concurrentPerform(iterations: callers) { caller in
+            let counts = UnsafeMutablePointer<Int>(bitPattern: address)!
+            for round in 0..<rounds {
+                parallelFor(chunks, dynamic: round % 2 == 1) { i in counts[caller * chunks + i] += 1 }
+            }
+        }
+        #expect((0..<(callers * chunks)).allSatisfy { counts[$0] == rounds })
+    }
 }
