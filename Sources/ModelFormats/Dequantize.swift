@@ -9,7 +9,7 @@ import TensorCore
 // Block layouts are those of ggml-common.h; the comment on each kernel gives the element order.
 
 /// Tensors below this many elements are converted on the calling thread; larger ones are split
-/// into chunks of about this size and spread over ``parallelFor(_:_:)``.
+/// into chunks of about this size and spread over ``parallelFor(_:dynamic:_:)``.
 let dequantizeChunkElements = 1 << 16
 
 extension GGMLType {

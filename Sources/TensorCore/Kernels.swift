@@ -3,7 +3,7 @@ import Foundation
 /// Row-wise elementwise kernels of the transformer forward pass, on raw row-major buffers.
 ///
 /// Each takes `rows` rows of `width` contiguous floats; rows may be strided (`ld`). They run
-/// single-threaded per call: callers parallelise over rows with ``parallelFor(_:_:)`` when
+/// single-threaded per call: callers parallelise over rows with ``parallelFor(_:dynamic:_:)`` when
 /// the work is large enough to pay for it.
 public enum Kernels {
     /// RMSNorm: `y = x / sqrt(mean(x²) + eps) · weight` (Llama, Qwen2). In place allowed.

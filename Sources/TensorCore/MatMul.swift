@@ -1,7 +1,7 @@
 import COpenBLAS
 
 /// Matrix products. Every matmul in IBKE goes through here: OpenBLAS `sgemm` (single-threaded,
-/// split over the ``parallelFor(_:_:)`` pool) for two or more rows, and
+/// split over the ``parallelFor(_:dynamic:_:)`` pool) for two or more rows, and
 /// ``gemv(_:rows:columns:_:_:)`` (a bandwidth-bound Swift kernel) for one row, where OpenBLAS's
 /// sgemm is pathologically slow (MACHINE.md §3).
 public enum MatMul {

@@ -5,7 +5,7 @@ import Synchronization
 
 /// The number of threads IBKE computes with.
 ///
-/// IBKE has one pool of threads: ``parallelFor(_:_:)``. OpenBLAS itself runs single-threaded
+/// IBKE has one pool of threads, behind ``parallelFor(_:dynamic:_:)``. OpenBLAS itself runs single-threaded
 /// and large matrix products are split across the pool by ``MatMul`` — OpenBLAS's own workers
 /// spin (`sched_yield`) for a long time after each call and would compete with the pool for
 /// the cores between matmuls (measured: 15% of a 512-token prefill went to scheduling).
@@ -46,7 +46,7 @@ public func parallelFor(_ chunks: Int, dynamic: Bool = false, _ body: (Int) -> V
 }
 
 /// One ``parallelFor(_:dynamic:_:)`` call: `threads` shares of the chunks, each claimed by
-/// whichever thread comes first (the caller, or a worker), so a worker that waits for a core
+/// whichever thread comes first (the caller, or a worker), so a worker still waiting for a core
 /// on a busy machine delays nothing; the chunks of share `t` depend only on `t`.
 private final class Loop: @unchecked Sendable {
     let body: (Int) -> Void
