@@ -17,7 +17,8 @@ enum Entry {
     /// Keeps freed large buffers in the heap for the next call to reuse. glibc otherwise maps
     /// every allocation over 32 MB afresh (a 512-token prefill's 100 MB of logits) and the kernel
     /// zero-fills each page again on first touch (page faults over an `ibke bench` run: 387k
-    /// before, 278k after; most of the rest are loading the model).
+    /// before, 278k after; the rest are about the model's 538 MB of weights and the bench's own
+    /// 512 MB read buffer, 131k pages each).
     static func reuseLargeAllocations() {
         #if canImport(Glibc)
             // <malloc.h> is not in the Glibc module; its values: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3.

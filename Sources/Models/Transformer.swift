@@ -371,20 +371,21 @@ public final class Transformer: @unchecked Sendable {
                             b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
                 // Unnormalised probabilities (masked keys 0); each context row is divided by
                 // its sum after the product.
-                var sums = [Float](repeating: 0, count: stacked)
-                for g in 0..<group {
-                    for r in 0..<rows {
-                        let visible = past + task.firstRow + r + 1
-                        let row = scores + (g * rows + r) * keyCount
-                        sums[g * rows + r] = Kernels.exponentiateShifted(row, count: visible).sum
-                        (row + visible).update(repeating: 0, count: keyCount - visible)
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: stacked) { sums in
+                    for g in 0..<group {
+                        for r in 0..<rows {
+                            let visible = past + task.firstRow + r + 1
+                            let row = scores + (g * rows + r) * keyCount
+                            sums[g * rows + r] = Kernels.exponentiateShifted(row, count: visible).sum
+                            (row + visible).update(repeating: 0, count: keyCount - visible)
+                        }
                     }
-                }
-                MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
-                            c: context, ldc: d)
-                for i in 0..<stacked {
-                    let inverse = 1 / sums[i]
-                    Kernels.mapSIMD(context + i * d, count: d) { $0 * inverse }
+                    MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
+                                c: context, ldc: d)
+                    for i in 0..<stacked {
+                        let inverse = 1 / sums[i]
+                        Kernels.mapSIMD(context + i * d, count: d) { $0 * inverse }
+                    }
                 }
             }
             let firstOut = out + (starts[s] + task.firstRow) * outWidth
