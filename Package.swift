@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: BLAS / LAPACK (Debian libopenblas-dev)
@@ -27,10 +29,12 @@ let package = Package(
 
         // MARK: Library modules (dependency order)
         .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
-        .target(name: "ModelFormats", dependencies: ["TensorCore"]),
+        .target(name: "ModelFormats", dependencies: ["TensorCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Tokenizers", dependencies: ["ModelFormats"]),
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
-        .target(name: "Editing", dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models"]),
+        .target(
+            name: "Editing",
+            dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models", .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
         .target(name: "Training", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing", "Evaluation"]),
 

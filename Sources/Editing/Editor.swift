@@ -111,6 +111,7 @@ public enum EditorError: Error, CustomStringConvertible, Equatable {
     case unknownHyperparameter(file: String, key: String, known: [String])
     case layerOutOfRange(file: String, layer: Int, layers: Int)
     case notFinite(method: String, detail: String)
+    case unknownMethod(String, known: [String])
 
     public var description: String {
         switch self {
@@ -122,6 +123,8 @@ public enum EditorError: Error, CustomStringConvertible, Equatable {
             "\(file): layer \(layer) does not exist; the model has layers 0–\(layers - 1)"
         case .notFinite(let method, let detail):
             "\(method): \(detail) is NaN or infinite; no edit was made"
+        case .unknownMethod(let name, let known):
+            "unknown editing method \(name) (known: \(known.joined(separator: ", ")))"
         }
     }
 }

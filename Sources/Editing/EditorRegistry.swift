@@ -30,6 +30,10 @@ public enum EditorRegistry {
         guard editor.name == method else {
             throw HypernetworkError.malformed(file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method)")
         }
+        if let file {
+            var reader = try HyperparameterReader(contentsOf: file)
+            try editor.overrideEditSettings(&reader)
+        }
         return editor
     }
 
@@ -76,7 +80,7 @@ public enum EditorRegistry {
         case "ibke", "mend":
             throw EditorError.invalidHyperparameter(file: name, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
         default:
-            throw EditorError.invalidHyperparameter(file: "--methods", key: name, expected: "one of \(names.joined(separator: ", "))")
+            throw EditorError.unknownMethod(name, known: names)
         }
     }
 }

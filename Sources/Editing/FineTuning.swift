@@ -50,6 +50,7 @@ public final class FineTuning: Editor {
             self = .defaults(objective, layerCount: layerCount)
             layers = try reader.ints("layers", default: layers)
             try reader.checkLayers(layers, layerCount: layerCount)
+            try reader.checkDistinct(layers)
             let moduleName = try reader.string("module", "rewrite_module_tmp", default: module.rawValue)
             guard let kind = Self.moduleKind(moduleName) else {
                 throw EditorError.invalidHyperparameter(file: reader.file, key: "module",

@@ -1,5 +1,6 @@
 import Foundation
 import ModelFormats
+import Yams
 
 /// Reads an editor's hyperparameters from a JSON or YAML file (or an in-memory object),
 /// accepting the reference implementations' key names as aliases and rejecting keys nobody
@@ -25,7 +26,7 @@ public struct HyperparameterReader {
         }
         let value: JSONValue
         if ["yaml", "yml"].contains(url.pathExtension.lowercased()) {
-            value = try SimpleYAML.parse(String(decoding: data, as: UTF8.self), file: name)
+            value = try YAMLFile.parse(String(decoding: data, as: UTF8.self), file: name)
         } else {
             do { value = try JSONValue.parse(data) } catch {
                 throw EditorError.invalidHyperparameter(file: name, key: "(file)", expected: "JSON (\(error))")
@@ -46,7 +47,7 @@ public struct HyperparameterReader {
                 throw EditorError.invalidHyperparameter(file: file, key: assignment, expected: "KEY=VALUE")
             }
             let yaml = assignment[..<eq] + ": " + assignment[assignment.index(after: eq)...]
-            guard let parsed = try SimpleYAML.parse(String(yaml), file: file).objectValue else { continue }
+            guard let parsed = try YAMLFile.parse(String(yaml), file: file).objectValue else { continue }
             for member in parsed { _ = object.updateValue(member.value, forKey: member.key) }
         }
         return object
@@ -66,7 +67,8 @@ public struct HyperparameterReader {
     public mutating func double(_ keys: String..., default fallback: Double) throws -> Double {
         guard let (key, v) = value(keys) else { return fallback }
         guard let d = v.doubleValue, d.isFinite else {
-            throw EditorError.invalidHyperparameter(file: file, key: key, expected: "a number, found \(v.kindName)")
+            let found = v.doubleValue.map { "\($0)" } ?? v.kindName  // NaN and ±infinity by name
+            throw EditorError.invalidHyperparameter(file: file, key: key, expected: "a finite number, found \(found)")
         }
         return d
     }
@@ -144,87 +146,69 @@ public struct HyperparameterReader {
             throw EditorError.layerOutOfRange(file: file, layer: layer, layers: layerCount)
         }
     }
+
+    /// Refuses a layer listed twice (each edited matrix takes one update).
+    public func checkDistinct(_ layers: [Int], key: String = "layers") throws {
+        guard Set(layers).count == layers.count else {
+            throw EditorError.invalidHyperparameter(file: file, key: key, expected: "distinct layers, found \(layers)")
+        }
+    }
 }
 
-/// The subset of YAML that editing configurations use: `key: value` lines, `#` comments,
-/// scalars (numbers, `true`/`false`, `null`/`~`, quoted or bare strings), inline lists
-/// `[a, b]` and block lists (`- item` lines under a key). Nested mappings are not supported
-/// and are reported as errors.
-enum SimpleYAML {
+/// YAML files, read with Yams (libyaml) into the JSON model the readers share. Booleans are
+/// YAML 1.2's `true`/`false` only: YAML 1.1's `yes`/`no`/`on`/`off` stay strings, as a key such as
+/// `fact_token: no` means in the reference configurations. Nesting and the number of values
+/// (aliases counted as often as they are used) are bounded, so that a small file cannot
+/// expand into a large one.
+enum YAMLFile {
+    static let maximumDepth = 32
+    static let maximumValues = 100_000
+
+    static let resolver: Resolver = {
+        // The pattern is a constant that compiles; the fallback is never taken.
+        (try? Resolver.default.removing(.bool).appending(.bool, "^(?:true|True|TRUE|false|False|FALSE)$")) ?? .default
+    }()
+
     static func parse(_ text: String, file: String) throws -> JSONValue {
-        var object = JSONObject()
-        var listKey: String?
-        var list: [JSONValue] = []
-        func flush() {
-            if let key = listKey { object.updateValue(.array(list), forKey: key) }
-            listKey = nil
-            list = []
+        let root: Node?
+        do { root = try Yams.compose(yaml: text, resolver) } catch {
+            throw EditorError.invalidHyperparameter(file: file, key: "(file)", expected: "YAML (\(error))")
         }
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = stripComment(String(raw))
-            if line.trimmingCharacters(in: .whitespaces).isEmpty || line.hasPrefix("---") { continue }
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("- ") || trimmed == "-" {
-                guard listKey != nil else {
-                    throw EditorError.invalidHyperparameter(file: file, key: "line \(n + 1)", expected: "a list item under a key")
-                }
-                list.append(scalar(String(trimmed.dropFirst()).trimmingCharacters(in: .whitespaces)))
-                continue
-            }
-            guard !line.hasPrefix(" "), let colon = line.firstIndex(of: ":") else {
-                throw EditorError.invalidHyperparameter(file: file, key: "line \(n + 1)", expected: "`key: value` (nested mappings are not supported)")
-            }
-            flush()
-            let key = unquote(String(line[..<colon]).trimmingCharacters(in: .whitespaces))
-            let rest = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-            if rest.isEmpty {
-                listKey = key
-            } else {
-                object.updateValue(try value(rest, file: file, line: n + 1), forKey: key)
-            }
-        }
-        flush()
-        return .object(object)
+        guard let root else { return .object([:]) }
+        var budget = maximumValues
+        return try value(root, file: file, depth: 0, budget: &budget)
     }
 
-    private static func value(_ text: String, file: String, line: Int) throws -> JSONValue {
-        guard text.hasPrefix("[") else { return scalar(text) }
-        guard text.hasSuffix("]") else {
-            throw EditorError.invalidHyperparameter(file: file, key: "line \(line)", expected: "a closing ] on the same line")
+    private static func value(_ node: Node, file: String, depth: Int, budget: inout Int) throws -> JSONValue {
+        func invalid(_ expected: String) -> EditorError {
+            let line = node.mark.map { " (line \($0.line))" } ?? ""
+            return EditorError.invalidHyperparameter(file: file, key: "(file)\(line)", expected: expected)
         }
-        let inner = text.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
-        if inner.isEmpty { return .array([]) }
-        return .array(inner.split(separator: ",").map { scalar($0.trimmingCharacters(in: .whitespaces)) })
-    }
-
-    private static func scalar(_ text: String) -> JSONValue {
-        if text.hasPrefix("\"") || text.hasPrefix("'") { return .string(unquote(text)) }
-        switch text.lowercased() {
-        case "true", "yes": return .bool(true)
-        case "false", "no": return .bool(false)
-        case "null", "~", "none", "": return .null
-        default: break
-        }
-        if let i = Int(text) { return .int(i) }
-        if let d = Double(text) { return .double(d) }
-        return .string(text)
-    }
-
-    private static func unquote(_ text: String) -> String {
-        if text.count >= 2, let first = text.first, first == "\"" || first == "'", text.last == first {
-            return String(text.dropFirst().dropLast())
-        }
-        return text
-    }
-
-    private static func stripComment(_ line: String) -> String {
-        var quote: Character?
-        for (i, c) in zip(line.indices, line) {
-            if let q = quote { if c == q { quote = nil } } else if c == "\"" || c == "'" { quote = c }
-            else if c == "#" && (i == line.startIndex || line[line.index(before: i)] == " ") {
-                return String(line[..<i])
+        guard depth < maximumDepth else { throw invalid("at most \(maximumDepth) levels of nesting") }
+        budget -= 1
+        guard budget >= 0 else { throw invalid("at most \(maximumValues) values, aliases included") }
+        switch node {
+        case .scalar(let scalar):
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: return .null
+            case .bool: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
+            case .int:
+                guard let i = node.int else { throw invalid("an integer that fits in 64 bits, found \(scalar.string.prefix(40))") }
+                return .int(i)
+            case .float: return node.float.map(JSONValue.double) ?? .string(scalar.string)
+            default: return .string(scalar.string)
             }
+        case .mapping(let mapping):
+            var object = JSONObject()
+            for (key, child) in mapping {
+                guard case .scalar(let name) = key else { throw invalid("keys that are plain strings") }
+                object.updateValue(try value(child, file: file, depth: depth + 1, budget: &budget), forKey: name.string)
+            }
+            return .object(object)
+        case .sequence(let sequence):
+            return .array(try sequence.map { try value($0, file: file, depth: depth + 1, budget: &budget) })
+        case .alias:
+            throw invalid("aliases that name an anchor")
         }
-        return line
     }
 }

@@ -51,6 +51,9 @@ struct Edit: ParsableCommand {
             throw ValidationError("give --prompt, --subject and --target, or --batch FILE / --sequential FILE")
         }
         guard generations >= 0 else { throw ValidationError("--generations must be 0 or more") }
+        if editor != nil && !EditorRegistry.trainedMethods.contains(method.lowercased()) {
+            throw ValidationError("--editor is for the trained methods (\(EditorRegistry.trainedMethods.joined(separator: ", "))); \(method) takes none")
+        }
     }
 
     func run() throws {
@@ -80,6 +83,9 @@ struct Edit: ParsableCommand {
                                                       stopTokens: loaded.tokenizer.stopTokenIDs)[0]
         let before = try Snapshot(loaded, request: request, original: original, checks: check, unrelated: unrelated,
                                   maxTokens: maxTokens)
+        if original == request.target {
+            log("note: the model already answers \(quoted(EditRequest.continuation(request.request.targetNew))) here; the edit reinforces it")
+        }
 
         let start = Date()
         var delta = try editor.edit([request], in: loaded)

@@ -11,7 +11,27 @@ enum Entry {
     static func main() {
         restartWithFasterBLASIfNeeded()
         reuseLargeAllocations()
-        IBKECommand.main()
+        do {
+            var command = try IBKECommand.parseAsRoot()
+            try command.run()
+        } catch {
+            exit(reporting: error)
+        }
+    }
+
+    /// Prints an error as ArgumentParser would (help and version go to standard output), with
+    /// the text of the project's own errors, which may quote a file's content, made safe for
+    /// the terminal (``TerminalText``) and kept to one line.
+    static func exit(reporting error: Error) -> Never {
+        let code = IBKECommand.exitCode(for: error)
+        let fromParser = String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+        let message = fromParser ? IBKECommand.fullMessage(for: error) : "Error: " + TerminalText.safe(String(describing: error))
+        if code == .success {
+            if !message.isEmpty { print(message) }
+        } else {
+            log(fromParser ? TerminalText.safe(message, keepingNewlines: true) : message)
+        }
+        Glibc.exit(code.rawValue)
     }
 
     /// Keeps freed large buffers in the heap for the next call to reuse. glibc otherwise maps

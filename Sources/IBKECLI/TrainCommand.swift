@@ -4,6 +4,7 @@ import Evaluation
 import Foundation
 import ModelFormats
 import Models
+import TensorCore
 import Training
 
 #if canImport(Glibc)
@@ -21,6 +22,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var statistics: StatisticsArguments
     @Option(help: "ibke (information bottleneck: Design A, or --set design=gated|gated_mend) or mend.") var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
     var train: String
@@ -38,6 +40,9 @@ struct Train: ParsableCommand {
     var overrides: [String] = []
     @Option(help: "The editor file to write.") var out: String
     @Flag(help: "Continue from OUT.checkpoint/.") var resume = false
+    @Option(help: ArgumentHelp("Start from the networks of a trained editor of the same architecture (fine-tuning, e.g. with --set neighbours=N).",
+                               valueName: "editor.safetensors"))
+    var initial: String?
     @Option(help: ArgumentHelp("Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
                                valueName: "step"))
     var stopAt: Int?
@@ -96,8 +101,34 @@ struct Train: ParsableCommand {
 
         let output = URL(fileURLWithPath: out)
         let name = design == .mend ? "mend" : "ibke"
-        let editor = resume ? try TrainingRun.checkpointEditor(for: output, model: loaded)
-            : try HypernetworkEditor(name: name, settings: editorSettings, model: loaded)
+        var keyMoments: [Int: Tensor] = [:]
+        if editorSettings.write == .keyValue && !resume {
+            // The key-value write's C, from the statistics ROME/MEMIT use; stored in the editor.
+            let bar = ProgressBar()
+            let moments = try statistics.secondMoments(for: loaded, bar: bar)
+            moments.expect(layers: editorSettings.layers)
+            try statistics.prepare(moments, bar: bar)
+            bar.finish()
+            for layer in editorSettings.layers { keyMoments[layer] = try moments.matrix(layer: layer) }
+        }
+        let editor: HypernetworkEditor
+        if resume {
+            editor = try TrainingRun.checkpointEditor(for: output, model: loaded)
+        } else if let initial {
+            editor = try HypernetworkEditor.load(from: URL(fileURLWithPath: initial), for: loaded)
+            var started = editor.settings, wanted = editorSettings
+            (started.neighbours, started.neighbourSubjects) = (0, [])
+            (wanted.neighbours, wanted.neighbourSubjects) = (0, [])
+            guard editor.name == name, started == wanted else {
+                throw CLIError("--initial \(initial): its settings (\(editor.settings.json.serialized(indent: 0))) differ from these beyond neighbours")
+            }
+            var reader = HyperparameterReader(object: ["neighbours": .int(editorSettings.neighbours),
+                                                       "neighbour_subjects": .array(editorSettings.neighbourSubjects.map { .string($0) })],
+                                              file: "--set")
+            try editor.overrideEditSettings(&reader)
+        } else {
+            editor = try HypernetworkEditor(name: name, settings: editorSettings, model: loaded, keyMoments: keyMoments)
+        }
         let trainer = HypernetworkTrainer(model: loaded, editor: editor, settings: trainingSettings,
                                           training: training, validation: validation)
         var provenance = Provenance.fields().reduce(into: [String: String]()) { $0["ibke.training.\($1.key)"] = $1.value }
@@ -107,6 +138,7 @@ struct Train: ParsableCommand {
         provenance["ibke.training.records"] = String(training.count)
         provenance["ibke.training.locality_corpus"] = sentences?.label ?? "none"
         provenance["ibke.training.command"] = CommandLine.arguments.dropFirst().joined(separator: " ")
+        if let initial { provenance["ibke.training.initial"] = URL(fileURLWithPath: initial).lastPathComponent }
         let run = TrainingRun(trainer: trainer, output: output, provenance: provenance)
         if resume { try run.resume() }
         log("\(name): \(editor.parameterCount) parameters (\(String(format: "%.1f", Double(editor.parameterCount) * 4 / 1e6)) MB), "

@@ -29,7 +29,8 @@ public struct AtomicFile {
     ) throws {
         let path = url.path
         let folder = url.deletingLastPathComponent()
-        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+        TemporaryName.removeStale(beside: url)
+        let temporary = TemporaryName.beside(url)
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure("cannot create \(temporary.path): \(errnoText())") }
         var renamed = false

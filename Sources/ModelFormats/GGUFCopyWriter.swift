@@ -41,7 +41,12 @@ extension GGUFFile {
     /// - Throws: ``GGUFError/invalidTensorInfo(file:tensor:problem:)`` before anything is
     ///   written for a replacement that names no tensor or does not fit its dimensions;
     ///   ``GGUFError/writeFailed(file:reason:)`` if the file system fails.
-    public func writeCopy(to url: URL, replacing replacements: [String: GGUFTensorData]) throws {
+    ///
+    /// - Parameter addedStrings: string metadata appended after the source's, for keys the
+    ///   source does not have (a key it has keeps its value).
+    public func writeCopy(to url: URL, replacing replacements: [String: GGUFTensorData],
+                          addedStrings: [(key: String, value: String)] = []) throws {
+        let added = addedStrings.filter { metadata[$0.key] == nil }
         let destination = url.lastPathComponent
         for (name, data) in replacements {
             guard let info = tensorInfo(name) else {
@@ -59,8 +64,15 @@ extension GGUFFile {
         var header: [UInt8] = Array("GGUF".utf8)
         header.appendLittleEndian(version)
         header.appendLittleEndian(UInt64(tensorInfos.count))
-        header.appendLittleEndian(UInt64(metadataKeys.count))
+        header.appendLittleEndian(UInt64(metadataKeys.count + added.count))
         header.append(contentsOf: rawMetadata)
+        for (key, value) in added {
+            header.appendLittleEndian(UInt64(key.utf8.count))
+            header.append(contentsOf: key.utf8)
+            header.appendLittleEndian(UInt32(8))  // GGUF_TYPE_STRING
+            header.appendLittleEndian(UInt64(value.utf8.count))
+            header.append(contentsOf: value.utf8)
+        }
         var offset = 0
         for info in tensorInfos {
             let replacement = replacements[info.name]

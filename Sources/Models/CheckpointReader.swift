@@ -51,15 +51,16 @@ struct CheckpointReader {
         guard let actual = source.shape(of: name) else {
             throw ModelLoadError.missingTensor(name, file: fileName)
         }
-        // A vector stored as [1, n] (or [n, 1]) is accepted as [n].
-        let squeeze = { (s: [Int]) in s.filter { $0 != 1 } }
-        if actual != expected && squeeze(actual) != squeeze(expected) {
+        // A vector stored as [1, n] (or [n, 1]) is accepted as [n]; nothing else is reshaped.
+        let vectorAsMatrix = expected.count == 1 && actual.count == 2 && actual.contains(1) && actual.reduce(1, *) == expected[0]
+        if actual != expected && !vectorAsMatrix {
             throw ModelLoadError.shapeMismatch(tensor: name, expected: expected, actual: actual, file: fileName)
         }
     }
 
     /// Reads a tensor of exactly `shape` into a new tensor.
     mutating func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
+        try checkShape(name, shape)  // before allocating what the file may not hold
         let t = Tensor(uninitialized: shape)
         try read(name, shape, into: t.pointer)
         return t

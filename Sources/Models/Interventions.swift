@@ -24,6 +24,19 @@ public enum HookPoint: Hashable, Sendable, CaseIterable {
     }
 }
 
+extension ParameterID {
+    /// Where the matrix's input can be captured (nil for the attention output, whose input is
+    /// the attention mix, not a hook point).
+    public var inputPoint: HookPoint? {
+        switch kind {
+        case .attentionQuery, .attentionKey, .attentionValue: .attentionInput
+        case .feedForwardGate, .feedForwardUp: .feedForwardInput
+        case .feedForwardDown: .feedForwardHidden
+        case .attentionOutput, .attentionNorm, .feedForwardNorm: nil
+        }
+    }
+}
+
 /// A hook point at one layer: the key of captured activations.
 public struct HookKey: Hashable, Sendable {
     public var point: HookPoint

@@ -19,17 +19,27 @@ public enum ModelLoader {
         switch architecture {
         case "llama", "mistral", "qwen2":
             config = try LlamaFamily.config(gguf: file, architecture: architecture)
+            try config.validate(tensorElements: elementCount(file), file: fileName)
             weights = try LlamaFamily.weights(&reader, config: config, names: .gguf,
                                               unpermuteQK: LlamaFamily.ggufPermutesQK(architecture: architecture))
             if file.shape(of: "rope_freqs.weight") != nil { reader.consume("rope_freqs.weight") }
         case "gpt2":
             config = try GPT2.config(gguf: file)
+            try config.validate(tensorElements: elementCount(file), file: fileName)
             weights = try GPT2.weights(gguf: &reader, config: config)
         default:
             throw ModelLoadError.unsupportedArchitecture(architecture, file: fileName, supported: supportedArchitectures)
         }
         try reader.finish()
         return Transformer(config: config, weights: weights)
+    }
+
+    /// The weights a checkpoint holds in all, which bound the dimensions it may declare.
+    private static func elementCount(_ source: any TensorSource) -> Int {
+        source.tensorNames.reduce(0) { total, name in
+            let count = (source.shape(of: name) ?? []).reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+            return total.addingReportingOverflow(count).overflow ? Int.max : total + count
+        }
     }
 
     /// Loads the transformer of a Hugging Face folder (`config.json` + safetensors); pass the
@@ -44,7 +54,9 @@ public enum ModelLoader {
         let json = try HFConfig(contentsOf: configURL)
         let modelType = try json.string("model_type")
         let config = try HuggingFaceConfig.transformerConfig(json, modelType: modelType)
-        var reader = CheckpointReader(try checkpoint ?? SafetensorsCheckpoint(url: folder))
+        let source = try checkpoint ?? SafetensorsCheckpoint(url: folder)
+        try config.validate(tensorElements: elementCount(source), file: configURL.path)
+        var reader = CheckpointReader(source)
         let weights: ModelWeights
         if modelType == "gpt2" {
             weights = try GPT2.weights(huggingFace: &reader, config: config)

@@ -72,6 +72,34 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Rows of the fused feed-forward input weight (`[gate; up]` for SwiGLU).
     public var feedForwardInputRows: Int { feedForward == .swiglu ? 2 * feedForwardSize : feedForwardSize }
 
+    /// The largest dimension a checkpoint may declare (hidden, MLP and vocabulary sizes, context,
+    /// heads): far above any real model, far below what would overflow a product of two.
+    public static let dimensionLimit = 1 << 24
+
+    /// Checks what no single key can: that the heads group evenly and that the dimensions fit the
+    /// weights the checkpoint actually holds (`tensorElements` in all), before anything is allocated.
+    ///
+    /// - Throws: ``ModelLoadError/invalidConfig(key:value:expected:file:)``.
+    public func validate(tensorElements: Int, file: String) throws {
+        guard headCount % keyValueHeadCount == 0 else {
+            throw ModelLoadError.invalidConfig(key: "key-value head count", value: "\(keyValueHeadCount)",
+                                               expected: "a divisor of the head count \(headCount)", file: file)
+        }
+        // Overflow-checked, so that absurd dimensions cannot wrap around to a small count.
+        func product(_ values: Int...) -> Int? {
+            values.reduce(Int?(1)) { p, v in p.flatMap { let r = $0.multipliedReportingOverflow(by: v); return r.overflow ? nil : r.partialValue } }
+        }
+        let perBlock = [product(hiddenSize, headCount + 2 * keyValueHeadCount, headDim), product(headCount, headDim, hiddenSize),
+                        product(hiddenSize, feedForwardSize, feedForward == .swiglu ? 3 : 2)]
+        var needed = product(vocabularySize, hiddenSize)
+        for part in perBlock { needed = needed.flatMap { n in part.flatMap { product($0, layerCount) }.map { n &+ $0 } } }
+        guard let needed, needed <= tensorElements else {
+            throw ModelLoadError.invalidConfig(
+                key: "dimensions", value: "vocabulary \(vocabularySize), hidden \(hiddenSize), MLP \(feedForwardSize), \(layerCount) layers, \(headCount)×\(headDim) heads",
+                expected: "sizes that fit the \(tensorElements) weights in the file", file: file)
+        }
+    }
+
     /// Number of weights multiplied per token by the linear layers and the output head
     /// (the "2 FLOP per weight per token" count of a forward pass).
     public var matmulWeightsPerToken: Int {

@@ -82,7 +82,7 @@ private struct TokenizerJSONBuilder {
         }
         let decoder = try root["decoder"].flatMap { try makeDecoder($0, field: "decoder") }
 
-        let added = try addedTokens(root["added_tokens"])
+        let added = try addedTokens(root["added_tokens"], vocabularyEntries: root["model"]?["vocab"]?.objectValue?.count ?? 0)
         guard let model = root["model"]?.objectValue else {
             throw TokenizerError.missingField(source: source, field: "model")
         }
@@ -181,10 +181,13 @@ private struct TokenizerJSONBuilder {
         var vocab: [ExactString: Int32] = [:]
         vocab.reserveCapacity(vocabObject.count)
         var maxID = -1
+        // Ids index a table: one far beyond the number of entries would allocate gigabytes.
+        let idLimit = vocabObject.count + Self.idGapAllowance
         for (token, value) in vocabObject {
-            guard let id = value.intValue, id >= 0, id < Int(Int32.max) else {
+            guard let id = value.intValue, id >= 0, id < idLimit else {
                 throw TokenizerError.invalidField(
-                    source: source, field: "model.vocab", reason: "\"\(token)\" has no valid id")
+                    source: source, field: "model.vocab",
+                    reason: "\"\(token.prefix(40))\" has no valid id (ids run from 0 to below \(idLimit) for \(vocabObject.count) entries)")
             }
             vocab[exact: token] = Int32(id)
             maxID = max(maxID, id)
@@ -254,15 +257,19 @@ private struct TokenizerJSONBuilder {
         )
     }
 
-    private func addedTokens(_ value: JSONValue?) throws -> [AddedToken] {
+    /// How far past its number of entries a vocabulary's ids may reach (real files have no gaps).
+    static let idGapAllowance = 1024
+
+    private func addedTokens(_ value: JSONValue?, vocabularyEntries: Int) throws -> [AddedToken] {
         guard let list = value?.arrayValue else { return [] }
+        let idLimit = vocabularyEntries + list.count + Self.idGapAllowance
         return try list.enumerated().map { index, entry in
-            guard let id = entry["id"]?.intValue, id >= 0,
+            guard let id = entry["id"]?.intValue, id >= 0, id < idLimit,
                 let content = entry["content"]?.stringValue
             else {
                 throw TokenizerError.invalidField(
                     source: source, field: "added_tokens[\(index)]",
-                    reason: "needs an id and content")
+                    reason: "needs content and an id from 0 to below \(idLimit)")
             }
             let special = entry["special"]?.boolValue ?? false
             return AddedToken(

@@ -86,16 +86,14 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let samples = indices.map { training[$0] }
         let prefixes = try zip(samples, indices).map { try prefix($0, index: $1, validation: false) }
 
-        // The edit's gradient signal on the unedited model.
-        let signal = try GradientSignal.capture(
-            samples.map(\.edit), transformer: transformer, modules: editor.modules, rows: editor.settings.rows,
-            prefix: Prefix.joined(prefixes.map { $0.selecting([0]) }))
-        let updating = settings.freezeStatisticsAfter.map { step < $0 } ?? true
-        let inputs = editor.encode(signal, updatingStatistics: updating)
+        // The edit's gradient signal on the unedited model (and, for later iterations, on the
+        // model with the earlier ones' updates).
         var noise = SplitMix64(seed: settings.seed ^ (0xA076_1D64_78BD_642F &* UInt64(step + 1)))
-        let pass = editor.settings.design == .mend
-            ? editor.run(inputs) : withUnsafeMutablePointer(to: &noise) { editor.run(inputs, noise: $0) }
-        let updates = editor.denseUpdates(pass)
+        let (passes, updates, preEditLoss) = try withUnsafeMutablePointer(to: &noise) { rng in
+            try edit(samples.map(\.edit), prefix: Prefix.joined(prefixes.map { $0.selecting([0]) }),
+                     updatingStatistics: settings.freezeStatisticsAfter.map { step < $0 } ?? true,
+                     noise: editor.settings.design == .mend ? nil : rng)
+        }
 
         // Sequences: edits, then paraphrases (cross-entropy), then locality prompts (KL).
         let b = samples.count
@@ -121,19 +119,35 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         for (s, p) in zip(samples, prefixes) {
             let first = 1 + s.generality.count
             klParts.append(p.selecting(Array(first..<(first + s.locality.count))))
-            for l in s.locality {
+            // Each prompt's share of the locality mean; neighbourhood prompts count `neighbourhoodWeight` times.
+            let shares = s.neighbourhood.map { $0 ? Float(settings.neighbourhoodWeight) : 1 }
+            let total = shares.reduce(0, +)
+            for (l, share) in zip(s.locality, shares) {
                 klPositions.append(TrainingSample.positions(l))
-                klWeights += Array(repeating: 1 / Float(b * s.locality.count * l.target.count), count: l.target.count)
+                klWeights += Array(repeating: share / (Float(b) * total * Float(l.target.count)), count: l.target.count)
             }
         }
         let klPrefix = Prefix.joined(klParts)
         let reference = try transformer.forward(klPrefix, logits: .positions(klPositions)).logits
+        // The new object after the neighbourhood prompts (unlikelihood; none when its weight is 0).
+        var ulParts: [Prefix] = [], ulPositions: [[Int]] = [], ulTargets: [Int] = [], ulWeights: [Float] = []
+        if settings.unlikelihoodWeight > 0 {
+            for (s, p) in zip(samples, prefixes) where s.neighbourhood.contains(true) {
+                let first = 1 + s.generality.count + s.locality.count, negatives = s.neighbourTargets
+                ulParts.append(p.selecting(Array(first..<(first + negatives.count))))
+                for n in negatives {
+                    ulPositions.append(TrainingSample.positions(n))
+                    ulTargets += n.target
+                    ulWeights += Array(repeating: 1 / Float(b * negatives.count * n.target.count), count: n.target.count)
+                }
+            }
+        }
 
         let interventions = zip(editor.modules, updates).map { Intervention.weightDelta($0, $1) }
-        let tape = try transformer.record(Prefix.joined(ceParts + klParts), interventions: interventions,
-                                          logits: .positions(cePositions + klPositions))
-        let ceRows = ceTargets.count, klRows = klWeights.count
-        let dLogits = Tensor(zeros: [ceRows + klRows, v])
+        let tape = try transformer.record(Prefix.joined(ceParts + klParts + ulParts), interventions: interventions,
+                                          logits: .positions(cePositions + klPositions + ulPositions))
+        let ceRows = ceTargets.count, klRows = klWeights.count, ulRows = ulTargets.count
+        let dLogits = Tensor(zeros: [ceRows + klRows + ulRows, v])
         let logits = tape.logits.pointer
         // Reliability and generality rows are contiguous; each part's NLL is its own mean.
         let relWeights = Array(ceWeights.prefix(reliabilityRows)), genWeights = Array(ceWeights.dropFirst(reliabilityRows))
@@ -147,14 +161,18 @@ public final class HypernetworkTrainer: @unchecked Sendable {
                                 dEdited: dLogits.pointer + ceRows * v, ldDEdited: v)
         }
         NormClipping.scale(dLogits.pointer + ceRows * v, count: klRows * v, by: Float(settings.localityWeight))
+        let unlikelihood = Self.unlikelihood(logits + (ceRows + klRows) * v, rows: ulRows, vocabularySize: v, targets: ulTargets,
+                                             weights: ulWeights, scale: Float(settings.unlikelihoodWeight),
+                                             dLogits: dLogits.pointer + (ceRows + klRows) * v)
 
         let beta = settings.beta(atStep: step)
-        let latentKL = pass.latentCount > 0 ? pass.klSum / Double(pass.latentCount) : 0
+        let latentCount = passes.reduce(0) { $0 + $1.latentCount }
+        let latentKL = latentCount > 0 ? passes.reduce(0) { $0 + $1.klSum } / Double(latentCount) : 0
         let total = settings.reliabilityWeight * Double(reliability) + settings.generalityWeight * Double(generality)
-            + settings.localityWeight * Double(locality) + beta * latentKL
+            + settings.localityWeight * Double(locality) + settings.unlikelihoodWeight * unlikelihood + beta * latentKL
         var report = StepReport(step: step, loss: total, reliabilityNLL: Double(reliability), generalityNLL: Double(generality),
                                 localityKL: Double(locality), latentKL: latentKL, beta: beta,
-                                preEditNLL: Double(signal.loss), gradientNorm: 0, skipped: false)
+                                preEditNLL: Double(preEditLoss), gradientNorm: 0, skipped: false)
         defer { step += 1 }
         guard total.isFinite else { throw EditorError.notFinite(method: editor.name, detail: "the training loss at step \(step)") }
         if let last = lastAcceptedLoss, total > settings.discardLossThreshold, total > settings.discardLossMultiple * last {
@@ -167,8 +185,12 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let updateGradients = gradients.interventions.prefix(editor.modules.count).map { $0! }
         let networkGradients = editor.parameterBanks.map { $0.makeGradient() }
         let stepSizeGradient = Tensor(zeros: editor.stepSizes.shape)
-        editor.backward(pass, updateGradients: updateGradients, klScale: pass.latentCount > 0 ? Float(beta) / Float(pass.latentCount) : 0,
-                        into: networkGradients, stepSizeGradient: stepSizeGradient)
+        // Every iteration's update adds to the edited weights, so each receives the same G_m;
+        // later iterations' inputs are taken as given (first order, as a learned optimiser's unroll).
+        for pass in passes {
+            editor.backward(pass, updateGradients: updateGradients, klScale: latentCount > 0 ? Float(beta) / Float(latentCount) : 0,
+                            into: networkGradients, stepSizeGradient: stepSizeGradient)
+        }
         let norm = NormClipping.clipGradientNorm(networkGradients + [stepSizeGradient], maxNorm: Float(settings.gradientClip))
         report.gradientNorm = Double(norm)
         guard norm.isFinite else {
@@ -178,6 +200,56 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         networkOptimizer.step(gradients: networkGradients)
         stepSizeOptimizer.step(gradients: [stepSizeGradient])
         return report
+    }
+
+    /// The editor's passes over `requests` and the dense update they sum to, one pass per
+    /// iteration, each reading the gradient signal on the model with the earlier passes' updates;
+    /// with the edit loss before the edit.
+    private func edit(
+        _ requests: [PreparedRequest], prefix: Prefix, updatingStatistics: Bool, noise: UnsafeMutablePointer<SplitMix64>?
+    ) throws -> (passes: [HypernetworkEditor.Pass], updates: [Tensor], preEditLoss: Float) {
+        var passes: [HypernetworkEditor.Pass] = [], total: [Tensor] = [], preEditLoss: Float = 0
+        let neighbours = try editor.neighbourSpans(requests, model: model)
+        for iteration in 0..<editor.settings.iterations {
+            let interventions = zip(editor.modules, total).map { Intervention.weightDelta($0, $1) }
+            let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: editor.modules,
+                                                    rows: editor.settings.rows, prefix: prefix, interventions: interventions)
+            if iteration == 0 { preEditLoss = signal.loss }
+            let pass = try editor.run(editor.encode(signal, updatingStatistics: updatingStatistics), signal: signal,
+                                      neighbours: neighbours, noise: noise)
+            let updates = editor.denseUpdates(pass)
+            if total.isEmpty {
+                total = updates
+            } else {
+                for (t, u) in zip(total, updates) { Kernels.add(u.pointer, into: t.pointer, count: t.count) }
+            }
+            passes.append(pass)
+        }
+        return (passes, total, preEditLoss)
+    }
+
+    /// `Σ_r w_r · −log(1 − p_r(target_r))` over softmax rows, and its gradient times `scale` into
+    /// `dLogits`: `∂/∂z = w · p_y/(1 − p_y) · (e_y − p)`.
+    static func unlikelihood(
+        _ logits: UnsafePointer<Float>, rows: Int, vocabularySize v: Int, targets: [Int], weights: [Float], scale: Float,
+        dLogits: UnsafeMutablePointer<Float>
+    ) -> Double {
+        var total = 0.0
+        var p = [Float](repeating: 0, count: v)
+        for r in 0..<rows {
+            let z = logits + r * v, y = targets[r]
+            var maximum = -Float.infinity
+            for j in 0..<v { maximum = max(maximum, z[j]) }
+            var sum: Float = 0
+            for j in 0..<v { p[j] = expf(z[j] - maximum); sum += p[j] }
+            for j in 0..<v { p[j] /= sum }
+            let py = min(p[y], 1 - 1e-6)
+            total += Double(weights[r]) * -log(1 - Double(py))
+            let factor = scale * weights[r] * py / (1 - py), d = dLogits + r * v
+            for j in 0..<v { d[j] = -factor * p[j] }
+            d[y] += factor
+        }
+        return total
     }
 
     /// Mean NLL of `rows` of `logits` (weights as given), its gradient scaled by `scale` into `dLogits`.
@@ -216,15 +288,13 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         var reliability = 0.0, generality = 0.0, locality = 0.0
         for (i, sample) in validation.enumerated() {
             let p = try prefix(sample, index: i, validation: true)
-            let localityIndices = Array((1 + sample.generality.count)..<sample.sequences.count)
+            let localityIndices = Array((1 + sample.generality.count)..<(1 + sample.generality.count + sample.locality.count))
             let localityPositions = sample.locality.map(TrainingSample.positions)
             if validationReference[i] == nil {
                 let logits = try transformer.forward(p.selecting(localityIndices), logits: .positions(localityPositions)).logits
                 validationReference[i] = argmaxRows(logits)
             }
-            let signal = try GradientSignal.capture([sample.edit], transformer: transformer, modules: editor.modules,
-                                                    rows: editor.settings.rows, prefix: p.selecting([0]))
-            let updates = editor.denseUpdates(editor.run(editor.encode(signal, updatingStatistics: false)))
+            let updates = try edit([sample.edit], prefix: p.selecting([0]), updatingStatistics: false, noise: nil).updates
             let interventions = zip(editor.modules, updates).map { Intervention.weightDelta($0, $1) }
             let positions = [GradientSignal.teacherForced([sample.edit]).positions[0]]
                 + sample.generality.map(TrainingSample.positions) + localityPositions

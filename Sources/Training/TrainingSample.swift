@@ -14,11 +14,19 @@ public struct TrainingSample: Sendable {
     /// Unrelated prompt → its answer, read at the answer's positions (zsRE `loc`/`loc_ans`,
     /// CounterFact `locality_prompt`/`locality_ground_truth`, and the corpus sentence).
     public let locality: [ContinuationRequest]
+    /// Per locality prompt: whether it is a neighbourhood prompt (a hard negative).
+    public let neighbourhood: [Bool]
+    /// The neighbourhood prompts followed by the edit's new object (which they must not take).
+    public var neighbourTargets: [ContinuationRequest] {
+        zip(locality, neighbourhood).filter(\.1).map { ContinuationRequest(prompt: $0.0.prompt, target: edit.target) }
+    }
 
     /// The sample's sequences in the order training passes use them: the edit, the
-    /// paraphrases, the locality prompts (each `prompt + target` without its last token).
+    /// paraphrases, the locality prompts, the neighbour targets (each `prompt + target` without
+    /// its last token).
     public var sequences: [[Int]] {
-        [edit.prompt + edit.target.dropLast()] + (generality + locality).map { $0.prompt + $0.target.dropLast() }
+        [edit.prompt + edit.target.dropLast()]
+            + (generality + locality + neighbourTargets).map { $0.prompt + $0.target.dropLast() }
     }
 
     /// The positions of a continuation's target tokens in its sequence.
@@ -38,16 +46,19 @@ public struct TrainingSample: Sendable {
             let t = model.encodeContinuation(EditRequest.continuation(target))
             return t.isEmpty ? nil : ContinuationRequest(prompt: model.encode(prompt), target: t)
         }
-        var generality: [ContinuationRequest] = [], locality: [ContinuationRequest] = []
+        var generality: [ContinuationRequest] = [], locality: [ContinuationRequest] = [], neighbourhood: [Bool] = []
         for probe in evalCase.probes {
             switch probe.role {
             case .generality, .paraphrase:
                 if let c = continuation(probe.prompt, probe.target) { generality.append(c) }
             case .locality:
-                if let c = continuation(probe.prompt, probe.target) { locality.append(c) }
+                if let c = continuation(probe.prompt, probe.target) { locality.append(c); neighbourhood.append(false) }
             case .neighborhood:
                 // The neighbour's true object, which the edit must not change.
-                if let c = continuation(probe.prompt, probe.alternative ?? probe.target) { locality.append(c) }
+                if let c = continuation(probe.prompt, probe.alternative ?? probe.target) {
+                    locality.append(c)
+                    neighbourhood.append(true)
+                }
             default:
                 continue
             }
@@ -59,9 +70,10 @@ public struct TrainingSample: Sendable {
             if tokens.count > first + 1 {
                 locality.append(ContinuationRequest(prompt: Array(tokens.prefix(first)),
                                                     target: Array(tokens.dropFirst(first).prefix(corpusTokens))))
+                neighbourhood.append(false)
             }
         }
-        return TrainingSample(id: evalCase.id, edit: edit, generality: generality, locality: locality)
+        return TrainingSample(id: evalCase.id, edit: edit, generality: generality, locality: locality, neighbourhood: neighbourhood)
     }
 }
 

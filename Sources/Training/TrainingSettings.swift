@@ -12,6 +12,13 @@ public struct TrainingSettings: Sendable, Equatable {
     public var generalityWeight = 0.1
     /// Weight of the locality KL(pre ‖ post) (Independence for Locality), λ_loc.
     public var localityWeight = 1.0
+    /// Relative weight, within the locality KL, of the hard negatives: CounterFact's neighbourhood
+    /// prompts (the edit's relation about other subjects). 1 weighs them as the other locality prompts.
+    public var neighbourhoodWeight = 1.0
+    /// Weight of the unlikelihood of the edit's new object on the neighbourhood prompts,
+    /// `−log(1 − p(new))` per target token: what CounterFact's NS counts, which a KL to the
+    /// pre-edit distribution barely sees while the new object is still unlikely. 0: off.
+    public var unlikelihoodWeight = 0.0
     /// Weight of the latent KL to N(0, I) (Information Transfer Minimisation), β; 0 for MEND.
     public var beta = 1e-3
     /// β rises linearly from 0 over this fraction of ``steps``.
@@ -61,6 +68,8 @@ public struct TrainingSettings: Sendable, Equatable {
         reliabilityWeight = try reader.double("reliability_weight", default: reliabilityWeight)
         generalityWeight = try reader.double("generality_weight", default: generalityWeight)
         localityWeight = try reader.double("locality_weight", "cloc", default: localityWeight)
+        neighbourhoodWeight = try reader.double("neighbourhood_weight", default: neighbourhoodWeight)
+        unlikelihoodWeight = try reader.double("unlikelihood_weight", default: unlikelihoodWeight)
         beta = try reader.double("beta", default: beta)
         betaWarmup = try reader.double("beta_warmup", default: betaWarmup)
         learningRate = try reader.double("lr", default: learningRate)
@@ -76,7 +85,7 @@ public struct TrainingSettings: Sendable, Equatable {
         discardLossThreshold = try reader.double("discard_loss_threshold", default: discardLossThreshold)
         discardLossMultiple = try reader.double("discard_loss_multiple", default: discardLossMultiple)
         seed = UInt64(try reader.int("training_seed", default: Int(seed)))
-        guard reliabilityWeight >= 0, generalityWeight >= 0, localityWeight >= 0, beta >= 0, (0...1).contains(betaWarmup),
+        guard reliabilityWeight >= 0, generalityWeight >= 0, localityWeight >= 0, neighbourhoodWeight >= 0, unlikelihoodWeight >= 0, beta >= 0, (0...1).contains(betaWarmup),
               learningRate > 0, stepSizeLearningRate >= 0, gradientClip > 0, batchSize >= 1, steps >= 1,
               validateEvery >= 1, patience >= 0, corpusLocalityTokens >= 0
         else {
@@ -104,6 +113,8 @@ public struct TrainingSettings: Sendable, Equatable {
             "patience": .int(patience),
         ]
         object.updateValue(freezeStatisticsAfter.map { .int($0) } ?? .null, forKey: "freeze_statistics_after")
+        if neighbourhoodWeight != 1 { object.updateValue(.double(neighbourhoodWeight), forKey: "neighbourhood_weight") }
+        if unlikelihoodWeight != 0 { object.updateValue(.double(unlikelihoodWeight), forKey: "unlikelihood_weight") }
         object.updateValue(.int(corpusLocalityTokens), forKey: "corpus_locality_tokens")
         object.updateValue(.double(discardLossThreshold), forKey: "discard_loss_threshold")
         object.updateValue(.double(discardLossMultiple), forKey: "discard_loss_multiple")

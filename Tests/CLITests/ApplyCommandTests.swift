@@ -37,6 +37,22 @@ import Testing
         try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path, "--force"])
     }
 
+    /// `--force` with an output folder that holds the source model removes nothing.
+    @Test func forceNeverRemovesTheSourceOrItsFolder() throws {
+        let folder = try TemporaryFolder()
+        let source = folder.appending("tiny.gguf")
+        try FileManager.default.copyItem(at: Fixtures.tinyGGUF, to: source)
+        try Data("notes".utf8).write(to: folder.appending("notes.txt"))
+        let delta = try Self.delta(for: source, in: folder)
+        let result = try IBKE.run(["apply", "--model", source.path, "--delta", delta.path, "--out", folder.url.path, "--force"])
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderrLines.last?.contains("holds the source model") == true, "\(result)")
+        for url in [source, folder.appending("notes.txt"), delta] {
+            #expect(FileManager.default.fileExists(atPath: url.path), "\(url.path) was removed")
+        }
+        #expect(try Data(contentsOf: source) == Data(contentsOf: Fixtures.tinyGGUF))
+    }
+
     @Test func aDeltaMadeForAnotherModelIsRefused() throws {
         let folder = try TemporaryFolder()
         let delta = try Self.delta(for: Fixtures.model("tiny-llama"), in: folder, name: "other-model.safetensors")

@@ -79,15 +79,53 @@ struct BadInput: Sendable, CustomTestStringConvertible {
             try huggingFaceFolder(in: folder, named: "wrong-shape", config: { $0.replacingOccurrences(
                 of: #""intermediate_size": 128"#, with: #""intermediate_size": 96"#) })
         }, problem: ["mlp.", "wrong shape", "expected [96, 64], got [128, 64]"]),
-    ]
+    ] + absurdDimensions
+
+    /// Dimensions that are negative, zero, huge or that the weights do not hold: refused before
+    /// anything is allocated (each once trapped or aborted in an allocation).
+    static let absurdDimensions: [BadInput] = {
+        let limit = "a size from 1 to 16777216"
+        let huggingFace: [(String, String, String, [String])] = [
+            ("tiny-llama", #""vocab_size": 300"#, #""vocab_size": 2147483648"#, ["vocab_size", limit]),
+            ("tiny-llama", #""intermediate_size": 128"#, #""intermediate_size": 2147483648"#, ["intermediate_size", limit]),
+            ("tiny-llama", #""num_key_value_heads": 2"#, #""num_key_value_heads": 2147483647"#, ["num_key_value_heads", limit]),
+            ("tiny-llama", #""num_key_value_heads": 2"#, #""num_key_value_heads": -3"#, ["num_key_value_heads", limit]),
+            ("tiny-llama", #""num_attention_heads": 4"#, #""num_attention_heads": -1"#, ["num_attention_heads", limit]),
+            ("tiny-llama", #""num_attention_heads": 4"#, #""num_attention_heads": 0"#, ["num_attention_heads", limit]),
+            ("tiny-llama", #""hidden_size": 64"#, #""hidden_size": 9007199254740993"#, ["hidden_size", limit]),
+            ("tiny-llama", #""head_dim": 16"#, #""head_dim": 9007199254740993"#, ["head_dim", limit]),
+            ("tiny-llama", #""vocab_size": 300"#, #""vocab_size": 3000000"#, ["dimensions", "fit the"]),
+            ("tiny-llama", #""num_key_value_heads": 2"#, #""num_key_value_heads": 3"#, ["key-value head count", "divisor"]),
+            ("tiny-gpt2", #""n_inner": null"#, #""n_inner": -1"#, ["n_inner", limit]),
+        ]
+        let configs = huggingFace.enumerated().map { i, change in
+            BadInput(name: "config.json with \(change.2)", make: { folder in
+                try huggingFaceFolder(in: folder, named: "absurd-\(i)", source: change.0,
+                                      config: { $0.replacingOccurrences(of: change.1, with: change.2) })
+            }, problem: ["config.json"] + change.3)
+        }
+        let gguf: [(String, UInt64, [String])] = [
+            ("llama.feed_forward_length", 1 << 31, ["llama.feed_forward_length", limit]),
+            ("llama.attention.head_count_kv", (1 << 31) - 1, ["llama.attention.head_count_kv", limit]),
+            ("llama.attention.head_count", 0, ["llama.attention.head_count", limit]),
+            ("llama.block_count", 4096, ["dimensions", "fit the"]),
+        ]
+        return configs + gguf.map { key, value, problem in
+            BadInput(name: "GGUF with \(key) = \(value)", make: { folder in
+                var bytes = try GGUFBytes.tiny()
+                try bytes.setIntegerValue(key: key, to: value)
+                return try bytes.write(to: folder.appendingPathComponent("absurd-\(key).gguf"))
+            }, problem: problem)
+        }
+    }()
 
     /// A copy of tiny-llama in `folder/name`: symbolic links to the committed files, except those
     /// that `config` or `safetensors` rewrite, and without tokenizer.json when `tokenizer` is false.
     static func huggingFaceFolder(
-        in folder: URL, named name: String, config: ((String) -> String)? = nil,
+        in folder: URL, named name: String, source fixture: String = "tiny-llama", config: ((String) -> String)? = nil,
         safetensors: ((Data) throws -> Data)? = nil, tokenizer: Bool = true
     ) throws -> URL {
-        let source = Fixtures.model("tiny-llama")
+        let source = Fixtures.model(fixture)
         let model = folder.appendingPathComponent(name)
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: model, withIntermediateDirectories: true)
@@ -140,6 +178,23 @@ struct BadInputTests {
                 #expect(line.contains(piece), "the error does not say \"\(piece)\": \(line)")
             }
         }
+    }
+
+    /// A tensor name with terminal escapes and line breaks is quoted as escapes, on one line.
+    @Test func fileContentCannotControlTheTerminal() throws {
+        let folder = try TemporaryFolder()
+        var bytes = try GGUFBytes.tiny()
+        let name = "blk.1.ffn_up.weight", hostile = "\u{1B}]0;x\u{07}\n\u{1B}[2J\u{9B}\u{202E}abc"
+        try #require(hostile.utf8.count == name.utf8.count)
+        try bytes.setTensorType(name, to: 99)
+        try bytes.replaceAll(name, with: hostile)
+        let path = try bytes.write(to: folder.appending("hostile.gguf"))
+        let result = try IBKE.run(["inspect", path.path], timeout: 20)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderrLines.count == 1, "\(result)")
+        #expect(!result.stderr.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x9B || $0.value == 0x202E },
+                "\(result)")
+        #expect(result.stderr.contains(#"\u{1B}]0;x\u{7}\u{A}\u{1B}[2J\u{9B}\u{202E}abc"#), "\(result)")
     }
 
     @Test("without --model and without the default model, commands say to run `ibke model fetch`")
@@ -231,6 +286,18 @@ struct GGUFBytes {
         try #require(found.count == 1, "metadata \(key) = \"\(old)\" found \(found.count) times")
         let value = found[0] + entry.count - old.utf8.count
         bytes.replaceSubrange(value..<(value + new.utf8.count), with: Array(new.utf8))
+    }
+
+    /// Sets an integer metadata value in place (its stored width kept: u32/i32 or u64/i64).
+    mutating func setIntegerValue(key: String, to value: UInt64) throws {
+        let found = occurrences(of: Self.string(key))
+        try #require(found.count == 1, "metadata \(key) found \(found.count) times")
+        let type = read(UInt32.self, at: found[0] + Self.string(key).count), at = found[0] + Self.string(key).count + 4
+        switch type {
+        case 4, 5: write(UInt32(truncatingIfNeeded: value), at: at)
+        case 10, 11: write(value, at: at)
+        default: Issue.record("metadata \(key) is of type \(type), not an integer")
+        }
     }
 
     /// Replaces every occurrence of `old` by `new`, of the same length.

@@ -95,6 +95,34 @@ import Testing
         #expect(!result.stdout.contains("prompt [3]") && !result.stdout.contains("right after its own edit"))
     }
 
+    /// Messages that once misled: an unknown method, `--editor` with a method that takes none,
+    /// a NaN setting, a target the model already gives.
+    @Test func unclearRequestsGetClearMessages() throws {
+        let folder = try TemporaryFolder()
+        let model = Fixtures.model("tiny-llama").path
+        let request = ["--model", model, "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"]
+        let unknown = try IBKE.run(["edit", "--method", "foo"] + request)
+        #expect(unknown.status == 1 && unknown.stderrLines.last?.contains("unknown editing method foo (known: ft-l,") == true
+                && !unknown.stderr.contains("--methods"), "\(unknown)")
+        let editor = try IBKE.run(["edit", "--method", "rome", "--editor", "x.safetensors"] + request)
+        #expect(editor.status != 0 && editor.stderr.contains("--editor is for the trained methods"), "\(editor)")
+        let nan = folder.appending("nan.yaml")
+        try Data("lr: .nan\n".utf8).write(to: nan)
+        let refused = try IBKE.run(["edit", "--hparams", nan.path] + request)
+        #expect(refused.status == 1 && refused.stderrLines.last?.contains("`lr`: expected a finite number, found nan") == true,
+                "\(refused)")
+        let first = try IBKE.succeed(["edit"] + request)
+        #expect(!first.stderr.contains("note: the model already answers"), "\(first)")
+    }
+
+    /// A target the model already gives is edited with a note saying so.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: TrainCommandTests.defaultModel.path)))
+    func aTargetTheModelAlreadyGivesIsNoted() throws {
+        let result = try IBKE.run(["edit", "--model", TrainCommandTests.defaultModel.path, "--prompt", "{} is",
+                                   "--subject", "The capital of France", "--target", "Paris"], timeout: 120)
+        #expect(result.status == 0 && result.stderr.contains("note: the model already answers \" Paris\" here"), "\(result)")
+    }
+
     /// `--sequential` edits one request after another; its saved delta, applied by `ibke apply`,
     /// gives the model it printed "after" for.
     @Test func sequentialDeltaReproducesTheEditedModel() throws {

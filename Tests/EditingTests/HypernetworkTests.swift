@@ -29,9 +29,11 @@ import Testing
     }
 
     /// L = Σ_m ⟨ΔW_m, R_m⟩ + c·KL, with the latent noise fixed by its seed.
-    static func loss(_ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], klScale: Float, noisy: Bool) -> Double {
+    static func loss(_ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], klScale: Float, noisy: Bool,
+                     signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil) throws -> Double {
         var rng = SplitMix64(seed: 99)
-        let pass = noisy ? withUnsafeMutablePointer(to: &rng) { editor.run(x, noise: $0) } : editor.run(x)
+        let pass = noisy ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
+            : try editor.run(x, signal: signal, neighbours: neighbours)
         var total = Double(klScale) * pass.klSum
         for (dw, ri) in zip(editor.denseUpdates(pass), r) {
             for j in 0..<dw.count { total += Double(dw.pointer[j]) * Double(ri.pointer[j]) }
@@ -46,35 +48,45 @@ import Testing
     func backwardMatchesFiniteDifferences(design: HypernetworkSettings.Design) throws {
         let model = try TestModels.tinyLlama()
         let editor = try HypernetworkEditor(name: "test", settings: Self.settings(design, model: model), model: model)
-        // Move every parameter off its initial value (zero δ̃ rows, zero up-projections), so that
-        // every path carries gradient; keep log-variances inside the clamp.
+        Self.perturb(editor, seed: 10)
+        for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 0.5 + 0.1 * Float(i) }
+        let x = Self.inputs(editor, seed: 1)
+        let r = editor.modules.map { id in Self.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 7) }
+        try Self.checkGradients(editor, x, r, noisy: design != .mend)
+    }
+
+    /// Moves every parameter off its initial value (zero δ̃ rows, zero up-projections), so that
+    /// every path carries gradient, keeping log-variances inside the clamp, and puts ReLU inputs
+    /// away from the kink (half the units on, half off), so the function is smooth.
+    static func perturb(_ editor: HypernetworkEditor, seed: UInt64) {
         for (k, bank) in editor.parameterBanks.enumerated() {
-            let noise = Self.random([bank.count], seed: 10 + UInt64(k), scale: 0.1)
+            let noise = random([bank.count], seed: seed + UInt64(k), scale: 0.1)
             Kernels.add(noise.pointer, into: bank.values.pointer, count: bank.count)
-            // ReLU inputs away from the kink (half the units on, half off): a smooth function.
             for name in ["layer0.shift", "encoder.shift", "decoder.shift"] where bank.slots.contains(where: { $0.name == name }) {
                 let shift = bank[name]
                 for j in 0..<shift.count { shift.pointer[j] = j % 2 == 0 ? 3 : -3 }
             }
         }
-        for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 0.5 + 0.1 * Float(i) }
-        let x = Self.inputs(editor, seed: 1)
-        let r = editor.modules.map { id in Self.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 7) }
-        let klScale: Float = 0.3, noisy = design != .mend
+    }
 
+    /// The analytic gradient of ``loss(_:_:_:klScale:noisy:signal:neighbours:)`` against central differences.
+    static func checkGradients(_ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], signal: GradientSignal? = nil,
+                               neighbours: [NeighbourSpan]? = nil, noisy: Bool, step h: Float = 1e-2) throws {
+        let klScale: Float = 0.3
         var rng = SplitMix64(seed: 99)
-        let pass = noisy ? withUnsafeMutablePointer(to: &rng) { editor.run(x, noise: $0) } : editor.run(x)
+        let pass = noisy ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
+            : try editor.run(x, signal: signal, neighbours: neighbours)
         let gradients = editor.parameterBanks.map { $0.makeGradient() }
         let stepGradient = Tensor(zeros: editor.stepSizes.shape)
         editor.backward(pass, updateGradients: r, klScale: klScale, into: gradients, stepSizeGradient: stepGradient)
 
         /// (L(θ + h·v) − L(θ − h·v)) / 2h for the unit direction `v` over `count` floats at `p`.
-        func directional(_ p: UnsafeMutablePointer<Float>, _ v: [Float]) -> Double {
-            let h: Float = 1e-2, saved = Array(UnsafeBufferPointer(start: p, count: v.count))
+        func directional(_ p: UnsafeMutablePointer<Float>, _ v: [Float]) throws -> Double {
+            let saved = Array(UnsafeBufferPointer(start: p, count: v.count))
             for j in v.indices { p[j] = saved[j] + h * v[j] }
-            let up = Self.loss(editor, x, r, klScale: klScale, noisy: noisy)
+            let up = try loss(editor, x, r, klScale: klScale, noisy: noisy, signal: signal, neighbours: neighbours)
             for j in v.indices { p[j] = saved[j] - h * v[j] }
-            let down = Self.loss(editor, x, r, klScale: klScale, noisy: noisy)
+            let down = try loss(editor, x, r, klScale: klScale, noisy: noisy, signal: signal, neighbours: neighbours)
             for j in v.indices { p[j] = saved[j] }
             return (up - down) / Double(2 * h)
         }
@@ -84,12 +96,12 @@ import Testing
                 let norm = Double(g.map { $0 * $0 }.reduce(0, +)).squareRoot()
                 #expect(norm > 0, "shape \(k) \(slot.name): no gradient")
                 guard norm > 0 else { continue }
-                let numeric = directional(bank[slot.name].pointer, g.map { Float(Double($0) / norm) })
+                let numeric = try directional(bank[slot.name].pointer, g.map { Float(Double($0) / norm) })
                 #expect(abs(numeric - norm) <= 2e-2 * norm, "shape \(k) \(slot.name): numeric \(numeric), analytic \(norm)")
             }
         }
         for i in 0..<editor.stepSizes.count {
-            let numeric = directional(editor.stepSizes.pointer + i, [1])
+            let numeric = try directional(editor.stepSizes.pointer + i, [1])
             let analytic = Double(stepGradient.pointer[i])
             #expect(abs(numeric - analytic) <= 2e-2 * max(1, abs(numeric)), "η[\(i)]: numeric \(numeric), analytic \(analytic)")
         }
@@ -100,7 +112,7 @@ import Testing
     @Test func bottleneckStartsAtZeroWithoutASaddle() throws {
         let model = try TestModels.tinyLlama()
         let editor = try HypernetworkEditor(name: "ibke", settings: Self.settings(.bottleneck, model: model), model: model)
-        let pass = editor.run(Self.inputs(editor, seed: 3))
+        let pass = try editor.run(Self.inputs(editor, seed: 3))
         #expect(editor.denseUpdates(pass).allSatisfy { $0.scalars.allSatisfy { $0 == 0 } })
         let r = editor.modules.map { id in Self.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 8) }
         let gradients = editor.parameterBanks.map { $0.makeGradient() }
@@ -117,7 +129,7 @@ import Testing
         let model = try TestModels.tinyLlama()
         let editor = try HypernetworkEditor(name: "mend", settings: Self.settings(.mend, model: model), model: model)
         let x = Self.inputs(editor, seed: 4)
-        let updates = editor.denseUpdates(editor.run(x))
+        let updates = editor.denseUpdates(try editor.run(x))
         for (i, dw) in updates.enumerated() {
             let s = editor.shapes[editor.placement[i].shape], d = s.inWidth + s.outWidth
             var worst: Float = 0

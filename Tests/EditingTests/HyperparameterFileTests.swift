@@ -17,7 +17,7 @@ import Testing
           - 1
           - 2
         """
-        let value = try SimpleYAML.parse(yaml, file: "ft.yaml")
+        let value = try YAMLFile.parse(yaml, file: "ft.yaml")
         let object = try #require(value.objectValue)
         #expect(object["alg_name"] == .string("FT"))
         #expect(object["layers"] == .array([.int(21)]))
@@ -28,8 +28,24 @@ import Testing
         #expect(object["extra"] == .array([.int(1), .int(2)]))
     }
 
-    @Test func nestedMappingsAreRejectedWithTheLine() {
-        #expect(throws: EditorError.self) { try SimpleYAML.parse("a:\n  b: 1\n", file: "x.yaml") }
+    /// What the hand-written subset got wrong: yes/no read as booleans, inline lists split on
+    /// every comma. And what a YAML reader must refuse: aliases (a small file expanding into a
+    /// large one), deep nesting, malformed text.
+    @Test func yamlReadsAsTheReferencesMeanIt() throws {
+        let object = try #require(try YAMLFile.parse("a: yes\nb: no\nc: on\nd: [\"x, y\", z]\ne: true\nf:\n  g: 1\n",
+                                                     file: "x.yaml").objectValue)
+        #expect(object["a"] == .string("yes") && object["b"] == .string("no") && object["c"] == .string("on"))
+        #expect(object["d"] == .array([.string("x, y"), .string("z")]))
+        #expect(object["e"] == .bool(true))
+        #expect(object["f"] == .object(["g": .int(1)]))
+        // Aliases mean what YAML says; one that expands past the value budget is refused.
+        #expect(try YAMLFile.parse("a: &x [1, 2]\nb: *x\n", file: "x.yaml").objectValue?["b"] == .array([.int(1), .int(2)]))
+        var laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1..<8 { laughs += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        for bad in [laughs, String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
+                    "a: [1, 2\n", "a: 99999999999999999999999\n"] {
+            #expect(throws: EditorError.self, "\(bad.prefix(20))") { try YAMLFile.parse(bad, file: "x.yaml") }
+        }
     }
 
     @Test func fineTuningReadsReferenceKeysAndRejectsTyposAndBadLayers() throws {
@@ -48,6 +64,21 @@ import Testing
         #expect(throws: EditorError.layerOutOfRange(file: "ft.json", layer: 21, layers: 4)) {
             try FineTuning.Hyperparameters(reading: &deep, objective: .promptLast, layerCount: 4)
         }
+    }
+
+    /// A layer listed twice would give one matrix two updates: refused by every method that reads layers.
+    @Test func layersListedTwiceAreRefused() throws {
+        let twice: JSONObject = ["layers": .array([.int(1), .int(1)])]
+        let expected = EditorError.invalidHyperparameter(file: "h.yaml", key: "layers", expected: "distinct layers, found [1, 1]")
+        var ft = HyperparameterReader(object: twice, file: "h.yaml")
+        #expect(throws: expected) { try FineTuning.Hyperparameters(reading: &ft, objective: .targetNew, layerCount: 4) }
+        var memit = HyperparameterReader(object: twice, file: "h.yaml")
+        #expect(throws: expected) {
+            try MassEditingHyperparameters(reading: &memit, layerCount: 4, feedForwardSize: 128, alphaEdit: false)
+        }
+        let config = try TestModels.tinyLlama().config
+        var hypernetwork = HyperparameterReader(object: twice, file: "h.yaml")
+        #expect(throws: expected) { try HypernetworkSettings(reading: &hypernetwork, design: .mend, config: config) }
     }
 
     @Test func defaultsFollowTheDepthRule() {

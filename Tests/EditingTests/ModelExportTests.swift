@@ -23,7 +23,8 @@ import Testing
                                                      "blk.1.attn_v.weight", "blk.0.ffn_gate.weight", "blk.1.ffn_up.weight"])
             let source = try GGUFFile(url: Self.tinyGGUF), copy = try GGUFFile(url: out)
             #expect(copy.version == source.version && copy.alignment == source.alignment)
-            #expect(copy.metadataKeys == source.metadataKeys && copy.metadata == source.metadata)
+            #expect(copy.metadataKeys == source.metadataKeys + ["ibke.export"])
+            #expect(copy.metadata.filter { $0.key != "ibke.export" } == source.metadata)
             #expect(copy.tensorNames == source.tensorNames)
             var quantizedCopies = 0
             for name in source.tensorNames {
@@ -56,12 +57,21 @@ import Testing
         }
     }
 
+    /// The source's bytes with one metadata string added, which marks the file as an export
+    /// (what `overwrite` may replace); the data section is the source's byte for byte.
     @Test func anUneditedGGUFExportIsTheSourceByteForByte() throws {
         let model = try LanguageModel.load(Self.tinyGGUF)
         try Support.withFolder { folder throws in
             let out = folder.appendingPathComponent("copy.gguf")
             #expect(try ModelExport.write(model, to: out).rewrittenTensors.isEmpty)
-            #expect(try Data(contentsOf: out) == Data(contentsOf: Self.tinyGGUF))
+            let source = try GGUFFile(url: Self.tinyGGUF), copy = try GGUFFile(url: out)
+            #expect(copy.metadataKeys == source.metadataKeys + ["ibke.export"])
+            let sourceBytes = try Data(contentsOf: Self.tinyGGUF), copyBytes = try Data(contentsOf: out)
+            #expect(copyBytes.suffix(from: copy.dataOffset) == sourceBytes.suffix(from: source.dataOffset))
+            // Written again from the copy, nothing changes: the marker is not added twice.
+            let model2 = try LanguageModel.load(out), again = folder.appendingPathComponent("again.gguf")
+            try ModelExport.write(model2, to: again)
+            #expect(try Data(contentsOf: again) == copyBytes)
         }
     }
 
@@ -100,6 +110,45 @@ import Testing
             #expect(Set(reloaded.source.tensorNames.map { reloaded.source.typeName(of: $0) }) == ["F16"])
             let worst = try Support.worstDifference(reloaded, model)
             #expect(worst <= 5e-2, "\(worst)")  // every weight rounded, not just the edited ones
+        }
+    }
+
+    /// `overwrite` replaces an earlier export only: never the source, a folder holding it, or a
+    /// file or folder of the user's.
+    @Test func overwritingReplacesOnlyEarlierExports() throws {
+        try Support.withFolder { folder throws in
+            // The source model inside the destination folder, beside a file of the user's.
+            let home = folder.appendingPathComponent("models")
+            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: false)
+            let source = home.appendingPathComponent("tiny.gguf")
+            try FileManager.default.copyItem(at: Self.tinyGGUF, to: source)
+            try Data("notes".utf8).write(to: home.appendingPathComponent("notes.txt"))
+            let model = try LanguageModel.load(source)
+            #expect(throws: ExportError.destinationHoldsSource(path: home.path, source: source.path)) {
+                try ModelExport.write(model, to: home, overwrite: true)
+            }
+            #expect(throws: ExportError.destinationHoldsSource(path: folder.path, source: source.path)) {
+                try ModelExport.write(model, to: folder, overwrite: true)
+            }
+            // A folder and a GGUF that no export wrote.
+            let mine = folder.appendingPathComponent("mine")
+            try FileManager.default.createDirectory(at: mine, withIntermediateDirectories: false)
+            try Data("keep".utf8).write(to: mine.appendingPathComponent("keep.txt"))
+            #expect(throws: ExportError.notAnExport(path: mine.path)) { try ModelExport.write(model, to: mine, overwrite: true) }
+            let other = folder.appendingPathComponent("other.gguf")
+            try FileManager.default.copyItem(at: Self.tinyGGUF, to: other)
+            #expect(throws: ExportError.notAnExport(path: other.path)) { try ModelExport.write(model, to: other, overwrite: true) }
+            for url in [source, home.appendingPathComponent("notes.txt"), mine.appendingPathComponent("keep.txt"), other] {
+                #expect(FileManager.default.fileExists(atPath: url.path), "\(url.path) was removed")
+            }
+            #expect(try Data(contentsOf: other) == Data(contentsOf: Self.tinyGGUF))
+            // Earlier exports, GGUF and Hugging Face, are replaced.
+            let gguf = folder.appendingPathComponent("edited.gguf"), hf = folder.appendingPathComponent("edited-hf")
+            for out in [gguf, hf] {
+                try ModelExport.write(model, to: out)
+                try ModelExport.write(model, to: out, overwrite: true)
+            }
+            #expect(try GGUFFile(url: gguf).string("ibke.export") == "written by ibke from tiny.gguf")
         }
     }
 

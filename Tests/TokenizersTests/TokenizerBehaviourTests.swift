@@ -338,6 +338,18 @@ struct TokenizerBenchmarks {
         #expect(tokenizer.encode("ab") == [2, 1])
     }
 
+    /// An id far beyond the vocabulary (once: 9 GB allocated, 80 s) is refused at once.
+    @Test func idsBeyondTheVocabularyAreRefused() throws {
+        for json in [#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 300000000}, "merges": []}}"#,
+                     #"{"added_tokens": [{"id": 300000000, "content": "<x>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#] {
+            #expect {
+                try Self.loadJSON(json)
+            } throws: { error in
+                "\(error)".contains("tokenizer.json") && "\(error)".contains("id")
+            }
+        }
+    }
+
     @Test func canonicallyEquivalentTokensStayDistinct() throws {
         // "é" (U+00E9) and "e" + U+0301 are equal as Swift Strings but different tokens.
         let tokenizer = try Self.loadJSON(

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 
 /// A folder built whole before it appears: its files are written into a temporary sibling
 /// folder, which is then renamed to the destination, so that no reader sees half an export.
@@ -8,16 +9,15 @@ enum AtomicFolder {
     /// deleted after: between the two renames the destination is briefly absent, never partial.
     static func write(to destination: URL, body: (URL) throws -> Void) throws {
         let manager = FileManager.default
-        let parent = destination.deletingLastPathComponent()
-        let name = destination.lastPathComponent
-        let temporary = parent.appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
+        TemporaryName.removeStale(beside: destination)
+        let temporary = TemporaryName.beside(destination)
         try manager.createDirectory(at: temporary, withIntermediateDirectories: false)
         var placed = false
         defer { if !placed { try? manager.removeItem(at: temporary) } }
         try body(temporary)
         var old: URL?
         if manager.fileExists(atPath: destination.path) {
-            let aside = parent.appendingPathComponent(".\(name).\(UUID().uuidString).old")
+            let aside = TemporaryName.beside(destination, suffix: "old")
             try manager.moveItem(at: destination, to: aside)
             old = aside
         }

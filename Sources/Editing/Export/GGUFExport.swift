@@ -25,7 +25,8 @@ extension ModelExport {
             guard !values.elementsEqual(stored, by: { $0.bitPattern == $1.bitPattern }) else { continue }
             replacements[tensor.name] = precision == .f16 ? .f16(values) : .f32(values)
         }
-        try source.writeCopy(to: url, replacing: replacements)
+        try source.writeCopy(to: url, replacing: replacements,
+                             addedStrings: [(exportMarkerKey, "written by ibke from \(model.url.lastPathComponent)")])
         return source.tensorNames.filter { replacements[$0] != nil }
     }
 }

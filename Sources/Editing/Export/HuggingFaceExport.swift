@@ -45,6 +45,8 @@ extension ModelExport {
         }
         try SafetensorsWriter.write(tensors: entries, metadata: ["format": "pt"],
                                     to: folder.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
+        let manifest: JSONValue = .object(["format": .string(exportMarkerKey), "source": .string(model.url.lastPathComponent)])
+        try Data((manifest.serialized(indent: 2) + "\n").utf8).write(to: folder.appendingPathComponent(manifestName))
         return entries.map(\.name)
     }
 

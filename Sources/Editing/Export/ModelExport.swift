@@ -61,13 +61,31 @@ public enum ModelExport {
         return Result(format: format, url: destination, rewrittenTensors: rewritten)
     }
 
+    /// What marks a file or folder as an earlier export, the only thing `overwrite` replaces: a
+    /// GGUF string of this key, or a Hugging Face folder holding ``manifestName``.
+    static let exportMarkerKey = "ibke.export"
+    static let manifestName = "ibke-export.json"
+
+    /// Whether `url` is an export this code wrote (``exportMarkerKey``).
+    static func isEarlierExport(_ url: URL, format: Format) -> Bool {
+        switch format {
+        case .gguf: (try? GGUFFile(url: url))?.string(exportMarkerKey) != nil
+        case .huggingFace: FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path)
+        }
+    }
+
     /// Throws the ``ExportError`` that ``write(_:to:precision:overwrite:)`` would for this
     /// destination, so that a caller can refuse before loading and editing a model.
+    ///
+    /// `overwrite` replaces only an earlier export (``isEarlierExport(_:format:)``), never the
+    /// source or a folder that holds it, nor anything else a user keeps there.
     public static func checkDestination(_ destination: URL, source: URL, overwrite: Bool) throws {
         let format = Format(destination: destination)
         let path = destination.standardizedFileURL.resolvingSymlinksInPath().path
-        guard path != source.standardizedFileURL.resolvingSymlinksInPath().path else {
-            throw ExportError.destinationIsSource(path: destination.path)
+        let sourcePath = source.standardizedFileURL.resolvingSymlinksInPath().path
+        guard path != sourcePath else { throw ExportError.destinationIsSource(path: destination.path) }
+        guard !sourcePath.hasPrefix(path.hasSuffix("/") ? path : path + "/") else {
+            throw ExportError.destinationHoldsSource(path: destination.path, source: source.path)
         }
         var isFolder: ObjCBool = false
         let parent = destination.deletingLastPathComponent()
@@ -86,11 +104,12 @@ public enum ModelExport {
                 file: destination.path, detail: "is a file; a Hugging Face export is a folder (a path ending in .gguf exports GGUF)")
         case (.gguf, false):
             if !overwrite { throw ExportError.destinationExists(path: destination.path, detail: "exists") }
+            guard isEarlierExport(destination, format: .gguf) else { throw ExportError.notAnExport(path: destination.path) }
         case (.huggingFace, true):
             let contents = try FileManager.default.contentsOfDirectory(atPath: destination.path)
-            if !overwrite && !contents.isEmpty {
-                throw ExportError.destinationExists(path: destination.path, detail: "is a folder that is not empty")
-            }
+            guard !contents.isEmpty else { return }
+            if !overwrite { throw ExportError.destinationExists(path: destination.path, detail: "is a folder that is not empty") }
+            guard isEarlierExport(destination, format: .huggingFace) else { throw ExportError.notAnExport(path: destination.path) }
         }
     }
 }
@@ -99,6 +118,8 @@ public enum ModelExport {
 public enum ExportError: Error, CustomStringConvertible, Equatable {
     case destinationExists(path: String, detail: String)
     case destinationIsSource(path: String)
+    case destinationHoldsSource(path: String, source: String)
+    case notAnExport(path: String)
     case noFolder(path: String, folder: String)
     case unsupported(file: String, detail: String)
 
@@ -114,6 +135,10 @@ public enum ExportError: Error, CustomStringConvertible, Equatable {
             "\(path) \(detail); pass --force to replace it"
         case .destinationIsSource(let path):
             "\(path) is the source model, which is never overwritten"
+        case .destinationHoldsSource(let path, let source):
+            "\(path) holds the source model \(source), which is never overwritten; choose another output path"
+        case .notAnExport(let path):
+            "\(path) exists and is not an earlier ibke export; it is never replaced, choose another output path"
         case .noFolder(let path, let folder):
             "\(path): there is no folder \(folder) to write it in"
         case .unsupported(let file, let detail):

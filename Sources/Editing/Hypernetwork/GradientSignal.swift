@@ -20,15 +20,16 @@ public struct GradientSignal: Sendable {
 
     /// One forward and backward pass of the edit loss, from `prefix` when given (its sequences
     /// must be ``teacherForced(_:)``'s, e.g. a cached residual below the edited blocks) or from
-    /// the tokens; the backward stops at the lowest edited block.
+    /// the tokens, on the model with `interventions`; the backward stops at the lowest edited block.
     public static func capture(
         _ requests: [PreparedRequest], transformer: Transformer, modules: [ParameterID],
-        rows selection: HypernetworkSettings.RowSelection, prefix: Prefix? = nil
+        rows selection: HypernetworkSettings.RowSelection, prefix: Prefix? = nil, interventions: [Intervention] = []
     ) throws -> GradientSignal {
         let (sequences, positions, targets) = teacherForced(requests)
         let request = GradientRequest(tokenPairs: Set(modules))
-        let tape = try prefix.map { try transformer.record($0, logits: .positions(positions), gradients: request) }
-            ?? transformer.record(sequences, logits: .positions(positions), gradients: request)
+        let tape = try prefix.map {
+            try transformer.record($0, interventions: interventions, logits: .positions(positions), gradients: request)
+        } ?? transformer.record(sequences, interventions: interventions, logits: .positions(positions), gradients: request)
         let flatTargets = targets.flatMap { $0 }
         let weights = targets.flatMap { t in Array(repeating: 1 / Float(requests.count * t.count), count: t.count) }
         let v = transformer.config.vocabularySize, rows = flatTargets.count
@@ -41,12 +42,14 @@ public struct GradientSignal: Sendable {
         }
         let all = tape.backward(dLogits: dLogits).tokenPairs
         let targetRows = Transformer.packedRows(sequences, positions: positions)
+        let subjectRows = Transformer.packedRows(sequences, positions: requests.map { [$0.subjectLast] })
         var pairs: [ParameterID: TokenPairs] = [:]
         for id in modules {
             guard let p = all[id] else { preconditionFailure("no token pairs for \(id)") }
             let kept: [Int]
             switch selection {
             case .targetOnly: kept = targetRows
+            case .subjectLast: kept = subjectRows
             case .allNonzero: kept = (0..<p.input.shape[0]).filter { !isZero(p.input, row: $0) && !isZero(p.outputGradient, row: $0) }
             }
             pairs[id] = TokenPairs(input: gather(p.input, kept), outputGradient: gather(p.outputGradient, kept))

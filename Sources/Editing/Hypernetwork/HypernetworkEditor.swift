@@ -23,7 +23,7 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
 
     /// `ibke` or `mend`.
     public let name: String
-    public let settings: HypernetworkSettings
+    public private(set) var settings: HypernetworkSettings
     /// The content hash of the model the editor was made for (``LanguageModel/contentHash()``).
     public let modelHash: String
     /// The edited matrices, in the order of ``stepSizes``.
@@ -35,19 +35,43 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     var shapes: [Shape]
     /// Per module: its shape's index, and its FiLM row in that shape's network.
     let placement: [(shape: Int, slot: Int)]
+    /// The key-value write's second moment C = E[kkᵀ] of each edited layer's `ffn_down` input
+    /// (`[F, F]`), kept with the editor because training learned through it, and its Cholesky factor.
+    public let keyMoments: [Int: Tensor]
+    private let keyFactors: [Int: DenseSolve.CholeskyFactor]
 
     public var hyperparameters: JSONValue { settings.json }
 
     /// A freshly initialised editor for `model` (training starts here).
-    public convenience init(name: String, settings: HypernetworkSettings, model: LanguageModel) throws {
-        try self.init(name: name, settings: settings, model: model, initialize: true)
+    ///
+    /// - Parameter keyMoments: the layer's C for the key-value write (``HypernetworkSettings/Write/keyValue``),
+    ///   e.g. ``SecondMoments/matrix(layer:)`` of each edited layer; unused otherwise.
+    public convenience init(name: String, settings: HypernetworkSettings, model: LanguageModel,
+                            keyMoments: [Int: Tensor] = [:]) throws {
+        try self.init(name: name, settings: settings, model: model, keyMoments: keyMoments, initialize: true)
     }
 
-    private init(name: String, settings: HypernetworkSettings, model: LanguageModel, initialize: Bool) throws {
+    private init(name: String, settings: HypernetworkSettings, model: LanguageModel, keyMoments: [Int: Tensor],
+                 initialize: Bool) throws {
         self.name = name
         self.settings = settings
         modelHash = try model.contentHash()
         modules = settings.modules
+        if settings.write == .keyValue {
+            let f = model.config.feedForwardSize
+            var factors: [Int: DenseSolve.CholeskyFactor] = [:]
+            for layer in settings.layers {
+                guard let c = keyMoments[layer], c.shape == [f, f] else {
+                    throw EditorError.statisticsMissing(method: name, layers: settings.layers.filter { keyMoments[$0] == nil })
+                }
+                factors[layer] = try MEMIT.factor(c)
+            }
+            self.keyMoments = keyMoments.filter { settings.layers.contains($0.key) }
+            keyFactors = factors
+        } else {
+            self.keyMoments = [:]
+            keyFactors = [:]
+        }
         var shapes: [Shape] = [], placement: [(Int, Int)] = []
         var shapeKeys: [[Int]] = [], counts: [Int] = []
         for id in modules {
@@ -110,6 +134,11 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     public struct Pass {
         let shapes: [ShapeNetwork.Pass]
         let placement: [(shape: Int, slot: Int)]
+        /// Per module, the update's right factors `[T, in]` when they are not the network's `ũ`
+        /// rows: the key-value write's whitened keys, or `ũ` projected off the neighbour span.
+        let right: [Tensor]?
+        /// The neighbour spans `ũ` was projected off (its gradient is projected the same way).
+        let neighbourSpans: [NeighbourSpan]?
         /// Σ of the latent KL over every latent vector (0 for MEND).
         public var klSum: Double { shapes.reduce(0) { $0 + $1.klSum } }
         /// The latent vectors the KL sums over (the mean-per-latent ITM reduction divides by
@@ -121,25 +150,53 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     }
 
     /// Runs every module's rows through its shape's network; `noise` samples the latent (training).
-    public func run(_ inputs: [Tensor], noise: UnsafeMutablePointer<SplitMix64>? = nil) -> Pass {
+    /// The key-value write also needs the raw keys of `signal` (the rows' inputs); with
+    /// `neighbours` (``neighbourSpans(_:model:)``) the input factors are projected off their spans.
+    public func run(_ inputs: [Tensor], signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil,
+                    noise: UnsafeMutablePointer<SplitMix64>? = nil) throws -> Pass {
         precondition(inputs.count == modules.count, "one input per module")
         let passes = shapes.enumerated().map { k, shape in
             var slots = [Tensor?](repeating: nil, count: shape.network.moduleCount)
             for (i, place) in placement.enumerated() where place.shape == k { slots[place.slot] = inputs[i] }
             return shape.network.forward(slots, noise: noise)
         }
-        return Pass(shapes: passes, placement: placement)
+        guard settings.write == .keyValue else {
+            guard let neighbours else { return Pass(shapes: passes, placement: placement, right: nil, neighbourSpans: nil) }
+            let projected = modules.indices.map { i in
+                let s = shapes[placement[i].shape], y = passes[placement[i].shape].outputs[placement[i].slot]!
+                let rows = y.shape[0], d = s.inWidth + s.outWidth, u = Tensor(zeros: [rows, s.inWidth])
+                for t in 0..<rows { (u.pointer + t * s.inWidth).update(from: y.pointer + t * d, count: s.inWidth) }
+                neighbours[i].project(u.pointer, count: rows, stride: s.inWidth)
+                return u
+            }
+            return Pass(shapes: passes, placement: placement, right: projected, neighbourSpans: neighbours)
+        }
+        guard let signal else { preconditionFailure("the key-value write needs the gradient signal's keys") }
+        let keys = try modules.map { id in
+            let k = signal.pairs[id]!.input, rows = k.shape[0]
+            return try MEMIT.writeKeys(k.scalars.map(Double.init), count: rows, factor: keyFactors[id.layer]!,
+                                       lambda: settings.keyWeight)
+        }
+        return Pass(shapes: passes, placement: placement, right: keys, neighbourSpans: nil)
     }
 
-    /// Module `i`'s update as factors: `left = −η δ̃ᵀ` `[out, T]`, `right = ũ` `[T, in]`.
+    /// Module `i`'s right factor: `ũ` (the gradient write), projected when there are
+    /// neighbours, or the whitened keys (the key-value write), as a pointer to `[T, in]` rows
+    /// with their stride.
+    private func rightFactor(_ pass: Pass, module i: Int) -> (pointer: UnsafeMutablePointer<Float>, stride: Int) {
+        if let right = pass.right { return (right[i].pointer, shapes[placement[i].shape].inWidth) }
+        let s = shapes[placement[i].shape]
+        return (pass.output(i).pointer, s.inWidth + s.outWidth)
+    }
+
+    /// Module `i`'s update as factors: `left = −η δ̃ᵀ` `[out, T]`, `right` `[T, in]` (``rightFactor(_:module:)``).
     public func factors(_ pass: Pass, module i: Int) -> (left: Tensor, right: Tensor) {
         let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
         let left = Tensor(zeros: [s.outWidth, rows]), right = Tensor(zeros: [rows, s.inWidth])
-        let eta = -stepSizes[i]
+        let eta = -stepSizes[i], source = rightFactor(pass, module: i)
         for t in 0..<rows {
-            let row = y.pointer + t * d
-            (right.pointer + t * s.inWidth).update(from: row, count: s.inWidth)
-            for o in 0..<s.outWidth { left.pointer[o * rows + t] = eta * row[s.inWidth + o] }
+            (right.pointer + t * s.inWidth).update(from: source.pointer + t * source.stride, count: s.inWidth)
+            for o in 0..<s.outWidth { left.pointer[o * rows + t] = eta * y.pointer[t * d + s.inWidth + o] }
         }
         return (left, right)
     }
@@ -148,9 +205,9 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     public func denseUpdates(_ pass: Pass) -> [Tensor] {
         modules.indices.map { i in
             let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
-            let dw = Tensor(zeros: [s.outWidth, s.inWidth])
+            let dw = Tensor(zeros: [s.outWidth, s.inWidth]), right = rightFactor(pass, module: i)
             MatMul.gemm(transA: true, m: s.outWidth, n: s.inWidth, k: rows, alpha: -stepSizes[i],
-                        a: y.pointer + s.inWidth, lda: d, b: y.pointer, ldb: d, c: dw.pointer, ldc: s.inWidth)
+                        a: y.pointer + s.inWidth, lda: d, b: right.pointer, ldb: right.stride, c: dw.pointer, ldc: s.inWidth)
             return dw
         }
     }
@@ -167,14 +224,19 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         for i in modules.indices {
             let s = shapes[placement[i].shape], g = updateGradients[i], y = pass.output(i)
             let rows = y.shape[0], inW = s.inWidth, outW = s.outWidth, d = inW + outW
-            let eta = stepSizes[i]
-            // P = Ũ Gᵀ [T, out]; ∂L/∂Δ̃ = −η P; ∂L/∂Ũ = −η Δ̃ G; ∂L/∂η = −Σ Δ̃ ⊙ P.
+            let eta = stepSizes[i], right = rightFactor(pass, module: i)
+            // P = Ũ Gᵀ [T, out]; ∂L/∂Δ̃ = −η P; ∂L/∂Ũ = −η Δ̃ G; ∂L/∂η = −Σ Δ̃ ⊙ P. The key-value
+            // write's right factor is not the network's: its ∂L/∂Ũ stays zero.
             let p = Tensor(zeros: [rows, outW])
-            MatMul.gemm(transB: true, m: rows, n: outW, k: inW, a: y.pointer, lda: d, b: g.pointer, ldb: inW,
+            MatMul.gemm(transB: true, m: rows, n: outW, k: inW, a: right.pointer, lda: right.stride, b: g.pointer, ldb: inW,
                         c: p.pointer, ldc: outW)
             let dY = Tensor(zeros: [rows, d])
-            MatMul.gemm(m: rows, n: inW, k: outW, alpha: -eta, a: y.pointer + inW, lda: d, b: g.pointer, ldb: inW,
-                        c: dY.pointer, ldc: d)
+            if settings.write == .gradient {
+                MatMul.gemm(m: rows, n: inW, k: outW, alpha: -eta, a: y.pointer + inW, lda: d, b: g.pointer, ldb: inW,
+                            c: dY.pointer, ldc: d)
+                // The projection is symmetric: the gradient of the raw ũ is the projected one's, projected.
+                pass.neighbourSpans?[i].project(dY.pointer, count: rows, stride: d)
+            }
             var dEta = 0.0
             for t in 0..<rows {
                 let delta = y.pointer + t * d + inW, pt = p.pointer + t * outW, out = dY.pointer + t * d + inW
@@ -195,17 +257,72 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         try checkModel(model, source: name)
-        let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: modules, rows: settings.rows)
-        guard signal.loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the edit loss") }
-        let pass = run(encode(signal, updatingStatistics: false))
+        // Each iteration's factors, per module; later iterations read the model with the earlier ones.
+        var lefts = [[Tensor]](repeating: [], count: modules.count), rights = lefts
+        var applied: [AppliedDelta] = []
+        defer { for a in applied.reversed() { a.revert() } }
+        let neighbours = try neighbourSpans(requests, model: model)
+        for iteration in 0..<settings.iterations {
+            let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: modules, rows: settings.rows)
+            guard signal.loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the edit loss") }
+            let pass = try run(encode(signal, updatingStatistics: false), signal: signal, neighbours: neighbours)
+            var step = WeightDelta()
+            for (i, id) in modules.enumerated() {
+                let (left, right) = factors(pass, module: i)
+                guard left.isFinite && right.isFinite else { throw EditorError.notFinite(method: name, detail: "the update of \(id)") }
+                lefts[i].append(left)
+                rights[i].append(right)
+                step.entries.append(.init(id, .lowRank(left: left, right: right)))
+            }
+            if iteration + 1 < settings.iterations { applied.append(try model.transformer.apply(step, source: name)) }
+        }
         var delta = WeightDelta(metadata: deltaMetadata(requests, model: model))
         delta.metadata[WeightDelta.modelHashKey] = modelHash
         for (i, id) in modules.enumerated() {
-            let (left, right) = factors(pass, module: i)
-            guard left.isFinite && right.isFinite else { throw EditorError.notFinite(method: name, detail: "the update of \(id)") }
-            delta.entries.append(.init(id, .lowRank(left: left, right: right)))
+            delta.entries.append(.init(id, .lowRank(left: Self.columns(lefts[i]), right: Self.rows(rights[i]))))
         }
         return delta
+    }
+
+    /// `[out, T₁]`, `[out, T₂]`, … side by side: `[out, ΣT]`.
+    private static func columns(_ parts: [Tensor]) -> Tensor {
+        guard parts.count > 1 else { return parts[0] }
+        let out = parts[0].shape[0], total = parts.reduce(0) { $0 + $1.shape[1] }
+        let joined = Tensor(zeros: [out, total])
+        var start = 0
+        for part in parts {
+            let t = part.shape[1]
+            for o in 0..<out { (joined.pointer + o * total + start).update(from: part.pointer + o * t, count: t) }
+            start += t
+        }
+        return joined
+    }
+
+    /// `[T₁, in]`, `[T₂, in]`, … stacked: `[ΣT, in]`.
+    private static func rows(_ parts: [Tensor]) -> Tensor {
+        guard parts.count > 1 else { return parts[0] }
+        return Tensor(shape: [parts.reduce(0) { $0 + $1.shape[0] }, parts[0].shape[1]], values: parts.flatMap(\.scalars))
+    }
+
+    /// The spans of every module's inputs on the requests' counterfactual neighbours
+    /// (``HypernetworkSettings/neighbours``), nil when the editor uses none.
+    public func neighbourSpans(_ requests: [PreparedRequest], model: LanguageModel) throws -> [NeighbourSpan]? {
+        try NeighbourSpan.spans(requests, modules: modules, settings: settings, model: model)
+    }
+
+    /// Applies the settings that change how an edit is made but not the trained networks
+    /// (`neighbours`, `neighbour_subjects`), read from a hyperparameter file; any other key is an error.
+    public func overrideEditSettings(_ reader: inout HyperparameterReader) throws {
+        var changed = settings
+        changed.neighbours = try reader.int("neighbours", default: settings.neighbours)
+        changed.neighbourSubjects = try reader.strings("neighbour_subjects", default: settings.neighbourSubjects)
+        try reader.finish()
+        guard changed.write == .gradient || changed.neighbours == 0,
+              (0...changed.neighbourSubjects.count).contains(changed.neighbours) else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "neighbours",
+                                                    expected: "0 to \(changed.neighbourSubjects.count), and 0 with write key_value")
+        }
+        settings = changed
     }
 
     /// Refuses a model other than the one the editor was trained for.
@@ -260,6 +377,15 @@ extension HypernetworkEditor {
                 counts.append(String(statistics.count))
             }
         }
+        for (layer, c) in keyMoments.sorted(by: { $0.key < $1.key }) {
+            // C's lower triangle over its mean diagonal (so that float16 keeps 3 digits of its
+            // small off-diagonal entries), and that scale.
+            let n = c.shape[0], scale = (0..<n).reduce(Float(0)) { $0 + c.pointer[$1 * n + $1] } / Float(n)
+            let name = "key_moment.layer\(layer)", packed = Self.lowerTriangle(c).map { $0 / scale }
+            tensors.append(halfPrecision ? .float16(name: name, shape: [packed.count], floats: packed)
+                                         : .init(name: name, shape: [packed.count], floats: packed))
+            tensors.append(.init(name: name + ".scale", shape: [1], floats: [scale]))
+        }
         var metadata = provenance
         metadata[Self.formatKey] = Self.formatValue
         metadata["ibke.method"] = name
@@ -291,10 +417,6 @@ extension HypernetworkEditor {
         else { throw malformed("no ibke.method or ibke.settings") }
         var reader = HyperparameterReader(object: settingsObject, file: fileName)
         let settings = try HypernetworkSettings(reading: &reader, design: .bottleneck, config: model.config)
-        let editor = try HypernetworkEditor(name: method, settings: settings, model: model, initialize: false)
-        guard file.metadata["ibke.modules"] == editor.modules.map(\.name).joined(separator: ",") else {
-            throw malformed("ibke.modules does not match the settings")
-        }
         func read(_ name: String, count: Int) throws -> [Float] {
             guard let shape = file.shape(of: name), shape.reduce(1, *) == count else {
                 throw malformed("tensor \(name) is missing or has the wrong size (expected \(count) values)")
@@ -302,6 +424,19 @@ extension HypernetworkEditor {
             let values = try file.readFloats(name)
             guard values.allSatisfy(\.isFinite) else { throw malformed("tensor \(name) holds NaN or infinite values") }
             return values
+        }
+        var keyMoments: [Int: Tensor] = [:]
+        if settings.write == .keyValue {
+            let f = model.config.feedForwardSize
+            for layer in settings.layers {
+                let name = "key_moment.layer\(layer)", scale = try read(name + ".scale", count: 1)[0]
+                keyMoments[layer] = unpackLowerTriangle(try read(name, count: f * (f + 1) / 2).map { $0 * scale }, order: f)
+            }
+        }
+        let editor = try HypernetworkEditor(name: method, settings: settings, model: model, keyMoments: keyMoments,
+                                            initialize: false)
+        guard file.metadata["ibke.modules"] == editor.modules.map(\.name).joined(separator: ",") else {
+            throw malformed("ibke.modules does not match the settings")
         }
         editor.stepSizes.buffer.update(fromContentsOf: try read("step_sizes", count: editor.modules.count))
         let counts = (file.metadata["ibke.statistics_counts"] ?? "").split(separator: ",").compactMap { Int($0) }
@@ -330,5 +465,24 @@ extension HypernetworkEditor {
         }
         editor.provenance = file.metadata.filter { $0.key.hasPrefix("ibke.training.") }
         return editor
+    }
+
+    /// A symmetric `[n, n]` matrix's lower triangle, row by row (half the file of the full matrix).
+    static func lowerTriangle(_ c: Tensor) -> [Float] {
+        let n = c.shape[0]
+        return (0..<n).flatMap { i in Array(UnsafeBufferPointer(start: c.pointer + i * n, count: i + 1)) }
+    }
+
+    static func unpackLowerTriangle(_ packed: [Float], order n: Int) -> Tensor {
+        let c = Tensor(zeros: [n, n])
+        var k = 0
+        for i in 0..<n {
+            for j in 0...i {
+                c.pointer[i * n + j] = packed[k]
+                c.pointer[j * n + i] = packed[k]
+                k += 1
+            }
+        }
+        return c
     }
 }

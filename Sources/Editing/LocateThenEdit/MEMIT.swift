@@ -54,9 +54,10 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
     public init(reading reader: inout HyperparameterReader, layerCount: Int, feedForwardSize: Int = 1536, alphaEdit: Bool) throws {
         self = .defaults(layerCount: layerCount, feedForwardSize: feedForwardSize)
         layers = try reader.ints("layers", default: layers).sorted()
-        guard !layers.isEmpty, Set(layers).count == layers.count else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "distinct layers")
+        guard !layers.isEmpty else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "at least one layer")
         }
+        try reader.checkDistinct(layers)
         vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
         try reader.checkLayers(layers + [vLossLayer], layerCount: layerCount)
         guard layers.last! < layerCount - 1 else {
@@ -264,8 +265,16 @@ public final class MEMIT: Editor, @unchecked Sendable {
     static func update(_ targets: MassEditing.LayerTargets, factor: DenseSolve.CholeskyFactor, lambda: Double) throws
         -> (left: Tensor, right: Tensor)
     {
-        let n = targets.keys.count, f = factor.order
         let keyRows = targets.keys.flatMap { $0.map(Double.init) }  // [n, F]
+        let right = try writeKeys(keyRows, count: targets.keys.count, factor: factor, lambda: lambda)
+        return (MassEditing.left(targets.residuals), right)
+    }
+
+    /// The update's right factor `Xᵀ` `[n, F]`, `X = (λC + KKᵀ)⁻¹ K` for the `n` key rows `K`
+    /// `[n, F]`: `ΔW = R Xᵀ` writes the residual columns `R` at the keys, least-squares against
+    /// the preserved keys of C.
+    static func writeKeys(_ keyRows: [Double], count n: Int, factor: DenseSolve.CholeskyFactor, lambda: Double) throws -> Tensor {
+        let f = factor.order
         let y = factor.solve(keyRows, count: n).map { $0 / lambda }  // rows: (λC)⁻¹k
         var gram = DenseSolve.multiply(keyRows, y, m: n, n: n, k: f, transposeB: true)  // I + Kᵀ(λC)⁻¹K
         for i in 0..<n { gram[i * n + i] += 1 }
@@ -273,7 +282,7 @@ public final class MEMIT: Editor, @unchecked Sendable {
         let solved = try DenseSolve.general(gram, order: n, rightHandSides: MassEditing.transpose(y, rows: n, columns: f),
                                             count: f)  // [F, n]
         let right = MassEditing.transpose(solved, rows: f, columns: n)
-        return (MassEditing.left(targets.residuals), Tensor(shape: [n, f], values: right.map { Float($0) }))
+        return Tensor(shape: [n, f], values: right.map { Float($0) })
     }
 
     /// The Cholesky factor of a layer's C, in float64 (with a small ridge if C is singular).

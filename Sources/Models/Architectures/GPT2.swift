@@ -79,15 +79,15 @@ enum GPT2 {
 
     static func config(gguf file: GGUFFile) throws -> TransformerConfig {
         let keys = GGUFKeys(file: file, architecture: "gpt2")
-        let width = try keys.int("embedding_length")
-        let heads = try keys.int("attention.head_count")
+        let width = try keys.dimension("embedding_length")
+        let heads = try keys.dimension("attention.head_count")
         let vocabulary = file.shape(of: "token_embd.weight")?.first ?? file.array("tokenizer.ggml.tokens")?.count
         guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
         return TransformerConfig(
             architecture: "gpt2", vocabularySize: vocabulary, hiddenSize: width,
-            feedForwardSize: keys.optionalInt("feed_forward_length") ?? 4 * width,
-            layerCount: try keys.int("block_count"), headCount: heads, keyValueHeadCount: heads,
-            headDim: width / heads, contextLength: try keys.int("context_length"), normKind: .layer,
+            feedForwardSize: try keys.optionalDimension("feed_forward_length") ?? 4 * width,
+            layerCount: try keys.dimension("block_count"), headCount: heads, keyValueHeadCount: heads,
+            headDim: width / heads, contextLength: try keys.dimension("context_length"), normKind: .layer,
             normEpsilon: Float(try keys.double("attention.layer_norm_epsilon")), feedForward: .geluTanh,
             positions: .learned, attentionBias: true, projectionBias: true,
             tiedEmbeddings: file.shape(of: "output.weight") == nil)

@@ -120,9 +120,13 @@ enum LlamaFamily {
     /// Configuration from GGUF metadata (`<arch>.embedding_length`, …).
     static func config(gguf file: GGUFFile, architecture: String) throws -> TransformerConfig {
         let keys = GGUFKeys(file: file, architecture: architecture)
-        let width = try keys.int("embedding_length")
-        let heads = try keys.int("attention.head_count")
-        let headDim = keys.optionalInt("attention.key_length") ?? width / heads
+        let width = try keys.dimension("embedding_length")
+        let heads = try keys.dimension("attention.head_count")
+        let headDim = try keys.optionalDimension("attention.key_length") ?? width / heads
+        guard headDim >= 2 else {
+            throw ModelLoadError.invalidConfig(key: keys.key("attention.key_length"), value: "\(headDim)",
+                                               expected: "at least 2", file: keys.fileName)
+        }
         let ropeDims = keys.optionalInt("rope.dimension_count") ?? headDim
         guard ropeDims == headDim else {
             throw ModelLoadError.invalidConfig(key: keys.key("rope.dimension_count"), value: "\(ropeDims)",
@@ -143,15 +147,15 @@ enum LlamaFamily {
             throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.type"), value: scaling,
                                                expected: "none (or Llama-3 rope_freqs)", file: keys.fileName)
         }
-        let vocabulary = keys.optionalInt("vocab_size")
+        let vocabulary = try keys.optionalDimension("vocab_size")
             ?? file.shape(of: "token_embd.weight")?.first
             ?? file.array("tokenizer.ggml.tokens")?.count
         guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
         return TransformerConfig(
             architecture: architecture, vocabularySize: vocabulary, hiddenSize: width,
-            feedForwardSize: try keys.int("feed_forward_length"), layerCount: try keys.int("block_count"),
-            headCount: heads, keyValueHeadCount: keys.optionalInt("attention.head_count_kv") ?? heads,
-            headDim: headDim, contextLength: try keys.int("context_length"),
+            feedForwardSize: try keys.dimension("feed_forward_length"), layerCount: try keys.dimension("block_count"),
+            headCount: heads, keyValueHeadCount: try keys.optionalDimension("attention.head_count_kv") ?? heads,
+            headDim: headDim, contextLength: try keys.dimension("context_length"),
             normKind: .rms, normEpsilon: Float(try keys.double("attention.layer_norm_rms_epsilon")),
             feedForward: .swiglu, positions: .rotary(theta: base, inverseFrequencies: frequencies),
             attentionBias: file.shape(of: "blk.0.attn_q.bias") != nil, projectionBias: false,
@@ -168,6 +172,21 @@ struct GGUFKeys {
     func key(_ name: String) -> String { "\(architecture).\(name)" }
 
     func optionalInt(_ name: String) -> Int? { file.int(key(name)) }
+
+    /// A size: a whole number from 1 to ``TransformerConfig/dimensionLimit``.
+    func dimension(_ name: String) throws -> Int {
+        guard let v = try optionalDimension(name) else { throw ModelLoadError.missingConfig(key: key(name), file: fileName) }
+        return v
+    }
+
+    func optionalDimension(_ name: String) throws -> Int? {
+        guard let value = file.metadata[key(name)] else { return nil }
+        guard let v = value.intValue, v >= 1, v <= TransformerConfig.dimensionLimit else {
+            throw ModelLoadError.invalidConfig(key: key(name), value: "\(value.intValue.map(String.init) ?? "a non-integer")",
+                                               expected: "a size from 1 to \(TransformerConfig.dimensionLimit)", file: fileName)
+        }
+        return v
+    }
     func optionalDouble(_ name: String) -> Double? { file.double(key(name)) }
     func optionalString(_ name: String) -> String? { file.string(key(name)) }
 
