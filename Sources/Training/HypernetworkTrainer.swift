@@ -298,7 +298,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
             let interventions = zip(editor.modules, updates).map { Intervention.weightDelta($0, $1) }
             let positions = [GradientSignal.teacherForced([sample.edit]).positions[0]]
                 + sample.generality.map(TrainingSample.positions) + localityPositions
-            let predicted = argmaxRows(try transformer.forward(p, interventions: interventions, logits: .positions(positions)).logits)
+            let scored = p.selecting(Array(0..<(1 + sample.generality.count + sample.locality.count)))
+            let predicted = argmaxRows(try transformer.forward(scored, interventions: interventions, logits: .positions(positions)).logits)
             var row = 0
             func accuracy(_ targets: [Int]) -> Double {
                 defer { row += targets.count }

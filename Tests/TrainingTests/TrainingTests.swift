@@ -62,6 +62,56 @@ import Testing
         #expect(validation.reliability > 0.5, "\(validation)")
     }
 
+    /// The unlikelihood term's gradient against central differences on the logits.
+    @Test func unlikelihoodGradientMatchesFiniteDifferences() {
+        let v = 7, rows = 2
+        var logits: [Float] = (0..<(rows * v)).map { Float(($0 * 37) % 11) / 4 - 1 }
+        let targets = [3, 5], weights: [Float] = [0.7, 0.3]
+        var analytic = [Float](repeating: 0, count: rows * v)
+        let loss = { (z: [Float]) -> Double in
+            var scratch = [Float](repeating: 0, count: rows * v)
+            return HypernetworkTrainer.unlikelihood(z, rows: rows, vocabularySize: v, targets: targets, weights: weights,
+                                                    scale: 1, dLogits: &scratch)
+        }
+        _ = HypernetworkTrainer.unlikelihood(logits, rows: rows, vocabularySize: v, targets: targets, weights: weights,
+                                             scale: 1, dLogits: &analytic)
+        #expect(loss(logits) > 0)
+        for i in 0..<(rows * v) {
+            let saved = logits[i], h: Float = 1e-2
+            logits[i] = saved + h
+            let up = loss(logits)
+            logits[i] = saved - h
+            let down = loss(logits)
+            logits[i] = saved
+            let numeric = (up - down) / Double(2 * h)
+            #expect(abs(numeric - Double(analytic[i])) < 1e-3, "logit \(i): numeric \(numeric), analytic \(analytic[i])")
+        }
+    }
+
+    /// Hard negatives: neighbourhood prompts are marked, weighted in the locality mean, and
+    /// paired with the edit's new object for the unlikelihood term; training with both runs.
+    @Test func neighbourhoodPromptsAreHardNegatives() throws {
+        let model = try Self.model()
+        let evalCase = EvalCase(
+            id: "n", kind: .counterfact,
+            requests: [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "Paris")],
+            probes: [Probe(role: .paraphrase, prompt: "Alice resides in", target: "Paris"),
+                     Probe(role: .neighborhood, prompt: "Bob lives in", target: "Paris", alternative: "Rome"),
+                     Probe(role: .locality, prompt: "The sky is", target: "blue")])
+        let sample = try #require(try TrainingSample.make(evalCase, model: model, corpusSentence: nil, corpusTokens: 0))
+        #expect(sample.neighbourhood == [true, false])
+        #expect(sample.neighbourTargets.map(\.target) == [sample.edit.target])
+        #expect(sample.sequences.count == 1 + 1 + 2 + 1)
+        var settings = Self.settings(steps: 6)
+        settings.neighbourhoodWeight = 5
+        settings.unlikelihoodWeight = 1
+        let trainer = HypernetworkTrainer(model: model, editor: try Self.editor(.gatedMEND, model), settings: settings,
+                                          training: [sample], validation: [sample])
+        let reports = try (0..<6).map { _ in try trainer.trainStep() }
+        #expect(reports.allSatisfy { $0.loss.isFinite })
+        _ = try trainer.validate()
+    }
+
     @Test func resumedRunMatchesAnUninterruptedOne() throws {
         let model = try Self.model()
         let samples = try Self.samples(model)
