@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // MARK: BLAS / LAPACK (Debian libopenblas-dev)
@@ -50,10 +51,11 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(
-            name: "ModelFormatsTests", dependencies: ["ModelFormats"],
+            name: "ModelFormatsTests", dependencies: ["ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "TokenizersTests", dependencies: ["Tokenizers", "ModelFormats"],
+            name: "TokenizersTests",
+            dependencies: ["Tokenizers", "ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "ModelsTests", dependencies: ["Models"],
@@ -61,7 +63,9 @@ let package = Package(
         // Runs the built `ibke` (found next to the test bundle) on ModelsTests' fixtures, read in
         // place through #filePath; `swift build` / `swift test` build the executable with it.
         // Edits the tiny models of ModelsTests/Fixtures, read in place through #filePath.
-        .testTarget(name: "EditingTests", dependencies: ["Editing", "Models", "ModelFormats"]),
+        .testTarget(
+            name: "EditingTests",
+            dependencies: ["Editing", "Models", "ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(
             name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models"],
             resources: [.copy("Fixtures")]),
