@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -73,3 +74,13 @@ let package = Package(
         .testTarget(name: "CLITests"),
     ]
 )
+
+// Coverage-guided fuzz targets (Scripts/fuzz), built with libFuzzer and the address sanitizer
+// only when asked: the fuzz entry point has no `main` of its own.
+if ProcessInfo.processInfo.environment["IBKE_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "IBKEFuzz", dependencies: ["ModelFormats", "Tokenizers", "Models", "Editing", "Evaluation"],
+        // gold fails on the sanitizer runtime's symbols; the toolchain's lld links it.
+        linkerSettings: [.unsafeFlags(["-use-ld=lld"])]))
+    package.products.append(.executable(name: "ibke-fuzz", targets: ["IBKEFuzz"]))
+}
