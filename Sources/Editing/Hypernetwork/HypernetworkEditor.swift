@@ -317,11 +317,7 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         changed.neighbours = try reader.int("neighbours", default: settings.neighbours)
         changed.neighbourSubjects = try reader.strings("neighbour_subjects", default: settings.neighbourSubjects)
         try reader.finish()
-        guard changed.write == .gradient || changed.neighbours == 0,
-              (0...changed.neighbourSubjects.count).contains(changed.neighbours) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "neighbours",
-                                                    expected: "0 to \(changed.neighbourSubjects.count), and 0 with write key_value")
-        }
+        try changed.checkNeighbours(file: reader.file)
         settings = changed
     }
 

@@ -139,18 +139,12 @@ public struct HypernetworkSettings: Sendable, Equatable {
         iterations = try reader.int("iterations", default: iterations)
         neighbours = try reader.int("neighbours", default: neighbours)
         neighbourSubjects = try reader.strings("neighbour_subjects", default: neighbourSubjects)
-        guard neighbours >= 0, neighbours <= neighbourSubjects.count, !neighbourSubjects.contains(where: \.isEmpty) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "neighbours",
-                                                    expected: "0 to \(neighbourSubjects.count) (the neighbour_subjects given), found \(neighbours)")
-        }
         guard (1...16).contains(iterations) else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "iterations", expected: "1 to 16, found \(iterations)")
         }
         seed = UInt64(try reader.int("seed", default: Int(seed)))
         try reader.finish()
-        guard write == .gradient || neighbours == 0 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "neighbours", expected: "0 with write key_value (its keys are specific already)")
-        }
+        try checkNeighbours(file: reader.file)
         if write == .keyValue {
             guard matrices == [.feedForwardDown], rows == .subjectLast, keyWeight > 0 else {
                 throw EditorError.invalidHyperparameter(file: reader.file, key: "write",
@@ -161,6 +155,18 @@ public struct HypernetworkSettings: Sendable, Equatable {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layers/matrices/rank/latent_size/edit_lr",
                                                     expected: "at least one layer and matrix, rank ≥ 1, latent_size ≥ 1, edit_lr > 0")
         }
+    }
+
+    /// Refuses neighbour settings that cannot be carried out.
+    func checkNeighbours(file: String) throws {
+        func invalid(_ expected: String) -> EditorError { .invalidHyperparameter(file: file, key: "neighbours", expected: expected) }
+        guard (0...neighbourSubjects.count).contains(neighbours), !neighbourSubjects.contains(where: \.isEmpty) else {
+            throw invalid("0 to \(neighbourSubjects.count) (the neighbour_subjects given, none empty), found \(neighbours)")
+        }
+        guard neighbours == 0 || matrices.allSatisfy({ ParameterID(layer: 0, $0).inputPoint != nil }) else {
+            throw invalid("0 when attn_output is edited (its input is not captured)")
+        }
+        guard neighbours == 0 || write == .gradient else { throw invalid("0 with write key_value (its keys are specific already)") }
     }
 
     init(design: Design, layers: [Int], matrices: [ParameterID.Kind], rank: Int, latentSize: Int,

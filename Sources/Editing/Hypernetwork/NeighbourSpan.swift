@@ -51,6 +51,8 @@ public struct NeighbourSpan: Sendable {
                 sequences.append(model.encode(template.replacingFirst("{}", with: subject)))
             }
         }
+        guard !sequences.isEmpty else { return nil }
+        // Settings with neighbours name only matrices with an input hook (HypernetworkSettings).
         let hooks = Array(Set(modules.map { HookKey($0.inputPoint!, layer: $0.layer) }))
         let captures = try model.transformer.forward(sequences, interventions: hooks.map { .capture($0.point, layer: $0.layer) },
                                                      logits: .none).captures
