@@ -55,6 +55,20 @@ import Testing
         try Self.checkGradients(editor, x, r, noisy: design != .mend)
     }
 
+    /// The edit "Alice lives in → the big city" with step sizes 1e-2 and the normalising
+    /// statistics of its own rows (as training would leave them), checking that editing left the
+    /// model's weights as they were.
+    static func editAlice(_ editor: HypernetworkEditor, model: LanguageModel) throws -> (PreparedRequest, WeightDelta) {
+        for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 1e-2 }
+        let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
+        _ = editor.encode(try GradientSignal.capture([request], transformer: model.transformer, modules: editor.modules,
+                                                     rows: editor.settings.rows), updatingStatistics: true)
+        let before = editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars }
+        let delta = try editor.edit([request], in: model)
+        #expect(editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars } == before)
+        return (request, delta)
+    }
+
     /// Moves every parameter off its initial value (zero δ̃ rows, zero up-projections), so that
     /// every path carries gradient, keeping log-variances inside the clamp, and puts ReLU inputs
     /// away from the kink (half the units on, half off), so the function is smooth.
@@ -170,14 +184,8 @@ import Testing
             let noise = Self.random([bank.count], seed: 20 + UInt64(k), scale: 0.1)
             Kernels.add(noise.pointer, into: bank.values.pointer, count: bank.count)
         }
-        for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 1e-2 }
-        let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
-        // Statistics as training would leave them.
-        _ = editor.encode(try GradientSignal.capture([request], transformer: model.transformer, modules: editor.modules,
-                                                     rows: .allNonzero), updatingStatistics: true)
+        let (request, delta) = try Self.editAlice(editor, model: model)
         let before = editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars }
-        let delta = try editor.edit([request], in: model)
-        #expect(editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars } == before)
         #expect(delta.parameters == editor.modules)
         #expect(delta.metadata[WeightDelta.modelHashKey] == (try model.contentHash()))
         let applied = try model.transformer.apply(delta)

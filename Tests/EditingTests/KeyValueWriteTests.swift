@@ -80,13 +80,7 @@ import Testing
         let settings = Self.settings(.gatedMEND, model: model, iterations: 3)
         let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model,
                                             keyMoments: Self.moments(model, layers: settings.layers))
-        for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 1e-2 }
-        let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
-        _ = editor.encode(try GradientSignal.capture([request], transformer: model.transformer, modules: editor.modules,
-                                                     rows: .subjectLast), updatingStatistics: true)
-        let before = editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars }
-        let delta = try editor.edit([request], in: model)
-        #expect(editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars } == before)
+        let (request, delta) = try HypernetworkTests.editAlice(editor, model: model)
         for entry in delta.entries {
             guard case .lowRank(let left, let right) = entry.update else { Issue.record("not low rank"); continue }
             #expect(left.shape[1] == 3 && right.shape[0] == 3, "one row per iteration: \(left.shape) \(right.shape)")
