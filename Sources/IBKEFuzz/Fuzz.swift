@@ -22,12 +22,8 @@ final class Context: @unchecked Sendable {
     let fixtures: URL
     lazy var model: LanguageModel? = try? LanguageModel.load(fixtures.appendingPathComponent("tiny-llama"))
 
-    init() {
+    init(target: Target) {
         let environment = ProcessInfo.processInfo.environment
-        guard let name = environment["IBKE_FUZZ_TARGET"], let target = Target(rawValue: name) else {
-            FileHandle.standardError.write(Data("set IBKE_FUZZ_TARGET to one of \(Target.allCases.map(\.rawValue))\n".utf8))
-            exit(2)
-        }
         self.target = target
         fixtures = URL(fileURLWithPath: environment["IBKE_FUZZ_FIXTURES"] ?? "Tests/ModelsTests/Fixtures")
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-fuzz-\(getpid())")
@@ -92,11 +88,12 @@ final class Context: @unchecked Sendable {
     }
 }
 
-let context = Context()
+/// Set by the entry point before libFuzzer calls back.
+nonisolated(unsafe) var context: Context?
 
 /// One input: libFuzzer's callback.
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    context.run(UnsafeRawBufferPointer(start: data, count: size))
+    context?.run(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
@@ -111,6 +108,11 @@ func runDriver(
 /// (whose own `main` is then not linked).
 @_cdecl("IBKEFuzz_main")
 func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    guard let name = ProcessInfo.processInfo.environment["IBKE_FUZZ_TARGET"], let target = Target(rawValue: name) else {
+        FileHandle.standardError.write(Data("set IBKE_FUZZ_TARGET to one of \(Target.allCases.map(\.rawValue))\n".utf8))
+        return 2
+    }
+    context = Context(target: target)
     var count = argc, arguments = argv
     return runDriver(&count, &arguments) { fuzzOne($0, $1) }
 }
