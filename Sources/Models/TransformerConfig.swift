@@ -92,7 +92,11 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         let perBlock = [product(hiddenSize, headCount + 2 * keyValueHeadCount, headDim), product(headCount, headDim, hiddenSize),
                         product(hiddenSize, feedForwardSize, feedForward == .swiglu ? 3 : 2)]
         var needed = product(vocabularySize, hiddenSize)
-        for part in perBlock { needed = needed.flatMap { n in part.flatMap { product($0, layerCount) }.map { n &+ $0 } } }
+        for part in perBlock {
+            needed = needed.flatMap { n in
+                part.flatMap { product($0, layerCount) }.flatMap { let r = n.addingReportingOverflow($0); return r.overflow ? nil : r.partialValue }
+            }
+        }
         guard let needed, needed <= tensorElements else {
             throw ModelLoadError.invalidConfig(
                 key: "dimensions", value: "vocabulary \(vocabularySize), hidden \(hiddenSize), MLP \(feedForwardSize), \(layerCount) layers, \(headCount)×\(headDim) heads",
