@@ -74,7 +74,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
 
     private func prefix(_ sample: TrainingSample, index: Int, validation isValidation: Bool) throws -> Prefix {
         if let p = isValidation ? validationPrefixes[index] : trainingPrefixes[index] { return p }
-        let p = try model.transformer.prefix(sample.sequences, layers: lowestLayer)
+        // The neighbour targets only when the unlikelihood term reads them.
+        let p = try model.transformer.prefix(sample.sequences(negatives: settings.unlikelihoodWeight > 0), layers: lowestLayer)
         if isValidation { validationPrefixes[index] = p } else { trainingPrefixes[index] = p }
         return p
     }

@@ -22,11 +22,11 @@ public struct TrainingSample: Sendable {
     }
 
     /// The sample's sequences in the order training passes use them: the edit, the
-    /// paraphrases, the locality prompts, the neighbour targets (each `prompt + target` without
-    /// its last token).
-    public var sequences: [[Int]] {
+    /// paraphrases, the locality prompts, and with `negatives` the neighbour targets (each
+    /// `prompt + target` without its last token).
+    public func sequences(negatives: Bool) -> [[Int]] {
         [edit.prompt + edit.target.dropLast()]
-            + (generality + locality + neighbourTargets).map { $0.prompt + $0.target.dropLast() }
+            + (generality + locality + (negatives ? neighbourTargets : [])).map { $0.prompt + $0.target.dropLast() }
     }
 
     /// The positions of a continuation's target tokens in its sequence.

@@ -101,7 +101,8 @@ import Testing
         let sample = try #require(try TrainingSample.make(evalCase, model: model, corpusSentence: nil, corpusTokens: 0))
         #expect(sample.neighbourhood == [true, false])
         #expect(sample.neighbourTargets.map(\.target) == [sample.edit.target])
-        #expect(sample.sequences.count == 1 + 1 + 2 + 1)
+        #expect(sample.sequences(negatives: true).count == 1 + 1 + 2 + 1)
+        #expect(sample.sequences(negatives: false).count == 1 + 1 + 2)
         var settings = Self.settings(steps: 6)
         settings.neighbourhoodWeight = 5
         settings.unlikelihoodWeight = 1
