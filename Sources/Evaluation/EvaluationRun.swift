@@ -57,6 +57,8 @@ public struct EvaluationOptions: Sendable {
     public var resume = false
     /// Where pre-edit results are cached across runs (nil: in the run directory only).
     public var cacheDirectory: URL?
+    /// Facts whose retention is measured after every edit (`known_retention`), when given.
+    public var knownFacts: KnownFactsFile?
 
     public init() {}
 }
@@ -84,11 +86,13 @@ public struct CaseResult: Sendable, Codable {
     public var probes: [ProbeOutcome]
     /// Why the case could not be edited (its metrics are then empty and it is not averaged).
     public var error: String?
+    /// With known facts: the ids of those whose greedy answer the edited model changed.
+    public var knownChanged: [String]?
 
     enum CodingKeys: String, CodingKey {
         case caseID = "case_id", method, requests, batch, editSeconds = "edit_seconds"
         case evaluationSeconds = "evaluation_seconds", metrics, preMetrics = "pre_metrics"
-        case deltaNorms = "delta_norms", probes, error
+        case deltaNorms = "delta_norms", probes, error, knownChanged = "known_changed"
     }
 }
 
@@ -114,6 +118,8 @@ public final class EvaluationRun {
 
     private let scorer: ProbeScorer
     private var settings: EvaluationSettings
+    /// The known facts of the unedited model, once selected.
+    private var retention: KnownFactRetention?
 
     public init(model: LanguageModel, dataset: Dataset, editors: [any Editor], options: EvaluationOptions,
                 directory: URL) throws {
@@ -153,7 +159,14 @@ public final class EvaluationRun {
     @discardableResult
     public func run() throws -> RunSummary {
         let modelHash = try model.contentHash()
+        if let file = options.knownFacts {
+            report("known facts", done: 0, total: file.facts.count)
+            retention = try KnownFactRetention(model: model, facts: file.facts)
+        }
         try prepareDirectory(modelHash: modelHash)
+        if let retention {
+            try write(try JSONEncoder.sorted.encode(retention.known), to: directory.appendingPathComponent("known-facts.json"))
+        }
         let pre = try preEditOutcomes(modelHash: modelHash)
         for editor in editors {
             switch options.editProtocol {
@@ -197,8 +210,10 @@ public final class EvaluationRun {
             let editSeconds = (Date().timeIntervalSince(start) - applySeconds) / Double(cases.count)
             let norms = applied.delta.norms()
             defer { applied.revert() }
+            let known = try measureKnownFacts(after: cases)
             for c in cases {
-                var result = try evaluate(c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre)
+                var result = try evaluate(c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre,
+                                          known: known)
                 result.evaluationSeconds += applySeconds / Double(cases.count)
                 try save(result)
             }
@@ -250,6 +265,7 @@ public final class EvaluationRun {
             }
         }
         var finalMetrics: [[String: Double]] = []
+        let known = try measureKnownFacts(after: edited)
         for (i, c) in all.enumerated() {
             report(editor.name + " (final evaluation)", done: i, total: all.count)
             if let message = errors[c.id] {
@@ -257,7 +273,7 @@ public final class EvaluationRun {
                 continue
             }
             let result = try evaluate(c, editor: editor, batch: batchOf[c.id] ?? 0, editSeconds: editSeconds[c.id] ?? 0,
-                                      norms: [:], pre: pre)
+                                      norms: [:], pre: pre, known: known)
             finalMetrics.append(result.metrics)
             try save(result)
         }
@@ -266,19 +282,26 @@ public final class EvaluationRun {
         try write(curveData, to: methodDirectory(editor).appendingPathComponent("curve.json"))
     }
 
-    /// Probes of one case on the model as it stands.
+    /// Known-fact retention of the model as it stands, the facts about `cases`' subjects left out.
+    private func measureKnownFacts(after cases: [EvalCase]) throws -> (retention: Double, changed: [String])? {
+        try retention?.measure(model: model, editedSubjects: Set(cases.flatMap { $0.requests.map(\.subject) }))
+    }
+
+    /// Probes of one case on the model as it stands; `known`, the model's known-fact retention.
     private func evaluate(_ c: EvalCase, editor: any Editor, batch: Int, editSeconds: Double, norms: [ParameterID: Double],
-                          pre: [String: [ProbeOutcome]]) throws -> CaseResult {
+                          pre: [String: [ProbeOutcome]], known: (retention: Double, changed: [String])?) throws -> CaseResult {
         let start = Date()
         let outcomes = try scorer.score(c.probes)
         let seconds = Date().timeIntervalSince(start)
         let preOutcomes = pre[c.id]!
+        var metrics = Metrics.caseMetrics(outcomes, pre: preOutcomes, topK: options.topK)
+        if let known { metrics["known_retention"] = known.retention }
         return CaseResult(
             caseID: c.id, method: editor.name, requests: c.requests, batch: batch, editSeconds: editSeconds,
-            evaluationSeconds: seconds, metrics: Metrics.caseMetrics(outcomes, pre: preOutcomes, topK: options.topK),
+            evaluationSeconds: seconds, metrics: metrics,
             preMetrics: Metrics.caseMetrics(preOutcomes, pre: preOutcomes, topK: options.topK),
             deltaNorms: Dictionary(uniqueKeysWithValues: norms.map { ($0.key.name, $0.value) }),
-            probes: outcomes, error: nil)
+            probes: outcomes, error: nil, knownChanged: known?.changed)
     }
 
     private func failedResult(_ c: EvalCase, editor: any Editor, batch: Int, error: String,
@@ -385,6 +408,12 @@ public final class EvaluationRun {
             "zsre_target": .string(settings.zsreTarget), "metric_family": .string(settings.metricFamily),
         ]
         settingsObject.updateValue(.int(Int(truncatingIfNeeded: settings.seed)), forKey: "seed")
+        if let file = options.knownFacts, let retention {
+            settingsObject.updateValue(.object([
+                "path": .string(file.path), "sha256": .string(file.sha256), "tried": .int(retention.tried),
+                "known": .int(retention.known.count),
+            ]), forKey: "known_facts")
+        }
         var object: JSONObject = [
             "model_path": .string(model.url.path), "model_sha256": .string(modelHash),
             "dataset_kind": .string(dataset.kind.rawValue), "dataset_format": .string(dataset.format),

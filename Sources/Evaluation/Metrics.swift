@@ -114,6 +114,7 @@ public enum Metrics {
             ("edited_fact_score", "Fact", "MQuAKE edit-wise: P(new) > P(true) on each edited fact's cloze"),
             ("edited_fact_accuracy", "Fact acc.", "MQuAKE edit-wise token accuracy of the new object (\(tf))"),
             ("multi_hop_score", "MH (tf)", "MQuAKE multi-hop, teacher-forced variant: any of the questions has NLL(new answer) < NLL(old answer)"),
+            ("known_retention", "Known", "known-fact retention: of the facts the unedited model completes correctly (greedy), the share whose greedy answer tokens the edit left unchanged (facts about an edited subject left out)"),
             ("multi_hop_gen", "MH", "MQuAKE multi-hop accuracy: any question's greedy answer matches the new answer or an alias"),
         ]
         return catalogue.filter { names.contains($0.0) }.map { MetricInfo(name: $0.0, label: $0.1, definition: $0.2 + chat) }

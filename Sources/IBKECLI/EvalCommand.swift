@@ -30,6 +30,8 @@ struct Eval: ParsableCommand {
     @Flag(help: "Wrap evaluation prompts in the model's chat template.") var chat = false
     @Option(help: "Greedy tokens to generate per answer probe for generation-based metrics and fluency (0: off).")
     var generationTokens = 0
+    @Option(help: ArgumentHelp("Known facts (ROME's known_1000.json layout): measure after every edit the share of those the unedited model answers correctly that it still answers the same way.", valueName: "path"))
+    var knowns: String?
     @Option(help: "zsRE new target: alt (EasyEdit, MEND) or gold (answers[0], ROME/MEMIT).") var zsreTarget = "alt"
     @Option(help: "Random seed (recorded; editors that sample use it).") var seed: UInt64 = 42
     @Option(name: .customLong("hparams"), parsing: .upToNextOption,
@@ -69,6 +71,7 @@ struct Eval: ParsableCommand {
         options.zsreTarget = zsreTarget
         options.seed = seed
         options.resume = resume
+        options.knownFacts = try knowns.map { try KnownFactsFile.load(path: $0) }
         options.cacheDirectory = DefaultModel.home.appendingPathComponent("cache")
         let run = try EvaluationRun(model: loaded, dataset: data, editors: editors, options: options,
                                     directory: URL(fileURLWithPath: out))

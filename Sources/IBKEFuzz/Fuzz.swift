@@ -12,7 +12,7 @@ import Tokenizers
 // hang or read out of bounds (address sanitizer).
 
 enum Target: String, CaseIterable {
-    case gguf, safetensors, config, tokenizer, json, hparams, zsre, counterfact, mquake, jsonl, delta, editor
+    case gguf, safetensors, config, tokenizer, json, hparams, zsre, counterfact, mquake, jsonl, knowns, delta, editor
 }
 
 /// What every call shares: the target, a scratch folder, the tiny model.
@@ -72,6 +72,8 @@ final class Context: @unchecked Sendable {
         case .zsre, .counterfact, .mquake, .jsonl:
             let kind: BenchmarkKind = [.zsre: .zsre, .counterfact: .counterfact, .mquake: .mquake, .jsonl: .custom][target]!
             _ = try? Dataset.load(DatasetSpec(kind: kind, path: file("data.json", bytes).path))
+        case .knowns:
+            _ = try? KnownFactsFile.load(path: file("knowns.json", bytes).path)
         case .delta:
             guard let delta = try? WeightDelta.load(from: file("d.safetensors", bytes)), let model else { return }
             if let applied = try? model.transformer.apply(delta) { applied.revert() }

@@ -185,4 +185,36 @@ import Testing
             #expect(throws: RunError.self) { try EditProtocol(parsing: bad) }
         }
     }
+
+    /// Known facts whose attribute is what the tiny model itself answers, so every one is known;
+    /// the run records their retention per case and the selection in the run directory.
+    @Test func knownFactRetentionIsMeasuredAfterEveryEdit() throws {
+        let model = try LanguageModel.load(Self.tinyLlama)
+        let prompts = ["The sky is", "Water is", "My friend lives in", "The capital is"]
+        let answers = try model.greedyContinuations(prompts.map { model.encode($0) }, maxTokens: 1, stopTokens: [])
+        let candidates = zip(prompts, answers).enumerated().map { i, pair in
+            KnownFact(id: "k\(i)", subject: "s\(i)", prompt: pair.0, attribute: model.tokenizer.decode(pair.1, skipSpecialTokens: true))
+        }
+        // Those the model completes as the retention measure does (some tokens are partial characters).
+        let facts = try KnownFactRetention(model: model, facts: candidates).known.map(\.fact)
+        try #require(!facts.isEmpty)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EvaluationOptions()
+        options.cacheDirectory = dir.appendingPathComponent("cache")
+        options.knownFacts = KnownFactsFile(path: "knowns.json", sha256: "test", facts: facts)
+        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options,
+                                        directory: dir).run()
+        let retention = try #require(summary.methods[0].metrics["known_retention"])
+        #expect(retention >= 0 && retention <= 1)
+        #expect(summary.methods[0].preMetrics["known_retention"] == nil)
+        let known = try JSONDecoder().decode([KnownFactRetention.Baseline].self,
+                                             from: Data(contentsOf: dir.appendingPathComponent("known-facts.json")))
+        #expect(known.map(\.fact) == facts)
+        let result = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c0.json")))
+        let changed = try #require(result.knownChanged)
+        #expect(abs(result.metrics["known_retention"]! - Double(facts.count - changed.count) / Double(facts.count)) < 1e-12)
+        let params = try String(contentsOf: dir.appendingPathComponent("params.json"), encoding: .utf8)
+        #expect(params.contains("\"known_facts\""))
+    }
 }
