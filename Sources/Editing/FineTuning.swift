@@ -57,11 +57,11 @@ public final class FineTuning: Editor {
                                                         expected: "an MLP or attention matrix (ffn_down, mlp.down_proj, …), found \(moduleName)")
             }
             module = kind
-            steps = try reader.int("num_steps", "steps", default: steps)
+            steps = try reader.int("num_steps", "steps", default: steps, in: 1...1000)
             learningRate = try reader.double("lr", "learning_rate", default: learningRate)
             weightDecay = try reader.double("weight_decay", default: weightDecay)
             normConstraint = try reader.optionalDouble("norm_constraint", default: normConstraint)
-            batchSize = try reader.int("batch_size", default: batchSize)
+            batchSize = try reader.int("batch_size", default: batchSize, in: 1...1024)
             stopLoss = try reader.double("stop_loss", default: stopLoss)
             reader.ignore("alg_name", "model_name", "device", "max_length", "model_parallel", "kl_factor",
                           "layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module",

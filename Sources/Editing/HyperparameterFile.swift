@@ -83,10 +83,16 @@ public struct HyperparameterReader {
         return d
     }
 
-    public mutating func int(_ keys: String..., default fallback: Int) throws -> Int {
+    /// An integer; with `range`, one inside it (counts such as steps are bounded so that a file
+    /// cannot ask for a run that never ends).
+    public mutating func int(_ keys: String..., default fallback: Int, in range: ClosedRange<Int>? = nil) throws -> Int {
         guard let (key, v) = value(keys) else { return fallback }
         guard let i = v.intValue else {
             throw EditorError.invalidHyperparameter(file: file, key: key, expected: "an integer, found \(v.kindName)")
+        }
+        if let range, !range.contains(i) {
+            throw EditorError.invalidHyperparameter(file: file, key: key,
+                                                    expected: "an integer from \(range.lowerBound) to \(range.upperBound), found \(i)")
         }
         return i
     }

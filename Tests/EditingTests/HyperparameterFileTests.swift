@@ -81,6 +81,24 @@ import Testing
         #expect(throws: expected) { try HypernetworkSettings(reading: &hypernetwork, design: .mend, config: config) }
     }
 
+    /// A count so large that the run would never end (a mutated `num_steps: 300000000` once ran
+    /// FT for hours) is refused by name.
+    @Test func stepCountsAreBounded() throws {
+        var ft = HyperparameterReader(object: ["layers": .array([.int(1)]), "num_steps": .int(300_000_000)], file: "ft.yaml")
+        #expect(throws: EditorError.invalidHyperparameter(file: "ft.yaml", key: "num_steps",
+                                                          expected: "an integer from 1 to 1000, found 300000000")) {
+            try FineTuning.Hyperparameters(reading: &ft, objective: .targetNew, layerCount: 4)
+        }
+        var memit = HyperparameterReader(object: ["v_num_grad_steps": .int(-5)], file: "m.yaml")
+        #expect(throws: EditorError.invalidHyperparameter(file: "m.yaml", key: "v_num_grad_steps",
+                                                          expected: "an integer from 1 to 1000, found -5")) {
+            try MassEditingHyperparameters(reading: &memit, layerCount: 4, feedForwardSize: 128, alphaEdit: false)
+        }
+        let config = try TestModels.tinyLlama().config
+        var hypernetwork = HyperparameterReader(object: ["rank": .int(1 << 40)], file: "h.yaml")
+        #expect(throws: EditorError.self) { try HypernetworkSettings(reading: &hypernetwork, design: .mend, config: config) }
+    }
+
     @Test func defaultsFollowTheDepthRule() {
         #expect(FineTuning.Hyperparameters.defaults(.promptLast, layerCount: 30).layers == [20])
         #expect(FineTuning.Hyperparameters.defaults(.promptLast, layerCount: 30).normConstraint == 5e-4)

@@ -125,8 +125,8 @@ public struct HypernetworkSettings: Sendable, Equatable {
             }
             return kind
         }
-        rank = try reader.int("rank", default: rank)
-        latentSize = try reader.int("latent_size", "d_z", default: latentSize)
+        rank = try reader.int("rank", default: rank, in: 1...4096)
+        latentSize = try reader.int("latent_size", "d_z", default: latentSize, in: 1...4096)
         initialStepSize = try reader.double("edit_lr", "initial_step_size", default: initialStepSize)
         initialLogVariance = try reader.double("initial_log_variance", default: initialLogVariance)
         let rowName = try reader.string("rows", default: rows.rawValue)

@@ -57,7 +57,7 @@ public final class ROME: Editor, @unchecked Sendable {
                 throw EditorError.invalidHyperparameter(file: reader.file, key: "v_loss_layer",
                                                         expected: "\(layerCount - 1), the last layer (the logits)")
             }
-            steps = try reader.int("v_num_grad_steps", default: steps)
+            steps = try reader.int("v_num_grad_steps", default: steps, in: 1...1000)
             learningRate = try reader.double("v_lr", default: learningRate)
             weightDecay = try reader.double("v_weight_decay", default: weightDecay)
             clampNormFactor = try reader.double("clamp_norm_factor", default: clampNormFactor)
