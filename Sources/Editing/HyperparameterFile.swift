@@ -21,7 +21,7 @@ public struct HyperparameterReader {
     public init(contentsOf url: URL) throws {
         let name = url.lastPathComponent
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do { data = try MappedFile.contents(of: url) } catch {
             throw EditorError.invalidHyperparameter(file: name, key: "(file)", expected: "a readable file")
         }
         let value: JSONValue

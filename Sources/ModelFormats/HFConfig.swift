@@ -23,9 +23,9 @@ public struct HFConfig: Sendable, Equatable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try MappedFile.contents(of: url)
         } catch {
-            throw HFConfigError.cannotRead(file: url.path, reason: Self.reason(error))
+            throw HFConfigError.cannotRead(file: url.path, reason: error.detail)
         }
         try self.init(data: data, url: url)
     }
@@ -195,10 +195,6 @@ public struct HFConfig: Sendable, Equatable {
         case .array(let v): "array of \(v.count)"
         case .object: "object"
         }
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        error.localizedDescription.split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 }
 

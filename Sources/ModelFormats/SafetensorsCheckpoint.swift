@@ -184,9 +184,9 @@ public struct SafetensorsCheckpoint: TensorSource {
         let path = index.path
         let data: Data
         do {
-            data = try Data(contentsOf: index)
+            data = try MappedFile.contents(of: index)
         } catch {
-            throw SafetensorsError.cannotOpen(file: path, reason: "\(error)")
+            throw SafetensorsError.cannotOpen(file: path, reason: error.detail)
         }
         let json: JSONValue
         do {

@@ -2,7 +2,7 @@ import Foundation
 
 /// The normalizer stage: rewrites each run of text between added tokens before pre-tokenizing
 /// (port of the HF tokenizers `normalizers` that BPE models use).
-public indirect enum Normalizer: Sendable {
+public enum Normalizer: Sendable {
     /// Puts `prefix` before non-empty text (Llama 2's legacy `▁` prefix).
     case prepend(String)
     /// Replaces every occurrence of `pattern` with `content` (Llama 2's spaces to `▁`).

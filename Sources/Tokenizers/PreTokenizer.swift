@@ -18,7 +18,7 @@ public enum PrependScheme: String, Sendable {
 
 /// The pre-tokenizer stage: splits normalized text into the words that BPE runs on (port of the
 /// HF tokenizers `pre_tokenizers` the supported models use).
-public indirect enum PreTokenizer: Sendable {
+public enum PreTokenizer: Sendable {
     /// A regex split, each match its own piece (`Split(pattern, behavior: isolated)`).
     case split(SplitPattern)
     /// Numbers split off: each `\p{N}` alone when `individual`, runs of them otherwise.

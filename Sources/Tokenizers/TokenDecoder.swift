@@ -1,7 +1,7 @@
 /// The decoder stage: turns token strings back into text (port of the HF tokenizers `decoders`
 /// that BPE models use). Each step maps a list of strings to a list of strings, as HF's
 /// `decode_chain` does, and the result is their concatenation.
-public indirect enum TokenDecoder: Sendable {
+public enum TokenDecoder: Sendable {
     /// GPT-2 byte level: each token's alphabet scalars back to bytes, all bytes joined, then
     /// decoded as UTF-8 with invalid sequences replaced by U+FFFD.
     case byteLevel

@@ -37,7 +37,8 @@ public func load(tokenizerJSON: URL, configJSON: URL? = nil) throws -> any Token
     var templateFile: String?
     for folder in [configURL?.deletingLastPathComponent(), directory].compactMap({ $0 }) {
         let url = folder.appendingPathComponent("chat_template.jinja")
-        if templateFile == nil, let text = try? String(contentsOf: url, encoding: .utf8) {
+        if templateFile == nil, FileManager.default.fileExists(atPath: url.path),
+           let data = try? MappedFile.contents(of: url), let text = String(data: data, encoding: .utf8) {
             templateFile = text
         }
     }
@@ -48,10 +49,9 @@ public func load(tokenizerJSON: URL, configJSON: URL? = nil) throws -> any Token
 private func readJSONObject(_ url: URL) throws -> JSONObject {
     let data: Data
     do {
-        data = try Data(contentsOf: url)
+        data = try MappedFile.contents(of: url)
     } catch {
-        throw TokenizerError.unreadable(
-            source: url.lastPathComponent, reason: "\(error.localizedDescription)")
+        throw TokenizerError.unreadable(source: url.lastPathComponent, reason: error.detail)
     }
     let json: JSONValue
     do {

@@ -37,8 +37,8 @@ public struct TextCorpus: Sendable {
         var documents: [String] = []
         for (name, file) in files {
             let data: Data
-            do { data = try Data(contentsOf: file) } catch {
-                throw StatisticsError.unreadable(file: file.path, reason: error.localizedDescription)
+            do { data = try MappedFile.contents(of: file) } catch {
+                throw StatisticsError.unreadable(file: file.path, reason: error.detail)
             }
             for part in [Data("\(name)\n\(data.count)\n".utf8), data] {
                 part.withUnsafeBytes { hasher.update($0) }

@@ -17,9 +17,9 @@ struct DatasetFile {
         }
         guard !isDirectory.boolValue else { throw .unreadable(file: path, detail: "is a directory, not a file") }
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            data = try MappedFile.contents(of: URL(fileURLWithPath: path))
         } catch {
-            throw .unreadable(file: path, detail: "cannot be read (\(error.localizedDescription))")
+            throw .unreadable(file: path, detail: "cannot be read (\(error.detail))")
         }
         sha256 = data.withUnsafeBytes { SHA256.hex($0) }
     }
