@@ -52,7 +52,7 @@ struct Inspect: ParsableCommand {
         let report = Report(
             file: loaded.url.path, format: loaded.format.rawValue,
             config: TransformerConfigSummary(
-                architecture: c.architecture, vocabularySize: c.vocabularySize, hiddenSize: c.hiddenSize,
+                architecture: c.architecture.name, vocabularySize: c.vocabularySize, hiddenSize: c.hiddenSize,
                 feedForwardSize: c.feedForwardSize, layerCount: c.layerCount, headCount: c.headCount,
                 keyValueHeadCount: c.keyValueHeadCount, headDim: c.headDim, contextLength: c.contextLength,
                 normKind: c.normKind.rawValue, normEpsilon: c.normEpsilon, feedForward: c.feedForward.rawValue,

@@ -41,7 +41,7 @@ struct ModelOptions: ParsableArguments {
         let url = try modelURL(path)
         let start = DispatchTime.now().uptimeNanoseconds
         let loaded = try LanguageModel.load(url)
-        log(String(format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture,
+        log(String(format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture.name,
                    loaded.config.layerCount, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
         return loaded
     }

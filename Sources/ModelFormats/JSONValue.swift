@@ -505,3 +505,12 @@ private struct JSONParser {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
     }
 }
+
+extension JSONValue {
+    /// A float32 hyperparameter as the shortest decimal that reads back as it (`1e-05`, not
+    /// `9.999999747378752e-06`), as transformers writes it in `config.json`.
+    public static func decimal(_ value: Float) -> JSONValue { .double(shortestDecimal(value)) }
+
+    /// The shortest decimal that reads back as `value`, as a double.
+    public static func shortestDecimal(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
+}

@@ -1,6 +1,6 @@
 /// The hyperparameters of a decoder-only transformer, in one architecture-neutral form.
 ///
-/// Architecture adapters (``Architecture``) fill it from GGUF metadata or a Hugging Face
+/// Model families (``Architecture``) fill it from GGUF metadata or a Hugging Face
 /// `config.json`; the forward pass reads only this.
 public struct TransformerConfig: Codable, Sendable, Equatable {
     public enum NormKind: String, Codable, Sendable { case rms, layer }
@@ -18,8 +18,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case learned
     }
 
-    /// Architecture name as the checkpoint says it (`llama`, `qwen2`, `gpt2`).
-    public var architecture: String
+    /// The checkpoint's architecture (`llama`, `qwen2`, `gpt2`), which knows its family.
+    public var architecture: Architecture
     public var vocabularySize: Int
     public var hiddenSize: Int
     public var feedForwardSize: Int
@@ -40,7 +40,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var tiedEmbeddings: Bool
 
     public init(
-        architecture: String, vocabularySize: Int, hiddenSize: Int, feedForwardSize: Int,
+        architecture: Architecture, vocabularySize: Int, hiddenSize: Int, feedForwardSize: Int,
         layerCount: Int, headCount: Int, keyValueHeadCount: Int, headDim: Int, contextLength: Int,
         normKind: NormKind, normEpsilon: Float, feedForward: FeedForwardKind,
         positions: PositionKind, attentionBias: Bool, projectionBias: Bool, tiedEmbeddings: Bool

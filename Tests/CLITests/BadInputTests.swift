@@ -97,6 +97,9 @@ struct BadInput: Sendable, CustomTestStringConvertible {
             ("tiny-llama", #""vocab_size": 300"#, #""vocab_size": 3000000"#, ["dimensions", "fit the"]),
             ("tiny-llama", #""num_key_value_heads": 2"#, #""num_key_value_heads": 3"#, ["key-value head count", "divisor"]),
             ("tiny-gpt2", #""n_inner": null"#, #""n_inner": -1"#, ["n_inner", limit]),
+            // Features the forward pass does not implement are refused, not ignored.
+            ("tiny-llama", #""vocab_size": 300"#, #""vocab_size": 300, "sliding_window": 64"#, ["sliding_window", "not supported"]),
+            ("tiny-llama", #""rope_type": "llama3""#, #""rope_type": "yarn""#, ["rope_type", "yarn"]),
         ]
         let configs = huggingFace.enumerated().map { i, change in
             BadInput(name: "config.json with \(change.2)", make: { folder in

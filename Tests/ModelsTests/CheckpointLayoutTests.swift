@@ -28,14 +28,7 @@ import TensorCore
 
     static func readBack(_ tensors: [CheckpointTensor], _ naming: CheckpointNaming, config c: TransformerConfig) throws -> Transformer {
         var reader = CheckpointReader(MemorySource(tensors))
-        let weights = switch (c.architecture, naming) {
-        case ("gpt2", .gguf): try GPT2.weights(gguf: &reader, config: c)
-        case ("gpt2", .huggingFace): try GPT2.weights(huggingFace: &reader, config: c)
-        case (let architecture, .gguf):
-            try LlamaFamily.weights(&reader, config: c, names: .gguf,
-                                    unpermuteQK: LlamaFamily.ggufPermutesQK(architecture: architecture))
-        case (_, .huggingFace): try LlamaFamily.weights(&reader, config: c, names: .huggingFace, unpermuteQK: false)
-        }
+        let weights = try c.architecture.family.weights(&reader, config: c, naming: naming)
         try reader.finish()
         return Transformer(config: c, weights: weights)
     }

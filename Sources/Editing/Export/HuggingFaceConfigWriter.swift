@@ -4,63 +4,27 @@ import Models
 import TensorCore
 
 /// The `config.json` of a model loaded from GGUF: the hyperparameters IBKE runs it with, in
-/// the keys transformers' `LlamaConfig`, `MistralConfig`, `Qwen2Config` and `GPT2Config` read.
+/// the keys of its family's transformers config class.
 enum HuggingFaceConfigWriter {
     static func config(_ model: LanguageModel, precision: ModelExport.Precision) throws -> JSONValue {
         let c = model.config
         let file = model.url.lastPathComponent
         var json = JSONObject()
         func set(_ key: String, _ value: JSONValue) { json.updateValue(value, forKey: key) }
-        switch c.architecture {
-        case "llama", "mistral", "qwen2":
-            let className = ["llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"]
-            set("architectures", .array([.string(className[c.architecture]!)]))
-            set("model_type", .string(c.architecture))
-            for (key, value) in [("hidden_size", c.hiddenSize), ("intermediate_size", c.feedForwardSize),
-                                 ("num_hidden_layers", c.layerCount), ("num_attention_heads", c.headCount),
-                                 ("num_key_value_heads", c.keyValueHeadCount), ("head_dim", c.headDim),
-                                 ("max_position_embeddings", c.contextLength)] {
-                set(key, .int(value))
-            }
-            set("rms_norm_eps", decimal(c.normEpsilon))
-            set("hidden_act", .string("silu"))
-            if c.architecture != "qwen2" { set("attention_bias", .bool(c.attentionBias)) }
-            set("mlp_bias", .bool(false))
-            guard case .rotary(let theta, _) = c.positions else {
-                throw ExportError.unsupported(file: file, detail: "a \(c.architecture) model without rotary positions")
-            }
-            set("rope_theta", decimal(Float(theta)))
-            if let scaling = try RopeScalingFit.scaling(model) { set("rope_scaling", scaling) }
-            set("tie_word_embeddings", .bool(c.tiedEmbeddings))
-        case "gpt2":
-            guard c.tiedEmbeddings else {
-                throw ExportError.unsupported(
-                    file: file, detail: "transformers' GPT-2 always ties its output head; this one has its own")
-            }
-            set("architectures", .array([.string("GPT2LMHeadModel")]))
-            set("model_type", .string("gpt2"))
-            for (key, value) in [("n_embd", c.hiddenSize), ("n_inner", c.feedForwardSize), ("n_layer", c.layerCount),
-                                 ("n_head", c.headCount), ("n_positions", c.contextLength)] {
-                set(key, .int(value))
-            }
-            set("layer_norm_epsilon", decimal(c.normEpsilon))
-            set("activation_function", .string("gelu_new"))
-            set("tie_word_embeddings", .bool(true))
-        default:
-            throw ExportError.unsupported(file: file, detail: "no config.json for architecture \(c.architecture)")
+        set("architectures", .array([.string(c.architecture.huggingFaceClass)]))
+        set("model_type", .string(c.architecture.name))
+        do {
+            for (key, value) in try c.architecture.huggingFaceConfig(c) { set(key, value) }
+        } catch let error as ArchitectureError {
+            throw ExportError.unsupported(file: file, detail: error.description)
         }
+        if let scaling = try RopeScalingFit.scaling(model) { set("rope_scaling", scaling) }
         set("vocab_size", .int(c.vocabularySize))
         if let bos = model.tokenizer.bosTokenID { set("bos_token_id", .int(bos)) }
         if let eos = model.tokenizer.eosTokenID { set("eos_token_id", .int(eos)) }
         set("torch_dtype", .string(precision == .f16 ? "float16" : "float32"))
         return .object(json)
     }
-
-    /// A float32 hyperparameter as the shortest decimal that reads back as it (`1e-05`, not
-    /// `9.999999747378752e-06`).
-    static func decimal(_ value: Float) -> JSONValue { .double(shortest(value)) }
-
-    static func shortest(_ value: Float) -> Double { Double("\(value)") ?? Double(value) }
 }
 
 /// Llama 3 RoPE scaling recovered from a GGUF's `rope_freqs.weight`, which llama.cpp's converter
@@ -98,7 +62,7 @@ enum RopeScalingFit {
 
     /// Parameters with which transformers' Llama 3 formula gives `frequencies` (to 1e-6), or nil.
     static func fit(divisors: [Double], headDim: Int, theta: Double, frequencies: [Float]) -> Parameters? {
-        let factor = HuggingFaceConfigWriter.shortest(Float(divisors.max() ?? 1))
+        let factor = JSONValue.shortestDecimal(Float(divisors.max() ?? 1))
         // s(x) = A·x − B for x = 1/wavelength: 1 and above where frequencies are kept, 0 and below
         // where they are divided by `factor`, in between for the smoothed band.
         let x = RotaryEmbedding.standard(headDim: headDim, base: theta).map { Double($0) / (2 * Double.pi) }

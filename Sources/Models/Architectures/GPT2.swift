@@ -7,10 +7,18 @@ import TensorCore
 // tied output head. Hugging Face stores the linear weights as Conv1D (`[in, out]`); they are
 // transposed to `[out, in]` at load. llama.cpp's converter already stores them `[out, in]`.
 
-enum GPT2 {
+/// GPT-2 checkpoints.
+struct GPT2Family: ModelFamily {
+    func weights(_ reader: inout CheckpointReader, config c: TransformerConfig, naming: CheckpointNaming) throws -> ModelWeights {
+        switch naming {
+        case .gguf: try weights(gguf: &reader, config: c)
+        case .huggingFace: try weights(huggingFace: &reader, config: c)
+        }
+    }
+
     /// Weights from a Hugging Face checkpoint (`transformer.h.0.attn.c_attn.weight`, or the
     /// same names without `transformer.` as in the original OpenAI upload).
-    static func weights(huggingFace reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
+    func weights(huggingFace reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
         let prefix = reader.has("transformer.wte.weight") ? "transformer." : ""
         let width = c.hiddenSize, f = c.feedForwardSize
         var blocks: [BlockWeights] = []
@@ -47,7 +55,7 @@ enum GPT2 {
     }
 
     /// Weights from a llama.cpp GGUF (`blk.0.attn_qkv.weight`, already `[out, in]`).
-    static func weights(gguf reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
+    func weights(gguf reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
         let width = c.hiddenSize, f = c.feedForwardSize
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
@@ -77,19 +85,94 @@ enum GPT2 {
             output: output)
     }
 
-    static func config(gguf file: GGUFFile) throws -> TransformerConfig {
-        let keys = GGUFKeys(file: file, architecture: "gpt2")
+    func config(gguf file: GGUFFile, architecture: Architecture) throws -> TransformerConfig {
+        let keys = GGUFKeys(file: file, architecture: architecture.name)
         let width = try keys.dimension("embedding_length")
         let heads = try keys.dimension("attention.head_count")
         let vocabulary = file.shape(of: "token_embd.weight")?.first ?? file.array("tokenizer.ggml.tokens")?.count
         guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
         return TransformerConfig(
-            architecture: "gpt2", vocabularySize: vocabulary, hiddenSize: width,
+            architecture: architecture, vocabularySize: vocabulary, hiddenSize: width,
             feedForwardSize: try keys.optionalDimension("feed_forward_length") ?? 4 * width,
             layerCount: try keys.dimension("block_count"), headCount: heads, keyValueHeadCount: heads,
             headDim: width / heads, contextLength: try keys.dimension("context_length"), normKind: .layer,
             normEpsilon: Float(try keys.double("attention.layer_norm_epsilon")), feedForward: .geluTanh,
             positions: .learned, attentionBias: true, projectionBias: true,
             tiedEmbeddings: file.shape(of: "output.weight") == nil)
+    }
+
+    /// Configuration from transformers' `GPT2Config`.
+    func config(huggingFace json: HFConfig, architecture: Architecture) throws -> TransformerConfig {
+        let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
+        let width = try json.size("n_embd")
+        let heads = try json.size("n_head")
+        let activation = try json.string("activation_function", default: "gelu_new")
+        guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
+            throw ModelLoadError.invalidConfig(key: "activation_function", value: activation,
+                                               expected: "gelu_new", file: file)
+        }
+        return TransformerConfig(
+            architecture: architecture, vocabularySize: try json.size("vocab_size"), hiddenSize: width,
+            feedForwardSize: try json.size("n_inner", default: 4 * width),
+            layerCount: try json.size("n_layer"), headCount: heads, keyValueHeadCount: heads,
+            headDim: max(1, width / heads), contextLength: try json.size("n_positions"), normKind: .layer,
+            normEpsilon: Float(try json.double("layer_norm_epsilon", default: 1e-5)),
+            feedForward: .geluTanh, positions: .learned, attentionBias: true, projectionBias: true,
+            tiedEmbeddings: true)
+    }
+
+    /// The keys transformers' `GPT2Config` reads; its head is always tied.
+    func huggingFaceConfig(_ c: TransformerConfig) throws -> [(key: String, value: JSONValue)] {
+        guard c.tiedEmbeddings else {
+            throw ArchitectureError.notExpressible("transformers' GPT-2 always ties its output head; this one has its own")
+        }
+        return [
+            ("n_embd", .int(c.hiddenSize)), ("n_inner", .int(c.feedForwardSize)), ("n_layer", .int(c.layerCount)),
+            ("n_head", .int(c.headCount)), ("n_positions", .int(c.contextLength)),
+            ("layer_norm_epsilon", .decimal(c.normEpsilon)), ("activation_function", .string("gelu_new")),
+            ("tie_word_embeddings", .bool(true)),
+        ]
+    }
+
+    /// GPT-2's tensor names in one format, and whether its linear weights are stored `[in, out]`.
+    struct TensorNames: Sendable {
+        var embedding: String, positions: String, outputNorm: String, output: String?
+        var block: @Sendable (Int) -> String
+        /// Attention norm, q/k/v, attention output, MLP norm, MLP up, MLP down.
+        var modules: [String]
+        var transposedLinear: Bool
+
+        /// llama.cpp's: already `[out, in]`, q/k/v fused as `attn_qkv`.
+        static let gguf = TensorNames(
+            embedding: "token_embd", positions: "position_embd", outputNorm: "output_norm", output: "output",
+            block: { "blk.\($0)." }, modules: ["attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"],
+            transposedLinear: false)
+        /// transformers' (`transformer.h.0.attn.c_attn.weight`, Conv1D `[in, out]`), whose head is always tied.
+        static let huggingFace = TensorNames(
+            embedding: "transformer.wte", positions: "transformer.wpe", outputNorm: "transformer.ln_f", output: nil,
+            block: { "transformer.h.\($0)." }, modules: ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"],
+            transposedLinear: true)
+    }
+
+    func checkpointTensors(_ w: ModelWeights, config c: TransformerConfig, naming: CheckpointNaming) -> [CheckpointTensor] {
+        let names: TensorNames = naming == .gguf ? .gguf : .huggingFace
+        let linear = { (name: String, t: Tensor) in names.transposedLinear ? CheckpointTensor.transposed(name, t) : .rows(name, t) }
+        var tensors: [CheckpointTensor] = [.rows(names.embedding + ".weight", w.tokenEmbedding)]
+        if let positions = w.positionEmbedding { tensors.append(.rows(names.positions + ".weight", positions)) }
+        for (i, b) in w.blocks.enumerated() {
+            let m = names.modules.map { names.block(i) + $0 }
+            tensors += [
+                .rows(m[0] + ".weight", b.attentionNorm), linear(m[1] + ".weight", b.qkv),
+                linear(m[2] + ".weight", b.attentionOutput), .rows(m[3] + ".weight", b.feedForwardNorm),
+                linear(m[4] + ".weight", b.feedForwardInput), linear(m[5] + ".weight", b.feedForwardDown),
+            ]
+            let biases = [b.attentionNormBias, b.qkvBias, b.attentionOutputBias, b.feedForwardNormBias,
+                          b.feedForwardInputBias, b.feedForwardDownBias]
+            tensors += zip(m, biases).compactMap { module, bias in bias.map { .rows(module + ".bias", $0) } }
+        }
+        tensors.append(.rows(names.outputNorm + ".weight", w.outputNorm))
+        if let bias = w.outputNormBias { tensors.append(.rows(names.outputNorm + ".bias", bias)) }
+        if !c.tiedEmbeddings, let output = names.output { tensors.append(.rows(output + ".weight", w.output)) }
+        return tensors
     }
 }

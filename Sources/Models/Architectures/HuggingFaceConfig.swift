@@ -2,68 +2,8 @@ import Foundation
 import ModelFormats
 import TensorCore
 
-/// Mapping of Hugging Face `config.json` files to ``TransformerConfig``.
+/// What the families' `config.json` readers share.
 enum HuggingFaceConfig {
-    static func transformerConfig(_ json: HFConfig, modelType: String) throws -> TransformerConfig {
-        let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
-        /// A size: a whole number from 1 to ``TransformerConfig/dimensionLimit``.
-        func size(_ key: String, default fallback: Int? = nil) throws -> Int {
-            guard let v = try json.intIfPresent(key) else {
-                if let fallback { return fallback }
-                return try json.int(key)  // throws the missing-key error
-            }
-            guard v >= 1, v <= TransformerConfig.dimensionLimit else {
-                throw ModelLoadError.invalidConfig(key: key, value: "\(v)", expected: "a size from 1 to \(TransformerConfig.dimensionLimit)",
-                                                   file: file)
-            }
-            return v
-        }
-        switch modelType {
-        case "llama", "mistral", "qwen2":
-            let width = try size("hidden_size")
-            let heads = try size("num_attention_heads")
-            let headDim = try size("head_dim", default: max(1, width / heads))
-            guard headDim >= 2 else {
-                throw ModelLoadError.invalidConfig(key: "head_dim", value: "\(headDim)", expected: "at least 2", file: file)
-            }
-            let activation = try json.string("hidden_act", default: "silu")
-            guard activation == "silu" else {
-                throw ModelLoadError.invalidConfig(key: "hidden_act", value: activation, expected: "silu", file: file)
-            }
-            if try json.bool("mlp_bias", default: false) {
-                throw ModelLoadError.invalidConfig(key: "mlp_bias", value: "true", expected: "false", file: file)
-            }
-            let attentionBias = modelType == "qwen2" ? true : try json.bool("attention_bias", default: false)
-            return TransformerConfig(
-                architecture: modelType, vocabularySize: try size("vocab_size"), hiddenSize: width,
-                feedForwardSize: try size("intermediate_size"), layerCount: try size("num_hidden_layers"),
-                headCount: heads, keyValueHeadCount: try size("num_key_value_heads", default: heads),
-                headDim: headDim, contextLength: try size("max_position_embeddings"),
-                normKind: .rms, normEpsilon: Float(try json.double("rms_norm_eps")), feedForward: .swiglu,
-                positions: try rotaryPositions(json, headDim: headDim),
-                attentionBias: attentionBias, projectionBias: false,
-                tiedEmbeddings: try json.bool("tie_word_embeddings", default: modelType == "qwen2"))
-        case "gpt2":
-            let width = try size("n_embd")
-            let heads = try size("n_head")
-            let activation = try json.string("activation_function", default: "gelu_new")
-            guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
-                throw ModelLoadError.invalidConfig(key: "activation_function", value: activation,
-                                                   expected: "gelu_new", file: file)
-            }
-            return TransformerConfig(
-                architecture: "gpt2", vocabularySize: try size("vocab_size"), hiddenSize: width,
-                feedForwardSize: try size("n_inner", default: 4 * width),
-                layerCount: try size("n_layer"), headCount: heads, keyValueHeadCount: heads,
-                headDim: max(1, width / heads), contextLength: try size("n_positions"), normKind: .layer,
-                normEpsilon: Float(try json.double("layer_norm_epsilon", default: 1e-5)),
-                feedForward: .geluTanh, positions: .learned, attentionBias: true, projectionBias: true,
-                tiedEmbeddings: true)
-        default:
-            throw ModelLoadError.unsupportedArchitecture(modelType, file: file, supported: ModelLoader.supportedArchitectures)
-        }
-    }
-
     /// RoPE inverse frequencies from `rope_parameters` (transformers ≥ 5) or
     /// `rope_theta` + `rope_scaling` (earlier files).
     static func rotaryPositions(_ json: HFConfig, headDim: Int) throws -> TransformerConfig.PositionKind {
@@ -90,5 +30,21 @@ enum HuggingFaceConfig {
             throw ModelLoadError.invalidConfig(key: "rope_type", value: kind,
                                                expected: "default, linear or llama3", file: file)
         }
+    }
+}
+
+extension HFConfig {
+    /// A size: a whole number from 1 to ``TransformerConfig/dimensionLimit``.
+    func size(_ key: String, default fallback: Int? = nil) throws -> Int {
+        guard let v = try intIfPresent(key) else {
+            if let fallback { return fallback }
+            return try int(key)  // throws the missing-key error
+        }
+        guard v >= 1, v <= TransformerConfig.dimensionLimit else {
+            // The full path, as HFConfigError gives: "config.json" alone names no model.
+            throw ModelLoadError.invalidConfig(key: key, value: "\(v)", expected: "a size from 1 to \(TransformerConfig.dimensionLimit)",
+                                               file: url.path)
+        }
+        return v
     }
 }

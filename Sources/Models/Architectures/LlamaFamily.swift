@@ -33,15 +33,28 @@ struct LlamaTensorNames: Sendable {
         })
 }
 
-enum LlamaFamily {
-    /// Reads the weights of a Llama/Qwen2/Mistral checkpoint into canonical form.
-    ///
-    /// - Parameter unpermuteQK: undo llama.cpp's q/k row permutation (GGUF `llama` files),
-    ///   which reorders each head's rows for adjacent-pair RoPE.
-    static func weights(
-        _ reader: inout CheckpointReader, config c: TransformerConfig, names: LlamaTensorNames,
-        unpermuteQK: Bool
-    ) throws -> ModelWeights {
+/// Llama, Mistral and Qwen2 checkpoints; the members differ only in the values below.
+struct LlamaFamily: ModelFamily {
+    /// llama.cpp's converter permuted the q/k rows of GGUFs of this architecture: it does for
+    /// `llama` (Mistral included), not for `qwen2`.
+    var ggufPermutesQK: Bool
+    /// q/k/v always carry biases and `config.json` has no `attention_bias` key (Qwen2).
+    var alwaysAttentionBias: Bool
+    /// `tie_word_embeddings` when `config.json` does not say.
+    var tiedByDefault: Bool
+    /// Whether `sliding_window` applies when `use_sliding_window` is absent (Mistral's does,
+    /// Qwen2's default is off).
+    var slidingWindowByDefault: Bool
+
+    static let llama = LlamaFamily(ggufPermutesQK: true, alwaysAttentionBias: false, tiedByDefault: false, slidingWindowByDefault: true)
+    static let qwen2 = LlamaFamily(ggufPermutesQK: false, alwaysAttentionBias: true, tiedByDefault: true, slidingWindowByDefault: false)
+
+    /// Reads the weights of a Llama/Qwen2/Mistral checkpoint into canonical form, undoing
+    /// llama.cpp's q/k row permutation where the GGUF has it (it reorders each head's rows for
+    /// adjacent-pair RoPE).
+    func weights(_ reader: inout CheckpointReader, config c: TransformerConfig, naming: CheckpointNaming) throws -> ModelWeights {
+        let names: LlamaTensorNames = naming == .gguf ? .gguf : .huggingFace
+        let unpermuteQK = naming == .gguf && ggufPermutesQK
         let width = c.hiddenSize, f = c.feedForwardSize
         let embedding = try reader.tensor(names.embedding, [c.vocabularySize, width])
         var blocks: [BlockWeights] = []
@@ -54,8 +67,8 @@ enum LlamaFamily {
             try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
             try reader.read(part("attn_v"), [kv, width], into: qkv.pointer + (q + kv) * width)
             if unpermuteQK {
-                permuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width, undo: true)
-                permuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width, undo: true)
+                Self.permuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width, undo: true)
+                Self.permuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width, undo: true)
             }
             var qkvBias: Tensor? = nil
             if c.attentionBias {
@@ -64,8 +77,8 @@ enum LlamaFamily {
                 try reader.read(biasOf("attn_k"), [kv], into: bias.pointer + q)
                 try reader.read(biasOf("attn_v"), [kv], into: bias.pointer + q + kv)
                 if unpermuteQK {
-                    permuteRows(bias.pointer, heads: c.headCount, headDim: c.headDim, columns: 1, undo: true)
-                    permuteRows(bias.pointer + q, heads: c.keyValueHeadCount, headDim: c.headDim, columns: 1, undo: true)
+                    Self.permuteRows(bias.pointer, heads: c.headCount, headDim: c.headDim, columns: 1, undo: true)
+                    Self.permuteRows(bias.pointer + q, heads: c.keyValueHeadCount, headDim: c.headDim, columns: 1, undo: true)
                 }
                 qkvBias = bias
             }
@@ -91,12 +104,10 @@ enum LlamaFamily {
         } else if !c.tiedEmbeddings {
             throw ModelLoadError.missingTensor(names.output, file: reader.fileName)
         }
+        // Llama 3.1-style RoPE scaling, already read into the config's frequencies.
+        if naming == .gguf, reader.has("rope_freqs.weight") { reader.consume("rope_freqs.weight") }
         return ModelWeights(tokenEmbedding: embedding, blocks: blocks, outputNorm: outputNorm, output: output)
     }
-
-    /// Whether llama.cpp's converter permuted the q/k rows of a GGUF of this architecture: it does
-    /// for `llama` (Mistral included), not for `qwen2`.
-    static func ggufPermutesQK(architecture: String) -> Bool { architecture != "qwen2" }
 
     /// llama.cpp's `permute(w) = w.reshape(H, 2, D/2, in).swapaxes(1, 2)` (`undo: false`, for
     /// export) or its inverse (`undo: true`, at load): stored row `h·D + 2i + j` is the
@@ -118,8 +129,8 @@ enum LlamaFamily {
     }
 
     /// Configuration from GGUF metadata (`<arch>.embedding_length`, …).
-    static func config(gguf file: GGUFFile, architecture: String) throws -> TransformerConfig {
-        let keys = GGUFKeys(file: file, architecture: architecture)
+    func config(gguf file: GGUFFile, architecture: Architecture) throws -> TransformerConfig {
+        let keys = GGUFKeys(file: file, architecture: architecture.name)
         let width = try keys.dimension("embedding_length")
         let heads = try keys.dimension("attention.head_count")
         let headDim = try keys.optionalDimension("attention.key_length") ?? width / heads
@@ -147,6 +158,11 @@ enum LlamaFamily {
             throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.type"), value: scaling,
                                                expected: "none (or Llama-3 rope_freqs)", file: keys.fileName)
         }
+        let contextLength = try keys.dimension("context_length")
+        if let window = keys.optionalInt("attention.sliding_window"), window < contextLength {
+            throw ModelLoadError.invalidConfig(key: keys.key("attention.sliding_window"), value: "\(window)",
+                                               expected: "none (sliding-window attention is not supported)", file: keys.fileName)
+        }
         let vocabulary = try keys.optionalDimension("vocab_size")
             ?? file.shape(of: "token_embd.weight")?.first
             ?? file.array("tokenizer.ggml.tokens")?.count
@@ -155,11 +171,104 @@ enum LlamaFamily {
             architecture: architecture, vocabularySize: vocabulary, hiddenSize: width,
             feedForwardSize: try keys.dimension("feed_forward_length"), layerCount: try keys.dimension("block_count"),
             headCount: heads, keyValueHeadCount: try keys.optionalDimension("attention.head_count_kv") ?? heads,
-            headDim: headDim, contextLength: try keys.dimension("context_length"),
+            headDim: headDim, contextLength: contextLength,
             normKind: .rms, normEpsilon: Float(try keys.double("attention.layer_norm_rms_epsilon")),
             feedForward: .swiglu, positions: .rotary(theta: base, inverseFrequencies: frequencies),
             attentionBias: file.shape(of: "blk.0.attn_q.bias") != nil, projectionBias: false,
             tiedEmbeddings: file.shape(of: "output.weight") == nil)
+    }
+
+    /// Configuration from transformers' `LlamaConfig`, `MistralConfig` or `Qwen2Config`.
+    func config(huggingFace json: HFConfig, architecture: Architecture) throws -> TransformerConfig {
+        let file = json.url.path  // the full path, as HFConfigError gives: "config.json" alone names no model
+        let width = try json.size("hidden_size")
+        let heads = try json.size("num_attention_heads")
+        let headDim = try json.size("head_dim", default: max(1, width / heads))
+        guard headDim >= 2 else {
+            throw ModelLoadError.invalidConfig(key: "head_dim", value: "\(headDim)", expected: "at least 2", file: file)
+        }
+        let activation = try json.string("hidden_act", default: "silu")
+        guard activation == "silu" else {
+            throw ModelLoadError.invalidConfig(key: "hidden_act", value: activation, expected: "silu", file: file)
+        }
+        if try json.bool("mlp_bias", default: false) {
+            throw ModelLoadError.invalidConfig(key: "mlp_bias", value: "true", expected: "false", file: file)
+        }
+        let contextLength = try json.size("max_position_embeddings")
+        if try json.bool("use_sliding_window", default: slidingWindowByDefault),
+           let window = try json.intIfPresent("sliding_window"), window < contextLength {
+            throw ModelLoadError.invalidConfig(key: "sliding_window", value: "\(window)",
+                                               expected: "null or at least max_position_embeddings (sliding-window attention is not supported)",
+                                               file: file)
+        }
+        let attentionBias = try alwaysAttentionBias ? true : json.bool("attention_bias", default: false)
+        return TransformerConfig(
+            architecture: architecture, vocabularySize: try json.size("vocab_size"), hiddenSize: width,
+            feedForwardSize: try json.size("intermediate_size"), layerCount: try json.size("num_hidden_layers"),
+            headCount: heads, keyValueHeadCount: try json.size("num_key_value_heads", default: heads),
+            headDim: headDim, contextLength: contextLength,
+            normKind: .rms, normEpsilon: Float(try json.double("rms_norm_eps")), feedForward: .swiglu,
+            positions: try HuggingFaceConfig.rotaryPositions(json, headDim: headDim),
+            attentionBias: attentionBias, projectionBias: false,
+            tiedEmbeddings: try json.bool("tie_word_embeddings", default: tiedByDefault))
+    }
+
+    /// The keys transformers' `LlamaConfig`, `MistralConfig` and `Qwen2Config` read (RoPE
+    /// scaling, which a GGUF stores as `rope_freqs.weight`, is the exporter's to add).
+    func huggingFaceConfig(_ c: TransformerConfig) throws -> [(key: String, value: JSONValue)] {
+        var entries: [(key: String, value: JSONValue)] = [
+            ("hidden_size", .int(c.hiddenSize)), ("intermediate_size", .int(c.feedForwardSize)),
+            ("num_hidden_layers", .int(c.layerCount)), ("num_attention_heads", .int(c.headCount)),
+            ("num_key_value_heads", .int(c.keyValueHeadCount)), ("head_dim", .int(c.headDim)),
+            ("max_position_embeddings", .int(c.contextLength)),
+            ("rms_norm_eps", .decimal(c.normEpsilon)), ("hidden_act", .string("silu")),
+        ]
+        if !alwaysAttentionBias { entries.append(("attention_bias", .bool(c.attentionBias))) }
+        entries.append(("mlp_bias", .bool(false)))
+        guard case .rotary(let theta, _) = c.positions else {
+            throw ArchitectureError.notExpressible("a \(c.architecture) model without rotary positions")
+        }
+        entries.append(("rope_theta", .decimal(Float(theta))))
+        entries.append(("tie_word_embeddings", .bool(c.tiedEmbeddings)))
+        return entries
+    }
+
+    func checkpointTensors(_ w: ModelWeights, config c: TransformerConfig, naming: CheckpointNaming) -> [CheckpointTensor] {
+        let names: LlamaTensorNames = naming == .gguf ? .gguf : .huggingFace
+        let permuteQK = naming == .gguf && ggufPermutesQK
+        let q = c.queryWidth, kv = c.keyValueWidth, f = c.feedForwardSize
+        // q and k rows, permuted per head when the format wants it.
+        func qk(_ name: String, _ t: Tensor, _ range: Range<Int>, heads: Int) -> CheckpointTensor {
+            permuteQK ? .permutedRows(name, t, range, heads: heads, headDim: c.headDim) : .rows(name, t, range)
+        }
+        var tensors: [CheckpointTensor] = [.rows(names.embedding, w.tokenEmbedding)]
+        for (i, b) in w.blocks.enumerated() {
+            let weight = { (part: String) in names.block(i, part) + names.weightSuffix }
+            let bias = { (part: String) in names.block(i, part) + names.biasSuffix }
+            tensors += [
+                .rows(weight("attn_norm"), b.attentionNorm),
+                qk(weight("attn_q"), b.qkv, 0..<q, heads: c.headCount),
+                qk(weight("attn_k"), b.qkv, q..<(q + kv), heads: c.keyValueHeadCount),
+                .rows(weight("attn_v"), b.qkv, (q + kv)..<(q + 2 * kv)),
+            ]
+            if let qkvBias = b.qkvBias {
+                tensors += [
+                    qk(bias("attn_q"), qkvBias, 0..<q, heads: c.headCount),
+                    qk(bias("attn_k"), qkvBias, q..<(q + kv), heads: c.keyValueHeadCount),
+                    .rows(bias("attn_v"), qkvBias, (q + kv)..<(q + 2 * kv)),
+                ]
+            }
+            tensors += [
+                .rows(weight("attn_output"), b.attentionOutput),
+                .rows(weight("ffn_norm"), b.feedForwardNorm),
+                .rows(weight("ffn_gate"), b.feedForwardInput, 0..<f),
+                .rows(weight("ffn_up"), b.feedForwardInput, f..<(2 * f)),
+                .rows(weight("ffn_down"), b.feedForwardDown),
+            ]
+        }
+        tensors.append(.rows(names.outputNorm, w.outputNorm))
+        if !c.tiedEmbeddings { tensors.append(.rows(names.output, w.output)) }
+        return tensors
     }
 }
 
