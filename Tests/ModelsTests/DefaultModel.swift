@@ -2,14 +2,27 @@ import Foundation
 import ModelFormats
 @testable import Models
 
-/// The default model (SmolLM2-135M-Instruct Q4_1) in IBKE's cache, if it has been fetched.
-enum DefaultModel {
-    static var path: URL {
+/// A checkpoint of `ibke model list` in IBKE's cache (`$IBKE_HOME/models`), if it has been fetched.
+struct CachedModel: Sendable {
+    let fileName: String
+    /// The committed reference of `Scripts/golden/make_model_reference.py` (in Fixtures).
+    let reference: String
+
+    static let qwenCoder = CachedModel(fileName: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf", reference: "qwen2.5-coder-0.5b_reference")
+
+    var path: URL {
         let home = ProcessInfo.processInfo.environment["IBKE_HOME"]
             .map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-        return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        return home.appendingPathComponent("models/\(fileName)")
     }
+
+    var isAvailable: Bool { FileManager.default.fileExists(atPath: path.path) }
+}
+
+/// The default model (SmolLM2-135M-Instruct Q4_1) in IBKE's cache, if it has been fetched.
+enum DefaultModel {
+    static var path: URL { CachedModel(fileName: "SmolLM2-135M-Instruct.Q4_1.gguf", reference: "smollm2_reference").path }
 
     static var isAvailable: Bool { FileManager.default.fileExists(atPath: path.path) }
 
@@ -20,7 +33,9 @@ enum DefaultModel {
     }()
 }
 
-/// The committed copy of shared/reference/smollm2-135m-instruct-q4_1/logits.json.
+/// transformers' logits and greedy tokens for a real checkpoint: the committed copy of
+/// shared/reference/smollm2-135m-instruct-q4_1/logits.json, or a file of
+/// Scripts/golden/make_model_reference.py.
 struct ReferenceLogits: Decodable {
     struct Position: Decodable {
         let top5_ids: [Int]
@@ -36,8 +51,8 @@ struct ReferenceLogits: Decodable {
     }
     let prompts: [Prompt]
 
-    static func load() throws -> ReferenceLogits {
-        let url = Bundle.module.url(forResource: "smollm2_reference", withExtension: "json", subdirectory: "Fixtures")!
+    static func load(_ name: String = "smollm2_reference") throws -> ReferenceLogits {
+        let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures")!
         return try JSONDecoder().decode(ReferenceLogits.self, from: Data(contentsOf: url))
     }
 }
