@@ -223,7 +223,7 @@ extension TransformerConfig {
         switch kind {
         case .attentionKey: queryWidth
         case .attentionValue: queryWidth + keyValueWidth
-        case .feedForwardUp: feedForward == .swiglu ? feedForwardSize : 0
+        case .feedForwardUp: feedForward.isGated ? feedForwardSize : 0
         default: 0
         }
     }

@@ -82,9 +82,9 @@ extension ModelWeights {
         case .attentionOutput: return block.attentionOutput
         case .feedForwardNorm: return block.feedForwardNorm
         case .feedForwardGate:
-            return config.feedForward == .swiglu ? block.feedForwardInput.rows(0..<f) : nil
+            return config.feedForward.isGated ? block.feedForwardInput.rows(0..<f) : nil
         case .feedForwardUp:
-            return config.feedForward == .swiglu
+            return config.feedForward.isGated
                 ? block.feedForwardInput.rows(f..<(2 * f)) : block.feedForwardInput
         case .feedForwardDown: return block.feedForwardDown
         }

@@ -293,17 +293,10 @@ public final class Tape: @unchecked Sendable {
                                 rows: n, into: dHidden.pointer, ldDX: f)
             hookBackward(.feedForwardHidden, layer: layer, dHidden.pointer, rows: n, width: f, ld: f,
                           into: &result)
-            let swiglu = c.feedForward == .swiglu
+            let activation = model.activation
             let pre = record.preActivation.pointer, dh = dHidden.pointer, dp = dPre.pointer
-            parallelFor(n) { r in
-                if swiglu {
-                    Backward.swiglu(gate: pre + r * inRows, up: pre + r * inRows + f, count: f, dOut: dh + r * f,
-                                    dGate: dp + r * inRows, dUp: dp + r * inRows + f)
-                } else {
-                    Backward.geluTanh(pre + r * inRows, count: f, dY: dh + r * f, into: dp + r * inRows)
-                }
-            }
-            for kind in swiglu ? [ParameterID.Kind.feedForwardGate, .feedForwardUp] : [.feedForwardUp] {
+            parallelFor(n) { r in activation.backward(pre: pre + r * inRows, dHidden: dh + r * f, into: dp + r * inRows) }
+            for kind in c.feedForward.isGated ? [ParameterID.Kind.feedForwardGate, .feedForwardUp] : [.feedForwardUp] {
                 linearGradients(id(kind), input: record.h2.pointer, ldx: w, dY: dPre.pointer, ldDY: inRows, rows: n,
                                 into: &result)
             }
@@ -457,31 +450,11 @@ public final class Tape: @unchecked Sendable {
         return g
     }
 
-    /// Norm backward over rows of width `C`: `dX (+)= ∂norm/∂x · dY`; `dWeight +=` when given.
+    /// Norm backward (``Normalization/backward(_:rows:weight:dY:into:accumulate:dWeight:)``).
     private func normBackward(
         _ x: UnsafePointer<Float>, rows n: Int, weight: Tensor, dY: UnsafePointer<Float>,
         into dX: UnsafeMutablePointer<Float>, accumulate: Bool, dWeight: Tensor?
     ) {
-        let c = model.config, w = c.hiddenSize, eps = c.normEpsilon, wp = weight.pointer
-        let layer = c.normKind == .layer
-        let chunk = 16, chunks = (n + chunk - 1) / chunk
-        // Parameter gradients accumulate across rows: serial when one is wanted.
-        let body = { (i: Int) in
-            let r0 = i * chunk, count = min(chunk, n - r0)
-            if layer {
-                Backward.layerNorm(x + r0 * w, rows: count, width: w, ldx: w, weight: wp, eps: eps, dY: dY + r0 * w,
-                                   ldDY: w, dX: dX + r0 * w, ldDX: w, accumulate: accumulate,
-                                   dWeight: dWeight?.pointer, dBias: nil)
-            } else {
-                Backward.rmsNorm(x + r0 * w, rows: count, width: w, ldx: w, weight: wp, eps: eps, dY: dY + r0 * w,
-                                 ldDY: w, dX: dX + r0 * w, ldDX: w, accumulate: accumulate,
-                                 dWeight: dWeight?.pointer)
-            }
-        }
-        if dWeight != nil {
-            for i in 0..<chunks { body(i) }
-        } else {
-            parallelFor(chunks, body)
-        }
+        model.normalization.backward(x, rows: n, weight: weight, dY: dY, into: dX, accumulate: accumulate, dWeight: dWeight)
     }
 }

@@ -23,12 +23,16 @@ public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public var weights: ModelWeights
     let rotary: RotaryEmbedding?
+    let normalization: Normalization
+    let activation: FeedForwardActivation
     /// Activation buffers reused across forward passes.
     let scratch = ScratchPool()
 
     public init(config: TransformerConfig, weights: ModelWeights) {
         self.config = config
         self.weights = weights
+        normalization = Normalization(config)
+        activation = FeedForwardActivation(config)
         if case .rotary(_, let frequencies) = config.positions {
             rotary = RotaryEmbedding(inverseFrequencies: frequencies, headDim: config.headDim)
         } else {
@@ -220,40 +224,17 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// RMSNorm or LayerNorm of every row of `x` into `y` (which may be `x`).
+    /// The norm of every row of `x` into `y` (which may be `x`).
     func norm(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, into y: Tensor) {
-        let rows = x.shape[0], width = config.hiddenSize, eps = config.normEpsilon
-        let xp = x.pointer, yp = y.pointer, wp = weight.pointer, bp = bias?.pointer
-        let layerNorm = config.normKind == .layer
-        let chunk = 16
-        parallelFor((rows + chunk - 1) / chunk) { i in
-            let r0 = i * chunk, count = min(chunk, rows - r0)
-            if layerNorm {
-                Kernels.layerNorm(xp + r0 * width, rows: count, width: width, ldx: width, weight: wp,
-                                  bias: bp, eps: eps, into: yp + r0 * width, ldy: width)
-            } else {
-                Kernels.rmsNorm(xp + r0 * width, rows: count, width: width, ldx: width, weight: wp,
-                                eps: eps, into: yp + r0 * width, ldy: width)
-            }
-        }
+        normalization.forward(x.pointer, rows: x.shape[0], weight: weight, bias: bias, into: y.pointer)
     }
 
-    /// The feed-forward nonlinearity, in place: SwiGLU writes `silu(gate)·up` over the gate
-    /// columns of each row; GELU transforms the row.
+    /// The feed-forward nonlinearity of every row, in place (``FeedForwardActivation``).
     func activate(_ ffn: Tensor, rows: Int) {
-        let f = config.feedForwardSize, ld = config.feedForwardInputRows
-        let p = ffn.pointer
-        let swiglu = config.feedForward == .swiglu
+        let activation = activation, ld = config.feedForwardInputRows, p = ffn.pointer
         let chunk = 8
         parallelFor((rows + chunk - 1) / chunk) { i in
-            for r in (i * chunk)..<min(rows, (i + 1) * chunk) {
-                let row = p + r * ld
-                if swiglu {
-                    Kernels.swiglu(gate: row, up: row + f, count: f, into: row)
-                } else {
-                    Kernels.geluTanh(row, count: f)
-                }
-            }
+            for r in (i * chunk)..<min(rows, (i + 1) * chunk) { activation.forward(p + r * ld) }
         }
     }
 

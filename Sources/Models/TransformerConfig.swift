@@ -9,6 +9,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case swiglu
         /// `down(gelu_tanh(up(x)))`: GPT-2.
         case geluTanh
+        /// `down(gelu_tanh(gate(x)) · up(x))`: Gemma.
+        case gegluTanh
     }
     public enum PositionKind: Codable, Sendable, Equatable {
         /// Rotary embeddings with base `theta` and these inverse frequencies (`headDim/2`
@@ -69,8 +71,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var keyValueWidth: Int { keyValueHeadCount * headDim }
     /// Rows of the fused q/k/v weight: `H·D + 2·Hkv·D`.
     public var fusedQKVRows: Int { queryWidth + 2 * keyValueWidth }
-    /// Rows of the fused feed-forward input weight (`[gate; up]` for SwiGLU).
-    public var feedForwardInputRows: Int { feedForward == .swiglu ? 2 * feedForwardSize : feedForwardSize }
+    /// Rows of the fused feed-forward input weight (`[gate; up]` when gated).
+    public var feedForwardInputRows: Int { feedForward.isGated ? 2 * feedForwardSize : feedForwardSize }
 
     /// The largest dimension a checkpoint may declare (hidden, MLP and vocabulary sizes, context,
     /// heads): far above any real model, far below what would overflow a product of two.
@@ -90,7 +92,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             values.reduce(Int?(1)) { p, v in p.flatMap { let r = $0.multipliedReportingOverflow(by: v); return r.overflow ? nil : r.partialValue } }
         }
         let perBlock = [product(hiddenSize, headCount + 2 * keyValueHeadCount, headDim), product(headCount, headDim, hiddenSize),
-                        product(hiddenSize, feedForwardSize, feedForward == .swiglu ? 3 : 2)]
+                        product(hiddenSize, feedForwardSize, feedForward.isGated ? 3 : 2)]
         var needed = product(vocabularySize, hiddenSize)
         for part in perBlock {
             needed = needed.flatMap { n in

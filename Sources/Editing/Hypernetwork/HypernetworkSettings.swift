@@ -90,7 +90,7 @@ public struct HypernetworkSettings: Sendable, Equatable {
                 design: design, layers: band.layers, matrices: [.feedForwardDown], rank: rank, latentSize: rank / 2,
                 initialStepSize: 0.5, initialLogVariance: -4, rows: .subjectLast, write: write, keyWeight: keyWeight, seed: 0)
         }
-        let matrices: [ParameterID.Kind] = config.feedForward == .swiglu
+        let matrices: [ParameterID.Kind] = config.feedForward.isGated
             ? [.feedForwardGate, .feedForwardUp, .feedForwardDown] : [.feedForwardUp, .feedForwardDown]
         return HypernetworkSettings(
             design: design, layers: Array(max(0, config.layerCount - 3)..<config.layerCount), matrices: matrices,
