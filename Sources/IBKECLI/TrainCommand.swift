@@ -117,13 +117,14 @@ struct Train: ParsableCommand {
         } else if let initial {
             editor = try HypernetworkEditor.load(from: URL(fileURLWithPath: initial), for: loaded)
             var started = editor.settings, wanted = editorSettings
-            (started.neighbours, started.neighbourSubjects) = (0, [])
-            (wanted.neighbours, wanted.neighbourSubjects) = (0, [])
+            (started.neighbours, started.neighbourSubjects, started.neighbourRescale) = (0, [], 1)
+            (wanted.neighbours, wanted.neighbourSubjects, wanted.neighbourRescale) = (0, [], 1)
             guard editor.name == name, started == wanted else {
-                throw CLIError("--initial \(initial): its settings (\(editor.settings.json.serialized(indent: 0))) differ from these beyond neighbours")
+                throw CLIError("--initial \(initial): its settings (\(editor.settings.json.serialized(indent: 0))) differ from these beyond the neighbour settings")
             }
             var reader = HyperparameterReader(object: ["neighbours": .int(editorSettings.neighbours),
-                                                       "neighbour_subjects": .array(editorSettings.neighbourSubjects.map { .string($0) })],
+                                                       "neighbour_subjects": .array(editorSettings.neighbourSubjects.map { .string($0) }),
+                                                       "neighbour_rescale": .double(editorSettings.neighbourRescale)],
                                               file: "--set")
             try editor.overrideEditSettings(&reader)
         } else {

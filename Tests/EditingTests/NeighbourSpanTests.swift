@@ -63,4 +63,36 @@ import Testing
         let r = editor.modules.map { id in HypernetworkTests.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 9) }
         try HypernetworkTests.checkGradients(editor, x, r, neighbours: spans, noisy: true, step: 1e-3)
     }
+
+    /// `neighbour_rescale` scales each module's projected input factors by
+    /// `min(limit, ‖U‖/‖PU‖)`: the update grows by that factor and still leaves the neighbours alone.
+    @Test func rescaleRestoresTheUpdateUpToTheLimit() throws {
+        let model = try TestModels.tinyLlama()
+        var settings = HypernetworkTests.settings(.gatedMEND, model: model)
+        settings.neighbours = 4
+        let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
+        HypernetworkTests.perturb(editor, seed: 20)
+        settings.neighbourRescale = 3
+        let rescaling = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
+        HypernetworkTests.perturb(rescaling, seed: 20)
+        let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
+        let x = HypernetworkTests.inputs(editor, seed: 5)
+        let spans = try #require(try editor.neighbourSpans([request], model: model))
+        let plain = editor.denseUpdates(try editor.run(x, neighbours: spans))
+        let unprojected = try editor.run(x)
+        let rescaledPass = try rescaling.run(x, neighbours: spans)
+        let rescaled = rescaling.denseUpdates(rescaledPass)
+        let norm = { (t: Tensor) in t.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+        for i in editor.modules.indices {
+            let inW = plain[i].shape[1]
+            // ‖U‖ and ‖PU‖ of module i's input factors.
+            let u = unprojected.output(i), rows = u.shape[0], d = u.shape[1]
+            var full = 0.0
+            for t in 0..<rows { for j in 0..<inW { full += Double(u.pointer[t * d + j] * u.pointer[t * d + j]) } }
+            let projected = norm(try #require(rescaledPass.right)[i]) / Double(try #require(rescaledPass.rightScales)[i])
+            let expected = min(3, full.squareRoot() / projected)
+            #expect(expected > 1)
+            #expect(abs(norm(rescaled[i]) / norm(plain[i]) - expected) < 1e-3 * expected, "module \(i)")
+        }
+    }
 }

@@ -139,6 +139,8 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         let right: [Tensor]?
         /// The neighbour spans `ũ` was projected off (its gradient is projected the same way).
         let neighbourSpans: [NeighbourSpan]?
+        /// Per module, the factor the projected `ũ` was scaled by (``HypernetworkSettings/neighbourRescale``).
+        var rightScales: [Float]? = nil
         /// Σ of the latent KL over every latent vector (0 for MEND).
         public var klSum: Double { shapes.reduce(0) { $0 + $1.klSum } }
         /// The latent vectors the KL sums over (the mean-per-latent ITM reduction divides by
@@ -162,14 +164,22 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         }
         guard settings.write == .keyValue else {
             guard let neighbours else { return Pass(shapes: passes, placement: placement, right: nil, neighbourSpans: nil) }
+            var scales: [Float] = []
             let projected = modules.indices.map { i in
                 let s = shapes[placement[i].shape], y = passes[placement[i].shape].outputs[placement[i].slot]!
                 let rows = y.shape[0], d = s.inWidth + s.outWidth, u = Tensor(zeros: [rows, s.inWidth])
                 for t in 0..<rows { (u.pointer + t * s.inWidth).update(from: y.pointer + t * d, count: s.inWidth) }
+                let before = MatMul.dot(u.pointer, u.pointer, u.count)
                 neighbours[i].project(u.pointer, count: rows, stride: s.inWidth)
+                let after = MatMul.dot(u.pointer, u.pointer, u.count)
+                let scale = after > 0 ? Float(min(settings.neighbourRescale, Double((before / after).squareRoot()))) : 1
+                if scale != 1 { for j in 0..<u.count { u.pointer[j] *= scale } }
+                scales.append(scale)
                 return u
             }
-            return Pass(shapes: passes, placement: placement, right: projected, neighbourSpans: neighbours)
+            var pass = Pass(shapes: passes, placement: placement, right: projected, neighbourSpans: neighbours)
+            pass.rightScales = scales
+            return pass
         }
         guard let signal else { preconditionFailure("the key-value write needs the gradient signal's keys") }
         let keys = try modules.map { id in
@@ -236,6 +246,9 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
                             c: dY.pointer, ldc: d)
                 // The projection is symmetric: the gradient of the raw ũ is the projected one's, projected.
                 pass.neighbourSpans?[i].project(dY.pointer, count: rows, stride: d)
+                if let scale = pass.rightScales?[i], scale != 1 {
+                    for t in 0..<rows { for j in 0..<inW { dY.pointer[t * d + j] *= scale } }
+                }
             }
             var dEta = 0.0
             for t in 0..<rows {
@@ -311,11 +324,12 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     }
 
     /// Applies the settings that change how an edit is made but not the trained networks
-    /// (`neighbours`, `neighbour_subjects`), read from a hyperparameter file; any other key is an error.
+    /// (`neighbours`, `neighbour_subjects`, `neighbour_rescale`), read from a hyperparameter file; any other key is an error.
     public func overrideEditSettings(_ reader: inout HyperparameterReader) throws {
         var changed = settings
         changed.neighbours = try reader.int("neighbours", default: settings.neighbours)
         changed.neighbourSubjects = try reader.strings("neighbour_subjects", default: settings.neighbourSubjects)
+        changed.neighbourRescale = try reader.double("neighbour_rescale", default: settings.neighbourRescale)
         try reader.finish()
         try changed.checkNeighbours(file: reader.file)
         settings = changed

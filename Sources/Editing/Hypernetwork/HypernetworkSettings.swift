@@ -64,6 +64,10 @@ public struct HypernetworkSettings: Sendable, Equatable {
     /// edited matrix's inputs on them, so the edit leaves the same relation about other
     /// subjects alone (Independence for Locality on hard negatives, built at edit time).
     public var neighbours = 0
+    /// With ``neighbours``: the most the projected input factors of a module are scaled back
+    /// up toward the unprojected ones' size, `min(this, ‖U‖/‖PU‖)` (a constant to the gradient),
+    /// so that the edit keeps its strength on its own subject; 1 leaves them as projected.
+    public var neighbourRescale = 1.0
     public var neighbourSubjects = Self.defaultNeighbourSubjects
 
     /// Subjects of many kinds (people, places, organisations, works, things) for ``neighbours``.
@@ -139,6 +143,7 @@ public struct HypernetworkSettings: Sendable, Equatable {
         iterations = try reader.int("iterations", default: iterations)
         neighbours = try reader.int("neighbours", default: neighbours)
         neighbourSubjects = try reader.strings("neighbour_subjects", default: neighbourSubjects)
+        neighbourRescale = try reader.double("neighbour_rescale", default: neighbourRescale)
         guard (1...16).contains(iterations) else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "iterations", expected: "1 to 16, found \(iterations)")
         }
@@ -167,6 +172,9 @@ public struct HypernetworkSettings: Sendable, Equatable {
             throw invalid("0 when attn_output is edited (its input is not captured)")
         }
         guard neighbours == 0 || write == .gradient else { throw invalid("0 with write key_value (its keys are specific already)") }
+        guard (1...100).contains(neighbourRescale) else {
+            throw EditorError.invalidHyperparameter(file: file, key: "neighbour_rescale", expected: "1 to 100, found \(neighbourRescale)")
+        }
     }
 
     init(design: Design, layers: [Int], matrices: [ParameterID.Kind], rank: Int, latentSize: Int,
@@ -201,6 +209,7 @@ public struct HypernetworkSettings: Sendable, Equatable {
         if neighbours != 0 {
             object.updateValue(.int(neighbours), forKey: "neighbours")
             object.updateValue(.array(neighbourSubjects.map { .string($0) }), forKey: "neighbour_subjects")
+            if neighbourRescale != 1 { object.updateValue(.double(neighbourRescale), forKey: "neighbour_rescale") }
         }
         if write != .gradient {
             object.updateValue(.string(write.rawValue), forKey: "write")
