@@ -22,6 +22,12 @@ public struct BlockWeights: Sendable {
     /// `[C, F]`.
     public var feedForwardDown: Tensor
     public var feedForwardDownBias: Tensor?
+    /// `[D]` each: Gemma's per-head query and key norms.
+    public var queryNorm: Tensor? = nil
+    public var keyNorm: Tensor? = nil
+    /// `[C]` each: Gemma's norms of the attention and MLP outputs.
+    public var postAttentionNorm: Tensor? = nil
+    public var postFeedForwardNorm: Tensor? = nil
 }
 
 /// All weights of a decoder-only language model.

@@ -91,6 +91,7 @@ extension Transformer {
         _ sequences: [[Int]], interventions: [Intervention] = [], logits selection: LogitSelection = .all,
         gradients request: GradientRequest = GradientRequest()
     ) throws -> Tape {
+        guard config.hasGradients else { throw ModelError.noGradients(architecture: config.architecture.name) }
         let plan = InterventionSet(interventions, config: config, rows: sequences.joined().count, weights: weights)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: 0)
         tape.logits = try run(sequences, selection: selection, interventions: plan, tape: tape).logits!
@@ -103,6 +104,7 @@ extension Transformer {
         _ prefix: Prefix, interventions: [Intervention] = [], logits selection: LogitSelection = .all,
         gradients request: GradientRequest = GradientRequest()
     ) throws -> Tape {
+        guard config.hasGradients else { throw ModelError.noGradients(architecture: config.architecture.name) }
         let plan = checkedPlan(interventions, from: prefix)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: prefix.layer)
         tape.logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,

@@ -23,6 +23,8 @@ public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public var weights: ModelWeights
     let rotary: RotaryEmbedding?
+    /// RoPE of the sliding-window blocks, when they have their own.
+    let localRotary: RotaryEmbedding?
     let normalization: Normalization
     let activation: FeedForwardActivation
     /// Activation buffers reused across forward passes.
@@ -38,6 +40,7 @@ public final class Transformer: @unchecked Sendable {
         } else {
             rotary = nil
         }
+        localRotary = config.slidingWindow.map { RotaryEmbedding(inverseFrequencies: $0.inverseFrequencies, headDim: config.headDim) }
     }
 
     /// Runs the model on new tokens of one or more sequences.
@@ -101,6 +104,7 @@ public final class Transformer: @unchecked Sendable {
                 for (t, token) in tokens.enumerated() {
                     let row = x.pointer + (starts[s] + t) * width
                     row.update(from: weights.tokenEmbedding.pointer + token * width, count: width)
+                    if c.embeddingScale != 1 { Kernels.mapSIMD(row, count: width) { $0 * c.embeddingScale } }
                     if let positions = weights.positionEmbedding {
                         Kernels.add(positions.pointer + (caches[s].count + t) * width, into: row, count: width)
                     }
@@ -113,10 +117,12 @@ public final class Transformer: @unchecked Sendable {
         let attention = scratch.take([n, c.queryWidth])
         let ffn = scratch.take([n, c.feedForwardInputRows])
         let out = scratch.take([n, width])  // a block output, when a hook reads it
-        let angles = rotaryAngles(rows: n, sequences: sequences, starts: starts, caches: caches)
+        let angles = rotaryAngles(rotary, rows: n, sequences: sequences, starts: starts, caches: caches)
+        let localAngles = rotaryAngles(localRotary, rows: n, sequences: sequences, starts: starts, caches: caches)
         defer {
             scratch.giveBack(x, h, qkv, attention, ffn, out)
             if let angles { scratch.giveBack(angles) }
+            if let localAngles { scratch.giveBack(localAngles) }
         }
         let f = c.feedForwardSize
         for layer in firstLayer..<stopLayer {
@@ -130,13 +136,16 @@ public final class Transformer: @unchecked Sendable {
                           into: qkv.pointer, ldy: c.fusedQKVRows)
             applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
                               input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
-            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, angles: angles)
+            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm { normalizeHeads(qkv, rows: n, queryNorm, keyNorm) }
+            let local = c.window(layer: layer) != nil && localRotary != nil
+            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
+                               rotary: local ? localRotary : rotary, angles: local ? localAngles : angles)
             record?.qkv.pointer.update(from: qkv.pointer, count: n * c.fusedQKVRows)
             attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attention)
             record?.attention.pointer.update(from: attention.pointer, count: n * c.queryWidth)
             projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attention.pointer,
                                 ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
-                                bias: block.attentionOutputBias, residual: x, scratch: out)
+                                bias: block.attentionOutputBias, postNorm: block.postAttentionNorm, residual: x, scratch: out)
             record?.x1.pointer.update(from: x.pointer, count: n * width)
 
             norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
@@ -156,7 +165,7 @@ public final class Transformer: @unchecked Sendable {
             }
             projectIntoResidual(plan, .feedForwardOutput, .feedForwardDown, layer: layer, input: ffn.pointer,
                                 ldx: c.feedForwardInputRows, rows: n, weight: block.feedForwardDown,
-                                bias: block.feedForwardDownBias, residual: x, scratch: out)
+                                bias: block.feedForwardDownBias, postNorm: block.postFeedForwardNorm, residual: x, scratch: out)
             plan.apply(.layerOutput, layer: layer, x.pointer, rows: n, width: width, ld: width)
         }
         if stopLayer < c.layerCount { return (nil, x.copy()) }
@@ -191,17 +200,19 @@ public final class Transformer: @unchecked Sendable {
         return (logits, nil)
     }
 
-    /// Adds `input · (W + ΔW)ᵀ + bias` to the residual `x`: directly when no hook reads the
-    /// block output, else through `scratch`, where the interventions at `point` apply.
+    /// Adds `input · (W + ΔW)ᵀ + bias` (normed by `postNorm` when given) to the residual `x`:
+    /// directly when no hook reads the block output and no norm follows, else through
+    /// `scratch`, where the interventions at `point` apply.
     private func projectIntoResidual(
         _ plan: InterventionSet, _ point: HookPoint, _ kind: ParameterID.Kind, layer: Int,
-        input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: Tensor, bias: Tensor?,
+        input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: Tensor, bias: Tensor?, postNorm: Tensor?,
         residual x: Tensor, scratch out: Tensor
     ) {
         let width = config.hiddenSize
-        if plan.has(point, layer) {
+        if plan.has(point, layer) || postNorm != nil {
             MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: out.pointer, ldy: width)
             applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: out.pointer, ldy: width)
+            if let postNorm { normalization.forward(out.pointer, rows: n, weight: postNorm, bias: nil, into: out.pointer) }
             plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
             Kernels.addScaled(out.pointer, 1, into: x.pointer, count: n * width)
         } else {
@@ -238,9 +249,20 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
+    /// RMSNorm of each query and key head (`[D]` weights) of every row of `qkv`, in place.
+    private func normalizeHeads(_ qkv: Tensor, rows n: Int, _ queryNorm: Tensor, _ keyNorm: Tensor) {
+        let c = config, ld = c.fusedQKVRows, d = c.headDim, eps = c.normEpsilon, base = qkv.pointer
+        parallelFor(n) { r in
+            let row = base + r * ld
+            Kernels.rmsNorm(row, rows: c.headCount, width: d, ldx: d, weight: queryNorm.pointer, eps: eps, into: row, ldy: d)
+            Kernels.rmsNorm(row + c.queryWidth, rows: c.keyValueHeadCount, width: d, ldx: d, weight: keyNorm.pointer,
+                            eps: eps, into: row + c.queryWidth, ldy: d)
+        }
+    }
+
     /// The RoPE cos and sin of every new token's position, `[N, D]` (D/2 cosines, then D/2
     /// sines), from `scratch`: computed once per pass, not once per layer. Nil without RoPE.
-    func rotaryAngles(rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]) -> Tensor? {
+    func rotaryAngles(_ rotary: RotaryEmbedding?, rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]) -> Tensor? {
         guard let rotary else { return nil }
         let d = config.headDim, half = d / 2
         let table = scratch.take([n, d])
@@ -255,10 +277,11 @@ public final class Transformer: @unchecked Sendable {
         return table
     }
 
-    /// Applies RoPE (with the `angles` of ``rotaryAngles(rows:sequences:starts:caches:)``) to the
+    /// Applies RoPE (with the `angles` of ``rotaryAngles(_:rows:sequences:starts:caches:)``) to the
     /// new queries and keys in `qkv` and appends keys and values to each sequence's cache.
     func storeKeysAndValues(
-        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], angles: Tensor?
+        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], rotary: RotaryEmbedding?,
+        angles: Tensor?
     ) {
         let c = config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
         let base = qkv.pointer, half = c.headDim / 2
@@ -292,6 +315,7 @@ public final class Transformer: @unchecked Sendable {
         let c = config, ld = c.fusedQKVRows, d = c.headDim, kvWidth = c.keyValueWidth
         let group = c.headCount / c.keyValueHeadCount
         let scale = 1 / Float(d).squareRoot()
+        let window = c.window(layer: layer) ?? Int.max
         let blockRows = 64
         struct Task { let sequence: Int, kvHead: Int, firstRow: Int, cost: Int, workspace: Int }
         var tasks: [Task] = []
@@ -338,13 +362,13 @@ public final class Transformer: @unchecked Sendable {
                 // arithmetic, so dot products and scaled adds directly.
                 for g in 0..<group {
                     for r in 0..<rows {
-                        let visible = past + task.firstRow + r + 1
+                        let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
                         let query = queries + (g * rows + r) * d, row = scores + (g * rows + r) * keyCount
-                        for j in 0..<visible { row[j] = scale * MatMul.dot(query, keys + j * kvWidth, d) }
-                        Kernels.softmax(row, count: visible)
+                        for j in first..<visible { row[j] = scale * MatMul.dot(query, keys + j * kvWidth, d) }
+                        Kernels.softmax(row + first, count: visible - first)
                         let result = context + (g * rows + r) * d
                         result.update(repeating: 0, count: d)
-                        for j in 0..<visible { Kernels.addScaled(values + j * kvWidth, row[j], into: result, count: d) }
+                        for j in first..<visible { Kernels.addScaled(values + j * kvWidth, row[j], into: result, count: d) }
                     }
                 }
             } else {
@@ -355,9 +379,10 @@ public final class Transformer: @unchecked Sendable {
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: stacked) { sums in
                     for g in 0..<group {
                         for r in 0..<rows {
-                            let visible = past + task.firstRow + r + 1
+                            let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
                             let row = scores + (g * rows + r) * keyCount
-                            sums[g * rows + r] = Kernels.exponentiateShifted(row, count: visible).sum
+                            sums[g * rows + r] = Kernels.exponentiateShifted(row + first, count: visible - first).sum
+                            row.update(repeating: 0, count: first)
                             (row + visible).update(repeating: 0, count: keyCount - visible)
                         }
                     }
@@ -384,9 +409,13 @@ public final class Transformer: @unchecked Sendable {
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(Int, vocabularySize: Int)
     case contextExceeded(Int, contextLength: Int)
+    /// A recorded pass (gradients) of a model whose blocks have no backward yet.
+    case noGradients(architecture: String)
 
     public var description: String {
         switch self {
+        case .noGradients(let architecture):
+            "gradients (and so editing) are not implemented for \(architecture) models yet; generate and score work"
         case .tokenOutOfRange(let t, let v):
             "token id \(t) is outside the vocabulary (0..<\(v))"
         case .contextExceeded(let n, let limit):

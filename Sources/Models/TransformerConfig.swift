@@ -41,6 +41,38 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// The output head reuses the token embedding.
     public var tiedEmbeddings: Bool
 
+    // Gemma's additions; the defaults are the plain pre-norm decoder.
+
+    /// Factor of the token embeddings (Gemma: `√C`).
+    public var embeddingScale: Float = 1
+    /// Per-head RMSNorm of the queries and keys before RoPE (`attn_q_norm`, `attn_k_norm`).
+    public var queryKeyNorm = false
+    /// RMSNorm of the attention and MLP outputs before they join the residual stream
+    /// (`post_attention_norm`, `post_ffw_norm`).
+    public var outputNorms = false
+    /// Sliding-window attention on some blocks, with RoPE of their own.
+    public var slidingWindow: SlidingWindow?
+
+    /// Blocks that attend only to the last `size` positions (the query's own included): every
+    /// block but each `period`-th (`layer % period == period − 1`), as Gemma 3 interleaves them.
+    public struct SlidingWindow: Codable, Sendable, Equatable {
+        public var size: Int
+        public var period: Int
+        /// The local blocks' RoPE inverse frequencies.
+        public var inverseFrequencies: [Float]
+
+        public func isLocal(_ layer: Int) -> Bool { layer % period != period - 1 }
+    }
+
+    /// The window of `layer`'s attention, nil for full causal attention.
+    public func window(layer: Int) -> Int? {
+        guard let slidingWindow, slidingWindow.isLocal(layer) else { return nil }
+        return slidingWindow.size
+    }
+
+    /// Whether the backward pass covers every part of this model (not yet Gemma's).
+    public var hasGradients: Bool { embeddingScale == 1 && !queryKeyNorm && !outputNorms && slidingWindow == nil }
+
     public init(
         architecture: Architecture, vocabularySize: Int, hiddenSize: Int, feedForwardSize: Int,
         layerCount: Int, headCount: Int, keyValueHeadCount: Int, headDim: Int, contextLength: Int,

@@ -8,7 +8,7 @@ import Testing
     @Test func registryNamesAreUniqueAndFound() throws {
         let names = Architecture.registry.map(\.name)
         #expect(Set(names).count == names.count)
-        #expect(names == ["llama", "mistral", "qwen2", "gpt2"])
+        #expect(names == ["llama", "mistral", "qwen2", "gpt2", "gemma3"])
         for architecture in Architecture.registry {
             #expect(Architecture.named(architecture.name) == architecture)
             #expect(architecture.huggingFaceClass.hasSuffix("ForCausalLM") || architecture.huggingFaceClass.hasSuffix("LMHeadModel"))
@@ -16,7 +16,7 @@ import Testing
         #expect(Architecture.named("mamba") == nil)
         let error = #expect(throws: ModelLoadError.self) { try Architecture.named("mamba", file: "m.gguf") }
         #expect("\(error!)".contains("unsupported architecture 'mamba'"))
-        #expect("\(error!)".contains("llama, mistral, qwen2, gpt2"))
+        #expect("\(error!)".contains("llama, mistral, qwen2, gpt2, gemma3"))
     }
 
     @Test func encodesAsItsName() throws {

@@ -1,14 +1,29 @@
 import Foundation
 import ModelFormats
+import Synchronization
+import Testing
 @testable import Models
 
 /// A checkpoint of `ibke model list` in IBKE's cache (`$IBKE_HOME/models`), if it has been fetched.
-struct CachedModel: Sendable {
+struct CachedModel: Sendable, CustomTestStringConvertible {
+    var testDescription: String { fileName }
     let fileName: String
     /// The committed reference of `Scripts/golden/make_model_reference.py` (in Fixtures).
     let reference: String
 
     static let qwenCoder = CachedModel(fileName: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf", reference: "qwen2.5-coder-0.5b_reference")
+    static let gemma3 = CachedModel(fileName: "gemma-3-270m.Q4_K_M.gguf", reference: "gemma3-270m_reference")
+    /// The catalogue's checkpoints beyond the default model that are in the cache.
+    static var fetched: [CachedModel] { [qwenCoder, gemma3].filter(\.isAvailable) }
+
+    /// Loaded once per test process.
+    static let loaded = Mutex<[String: LanguageModel]>([:])
+    func load() throws -> LanguageModel {
+        if let model = Self.loaded.withLock({ $0[fileName] }) { return model }
+        let model = try LanguageModel.load(path)
+        Self.loaded.withLock { $0[fileName] = model }
+        return model
+    }
 
     var path: URL {
         let home = ProcessInfo.processInfo.environment["IBKE_HOME"]

@@ -42,6 +42,7 @@ public struct Architecture: Sendable, Hashable, Codable, CustomStringConvertible
         Architecture(name: "mistral", huggingFaceClass: "MistralForCausalLM", family: LlamaFamily.llama),
         Architecture(name: "qwen2", huggingFaceClass: "Qwen2ForCausalLM", family: LlamaFamily.qwen2),
         Architecture(name: "gpt2", huggingFaceClass: "GPT2LMHeadModel", family: GPT2Family()),
+        Architecture(name: "gemma3", huggingFaceClass: "Gemma3ForCausalLM", family: Gemma3Family()),
     ]
 
     /// The registered architecture of this GGUF / `model_type` name, or nil.
