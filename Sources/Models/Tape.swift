@@ -91,7 +91,6 @@ extension Transformer {
         _ sequences: [[Int]], interventions: [Intervention] = [], logits selection: LogitSelection = .all,
         gradients request: GradientRequest = GradientRequest()
     ) throws -> Tape {
-        guard config.hasGradients else { throw ModelError.noGradients(architecture: config.architecture.name) }
         let plan = InterventionSet(interventions, config: config, rows: sequences.joined().count, weights: weights)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: 0)
         tape.logits = try run(sequences, selection: selection, interventions: plan, tape: tape).logits!
@@ -104,7 +103,6 @@ extension Transformer {
         _ prefix: Prefix, interventions: [Intervention] = [], logits selection: LogitSelection = .all,
         gradients request: GradientRequest = GradientRequest()
     ) throws -> Tape {
-        guard config.hasGradients else { throw ModelError.noGradients(architecture: config.architecture.name) }
         let plan = checkedPlan(interventions, from: prefix)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: prefix.layer)
         tape.logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
@@ -138,10 +136,14 @@ public final class Tape: @unchecked Sendable {
         /// `attn_output`), residual after attention, MLP input (after its interventions),
         /// `ffn_in` output before the nonlinearity, `ffn_down` input.
         let x0, h1, qkv, attention, x1, h2, preActivation, hidden: Tensor
+        /// Gemma's: q and k before their per-head norms; the attention and MLP outputs before
+        /// their norms.
+        let queryKeyInput, attentionProjection, feedForwardProjection: Tensor?
 
         /// Floats per token of one record.
         static func width(_ c: TransformerConfig) -> Int {
             4 * c.hiddenSize + c.fusedQKVRows + c.queryWidth + c.feedForwardInputRows + c.feedForwardSize
+                + (c.queryKeyNorm ? c.queryWidth + c.keyValueWidth : 0) + (c.outputNorms ? 2 * c.hiddenSize : 0)
         }
 
         /// Views of `storage` from `offset` (written in full by the forward pass before any read).
@@ -159,6 +161,9 @@ public final class Tape: @unchecked Sendable {
             h2 = buffer(c.hiddenSize)
             preActivation = buffer(c.feedForwardInputRows)
             hidden = buffer(c.feedForwardSize)
+            queryKeyInput = c.queryKeyNorm ? buffer(c.queryWidth + c.keyValueWidth) : nil
+            attentionProjection = c.outputNorms ? buffer(c.hiddenSize) : nil
+            feedForwardProjection = c.outputNorms ? buffer(c.hiddenSize) : nil
         }
     }
 
@@ -289,6 +294,9 @@ public final class Tape: @unchecked Sendable {
             dOut.pointer.update(from: dx.pointer, count: n * w)
             hookBackward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
                           into: &result)
+            if let norm = block.postFeedForwardNorm, let input = record.feedForwardProjection {
+                normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
+            }
             linearGradients(id(.feedForwardDown), input: record.hidden.pointer, ldx: f, dY: dOut.pointer, ldDY: w,
                             rows: n, into: &result)
             linearInputGradient(block.feedForwardDown, [.feedForwardDown], layer: layer, dY: dOut.pointer, ldDY: w,
@@ -314,11 +322,17 @@ public final class Tape: @unchecked Sendable {
             dOut.pointer.update(from: dx.pointer, count: n * w)
             hookBackward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
                           into: &result)
+            if let norm = block.postAttentionNorm, let input = record.attentionProjection {
+                normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
+            }
             linearGradients(id(.attentionOutput), input: record.attention.pointer, ldx: qw, dY: dOut.pointer,
                             ldDY: w, rows: n, into: &result)
             linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
                                 rows: n, into: dAttention.pointer, ldDX: qw)
             attentionBackward(record, layer: layer, dAttention: dAttention, into: dQKV)
+            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let input = record.queryKeyInput {
+                headNormBackward(input, queryNorm, keyNorm, into: dQKV)
+            }
             for kind in [ParameterID.Kind.attentionQuery, .attentionKey, .attentionValue] {
                 linearGradients(id(kind), input: record.h1.pointer, ldx: w, dY: dQKV.pointer, ldDY: fused, rows: n,
                                 into: &result)
@@ -354,7 +368,7 @@ public final class Tape: @unchecked Sendable {
     /// gradients land in a scratch buffer and are dropped (the past is constant).
     private func attentionBackward(_ record: LayerRecord, layer: Int, dAttention: Tensor, into dQKV: Tensor) {
         let c = model.config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
-        let qkv = record.qkv.pointer, dq = dQKV.pointer
+        let qkv = record.qkv.pointer, dq = dQKV.pointer, window = c.window(layer: layer) ?? .max
         let longest = sequences.indices.map { s in pastLengths[s] > 0 ? pastLengths[s] + sequences[s].count : 0 }
             .max() ?? 0
         let pastGradients = longest > 0 ? model.scratch.take([2, longest, kv]) : nil
@@ -374,7 +388,7 @@ public final class Tape: @unchecked Sendable {
                     queries: base, ldq: ld, keys: keys, ldk: kv, values: values, ldv: kv,
                     newTokens: tokens.count, past: past, heads: c.headCount, kvHeads: c.keyValueHeadCount,
                     headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
-                    dQ: dBase, ldDQ: ld, dK: dK, ldDK: kv, dV: dV, ldDV: kv)
+                    dQ: dBase, ldDQ: ld, dK: dK, ldDK: kv, dV: dV, ldDV: kv, window: window)
                 for t in 0..<tokens.count {
                     (dBase + t * ld + q).update(from: dK + (past + t) * kv, count: kv)
                     (dBase + t * ld + q + kv).update(from: dV + (past + t) * kv, count: kv)
@@ -384,9 +398,9 @@ public final class Tape: @unchecked Sendable {
                     queries: base, ldq: ld, keys: base + q, ldk: ld, values: base + q + kv, ldv: ld,
                     newTokens: tokens.count, past: 0, heads: c.headCount, kvHeads: c.keyValueHeadCount,
                     headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
-                    dQ: dBase, ldDQ: ld, dK: dBase + q, ldDK: ld, dV: dBase + q + kv, ldDV: ld)
+                    dQ: dBase, ldDQ: ld, dK: dBase + q, ldDK: ld, dV: dBase + q + kv, ldDV: ld, window: window)
             }
-            if let rotary = model.rotary {
+            if let rotary = window != .max ? (model.localRotary ?? model.rotary) : model.rotary {
                 parallelFor(tokens.count) { t in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: c.headDim) { angles in
                         let cos = angles.baseAddress!, sin = cos + c.headDim / 2
@@ -397,6 +411,19 @@ public final class Tape: @unchecked Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Backward through the per-head RMSNorm of q and k (Gemma), in place on the q and k
+    /// columns of `dQKV`, from the recorded q and k before the norm.
+    private func headNormBackward(_ input: Tensor, _ queryNorm: Tensor, _ keyNorm: Tensor, into dQKV: Tensor) {
+        let c = model.config, ld = c.fusedQKVRows, d = c.headDim, q = c.queryWidth, width = q + c.keyValueWidth
+        let x = input.pointer, dY = dQKV.pointer, eps = c.normEpsilon
+        parallelFor(input.shape[0]) { r in
+            Backward.rmsNorm(x + r * width, rows: c.headCount, width: d, ldx: d, weight: queryNorm.pointer, eps: eps,
+                             dY: dY + r * ld, ldDY: d, dX: dY + r * ld, ldDX: d, dWeight: nil)
+            Backward.rmsNorm(x + r * width + q, rows: c.keyValueHeadCount, width: d, ldx: d, weight: keyNorm.pointer,
+                             eps: eps, dY: dY + r * ld + q, ldDY: d, dX: dY + r * ld + q, ldDX: d, dWeight: nil)
         }
     }
 

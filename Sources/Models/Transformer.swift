@@ -136,7 +136,13 @@ public final class Transformer: @unchecked Sendable {
                           into: qkv.pointer, ldy: c.fusedQKVRows)
             applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
                               input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
-            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm { normalizeHeads(qkv, rows: n, queryNorm, keyNorm) }
+            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm {
+                if let saved = record?.queryKeyInput {
+                    let width = c.queryWidth + c.keyValueWidth
+                    for r in 0..<n { (saved.pointer + r * width).update(from: qkv.pointer + r * c.fusedQKVRows, count: width) }
+                }
+                normalizeHeads(qkv, rows: n, queryNorm, keyNorm)
+            }
             let local = c.window(layer: layer) != nil && localRotary != nil
             storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
                                rotary: local ? localRotary : rotary, angles: local ? localAngles : angles)
@@ -145,7 +151,8 @@ public final class Transformer: @unchecked Sendable {
             record?.attention.pointer.update(from: attention.pointer, count: n * c.queryWidth)
             projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attention.pointer,
                                 ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
-                                bias: block.attentionOutputBias, postNorm: block.postAttentionNorm, residual: x, scratch: out)
+                                bias: block.attentionOutputBias, postNorm: block.postAttentionNorm,
+                                savingPreNorm: record?.attentionProjection, residual: x, scratch: out)
             record?.x1.pointer.update(from: x.pointer, count: n * width)
 
             norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
@@ -165,7 +172,8 @@ public final class Transformer: @unchecked Sendable {
             }
             projectIntoResidual(plan, .feedForwardOutput, .feedForwardDown, layer: layer, input: ffn.pointer,
                                 ldx: c.feedForwardInputRows, rows: n, weight: block.feedForwardDown,
-                                bias: block.feedForwardDownBias, postNorm: block.postFeedForwardNorm, residual: x, scratch: out)
+                                bias: block.feedForwardDownBias, postNorm: block.postFeedForwardNorm,
+                                savingPreNorm: record?.feedForwardProjection, residual: x, scratch: out)
             plan.apply(.layerOutput, layer: layer, x.pointer, rows: n, width: width, ld: width)
         }
         if stopLayer < c.layerCount { return (nil, x.copy()) }
@@ -200,19 +208,23 @@ public final class Transformer: @unchecked Sendable {
         return (logits, nil)
     }
 
-    /// Adds `input · (W + ΔW)ᵀ + bias` (normed by `postNorm` when given) to the residual `x`:
+    /// Adds `input · (W + ΔW)ᵀ + bias` (normed by `postNorm` when given, its input kept in
+    /// `saved` for the backward) to the residual `x`:
     /// directly when no hook reads the block output and no norm follows, else through
     /// `scratch`, where the interventions at `point` apply.
     private func projectIntoResidual(
         _ plan: InterventionSet, _ point: HookPoint, _ kind: ParameterID.Kind, layer: Int,
         input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: Tensor, bias: Tensor?, postNorm: Tensor?,
-        residual x: Tensor, scratch out: Tensor
+        savingPreNorm saved: Tensor?, residual x: Tensor, scratch out: Tensor
     ) {
         let width = config.hiddenSize
         if plan.has(point, layer) || postNorm != nil {
             MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: out.pointer, ldy: width)
             applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: out.pointer, ldy: width)
-            if let postNorm { normalization.forward(out.pointer, rows: n, weight: postNorm, bias: nil, into: out.pointer) }
+            if let postNorm {
+                saved?.pointer.update(from: out.pointer, count: n * width)
+                normalization.forward(out.pointer, rows: n, weight: postNorm, bias: nil, into: out.pointer)
+            }
             plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
             Kernels.addScaled(out.pointer, 1, into: x.pointer, count: n * width)
         } else {
@@ -409,13 +421,9 @@ public final class Transformer: @unchecked Sendable {
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(Int, vocabularySize: Int)
     case contextExceeded(Int, contextLength: Int)
-    /// A recorded pass (gradients) of a model whose blocks have no backward yet.
-    case noGradients(architecture: String)
 
     public var description: String {
         switch self {
-        case .noGradients(let architecture):
-            "gradients (and so editing) are not implemented for \(architecture) models yet; generate and score work"
         case .tokenOutOfRange(let t, let v):
             "token id \(t) is outside the vocabulary (0..<\(v))"
         case .contextExceeded(let n, let limit):

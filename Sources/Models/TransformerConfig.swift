@@ -70,9 +70,6 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         return slidingWindow.size
     }
 
-    /// Whether the backward pass covers every part of this model (not yet Gemma's).
-    public var hasGradients: Bool { embeddingScale == 1 && !queryKeyNorm && !outputNorms && slidingWindow == nil }
-
     public init(
         architecture: Architecture, vocabularySize: Int, hiddenSize: Int, feedForwardSize: Int,
         layerCount: Int, headCount: Int, keyValueHeadCount: Int, headDim: Int, contextLength: Int,

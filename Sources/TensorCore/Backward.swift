@@ -225,7 +225,8 @@ public enum Backward {
     ///
     /// Forward (as in `Transformer.attend`): `T` new queries at positions `P..<P+T` attend to
     /// keys and values at positions `0..<P+T`. Query head `h` uses KV head `h / (H / Hkv)`;
-    /// with `S = Q_h K_gᵀ / √D` masked to the visible keys (query `t` sees `0...P+t`),
+    /// with `S = Q_h K_gᵀ / √D` masked to the visible keys (query `t` sees `0...P+t`, or only
+    /// the last `window` of them),
     /// `A = softmax(S)` row-wise and `O_h = A V_g`. Backward:
     /// `dA = dO_h V_gᵀ`, `dS = A ⊙ (dA − rowsum(A ⊙ dA))`, `dQ_h = dS K_g / √D`,
     /// `dK_g = Σ_h dSᵀ Q_h / √D`, `dV_g = Σ_h Aᵀ dO_h`.
@@ -252,7 +253,7 @@ public enum Backward {
         dQ: UnsafeMutablePointer<Float>, ldDQ: Int,
         dK: UnsafeMutablePointer<Float>, ldDK: Int,
         dV: UnsafeMutablePointer<Float>, ldDV: Int,
-        accumulate: Bool = false
+        window: Int = .max, accumulate: Bool = false
     ) {
         precondition(kvHeads > 0 && heads % kvHeads == 0, "\(heads) heads for \(kvHeads) KV heads")
         let group = heads / kvHeads, length = p + t, blockRows = 64
@@ -296,10 +297,12 @@ public enum Backward {
                             b: values, ldb: ldv, c: dScores, ldc: keyCount)
                 for g in 0..<group {
                     for r in 0..<rows {
-                        let visible = p + first + r + 1
+                        let visible = p + first + r + 1, oldest = max(0, visible - window)
                         let a = probabilities + (g * rows + r) * keyCount, da = dScores + (g * rows + r) * keyCount
-                        Kernels.softmax(a, count: visible)
-                        softmax(a, dP: da, count: visible, into: da)
+                        Kernels.softmax(a + oldest, count: visible - oldest)
+                        softmax(a + oldest, dP: da + oldest, count: visible - oldest, into: da + oldest)
+                        a.update(repeating: 0, count: oldest)
+                        da.update(repeating: 0, count: oldest)
                         (a + visible).update(repeating: 0, count: keyCount - visible)
                         (da + visible).update(repeating: 0, count: keyCount - visible)
                     }

@@ -6,12 +6,39 @@ import TensorCore
 /// Whole-model gradients (``Tape``) of the tiny checkpoints against central differences, and
 /// the interventions and prefix reuse of the forward pass.
 @Suite struct GradientTests {
-    static let models = ["tiny-llama", "tiny-qwen2", "tiny-gpt2"]
+    static let models = ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma"]
     /// Two sequences of a ragged batch.
     static let sequences = [[5, 17, 42, 9, 250, 33, 7], [100, 3, 64, 12]]
 
     static func load(_ name: String) throws -> Transformer {
-        try ModelLoader.transformer(huggingFace: TinyReference.folder(name))
+        name == "tiny-gemma" ? try tinyGemma() : try ModelLoader.transformer(huggingFace: TinyReference.folder(name))
+    }
+
+    /// The tiny Llama with every Gemma 3 addition switched on: GeGLU, √C-scaled embeddings,
+    /// per-head q/k norms and output norms with random weights near 1, and a window of 3 on
+    /// block 0 (with RoPE of its own) while block 1 attends globally.
+    static func tinyGemma() throws -> Transformer {
+        let llama = try ModelLoader.transformer(huggingFace: TinyReference.folder("tiny-llama"))
+        var c = llama.config
+        c.feedForward = .gegluTanh
+        c.embeddingScale = Float(c.hiddenSize).squareRoot() / 4
+        c.queryKeyNorm = true
+        c.outputNorms = true
+        c.slidingWindow = .init(size: 3, period: 2, inverseFrequencies: RotaryEmbedding.standard(headDim: c.headDim, base: 100))
+        var weights = llama.weights
+        func nearOne(_ count: Int, seed: UInt64) -> Tensor {
+            let t = random([count], scale: 0.3, seed: seed)
+            for i in 0..<count { t[i] += 1 }
+            return t
+        }
+        for l in weights.blocks.indices {
+            let seed = UInt64(1000 + 10 * l)
+            weights.blocks[l].queryNorm = nearOne(c.headDim, seed: seed)
+            weights.blocks[l].keyNorm = nearOne(c.headDim, seed: seed + 1)
+            weights.blocks[l].postAttentionNorm = nearOne(c.hiddenSize, seed: seed + 2)
+            weights.blocks[l].postFeedForwardNorm = nearOne(c.hiddenSize, seed: seed + 3)
+        }
+        return Transformer(config: c, weights: weights)
     }
 
     static func random(_ shape: [Int], scale: Float, seed: UInt64) -> Tensor {
@@ -222,13 +249,11 @@ import TensorCore
                 pre[j] = Float(s) + (block.feedForwardInputBias?[j] ?? 0)
             }
             for j in 0..<f {
-                let expected: Float
-                if c.feedForward == .swiglu {
-                    let g = pre[j]
-                    expected = g / (1 + exp(-g)) * pre[f + j]
-                } else {
-                    let x = pre[j]
-                    expected = 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+                let x = pre[j], gelu = 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+                let expected: Float = switch c.feedForward {
+                case .swiglu: x / (1 + exp(-x)) * pre[f + j]
+                case .geluTanh: gelu
+                case .gegluTanh: gelu * pre[f + j]
                 }
                 worst = max(worst, abs(key[t * f + j] - expected) / max(1, abs(expected)))
             }
