@@ -7,13 +7,15 @@ import TensorCore
 public enum HookPoint: Hashable, Sendable, CaseIterable {
     /// The normed attention input (the input of `attn_q`/`attn_k`/`attn_v`), `[N, C]`.
     case attentionInput
-    /// The attention block's output (after `attn_output`, before the residual add), `[N, C]`.
+    /// The attention block's output (after `attn_output`, before Gemma's output norm and the
+    /// residual add), `[N, C]`.
     case attentionOutput
     /// The normed MLP input (the input of `ffn_gate`/`ffn_up`), `[N, C]`.
     case feedForwardInput
     /// The input of `ffn_down` (`silu(gate)·up` or `gelu(up)`): the ROME/MEMIT key, `[N, F]`.
     case feedForwardHidden
-    /// The MLP output (after `ffn_down`, before the residual add): the value, `[N, C]`.
+    /// The MLP output (after `ffn_down`, before Gemma's output norm and the residual add): the
+    /// value, `[N, C]`.
     case feedForwardOutput
     /// The residual stream after the block, `[N, C]`.
     case layerOutput

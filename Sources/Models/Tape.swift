@@ -292,11 +292,11 @@ public final class Tape: @unchecked Sendable {
             hookBackward(.layerOutput, layer: layer, dx.pointer, rows: n, width: w, ld: w, into: &result)
             // MLP: x2 = x1 + down(act(in(norm(x1)))). dx is ∂L/∂x2, which also flows to x1.
             dOut.pointer.update(from: dx.pointer, count: n * w)
-            hookBackward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result)
             if let norm = block.postFeedForwardNorm, let input = record.feedForwardProjection {
                 normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
             }
+            hookBackward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             linearGradients(id(.feedForwardDown), input: record.hidden.pointer, ldx: f, dY: dOut.pointer, ldDY: w,
                             rows: n, into: &result)
             linearInputGradient(block.feedForwardDown, [.feedForwardDown], layer: layer, dY: dOut.pointer, ldDY: w,
@@ -320,11 +320,11 @@ public final class Tape: @unchecked Sendable {
 
             // Attention: x1 = x0 + attn_output(attend(rope(qkv(norm(x0))))).
             dOut.pointer.update(from: dx.pointer, count: n * w)
-            hookBackward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result)
             if let norm = block.postAttentionNorm, let input = record.attentionProjection {
                 normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
             }
+            hookBackward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                          into: &result)
             linearGradients(id(.attentionOutput), input: record.attention.pointer, ldx: qw, dY: dOut.pointer,
                             ldDY: w, rows: n, into: &result)
             linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,

@@ -221,11 +221,12 @@ public final class Transformer: @unchecked Sendable {
         if plan.has(point, layer) || postNorm != nil {
             MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: out.pointer, ldy: width)
             applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: out.pointer, ldy: width)
+            // The hooks see the matrix's output, what a weight edit changes; the norm follows.
+            plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
             if let postNorm {
                 saved?.pointer.update(from: out.pointer, count: n * width)
                 normalization.forward(out.pointer, rows: n, weight: postNorm, bias: nil, into: out.pointer)
             }
-            plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
             Kernels.addScaled(out.pointer, 1, into: x.pointer, count: n * width)
         } else {
             MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: x.pointer, ldy: width,
