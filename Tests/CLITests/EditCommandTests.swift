@@ -207,4 +207,30 @@ import Testing
             #expect(refused.status != 0 && refused.stderr.contains("bad.yaml") && refused.stderr.contains("layer 5"), "\(refused)")
         }
     }
+
+    /// Gemma 3 270M (when fetched): ROME writes the new answer through Gemma's output norms, and
+    /// MEMIT, whose residual spreading those norms would break, refuses in one line.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: Self.gemma.path), "gemma3-270m not fetched"))
+    func gemmaIsEditedByRomeAndRefusedByMemit() throws {
+        let home = try TemporaryFolder()
+        let edit = ["edit", "--model", Self.gemma.path, "--prompt", "{} is located in the city of", "--subject", "The Eiffel Tower",
+                    "--target", "Rome", "--stats-corpus", Self.corpus.path, "--stats-samples", "2000", "--max-tokens", "4"]
+        // The tiny corpus cannot estimate 2,048 dimensions: ROME without the second moment.
+        let hparams = home.url.appendingPathComponent("rome.yaml")
+        try "mom2_adjustment: false\n".write(to: hparams, atomically: true, encoding: .utf8)
+        let rome = try IBKE.run(edit + ["--method", "rome", "--hparams", hparams.path], environment: ["IBKE_HOME": home.url.path],
+                                timeout: 300)
+        #expect(rome.status == 0, "\(rome)")
+        let line = try #require(rome.stdout.split(separator: "\n").first { $0.hasPrefix("P(\" Rome\")") }, "\(rome)")
+        let values = line.split(separator: " ").compactMap { Double($0) }
+        #expect(values.count == 2 && values[0] < 0.01 && values[1] > 0.1, "\(rome)")
+        let memit = try IBKE.run(edit + ["--method", "memit"], environment: ["IBKE_HOME": home.url.path], timeout: 300)
+        #expect(memit.status != 0 && memit.stderrLines.last?.contains("memit does not support this model") == true, "\(memit)")
+    }
+
+    static var gemma: URL {
+        (ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke"))
+            .appendingPathComponent("models/gemma-3-270m.Q4_K_M.gguf")
+    }
 }

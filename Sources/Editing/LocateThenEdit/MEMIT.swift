@@ -143,6 +143,11 @@ enum MassEditing {
         hyperparameters h: MassEditingHyperparameters, method: String,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
+        // MEMIT spreads a residual change over the band as changes of the MLP outputs, which
+        // an output norm (Gemma) would rescale.
+        guard !model.config.outputNorms else {
+            throw EditorError.unsupportedModel(method: method, reason: "its MLP outputs pass through a norm before the residual stream (use rome)")
+        }
         var optimization = h.valueOptimization
         optimization.method = method
         let z = try optimization.run(requests, contexts: contexts, model: model).values
