@@ -34,10 +34,8 @@ import Testing
     /// on the neighbour prompts, and its gradients match central differences.
     @Test func editsLeaveTheNeighboursAloneAndGradientsMatch() throws {
         let model = try TestModels.tinyLlama()
-        var settings = HypernetworkTests.settings(.gatedMEND, model: model)
-        settings.neighbours = 4
-        let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
-        HypernetworkTests.perturb(editor, seed: 20)
+        let editor = try Self.editor(model)
+        let settings = editor.settings
         for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 1e-2 }
         let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
         // Random network inputs (the normalising statistics of one edit's few rows would blow
@@ -65,16 +63,10 @@ import Testing
     }
 
     /// `neighbour_rescale` scales each module's projected input factors by
-    /// `min(limit, ‖U‖/‖PU‖)`: the update grows by that factor and still leaves the neighbours alone.
+    /// `min(limit, ‖U‖/‖PU‖)`: the update grows by that factor.
     @Test func rescaleRestoresTheUpdateUpToTheLimit() throws {
         let model = try TestModels.tinyLlama()
-        var settings = HypernetworkTests.settings(.gatedMEND, model: model)
-        settings.neighbours = 4
-        let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
-        HypernetworkTests.perturb(editor, seed: 20)
-        settings.neighbourRescale = 3
-        let rescaling = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
-        HypernetworkTests.perturb(rescaling, seed: 20)
+        let editor = try Self.editor(model), rescaling = try Self.editor(model, rescale: 3)
         let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
         let x = HypernetworkTests.inputs(editor, seed: 5)
         let spans = try #require(try editor.neighbourSpans([request], model: model))
@@ -94,5 +86,15 @@ import Testing
             #expect(expected > 1)
             #expect(abs(norm(rescaled[i]) / norm(plain[i]) - expected) < 1e-3 * expected, "module \(i)")
         }
+    }
+
+    /// A perturbed `gated_mend` editor of the tiny model with four neighbours.
+    static func editor(_ model: LanguageModel, rescale: Double = 1) throws -> HypernetworkEditor {
+        var settings = HypernetworkTests.settings(.gatedMEND, model: model)
+        settings.neighbours = 4
+        settings.neighbourRescale = rescale
+        let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model)
+        HypernetworkTests.perturb(editor, seed: 20)
+        return editor
     }
 }
