@@ -6,6 +6,8 @@ Writes (relative to the repository root):
   Tests/ModelsTests/Fixtures/tiny-llama/   LlamaForCausalLM, GQA, Llama-3 rope scaling, untied head
   Tests/ModelsTests/Fixtures/tiny-qwen2/   Qwen2ForCausalLM, q/k/v biases, tied head
   Tests/ModelsTests/Fixtures/tiny-gpt2/    GPT2LMHeadModel (Conv1D weights stored [in, out])
+  Tests/ModelsTests/Fixtures/tiny-gemma3/  Gemma3ForCausalLM (text): q/k norms, output norms, GeGLU,
+                                           sliding window of 4 on blocks 0–1, global block 2
       config.json, generation_config.json, model.safetensors   (save_pretrained, float32)
       tokenizer.json                                          (byte-level BPE trained here)
       reference.json                                          (PyTorch float32 logits + greedy ids)
@@ -14,6 +16,7 @@ Writes (relative to the repository root):
   Tests/ModelFormatsTests/Fixtures/dtypes/   f16.safetensors, bf16.safetensors, expected.json
 
 Everything is deterministic (fixed seeds, single thread); rerunning it must reproduce the same bytes.
+`--only NAME` regenerates one model folder (tiny-gemma3 was added later, with newer versions).
 Versions and the exact command are in Scripts/golden/README.md. Run from anywhere:
 
   /work/venv/bin/python Scripts/golden/make_tiny_models.py
@@ -34,6 +37,8 @@ import transformers
 from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -337,6 +342,33 @@ def make_tiny_gpt2():
                                          "input_ids": [eot, 64, 200, 31, 299, 1, 100, 150, 9]}])
 
 
+def make_tiny_gemma3():
+    tok = train_tokenizer(["<pad>", "<eos>", "<bos>"], None, bos_token="<bos>")
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        # A window of 4 that the 12-token references and their greedy steps outgrow.
+        sliding_window=4,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        tie_word_embeddings=True,
+        pad_token_id=tok.token_to_id("<pad>"),
+        bos_token_id=tok.token_to_id("<bos>"),
+        eos_token_id=tok.token_to_id("<eos>"),
+        attn_implementation="eager",
+    )
+    return build_model("tiny-gemma3", Gemma3ForCausalLM, config, seed=4567, tokenizer=tok,
+                       extra_sequences=[{"text": None, "input_ids": [17, 250, 3, 299, 42, 128, 7, 64, 200, 31, 1, 100]}])
+
+
 # MARK: Format fixtures
 
 
@@ -450,7 +482,12 @@ def main():
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    folders = [make_tiny_llama(), make_tiny_qwen2(), make_tiny_gpt2()]
+    makers = {"tiny-llama": make_tiny_llama, "tiny-qwen2": make_tiny_qwen2, "tiny-gpt2": make_tiny_gpt2,
+              "tiny-gemma3": make_tiny_gemma3}
+    if len(sys.argv) == 3 and sys.argv[1] == "--only":
+        print(f"{makers[sys.argv[2]]().relative_to(ROOT)}")
+        return
+    folders = [make() for make in makers.values()]
     make_sharded()
     make_dtypes()
     folders += [FORMATS_FIXTURES / "sharded", FORMATS_FIXTURES / "dtypes"]

@@ -37,7 +37,7 @@ public enum ModelLoader {
             throw ModelLoadError.notAModel(file: folder.path, detail: "no config.json in the folder")
         }
         let json = try HFConfig(contentsOf: configURL)
-        let architecture = try Architecture.named(json.string("model_type"), file: configURL.path)
+        let architecture = try Architecture.withModelType(json.string("model_type"), file: configURL.path)
         let config = try architecture.family.config(huggingFace: json, architecture: architecture)
         let source = try checkpoint ?? SafetensorsCheckpoint(url: folder)
         try config.validate(tensorElements: elementCount(source), file: configURL.path)

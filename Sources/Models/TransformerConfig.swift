@@ -53,15 +53,16 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Sliding-window attention on some blocks, with RoPE of their own.
     public var slidingWindow: SlidingWindow?
 
-    /// Blocks that attend only to the last `size` positions (the query's own included): every
-    /// block but each `period`-th (`layer % period == period − 1`), as Gemma 3 interleaves them.
+    /// Blocks that attend only to the last `size` positions (the query's own included), as
+    /// Gemma 3 interleaves them with global ones.
     public struct SlidingWindow: Codable, Sendable, Equatable {
         public var size: Int
-        public var period: Int
+        /// The blocks with the window, ascending.
+        public var localLayers: [Int]
         /// The local blocks' RoPE inverse frequencies.
         public var inverseFrequencies: [Float]
 
-        public func isLocal(_ layer: Int) -> Bool { layer % period != period - 1 }
+        public func isLocal(_ layer: Int) -> Bool { localLayers.contains(layer) }
     }
 
     /// The window of `layer`'s attention, nil for full causal attention.

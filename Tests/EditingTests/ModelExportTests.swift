@@ -75,7 +75,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-llama.gguf"])
+    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3", "tiny-llama.gguf"])
     func huggingFaceExportReproducesTheEditedModel(_ name: String) throws {
         let source = TestModels.fixtures.appendingPathComponent(name)
         let model = try LanguageModel.load(source)

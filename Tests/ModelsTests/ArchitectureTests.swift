@@ -29,12 +29,12 @@ import Testing
 
     /// Every tiny fixture loads through its registered family, and the family writes back the
     /// config.json keys it read.
-    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2"])
+    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3"])
     func familyRoundTripsItsConfig(_ name: String) throws {
         let folder = TinyReference.folder(name)
         let json = try HFConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let model = try ModelLoader.transformer(huggingFace: folder)
-        #expect(model.config.architecture.name == (try json.string("model_type")))
+        #expect(model.config.architecture.modelType == (try json.string("model_type")))
         for (key, value) in try model.config.architecture.huggingFaceConfig(model.config) where json[key] != nil && json[key] != .null {
             #expect(json[key] == value || (json[key]?.doubleValue != nil && json[key]?.doubleValue == value.doubleValue), "\(name): \(key)")
         }

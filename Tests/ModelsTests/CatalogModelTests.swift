@@ -65,7 +65,7 @@ import TensorCore
         let plain = try ModelLoader.transformer(huggingFace: TinyReference.folder("tiny-llama"))
         var config = plain.config
         guard case .rotary(_, let frequencies) = config.positions else { Issue.record("tiny-llama has RoPE"); return }
-        config.slidingWindow = .init(size: 3, period: 100, inverseFrequencies: frequencies)
+        config.slidingWindow = .init(size: 3, localLayers: [0, 1], inverseFrequencies: frequencies)
         let model = Transformer(config: config, weights: plain.weights)
         let tokens = [5, 17, 42, 9, 88, 120, 3, 61, 7, 250, 19, 33]
         let v = config.vocabularySize

@@ -33,7 +33,7 @@ import TensorCore
         return Transformer(config: c, weights: weights)
     }
 
-    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2"], [CheckpointNaming.gguf, .huggingFace])
+    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3"], [CheckpointNaming.gguf, .huggingFace])
     func layoutsReadBackAsTheSameModel(_ name: String, _ naming: CheckpointNaming) throws {
         let model = try ModelLoader.transformer(huggingFace: TinyReference.folder(name))
         let again = try Self.readBack(model.checkpointTensors(naming), naming, config: model.config)

@@ -24,7 +24,7 @@ import TensorCore
         c.embeddingScale = Float(c.hiddenSize).squareRoot() / 4
         c.queryKeyNorm = true
         c.outputNorms = true
-        c.slidingWindow = .init(size: 3, period: 2, inverseFrequencies: RotaryEmbedding.standard(headDim: c.headDim, base: 100))
+        c.slidingWindow = .init(size: 3, localLayers: [0], inverseFrequencies: RotaryEmbedding.standard(headDim: c.headDim, base: 100))
         var weights = llama.weights
         func nearOne(_ count: Int, seed: UInt64) -> Tensor {
             let t = random([count], scale: 0.3, seed: seed)

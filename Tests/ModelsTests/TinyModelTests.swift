@@ -25,7 +25,7 @@ struct TinyReference: Decodable {
 }
 
 @Suite struct TinyModelTests {
-    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2"])
+    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3"])
     func logitsMatchPyTorch(model name: String) throws {
         let model = try ModelLoader.transformer(huggingFace: TinyReference.folder(name))
         let reference = try TinyReference.load(name)
@@ -43,7 +43,7 @@ struct TinyReference: Decodable {
         #expect(worst <= 1e-4, "\(name): worst scaled logit difference \(worst)")
     }
 
-    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2"])
+    @Test(arguments: ["tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3"])
     func cachedDecodingMatchesGreedyReference(model name: String) throws {
         let model = try ModelLoader.transformer(huggingFace: TinyReference.folder(name))
         for sequence in try TinyReference.load(name).sequences {

@@ -12,7 +12,7 @@ enum HuggingFaceConfigWriter {
         var json = JSONObject()
         func set(_ key: String, _ value: JSONValue) { json.updateValue(value, forKey: key) }
         set("architectures", .array([.string(c.architecture.huggingFaceClass)]))
-        set("model_type", .string(c.architecture.name))
+        set("model_type", .string(c.architecture.modelType))
         do {
             for (key, value) in try c.architecture.huggingFaceConfig(c) { set(key, value) }
         } catch let error as ArchitectureError {

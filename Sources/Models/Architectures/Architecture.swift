@@ -22,16 +22,20 @@ protocol ModelFamily: Sendable {
 }
 
 /// A checkpoint architecture IBKE runs: its name in GGUF (`general.architecture`) and in
-/// `config.json` (`model_type`), its transformers class, and the family that reads it.
+/// `config.json` (`model_type`, usually the same), its transformers class, and the family that
+/// reads it.
 /// Instances come only from ``Architecture/registry``; it encodes as its name.
 public struct Architecture: Sendable, Hashable, Codable, CustomStringConvertible {
     public let name: String
+    /// `config.json`'s `model_type`.
+    public let modelType: String
     /// The class `config.json`'s `architectures` names (`LlamaForCausalLM`).
     public let huggingFaceClass: String
     let family: any ModelFamily
 
-    init(name: String, huggingFaceClass: String, family: any ModelFamily) {
+    init(name: String, modelType: String? = nil, huggingFaceClass: String, family: any ModelFamily) {
         self.name = name
+        self.modelType = modelType ?? name
         self.huggingFaceClass = huggingFaceClass
         self.family = family
     }
@@ -42,7 +46,7 @@ public struct Architecture: Sendable, Hashable, Codable, CustomStringConvertible
         Architecture(name: "mistral", huggingFaceClass: "MistralForCausalLM", family: LlamaFamily.llama),
         Architecture(name: "qwen2", huggingFaceClass: "Qwen2ForCausalLM", family: LlamaFamily.qwen2),
         Architecture(name: "gpt2", huggingFaceClass: "GPT2LMHeadModel", family: GPT2Family()),
-        Architecture(name: "gemma3", huggingFaceClass: "Gemma3ForCausalLM", family: Gemma3Family()),
+        Architecture(name: "gemma3", modelType: "gemma3_text", huggingFaceClass: "Gemma3ForCausalLM", family: Gemma3Family()),
     ]
 
     /// The registered architecture of this GGUF / `model_type` name, or nil.
@@ -52,6 +56,15 @@ public struct Architecture: Sendable, Hashable, Codable, CustomStringConvertible
     public static func named(_ name: String, file: String) throws -> Architecture {
         guard let architecture = named(name) else {
             throw ModelLoadError.unsupportedArchitecture(name, file: file, supported: registry.map(\.name))
+        }
+        return architecture
+    }
+
+    /// The registered architecture of a `config.json`'s `model_type`, or
+    /// ``ModelLoadError/unsupportedArchitecture(_:file:supported:)``.
+    public static func withModelType(_ modelType: String, file: String) throws -> Architecture {
+        guard let architecture = registry.first(where: { $0.modelType == modelType }) else {
+            throw ModelLoadError.unsupportedArchitecture(modelType, file: file, supported: registry.map(\.modelType))
         }
         return architecture
     }
