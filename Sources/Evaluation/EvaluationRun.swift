@@ -52,7 +52,7 @@ public struct EvaluationOptions: Sendable {
     public var chatTemplate = false
     /// Greedy tokens generated per answer probe for generation-based metrics (0: off).
     public var generationTokens = 0
-    public var zsreTarget = "alt"
+    public var zsreTarget = ZsRETarget.alt
     public var seed: UInt64 = 42
     public var resume = false
     /// Where pre-edit results are cached across runs (nil: in the run directory only).
@@ -370,7 +370,7 @@ public final class EvaluationRun {
     /// What pre-edit outcomes depend on: model, dataset file, and the settings that change
     /// tokens or scoring.
     private func preEditKey(modelHash: String) -> String {
-        let text = [modelHash, dataset.sha256, dataset.kind.rawValue, options.zsreTarget, "\(options.chatTemplate)",
+        let text = [modelHash, dataset.sha256, dataset.kind.rawValue, options.zsreTarget.rawValue, "\(options.chatTemplate)",
                     "\(options.generationTokens)"].joined(separator: "|")
         return String(Data(text.utf8).withUnsafeBytes { SHA256.hex($0) }.prefix(24))
     }
@@ -405,7 +405,7 @@ public final class EvaluationRun {
             "protocol": .string(settings.protocolKind), "batch_size": .int(settings.batchSize),
             "evaluate_every": .int(settings.evaluateEvery), "top_k": .int(settings.topK),
             "chat_template": .bool(settings.chatTemplate), "generation_tokens": .int(options.generationTokens),
-            "zsre_target": .string(settings.zsreTarget), "metric_family": .string(settings.metricFamily),
+            "zsre_target": .string(settings.zsreTarget.rawValue), "metric_family": .string(settings.metricFamily),
         ]
         settingsObject.updateValue(.int(Int(truncatingIfNeeded: settings.seed)), forKey: "seed")
         if let file = options.knownFacts, let retention {

@@ -87,7 +87,7 @@ public enum Metrics {
     public static func info(for names: Set<String>, settings: EvaluationSettings) -> [MetricInfo] {
         let k = settings.topK == 1 ? "argmax" : "in the top \(settings.topK)"
         let tf = "teacher-forced, target token \(k), partial credit"
-        let target = settings.zsreTarget == "alt" ? "alt" : "answers[0]"
+        let target = settings.zsreTarget.field
         let chat = settings.chatTemplate ? "; prompts in the chat template" : ""
         let catalogue: [(String, String, String)] = [
             ("reliability", "Rel.", "token accuracy of the new target \(target) after the edit prompt (\(tf))"),

@@ -34,11 +34,11 @@ public struct EvaluationSettings: Sendable, Codable, Hashable {
     /// Whether generation-based metrics (greedy, normalised exact match; fluency) were computed.
     public var generation: Bool
     /// zsRE: which field is the new target (`alt`, as EasyEdit/MEND; or `answers[0]`, as ROME/MEMIT).
-    public var zsreTarget: String
+    public var zsreTarget: ZsRETarget
     public var seed: UInt64
 
     public init(metricFamily: String, protocolKind: String, batchSize: Int, evaluateEvery: Int, topK: Int,
-                chatTemplate: Bool, generation: Bool, zsreTarget: String, seed: UInt64) {
+                chatTemplate: Bool, generation: Bool, zsreTarget: ZsRETarget, seed: UInt64) {
         self.metricFamily = metricFamily
         self.protocolKind = protocolKind
         self.batchSize = batchSize

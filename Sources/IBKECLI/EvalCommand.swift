@@ -32,7 +32,7 @@ struct Eval: ParsableCommand {
     var generationTokens = 0
     @Option(help: ArgumentHelp("Known facts (ROME's known_1000.json layout): measure after every edit the share of those the unedited model answers correctly that it still answers the same way.", valueName: "path"))
     var knowns: String?
-    @Option(help: "zsRE new target: alt (EasyEdit, MEND) or gold (answers[0], ROME/MEMIT).") var zsreTarget = "alt"
+    @Option(help: "zsRE new target: alt (EasyEdit, MEND) or gold (answers[0], ROME/MEMIT).") var zsreTarget: ZsRETarget = .alt
     @Option(help: "Random seed (recorded; editors that sample use it).") var seed: UInt64 = 42
     @Option(name: .customLong("hparams"), parsing: .upToNextOption,
             help: ArgumentHelp("METHOD=FILE: hyperparameters (JSON or YAML) for a method.", valueName: "method=file"))
@@ -47,8 +47,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         let loaded = try model.load()
         let spec = try DatasetSpec(parsing: dataset)
-        guard ["alt", "gold"].contains(zsreTarget) else { throw CLIError("--zsre-target must be alt or gold") }
-        let data = try Dataset.load(spec, zsreTarget: zsreTarget == "alt" ? .alt : .gold, limit: limit)
+        let data = try Dataset.load(spec, zsreTarget: zsreTarget, limit: limit)
         let files = try Self.methodFiles(hyperparameterFiles, option: "--hparams")
         let trained = try Self.methodFiles(editorFiles, option: "--editor")
         let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -179,3 +178,5 @@ enum Provenance {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
+
+extension ZsRETarget: ExpressibleByArgument {}

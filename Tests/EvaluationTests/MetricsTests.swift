@@ -56,7 +56,7 @@ import Testing
 
     @Test func infoListsOnlyPresentMetricsInOrder() {
         let s = EvaluationSettings(metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1, evaluateEvery: 0,
-                                   topK: 1, chatTemplate: false, generation: false, zsreTarget: "alt", seed: 42)
+                                   topK: 1, chatTemplate: false, generation: false, zsreTarget: .alt, seed: 42)
         let info = Metrics.info(for: ["locality", "reliability"], settings: s)
         #expect(info.map(\.name) == ["reliability", "locality"])
         #expect(info[0].definition.contains("alt") && info[0].definition.contains("argmax"))

@@ -17,7 +17,7 @@ enum ReportFixtures {
         datasetKind: "zsre", datasetFormat: "json", datasetPath: "data/zsre_eval.json",
         settings: EvaluationSettings(metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1,
                                      evaluateEvery: 0, topK: 1, chatTemplate: false, generation: true,
-                                     zsreTarget: "alt", seed: 42),
+                                     zsreTarget: .alt, seed: 42),
         metricInfo: [
             MetricInfo(name: "reliability", label: "Rel.", definition: "token accuracy of alt on src, teacher-forced, top-1"),
             MetricInfo(name: "generalization", label: "Gen.", definition: "token accuracy of alt on rephrase"),
@@ -41,7 +41,7 @@ enum ReportFixtures {
         datasetKind: "counterfact", datasetFormat: "json", datasetPath: "data/counterfact.json",
         settings: EvaluationSettings(metricFamily: "counterfact-probability", protocolKind: "sequential", batchSize: 1,
                                      evaluateEvery: 5, topK: 1, chatTemplate: false, generation: true,
-                                     zsreTarget: "alt", seed: 7),
+                                     zsreTarget: .alt, seed: 7),
         metricInfo: [
             MetricInfo(name: "efficacy_score", label: "ES", definition: "P(new) > P(true) on the prompt"),
             MetricInfo(name: "reliability", label: "Rel.", definition: "token accuracy of alt on src, teacher-forced, top-1"),

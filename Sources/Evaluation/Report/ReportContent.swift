@@ -197,7 +197,7 @@ struct ReportContent {
             row("Top-k", decides: true, { $0.settings.topK == 1 ? "1 (argmax)" : "\($0.settings.topK)" }),
             row("Chat template", decides: true, { onOff($0.settings.chatTemplate) }),
             row("Generation metrics", { onOff($0.settings.generation) }),
-            row("zsRE target", decides: true, { $0.settings.zsreTarget }),
+            row("zsRE target", decides: true, { $0.settings.zsreTarget.rawValue }),
             row("Seed", { "\($0.settings.seed)" }),
             row("Created", { $0.created }),
         ]
