@@ -14,9 +14,9 @@ public protocol Editor: AnyObject, Sendable {
     var name: String { get }
     /// The hyperparameters in effect, recorded in every run and delta.
     var hyperparameters: JSONValue { get }
-    /// Where the editor's second-moment statistics come from (``SecondMoments/label``), for
-    /// runs, reports and delta metadata; `none` for methods that use none (the default).
-    var statistics: String { get }
+    /// Where the editor's second-moment statistics come from, for runs, reports and delta
+    /// metadata; ``EditorStatistics/none`` for methods that use none (the default).
+    var statistics: EditorStatistics { get }
     /// Computes the delta that writes `requests` into `model`, all at once (a batch).
     func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta
     /// Called after the caller applied this editor's delta for `requests` in sequential editing;
@@ -25,8 +25,27 @@ public protocol Editor: AnyObject, Sendable {
     func commit(_ requests: [PreparedRequest], in model: LanguageModel) throws
 }
 
+/// The second-moment statistics an editor works with, as its runs and deltas record them.
+public enum EditorStatistics: Sendable, Equatable, CustomStringConvertible {
+    /// The method uses none (fine-tuning, the hypernetworks, ROME with `mom2_adjustment` off).
+    case none
+    /// The method needs statistics that were not given.
+    case missing
+    /// Statistics described by their ``SecondMoments/label`` (corpus, hash, tokens), and for
+    /// AlphaEdit its null spaces.
+    case labelled(String)
+
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .missing: "missing"
+        case .labelled(let label): label
+        }
+    }
+}
+
 extension Editor {
-    public var statistics: String { "none" }
+    public var statistics: EditorStatistics { .none }
     public func commit(_ requests: [PreparedRequest], in model: LanguageModel) throws {}
 }
 
@@ -42,7 +61,7 @@ extension Editor {
         [
             "ibke.method": name,
             "ibke.hyperparameters": hyperparameters.serialized(indent: 0),
-            "ibke.statistics": statistics,
+            "ibke.statistics": statistics.description,
             "ibke.requests": JSONValue.array(requests.map(\.request.json)).serialized(indent: 0),
             "ibke.model": model.url.lastPathComponent,
         ]

@@ -420,7 +420,7 @@ public final class EvaluationRun {
             "dataset_path": .string(dataset.path), "dataset_sha256": .string(dataset.sha256),
             "cases": .int(dataset.cases.count), "settings": .object(settingsObject),
             "methods": .array(editors.map {
-                .object(["method": .string($0.name), "hyperparameters": $0.hyperparameters, "statistics": .string($0.statistics)])
+                .object(["method": .string($0.name), "hyperparameters": $0.hyperparameters, "statistics": .string($0.statistics.description)])
             }),
         ]
         for (key, value) in provenance.sorted(by: { $0.key < $1.key }) { object.updateValue(.string(value), forKey: key) }
@@ -478,7 +478,7 @@ public final class EvaluationRun {
             }
             let mean = { (values: [Double]) in values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
             methods.append(MethodSummary(
-                method: editor.name, hyperparameters: editor.hyperparameters, statistics: editor.statistics, cases: done.count,
+                method: editor.name, hyperparameters: editor.hyperparameters, statistics: editor.statistics.description, cases: done.count,
                 metrics: metrics, preMetrics: preMetrics, editSecondsMean: mean(done.map(\.editSeconds)),
                 evaluationSecondsMean: mean(done.map(\.evaluationSeconds)), curve: curve))
             if done.count < results.count {

@@ -204,7 +204,7 @@ struct Edit: ParsableCommand {
     }
 
     private func statisticsNote(_ editor: any Editor) -> String {
-        editor.statistics == "none" ? "" : " (statistics: \(editor.statistics))"
+        editor.statistics == .none ? "" : " (statistics: \(editor.statistics))"
     }
 
     private func save(_ delta: WeightDelta) throws {

@@ -109,13 +109,13 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let off = folder.appendingPathComponent("rome.yaml")
         try Data("mom2_adjustment: false\n".utf8).write(to: off)
-        #expect(try EditorRegistry.make("rome", config: model.config, hyperparameters: off).statistics == "none")
+        #expect(try EditorRegistry.make("rome", config: model.config, hyperparameters: off).statistics == .none)
 
         let statistics = moments(model)
         let rome = try EditorRegistry.make("rome", config: model.config, statistics: statistics)
         #expect(statistics.expectedLayers == [0])
-        #expect(rome.statistics == statistics.label)
-        #expect(try EditorRegistry.make("ft-m", config: model.config, statistics: statistics).statistics == "none")
+        #expect(rome.statistics == .labelled(statistics.label))
+        #expect(try EditorRegistry.make("ft-m", config: model.config, statistics: statistics).statistics == .none)
         #expect(statistics.expectedLayers == [0])
     }
 
@@ -144,7 +144,7 @@ import Testing
         init(_ inner: FineTuning) { self.inner = inner }
         var name: String { inner.name }
         var hyperparameters: JSONValue { inner.hyperparameters }
-        var statistics: String { "counted statistics" }
+        var statistics: EditorStatistics { .labelled("counted statistics") }
         func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
             try inner.edit(requests, in: model)
         }

@@ -132,7 +132,7 @@ import Testing
         init(_ inner: FineTuning) { self.inner = inner }
         var name: String { inner.name }
         var hyperparameters: JSONValue { inner.hyperparameters }
-        var statistics: String { "test statistics, 7 tokens" }
+        var statistics: EditorStatistics { .labelled("test statistics, 7 tokens") }
         func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
             try inner.edit(requests, in: model)
         }

@@ -54,9 +54,9 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     }
 
     /// The statistics' label, with the null-space dimension of each projector built so far.
-    public var statistics: String {
+    public var statistics: EditorStatistics {
         let dims = nullSpaceDescription
-        return statisticsLabel() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)")
+        return .labelled(statisticsLabel() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)"))
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {

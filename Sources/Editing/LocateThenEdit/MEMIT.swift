@@ -252,7 +252,7 @@ public final class MEMIT: Editor, @unchecked Sendable {
                   statisticsLabel: { statistics.label })
     }
 
-    public var statistics: String { statisticsLabel() }
+    public var statistics: EditorStatistics { .labelled(statisticsLabel()) }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         let templates = try self.templates ?? ContextTemplates.generate(model, seed: settings.seed)

@@ -114,9 +114,9 @@ public final class ROME: Editor, @unchecked Sendable {
     }
 
     /// ``SecondMoments/label`` of its statistics with `mom2Adjustment` on, `none` (C = I) off.
-    public var statistics: String {
-        guard settings.mom2Adjustment else { return "none" }
-        return secondMoment == nil ? "missing" : statisticsLabel()
+    public var statistics: EditorStatistics {
+        guard settings.mom2Adjustment else { return .none }
+        return secondMoment == nil ? .missing : .labelled(statisticsLabel())
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
