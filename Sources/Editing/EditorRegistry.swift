@@ -2,12 +2,39 @@ import Foundation
 import Models
 import TensorCore
 
+/// An editing method `ibke` knows.
+public enum EditingMethod: String, CaseIterable, Sendable {
+    case ftL = "ft-l", ftM = "ft-m", rome, memit, alphaEdit = "alphaedit", ibke, mend
+
+    /// Other names accepted for the method (EasyEdit's).
+    public var aliases: [String] {
+        switch self {
+        case .ftL: ["ft"]
+        case .rome: ["r-rome"]
+        default: []
+        }
+    }
+
+    /// The method of a name or alias, in any case.
+    public init?(name: String) {
+        let name = name.lowercased()
+        guard let method = Self.allCases.first(where: { $0.rawValue == name || $0.aliases.contains(name) }) else { return nil }
+        self = method
+    }
+
+    /// Whether the method applies a trained editor network (``HypernetworkEditor``).
+    public var isTrained: Bool { self == .ibke || self == .mend }
+}
+
 /// The editing methods `ibke` knows, by name, with their defaults for a model.
 public enum EditorRegistry {
-    public static let names = ["ft-l", "ft-m", "rome", "memit", "alphaedit", "ibke", "mend"]
+    public static let names = EditingMethod.allCases.map(\.rawValue)
+    /// Every accepted name, aliases in parentheses: `ft-l (ft), ft-m, rome (r-rome), …`.
+    public static let namesWithAliases = EditingMethod.allCases
+        .map { $0.aliases.isEmpty ? $0.rawValue : "\($0.rawValue) (\($0.aliases.joined(separator: ", ")))" }
 
     /// Methods that apply a trained editor network (``HypernetworkEditor``).
-    public static let trainedMethods = ["ibke", "mend"]
+    public static let trainedMethods = EditingMethod.allCases.filter(\.isTrained).map(\.rawValue)
 
     /// An editor by name for `model`: as ``make(_:config:hyperparameters:statistics:)``, and for
     /// the trained methods (`ibke`, `mend`) the editor in `editorFile`.
@@ -18,10 +45,10 @@ public enum EditorRegistry {
         _ name: String, model: LanguageModel, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil,
         editorFile: URL? = nil
     ) throws -> any Editor {
-        let method = name.lowercased()
-        guard trainedMethods.contains(method) else {
+        guard let known = EditingMethod(name: name), known.isTrained else {
             return try make(name, config: model.config, hyperparameters: file, statistics: statistics)
         }
+        let method = known.rawValue
         guard let editorFile else {
             throw EditorError.invalidHyperparameter(
                 file: method, key: "editor", expected: "a trained editor file (--editor FILE; train one with `ibke train --method \(method)`)")
@@ -56,10 +83,11 @@ public enum EditorRegistry {
             statistics.expect(layers: layers)
             return statistics
         }
-        switch name.lowercased() {
-        case "ft-l", "ft": return try FineTuning.make(.promptLast, config: config, file: file)
-        case "ft-m": return try FineTuning.make(.targetNew, config: config, file: file)
-        case "rome", "r-rome":
+        guard let method = EditingMethod(name: name) else { throw EditorError.unknownMethod(name, known: namesWithAliases) }
+        switch method {
+        case .ftL: return try FineTuning.make(.promptLast, config: config, file: file)
+        case .ftM: return try FineTuning.make(.targetNew, config: config, file: file)
+        case .rome:
             var h = ROME.Hyperparameters.defaults(layerCount: config.layerCount)
             if let file {
                 var reader = try HyperparameterReader(contentsOf: file)
@@ -67,20 +95,18 @@ public enum EditorRegistry {
             }
             guard h.mom2Adjustment else { return ROME(hyperparameters: h) }
             return ROME(hyperparameters: h, statistics: try moments("rome", layers: [h.layer]))
-        case "memit", "alphaedit":
-            let alpha = name.lowercased() == "alphaedit"
+        case .memit, .alphaEdit:
+            let alpha = method == .alphaEdit
             var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
             if let file {
                 var reader = try HyperparameterReader(contentsOf: file)
                 h = try MassEditingHyperparameters(reading: &reader, layerCount: config.layerCount,
                                                    feedForwardSize: config.feedForwardSize, alphaEdit: alpha)
             }
-            let statistics = try moments(name.lowercased(), layers: h.layers)
+            let statistics = try moments(method.rawValue, layers: h.layers)
             return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)
-        case "ibke", "mend":
+        case .ibke, .mend:
             throw EditorError.invalidHyperparameter(file: name, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
-        default:
-            throw EditorError.unknownMethod(name, known: names)
         }
     }
 }

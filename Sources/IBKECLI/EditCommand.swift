@@ -17,7 +17,7 @@ struct Edit: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Editing method (\(EditorRegistry.names.joined(separator: ", "))).") var method = "ft-m"
+    @Option(help: "Editing method (\(EditorRegistry.namesWithAliases.joined(separator: ", "))).") var method = "ft-m"
     @Option(name: .customLong("hparams"), help: "Hyperparameters (JSON or YAML) for the method.") var hyperparameters: String?
     @Option(help: ArgumentHelp("The trained editor of --method ibke or mend (default: the committed one for the default model).",
                                valueName: "file"))

@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: ArgumentHelp("KIND:PATH with KIND zsre, counterfact (cf), mquake or jsonl.", valueName: "kind:path"))
     var dataset: String
-    @Option(help: "Comma-separated methods (\(EditorRegistry.names.joined(separator: ", "))).") var methods: String
+    @Option(help: "Comma-separated methods (\(EditorRegistry.namesWithAliases.joined(separator: ", "))).") var methods: String
     @Option(help: "Only the first N cases.") var limit: Int?
     @Option(name: .customLong("protocol"), help: "single, batch:N or sequential:N.") var editProtocol = "single"
     @Option(help: "Sequential runs: also evaluate the cases edited so far every N cases (a curve).") var every = 0

@@ -102,7 +102,7 @@ import Testing
         let model = Fixtures.model("tiny-llama").path
         let request = ["--model", model, "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"]
         let unknown = try IBKE.run(["edit", "--method", "foo"] + request)
-        #expect(unknown.status == 1 && unknown.stderrLines.last?.contains("unknown editing method foo (known: ft-l,") == true
+        #expect(unknown.status == 1 && unknown.stderrLines.last?.contains("unknown editing method foo (known: ft-l (ft), ft-m, rome (r-rome), memit,") == true
                 && !unknown.stderr.contains("--methods"), "\(unknown)")
         let editor = try IBKE.run(["edit", "--method", "rome", "--editor", "x.safetensors"] + request)
         #expect(editor.status != 0 && editor.stderr.contains("--editor is for the trained methods"), "\(editor)")
