@@ -158,7 +158,6 @@ extension EditorError {
         .invalidHyperparameter(
             file: method, key: "mom2_adjustment",
             expected: "second-moment statistics for layer\(layers.count == 1 ? "" : "s") \(layers.map(String.init).joined(separator: ","))"
-                + " (a SecondMoments for EditorRegistry.make; `ibke edit`/`ibke eval` make one from --stats-corpus),"
-                + " or mom2_adjustment: false")
+                + " (a SecondMoments for EditorRegistry.make), or mom2_adjustment: false")
     }
 }

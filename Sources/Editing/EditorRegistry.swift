@@ -51,7 +51,7 @@ public enum EditorRegistry {
         let method = known.rawValue
         guard let editorFile else {
             throw EditorError.invalidHyperparameter(
-                file: method, key: "editor", expected: "a trained editor file (--editor FILE; train one with `ibke train --method \(method)`)")
+                file: method, key: "editor", expected: "a trained editor file")
         }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
         guard editor.name == method else {

@@ -25,7 +25,8 @@ enum Entry {
     static func exit(reporting error: Error) -> Never {
         let code = IBKECommand.exitCode(for: error)
         let fromParser = String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
-        let message = fromParser ? IBKECommand.fullMessage(for: error) : "Error: " + TerminalText.safe(String(describing: error))
+        let message = fromParser ? IBKECommand.fullMessage(for: error)
+            : "Error: " + TerminalText.safe(String(describing: error)) + (CommandLineHint.hint(for: error) ?? "")
         if code == .success {
             if !message.isEmpty { print(message) }
         } else {

@@ -33,7 +33,7 @@ import Testing
 
         let again = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path])
         #expect(again.status == 1)
-        #expect(again.stderrLines.last?.contains("is a folder that is not empty; pass --force") == true, "\(again)")
+        #expect(again.stderrLines.last?.contains("is a folder that is not empty; replacing it must be asked for (pass --force)") == true, "\(again)")
         try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path, "--force"])
     }
 

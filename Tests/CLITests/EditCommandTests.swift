@@ -106,6 +106,10 @@ import Testing
                 && !unknown.stderr.contains("--methods"), "\(unknown)")
         let editor = try IBKE.run(["edit", "--method", "rome", "--editor", "x.safetensors"] + request)
         #expect(editor.status != 0 && editor.stderr.contains("--editor is for the trained methods"), "\(editor)")
+        // The library's message names no flag; the CLI adds the one that resolves it.
+        let noEditor = try IBKE.run(["edit", "--method", "ibke"] + request)
+        #expect(noEditor.status == 1 && noEditor.stderrLines.last == "Error: ibke: `editor`: expected a trained editor file"
+                + " (--editor FILE; train one with `ibke train --method ibke`)", "\(noEditor)")
         let nan = folder.appending("nan.yaml")
         try Data("lr: .nan\n".utf8).write(to: nan)
         let refused = try IBKE.run(["edit", "--hparams", nan.path] + request)

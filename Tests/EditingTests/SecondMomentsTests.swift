@@ -102,7 +102,8 @@ import Testing
         } catch let error as EditorError {
             guard case .invalidHyperparameter(let file, let key, let expected) = error else { throw error }
             #expect(file == "rome" && key == "mom2_adjustment")
-            #expect(expected.contains("layer 0") && expected.contains("--stats-corpus") && expected.contains("mom2_adjustment: false"))
+            #expect(expected.contains("layer 0") && expected.contains("SecondMoments") && expected.contains("mom2_adjustment: false"))
+            #expect(!expected.contains("--"), "library messages name no command-line flags")
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rome-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

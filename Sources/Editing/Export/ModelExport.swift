@@ -132,7 +132,7 @@ public enum ExportError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .destinationExists(let path, let detail):
-            "\(path) \(detail); pass --force to replace it"
+            "\(path) \(detail); replacing it must be asked for"
         case .destinationIsSource(let path):
             "\(path) is the source model, which is never overwritten"
         case .destinationHoldsSource(let path, let source):
