@@ -21,7 +21,7 @@ public enum EditProtocol: Sendable, Equatable, CustomStringConvertible {
         case ("single", _) where parts.count == 1: self = .single
         case ("batch", let n?) where n >= 1: self = .batch(n)
         case ("sequential", let n?) where n >= 1: self = .sequential(n)
-        default: throw RunError.invalidArgument("--protocol \(text): expected single, batch:N or sequential:N (N ≥ 1)")
+        default: throw RunError.invalidProtocol(text)
         }
     }
 
@@ -131,7 +131,7 @@ public final class EvaluationRun {
         var chat: ChatTemplate?
         if options.chatTemplate {
             guard let source = model.tokenizer.chatTemplate, let template = ChatTemplate(template: source) else {
-                throw RunError.invalidArgument("\(model.url.lastPathComponent): --chat needs a chat template this model has and IBKE knows (ChatML, Llama 3, [INST])")
+                throw RunError.noChatTemplate(model: model.url.lastPathComponent)
             }
             chat = template
         }
@@ -146,10 +146,10 @@ public final class EvaluationRun {
             metricFamily: family, protocolKind: options.editProtocol.name, batchSize: options.editProtocol.batchSize,
             evaluateEvery: options.evaluateEvery, topK: options.topK, chatTemplate: options.chatTemplate,
             generation: options.generationTokens > 0, zsreTarget: options.zsreTarget, seed: options.seed)
-        guard options.topK >= 1 else { throw RunError.invalidArgument("--top-k must be at least 1") }
+        guard options.topK >= 1 else { throw RunError.invalidArgument("top-k must be at least 1") }
         let names = editors.map(\.name)
         guard Set(names).count == names.count else {
-            throw RunError.invalidArgument("--methods lists a method twice: \(names.joined(separator: ","))")
+            throw RunError.invalidArgument("a method is listed twice: \(names.joined(separator: ","))")
         }
     }
 
@@ -383,7 +383,7 @@ public final class EvaluationRun {
         let params = parameters(modelHash: modelHash)
         if fm.fileExists(atPath: paramsURL.path) {
             guard options.resume else {
-                throw RunError.invalidArgument("\(directory.path) already holds a run; pass --resume to continue it or choose another --out")
+                throw RunError.runExists(directory.path)
             }
             let data = try Data(contentsOf: paramsURL)
             guard let old = try? JSONValue.parse(data).objectValue else {
@@ -391,11 +391,11 @@ public final class EvaluationRun {
             }
             for key in ["model_sha256", "dataset_sha256", "dataset_kind", "cases", "settings", "methods"]
             where old[key] != params[key] {
-                throw RunError.mismatch(file: paramsURL.path, detail: "`\(key)` differs from this invocation's; resume with the same model, dataset, --limit, settings and methods")
+                throw RunError.mismatch(file: paramsURL.path, detail: "`\(key)` differs from this invocation's; resume with the same model, dataset, number of cases, settings and methods")
             }
             return
         }
-        if options.resume { throw RunError.invalidArgument("--resume: \(directory.path) holds no run (no params.json)") }
+        if options.resume { throw RunError.noRunToResume(directory.path) }
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         try write(Data(JSONValue.object(params).serialized().utf8), to: paramsURL)
     }

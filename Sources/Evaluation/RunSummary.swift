@@ -169,12 +169,25 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case unreadable(file: String, detail: String)
     case mismatch(file: String, detail: String)
     case invalidArgument(String)
+    /// A protocol name that is not `single`, `batch:N` or `sequential:N`.
+    case invalidProtocol(String)
+    /// Chat-template prompts asked for a model without a template IBKE knows.
+    case noChatTemplate(model: String)
+    /// A run directory that holds a run, for a run that does not resume.
+    case runExists(String)
+    /// A run directory without a run, for a run that resumes.
+    case noRunToResume(String)
 
     public var description: String {
         switch self {
         case .unreadable(let file, let detail): "\(file): \(detail)"
         case .mismatch(let file, let detail): "\(file): \(detail)"
         case .invalidArgument(let detail): detail
+        case .invalidProtocol(let text): "protocol \(text): expected single, batch:N or sequential:N (N ≥ 1)"
+        case .noChatTemplate(let model):
+            "\(model): chat-template prompts need a chat template this model has and IBKE knows (ChatML, Llama 3, [INST])"
+        case .runExists(let path): "\(path) already holds a run"
+        case .noRunToResume(let path): "\(path) holds no run to resume (no params.json)"
         }
     }
 }

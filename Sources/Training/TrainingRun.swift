@@ -248,7 +248,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .writeFailed(let reason): "writing training output failed: \(reason)"
-        case .noCheckpoint(let path): "\(path): no checkpoint to resume from (run without --resume to start)"
+        case .noCheckpoint(let path): "\(path): no checkpoint to resume from"
         case .settingsChanged(let path): "\(path): the checkpoint was made with other settings; resume with the same ones, or start a new run"
         }
     }

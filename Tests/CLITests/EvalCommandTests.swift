@@ -39,7 +39,11 @@ import Testing
             (["--dataset", "nonsense:" + malformed.path, "--methods", "ft-m"], ["nonsense"]),
             (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "rome2"], ["rome2"]),
             (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m",
-              "--protocol", "batch"], ["batch:N"]),
+              "--protocol", "batch"], ["protocol batch: expected single, batch:N or sequential:N (N ≥ 1) (--protocol)"]),
+            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m,ft-m"],
+             ["a method is listed twice: ft-m,ft-m (--methods)"]),
+            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m", "--resume"],
+             ["holds no run to resume (no params.json) (run without --resume to start one)"]),
         ]
         for (arguments, pieces) in cases {
             let result = try IBKE.run(["eval", "--model", model] + arguments + ["--out", folder.appending("r").path])
