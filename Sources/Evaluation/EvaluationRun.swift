@@ -113,6 +113,9 @@ public final class EvaluationRun {
     public let options: EvaluationOptions
     public let directory: URL
     public var progress: ((RunProgress) -> Void)?
+    /// Told what the caller should know but the summary does not say (cases that could not be
+    /// edited); nothing is printed by the run itself.
+    public var warning: ((String) -> Void)?
     /// Extra fields for params.json (git commit, versions), from the caller.
     public var provenance: [String: String] = [:]
 
@@ -483,7 +486,7 @@ public final class EvaluationRun {
                 evaluationSecondsMean: mean(done.map(\.evaluationSeconds)), curve: curve))
             if done.count < results.count {
                 let failed = results.filter { $0.error != nil }
-                FileHandle.standardError.write(Data("\(editor.name): \(failed.count) of \(results.count) cases could not be edited, e.g. \(failed[0].error!)\n".utf8))
+                warning?("\(editor.name): \(failed.count) of \(results.count) cases could not be edited, e.g. \(failed[0].error!)")
             }
         }
         return RunSummary(

@@ -77,6 +77,7 @@ struct Eval: ParsableCommand {
         run.provenance = Provenance.fields()
         log("\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(names.joined(separator: ",")), protocol \(options.editProtocol)")
         run.progress = { bar.update($0) }
+        run.warning = { log($0) }
         let summary = try run.run()
         bar.finish()
         print(SummaryTable.markdown([summary]))

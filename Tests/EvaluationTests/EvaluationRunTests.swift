@@ -154,7 +154,11 @@ import Testing
         options.editProtocol = .sequential(4)
         let editor = CountingEditor(editor(model))
         editor.failCommitOnce = true
-        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor], options: options, directory: dir).run()
+        let run = try EvaluationRun(model: model, dataset: dataset(), editors: [editor], options: options, directory: dir)
+        var warnings: [String] = []
+        run.warning = { warnings.append($0) }
+        let summary = try run.run()
+        #expect(warnings == ["ft-m: 4 of 6 cases could not be edited, e.g. commit refused"], "\(warnings)")
         // Batches of 4 and 2: the first commit fails (its cases are recorded as failed, its delta
         // reverted), the second is committed after its delta was applied.
         #expect(editor.commits == [["Person 4", "Person 5"]])
