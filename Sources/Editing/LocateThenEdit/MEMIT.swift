@@ -136,6 +136,14 @@ enum MassEditing {
         var residuals: [[Float]]
     }
 
+    /// Refuses a model whose MLP outputs pass through a norm (Gemma): MEMIT spreads a residual
+    /// change over the band as changes of the MLP outputs, which that norm would rescale.
+    static func checkSupported(_ config: TransformerConfig, method: String) throws {
+        guard !config.outputNorms else {
+            throw EditorError.unsupportedModel(method: method, reason: "its MLP outputs pass through a norm before the residual stream (use rome)")
+        }
+    }
+
     /// Edits `requests` over `h.layers`; `solve(layer, targets)` returns the layer's update as
     /// `(left [C, n], right [n, F])` with `ΔW = left · right`. The model is left unchanged.
     static func edit(
@@ -143,11 +151,7 @@ enum MassEditing {
         hyperparameters h: MassEditingHyperparameters, method: String,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
-        // MEMIT spreads a residual change over the band as changes of the MLP outputs, which
-        // an output norm (Gemma) would rescale.
-        guard !model.config.outputNorms else {
-            throw EditorError.unsupportedModel(method: method, reason: "its MLP outputs pass through a norm before the residual stream (use rome)")
-        }
+        try checkSupported(model.config, method: method)
         var optimization = h.valueOptimization
         optimization.method = method
         let z = try optimization.run(requests, contexts: contexts, model: model).values
