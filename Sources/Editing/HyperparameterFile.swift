@@ -185,6 +185,24 @@ enum YAMLFile {
         return try value(root, file: file, depth: 0, budget: &budget)
     }
 
+    /// A YAML integer in the forms a hyperparameter file uses: decimal, `0x` hexadecimal or `0o`
+    /// octal, with an optional sign and `_` separators; nil for anything else or an overflow.
+    static func integer(_ text: String) -> Int? {
+        var digits = text.replacingOccurrences(of: "_", with: "")
+        var sign = 1
+        if let first = digits.first, first == "-" || first == "+" {
+            sign = first == "-" ? -1 : 1
+            digits.removeFirst()
+        }
+        let radix = digits.hasPrefix("0x") ? 16 : digits.hasPrefix("0o") ? 8 : 10
+        if radix != 10 { digits.removeFirst(2) }
+        guard !digits.isEmpty, let magnitude = Int(digits, radix: radix) else {
+            // Int.min's magnitude does not fit in Int.
+            return sign == -1 && radix == 10 ? Int("-" + digits) : nil
+        }
+        return sign * magnitude
+    }
+
     private static func value(_ node: Node, file: String, depth: Int, budget: inout Int) throws -> JSONValue {
         func invalid(_ expected: String) -> EditorError {
             let line = node.mark.map { " (line \($0.line))" } ?? ""
@@ -199,7 +217,10 @@ enum YAMLFile {
             case .null: return .null
             case .bool: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
             case .int:
-                guard let i = node.int else { throw invalid("an integer that fits in 64 bits, found \(scalar.string.prefix(40))") }
+                // Parsed here, not by Yams, whose YAML 1.1 sexagesimal form (`1:30`) traps on overflow.
+                guard let i = Self.integer(scalar.string) else {
+                    throw invalid("a decimal, 0x or 0o integer that fits in 64 bits, found \(scalar.string.prefix(40))")
+                }
                 return .int(i)
             case .float: return node.float.map(JSONValue.double) ?? .string(scalar.string)
             default: return .string(scalar.string)

@@ -83,6 +83,17 @@ import Testing
 
     /// A count so large that the run would never end (a mutated `num_steps: 300000000` once ran
     /// FT for hours) is refused by name.
+    /// Integers are parsed by the project, not by Yams, whose sexagesimal form (`a:b`) trapped
+    /// on overflow (found by the hparams fuzz target: `-1818177111787817817:1`).
+    @Test func integersOfEveryFormAndNoTrap() throws {
+        let object = try #require(try YAMLFile.parse("a: 12\nb: -0x1f\nc: 0o17\nd: 1_000\ne: -9223372036854775808\n", file: "i.yaml").objectValue)
+        #expect(object["a"] == .int(12) && object["b"] == .int(-31) && object["c"] == .int(15) && object["d"] == .int(1000))
+        #expect(object["e"] == .int(Int.min))
+        for bad in ["x: -1818177111787817817:1\n", "x: 9223372036854775808\n", "x: 190:20:30\n"] {
+            #expect(throws: EditorError.self, "\(bad)") { try YAMLFile.parse(bad, file: "x.yaml") }
+        }
+    }
+
     @Test func stepCountsAreBounded() throws {
         var ft = HyperparameterReader(object: ["layers": .array([.int(1)]), "num_steps": .int(300_000_000)], file: "ft.yaml")
         #expect(throws: EditorError.invalidHyperparameter(file: "ft.yaml", key: "num_steps",
