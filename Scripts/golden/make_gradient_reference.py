@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Make the PyTorch gradient reference for the default model (SmolLM2-135M-Instruct, Q4_1 GGUF).
+"""Make the PyTorch gradient reference of a real checkpoint (by default SmolLM2-135M-Instruct, Q4_1 GGUF).
 
-Writes  Tests/ModelsTests/Fixtures/smollm2_gradient_reference.json   (< 300 KB)
+Writes  Tests/ModelsTests/Fixtures/smollm2_gradient_reference.json   (< 300 KB), or --out
+(Qwen2.5-Coder-0.5B and Gemma 3 270M: see "Usage" at the end of this text).
 
 The acceptance test of the gradients feature checks, on the default model, for one fixed prompt and
 target:
@@ -37,6 +38,20 @@ how far float32 rounding alone moves the reference (far below the test's toleran
 Deterministic apart from the date in "generator" (2 threads, no randomness). Takes ~30 s.
 
   /work/venv/bin/python Scripts/golden/make_gradient_reference.py
+
+Usage for the other catalogue models (after `ibke model fetch NAME`; the layer is the first one the
+model's ROME hyperparameters edit; "the default model's 576 / 1536 / layer 8" above reads as that
+model's hidden size / feed-forward size / layer):
+
+  /work/venv-ref/bin/python Scripts/golden/make_gradient_reference.py --layer 5 --name qwen2.5-coder-0.5b-q4_k_m \
+      --gguf ~/.cache/ibke/models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf --max-kb 900 \
+      --out Tests/ModelsTests/Fixtures/qwen2.5-coder-0.5b_gradient_reference.json
+  /work/venv-ref/bin/python Scripts/golden/make_gradient_reference.py --layer 4 --name gemma3-270m-q4_k_m \
+      --gguf ~/.cache/ibke/models/gemma-3-270m.Q4_K_M.gguf --max-kb 500 \
+      --out Tests/ModelsTests/Fixtures/gemma3-270m_gradient_reference.json
+
+For Gemma 3 the MLP output is the down projection's output before the post-feed-forward norm, the
+point where IBKE's feed-forward hook sits too.
 """
 import argparse, datetime, hashlib, json, math, os, platform, sys
 from importlib.metadata import version
@@ -53,9 +68,7 @@ DEFAULT_GGUF = Path(os.environ.get("IBKE_HOME", Path.home() / ".cache/ibke")) / 
 PROMPT = "The Eiffel Tower is located in the city of"
 SUBJECT = "The Eiffel Tower"
 TARGET = " Rome"
-LAYER = 8
 SIG = 7                    # significant digits of every float array in the fixture
-MAX_BYTES = 300 * 1024
 SLICE_ROWS = (0, 100)
 SLICE_LEN = 8
 
@@ -106,7 +119,9 @@ def emit(obj, pad=""):
     return json.dumps(obj, ensure_ascii=False)
 
 
-def token_span(tok, prompt, subject, prompt_ids):
+def token_span(tok, prompt, subject, prompt_ids, lead):
+    """[start, end) of the subject's tokens; `lead` special tokens (a BOS) come before the text's."""
+    prompt_ids = prompt_ids[lead:]
     start_char = prompt.index(subject)
     end_char = start_char + len(subject)
     before = tok(prompt[:start_char], add_special_tokens=False)["input_ids"] if start_char > 0 else []
@@ -117,7 +132,7 @@ def token_span(tok, prompt, subject, prompt_ids):
     return len(before), len(upto)
 
 
-def run(model, input_ids, prompt_len, target_ids, subject_last, dtype):
+def run(model, input_ids, prompt_len, target_ids, subject_last, dtype, LAYER):
     """Loss, per-target logsumexp/logit/NLL, dLoss/d(delta), X, dY and dLoss/dW at layer LAYER."""
     for p in model.parameters():
         p.requires_grad_(False)
@@ -180,8 +195,11 @@ def main():
     ap.add_argument("--gguf", default=str(DEFAULT_GGUF))
     ap.add_argument("--name", default="smollm2-135m-instruct-q4_1")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--layer", type=int, default=8)
+    ap.add_argument("--max-kb", type=int, default=300, help="refuse to write a larger fixture")
     ap.add_argument("--no-float64-check", action="store_true", help="skip the float64 cross-check")
     args = ap.parse_args()
+    LAYER, MAX_BYTES = args.layer, args.max_kb * 1024
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -194,13 +212,16 @@ def main():
     cfg = model.config
 
     prompt_ids = tok(PROMPT)["input_ids"]                                 # as make_reference.py (no BOS added)
-    assert prompt_ids == tok(PROMPT, add_special_tokens=False)["input_ids"], "the tokenizer adds special tokens"
+    # Gemma's tokenizer adds a BOS (as IBKE's does); SmolLM2's and Qwen's add nothing.
+    plain = tok(PROMPT, add_special_tokens=False)["input_ids"]
+    lead = len(prompt_ids) - len(plain)
+    assert lead >= 0 and prompt_ids[lead:] == plain, "the tokenizer adds special tokens other than a leading BOS"
     target_ids = tok(TARGET, add_special_tokens=False)["input_ids"]
     input_ids = prompt_ids + target_ids[:-1]
-    s_start, s_end = token_span(tok, PROMPT, SUBJECT, prompt_ids)
+    s_start, s_end = (lead + i for i in token_span(tok, PROMPT, SUBJECT, prompt_ids, lead))
     subject_last = s_end - 1
 
-    r = run(model, input_ids, len(prompt_ids), target_ids, subject_last, torch.float32)
+    r = run(model, input_ids, len(prompt_ids), target_ids, subject_last, torch.float32, LAYER)
     T, H, I = len(input_ids), cfg.hidden_size, cfg.intermediate_size
     assert r["X"].shape == (T, I) and r["dY"].shape == (T, H) and r["W_grad"].shape == (H, I)
     # dLoss/d(delta) is dLoss/d(MLP output at the subject's last token) = dY[subject_last] (same tensor).
@@ -229,7 +250,7 @@ def main():
 
     crosscheck = None
     if not args.no_float64_check:
-        r64 = run(model.to(torch.float64), input_ids, len(prompt_ids), target_ids, subject_last, torch.float64)
+        r64 = run(model.to(torch.float64), input_ids, len(prompt_ids), target_ids, subject_last, torch.float64, LAYER)
         crosscheck = {
             "what": "same computation with the model converted to float64; float32 values compared with it",
             "loss_float64": r64["loss"],
@@ -271,11 +292,12 @@ def main():
             "loss = sum over target tokens of (logsumexp(logits[p_i]) - logits[p_i][target_i]), natural log, "
             "no averaging. target_logsumexp / target_logit / target_nll are per target token.",
             "subject_span is [start, end) in token positions; subject_last_token_index = end - 1.",
-            "delta.grad = dLoss/d(delta), delta added to the output of layer 8's MLP (down_proj output, before "
-            "the residual add) at subject_last_token_index only; it equals ffn_down.dY[subject_last_token_index].",
-            "ffn_down.dY[t] = dLoss/d(down_proj output at position t) (576), ffn_down.X[t] = down_proj input at "
-            "position t = silu(gate(x)) * up(x) (1536). Full gradient: grad[o][i] = sum_t dY[t][o] * X[t][i], "
-            "shape [576, 1536] = [out, in], the layout of GGUF blk.8.ffn_down (ne [1536, 576]) read row-major.",
+            f"delta.grad = dLoss/d(delta), delta added to the output of layer {LAYER}'s MLP (down_proj output, before "
+            "the residual add and any post-feed-forward norm) at subject_last_token_index only; it equals "
+            "ffn_down.dY[subject_last_token_index].",
+            f"ffn_down.dY[t] = dLoss/d(down_proj output at position t) ({H}), ffn_down.X[t] = down_proj input at "
+            f"position t = act(gate(x)) * up(x) ({I}). Full gradient: grad[o][i] = sum_t dY[t][o] * X[t][i], "
+            f"shape [{H}, {I}] = [out, in], the layout of GGUF blk.{LAYER}.ffn_down (ne [{I}, {H}]) read row-major.",
             "grad_rows gives grad[row][0..<8] computed by autograd; norms are computed in float64 from float32 "
             "gradients. Arrays are written with float_digits significant digits.",
             "Suggested test tolerances: cosine >= 0.9999 and relative norm error <= 1e-3 for both gradients; "
@@ -293,7 +315,8 @@ def main():
         "subject_span": {
             "start": s_start, "end": s_end,
             "method": "tokenize prompt[:prompt.index(subject)] and prompt[:prompt.index(subject) + len(subject)] "
-                      "on their own (add_special_tokens=False); both are token prefixes of prompt_ids; "
+                      "on their own (add_special_tokens=False); both are token prefixes of prompt_ids after its "
+                      "leading special tokens (Gemma's BOS), whose count is added; "
                       "start/end are their lengths",
         },
         "subject_last_token_index": subject_last,

@@ -329,9 +329,10 @@ public final class Tape: @unchecked Sendable {
                             ldDY: w, rows: n, into: &result)
             linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
                                 rows: n, into: dAttention.pointer, ldDX: qw)
-            attentionBackward(record, layer: layer, dAttention: dAttention, into: dQKV)
+            model.attention.backward(qkv: record.qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
+                                     pastLengths: pastLengths, dAttention: dAttention, into: dQKV, scratch: model.scratch)
             if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let input = record.queryKeyInput {
-                headNormBackward(input, queryNorm, keyNorm, into: dQKV)
+                model.attention.normalizeHeadsBackward(input, queryNorm: queryNorm, keyNorm: keyNorm, into: dQKV)
             }
             for kind in [ParameterID.Kind.attentionQuery, .attentionKey, .attentionValue] {
                 linearGradients(id(kind), input: record.h1.pointer, ldx: w, dY: dQKV.pointer, ldDY: fused, rows: n,
@@ -360,71 +361,6 @@ public final class Tape: @unchecked Sendable {
             result.activations[key] = g
         }
         plan.backward(point, layer: layer, dY, rows: n, width: width, ld: ld, into: &result.interventions)
-    }
-
-    /// `∂L/∂(q, k, v)` before RoPE, `[N, H·D + 2·Hkv·D]`, from `∂L/∂(attention output)`.
-    ///
-    /// A sequence that continues a cache attends to its past keys and values there; their
-    /// gradients land in a scratch buffer and are dropped (the past is constant).
-    private func attentionBackward(_ record: LayerRecord, layer: Int, dAttention: Tensor, into dQKV: Tensor) {
-        let c = model.config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
-        let qkv = record.qkv.pointer, dq = dQKV.pointer, window = c.window(layer: layer) ?? .max
-        let longest = sequences.indices.map { s in pastLengths[s] > 0 ? pastLengths[s] + sequences[s].count : 0 }
-            .max() ?? 0
-        let pastGradients = longest > 0 ? model.scratch.take([2, longest, kv]) : nil
-        defer { if let pastGradients { model.scratch.giveBack(pastGradients) } }
-        for (s, tokens) in sequences.enumerated() where !tokens.isEmpty {
-            let start = starts[s], past = pastLengths[s]
-            let base = qkv + start * ld, dBase = dq + start * ld
-            if let caches, past > 0, let pastGradients {
-                let keys = caches[s].keys(layer: layer), values = caches[s].values(layer: layer)
-                // The new slots hold whatever pass ran last from the prefix: put this pass's back.
-                for t in 0..<tokens.count {
-                    (keys + (past + t) * kv).update(from: base + t * ld + q, count: kv)
-                    (values + (past + t) * kv).update(from: base + t * ld + q + kv, count: kv)
-                }
-                let dK = pastGradients.pointer, dV = dK + (past + tokens.count) * kv
-                Backward.attention(
-                    queries: base, ldq: ld, keys: keys, ldk: kv, values: values, ldv: kv,
-                    newTokens: tokens.count, past: past, heads: c.headCount, kvHeads: c.keyValueHeadCount,
-                    headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
-                    dQ: dBase, ldDQ: ld, dK: dK, ldDK: kv, dV: dV, ldDV: kv, window: window)
-                for t in 0..<tokens.count {
-                    (dBase + t * ld + q).update(from: dK + (past + t) * kv, count: kv)
-                    (dBase + t * ld + q + kv).update(from: dV + (past + t) * kv, count: kv)
-                }
-            } else {
-                Backward.attention(
-                    queries: base, ldq: ld, keys: base + q, ldk: ld, values: base + q + kv, ldv: ld,
-                    newTokens: tokens.count, past: 0, heads: c.headCount, kvHeads: c.keyValueHeadCount,
-                    headDim: c.headDim, dOut: dAttention.pointer + start * q, ldDOut: q,
-                    dQ: dBase, ldDQ: ld, dK: dBase + q, ldDK: ld, dV: dBase + q + kv, ldDV: ld, window: window)
-            }
-            if let rotary = window != .max ? (model.localRotary ?? model.rotary) : model.rotary {
-                parallelFor(tokens.count) { t in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: c.headDim) { angles in
-                        let cos = angles.baseAddress!, sin = cos + c.headDim / 2
-                        rotary.angles(position: past + t, cos: cos, sin: sin)
-                        let row = dBase + t * ld
-                        rotary.applyTransposed(row, heads: c.headCount, cos: cos, sin: sin)
-                        rotary.applyTransposed(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Backward through the per-head RMSNorm of q and k (Gemma), in place on the q and k
-    /// columns of `dQKV`, from the recorded q and k before the norm.
-    private func headNormBackward(_ input: Tensor, _ queryNorm: Tensor, _ keyNorm: Tensor, into dQKV: Tensor) {
-        let c = model.config, ld = c.fusedQKVRows, d = c.headDim, q = c.queryWidth, width = q + c.keyValueWidth
-        let x = input.pointer, dY = dQKV.pointer, eps = c.normEpsilon
-        parallelFor(input.shape[0]) { r in
-            Backward.rmsNorm(x + r * width, rows: c.headCount, width: d, ldx: d, weight: queryNorm.pointer, eps: eps,
-                             dY: dY + r * ld, ldDY: d, dX: dY + r * ld, ldDX: d, dWeight: nil)
-            Backward.rmsNorm(x + r * width + q, rows: c.keyValueHeadCount, width: d, ldx: d, weight: keyNorm.pointer,
-                             eps: eps, dY: dY + r * ld + q, ldDY: d, dX: dY + r * ld + q, ldDX: d, dWeight: nil)
-        }
     }
 
     /// `dX (+)= dY · (W + ΔW)` for a (fused) weight, `ΔW` the weight deltas of `kinds`.

@@ -22,9 +22,7 @@ public enum LogitSelection: Sendable {
 public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public var weights: ModelWeights
-    let rotary: RotaryEmbedding?
-    /// RoPE of the sliding-window blocks, when they have their own.
-    let localRotary: RotaryEmbedding?
+    let attention: SelfAttention
     let normalization: Normalization
     let activation: FeedForwardActivation
     /// Activation buffers reused across forward passes.
@@ -35,12 +33,7 @@ public final class Transformer: @unchecked Sendable {
         self.weights = weights
         normalization = Normalization(config)
         activation = FeedForwardActivation(config)
-        if case .rotary(_, let frequencies) = config.positions {
-            rotary = RotaryEmbedding(inverseFrequencies: frequencies, headDim: config.headDim)
-        } else {
-            rotary = nil
-        }
-        localRotary = config.slidingWindow.map { RotaryEmbedding(inverseFrequencies: $0.inverseFrequencies, headDim: config.headDim) }
+        attention = SelfAttention(config)
     }
 
     /// Runs the model on new tokens of one or more sequences.
@@ -114,15 +107,13 @@ public final class Transformer: @unchecked Sendable {
 
         let h = scratch.take([n, width])
         let qkv = scratch.take([n, c.fusedQKVRows])
-        let attention = scratch.take([n, c.queryWidth])
+        let attended = scratch.take([n, c.queryWidth])
         let ffn = scratch.take([n, c.feedForwardInputRows])
         let out = scratch.take([n, width])  // a block output, when a hook reads it
-        let angles = rotaryAngles(rotary, rows: n, sequences: sequences, starts: starts, caches: caches)
-        let localAngles = rotaryAngles(localRotary, rows: n, sequences: sequences, starts: starts, caches: caches)
+        let angles = attention.angleTables(rows: n, sequences: sequences, starts: starts, caches: caches, scratch: scratch)
         defer {
-            scratch.giveBack(x, h, qkv, attention, ffn, out)
-            if let angles { scratch.giveBack(angles) }
-            if let localAngles { scratch.giveBack(localAngles) }
+            scratch.giveBack(x, h, qkv, attended, ffn, out)
+            attention.giveBack(angles, to: scratch)
         }
         let f = c.feedForwardSize
         for layer in firstLayer..<stopLayer {
@@ -141,15 +132,15 @@ public final class Transformer: @unchecked Sendable {
                     let width = c.queryWidth + c.keyValueWidth
                     for r in 0..<n { (saved.pointer + r * width).update(from: qkv.pointer + r * c.fusedQKVRows, count: width) }
                 }
-                normalizeHeads(qkv, rows: n, queryNorm, keyNorm)
+                attention.normalizeHeads(qkv, rows: n, queryNorm: queryNorm, keyNorm: keyNorm)
             }
-            let local = c.window(layer: layer) != nil && localRotary != nil
-            storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
-                               rotary: local ? localRotary : rotary, angles: local ? localAngles : angles)
+            attention.storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
+                                         angles: angles)
             record?.qkv.pointer.update(from: qkv.pointer, count: n * c.fusedQKVRows)
-            attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attention)
-            record?.attention.pointer.update(from: attention.pointer, count: n * c.queryWidth)
-            projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attention.pointer,
+            attention.attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attended,
+                             scratch: scratch)
+            record?.attention.pointer.update(from: attended.pointer, count: n * c.queryWidth)
+            projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attended.pointer,
                                 ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
                                 bias: block.attentionOutputBias, postNorm: block.postAttentionNorm,
                                 savingPreNorm: record?.attentionProjection, residual: x, scratch: out)
@@ -259,161 +250,6 @@ public final class Transformer: @unchecked Sendable {
         let chunk = 8
         parallelFor((rows + chunk - 1) / chunk) { i in
             for r in (i * chunk)..<min(rows, (i + 1) * chunk) { activation.forward(p + r * ld) }
-        }
-    }
-
-    /// RMSNorm of each query and key head (`[D]` weights) of every row of `qkv`, in place.
-    private func normalizeHeads(_ qkv: Tensor, rows n: Int, _ queryNorm: Tensor, _ keyNorm: Tensor) {
-        let c = config, ld = c.fusedQKVRows, d = c.headDim, eps = c.normEpsilon, base = qkv.pointer
-        parallelFor(n) { r in
-            let row = base + r * ld
-            Kernels.rmsNorm(row, rows: c.headCount, width: d, ldx: d, weight: queryNorm.pointer, eps: eps, into: row, ldy: d)
-            Kernels.rmsNorm(row + c.queryWidth, rows: c.keyValueHeadCount, width: d, ldx: d, weight: keyNorm.pointer,
-                            eps: eps, into: row + c.queryWidth, ldy: d)
-        }
-    }
-
-    /// The RoPE cos and sin of every new token's position, `[N, D]` (D/2 cosines, then D/2
-    /// sines), from `scratch`: computed once per pass, not once per layer. Nil without RoPE.
-    func rotaryAngles(_ rotary: RotaryEmbedding?, rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]) -> Tensor? {
-        guard let rotary else { return nil }
-        let d = config.headDim, half = d / 2
-        let table = scratch.take([n, d])
-        let base = table.pointer
-        for (s, tokens) in sequences.enumerated() {
-            let past = caches[s].count, start = starts[s]
-            for t in tokens.indices {
-                let row = base + (start + t) * d
-                rotary.angles(position: past + t, cos: row, sin: row + half)
-            }
-        }
-        return table
-    }
-
-    /// Applies RoPE (with the `angles` of ``rotaryAngles(_:rows:sequences:starts:caches:)``) to the
-    /// new queries and keys in `qkv` and appends keys and values to each sequence's cache.
-    func storeKeysAndValues(
-        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], rotary: RotaryEmbedding?,
-        angles: Tensor?
-    ) {
-        let c = config, ld = c.fusedQKVRows, q = c.queryWidth, kv = c.keyValueWidth
-        let base = qkv.pointer, half = c.headDim / 2
-        for (s, tokens) in sequences.enumerated() {
-            let cache = caches[s]
-            let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
-            let past = cache.count, start = starts[s]
-            parallelFor(tokens.count) { t in
-                let row = base + (start + t) * ld
-                if let rotary, let angles {
-                    let cos = angles.pointer + (start + t) * c.headDim, sin = cos + half
-                    rotary.apply(row, heads: c.headCount, cos: cos, sin: sin)
-                    rotary.apply(row + q, heads: c.keyValueHeadCount, cos: cos, sin: sin)
-                }
-                (keys + (past + t) * kv).update(from: row + q, count: kv)
-                (values + (past + t) * kv).update(from: row + q + kv, count: kv)
-            }
-        }
-    }
-
-    /// Causal multi-head attention of the new queries over each sequence's cached keys and
-    /// values, writing `[N, H·D]`.
-    ///
-    /// Work is split into (sequence, KV head, block of query rows) tasks. The query heads that
-    /// share a KV head (grouped-query attention) are stacked into one `[group·rows, D]` matrix,
-    /// so each task is two larger matmuls (scores, then values) instead of one pair per head.
-    func attend(
-        _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache],
-        into output: Tensor
-    ) {
-        let c = config, ld = c.fusedQKVRows, d = c.headDim, kvWidth = c.keyValueWidth
-        let group = c.headCount / c.keyValueHeadCount
-        let scale = 1 / Float(d).squareRoot()
-        let window = c.window(layer: layer) ?? Int.max
-        let blockRows = 64
-        struct Task { let sequence: Int, kvHead: Int, firstRow: Int, cost: Int, workspace: Int }
-        var tasks: [Task] = []
-        var workspaceSize = 0
-        for (s, tokens) in sequences.enumerated() {
-            for kvHead in 0..<c.keyValueHeadCount {
-                for first in stride(from: 0, to: tokens.count, by: blockRows) {
-                    let rows = min(blockRows, tokens.count - first)
-                    let keyCount = caches[s].count + first + rows
-                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first, cost: rows * keyCount,
-                                      workspace: workspaceSize))
-                    workspaceSize += group * rows * (keyCount + 2 * d)
-                }
-            }
-        }
-        // Largest first, claimed dynamically: the causal blocks differ in cost.
-        tasks.sort { $0.cost > $1.cost }
-        // Each task's queries, scores and context in one pooled buffer: per-task allocations of
-        // up to 400 KB were fresh pages (page faults) on every call.
-        let workspace = scratch.take([workspaceSize])
-        defer { scratch.giveBack(workspace) }
-        let qBase = qkv.pointer, out = output.pointer, outWidth = c.queryWidth, space = workspace.pointer
-        parallelFor(tasks.count, dynamic: true) { i in
-            let task = tasks[i]
-            let s = task.sequence
-            let past = caches[s].count
-            let rows = min(blockRows, sequences[s].count - task.firstRow)
-            let keyCount = past + task.firstRow + rows  // causal: the block's last query sees these
-            let keys = caches[s].keys(layer: layer) + task.kvHead * d
-            let values = caches[s].values(layer: layer) + task.kvHead * d
-            let stacked = group * rows
-            let queries = space + task.workspace
-            let context = queries + stacked * d
-            let scores = context + stacked * d
-            let firstRow = qBase + (starts[s] + task.firstRow) * ld
-            for g in 0..<group {
-                let head = task.kvHead * group + g
-                for r in 0..<rows {
-                    (queries + (g * rows + r) * d).update(from: firstRow + r * ld + head * d, count: d)
-                }
-            }
-            if rows <= 2 {
-                // Decoding: a few query rows; OpenBLAS's small-matrix path costs more than the
-                // arithmetic, so dot products and scaled adds directly.
-                for g in 0..<group {
-                    for r in 0..<rows {
-                        let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
-                        let query = queries + (g * rows + r) * d, row = scores + (g * rows + r) * keyCount
-                        for j in first..<visible { row[j] = scale * MatMul.dot(query, keys + j * kvWidth, d) }
-                        Kernels.softmax(row + first, count: visible - first)
-                        let result = context + (g * rows + r) * d
-                        result.update(repeating: 0, count: d)
-                        for j in first..<visible { Kernels.addScaled(values + j * kvWidth, row[j], into: result, count: d) }
-                    }
-                }
-            } else {
-                MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
-                            b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
-                // Unnormalised probabilities (masked keys 0); each context row is divided by
-                // its sum after the product.
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: stacked) { sums in
-                    for g in 0..<group {
-                        for r in 0..<rows {
-                            let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
-                            let row = scores + (g * rows + r) * keyCount
-                            sums[g * rows + r] = Kernels.exponentiateShifted(row + first, count: visible - first).sum
-                            row.update(repeating: 0, count: first)
-                            (row + visible).update(repeating: 0, count: keyCount - visible)
-                        }
-                    }
-                    MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
-                                c: context, ldc: d)
-                    for i in 0..<stacked {
-                        let inverse = 1 / sums[i]
-                        Kernels.mapSIMD(context + i * d, count: d) { $0 * inverse }
-                    }
-                }
-            }
-            let firstOut = out + (starts[s] + task.firstRow) * outWidth
-            for g in 0..<group {
-                let head = task.kvHead * group + g
-                for r in 0..<rows {
-                    (firstOut + r * outWidth + head * d).update(from: context + (g * rows + r) * d, count: d)
-                }
-            }
         }
     }
 }

@@ -11,10 +11,14 @@ struct CachedModel: Sendable, CustomTestStringConvertible {
     /// The committed reference of `Scripts/golden/make_model_reference.py` (in Fixtures).
     let reference: String
 
+    static let smolLM2 = CachedModel(fileName: "SmolLM2-135M-Instruct.Q4_1.gguf", reference: "smollm2_reference")
     static let qwenCoder = CachedModel(fileName: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf", reference: "qwen2.5-coder-0.5b_reference")
     static let gemma3 = CachedModel(fileName: "gemma-3-270m.Q4_K_M.gguf", reference: "gemma3-270m_reference")
     /// The catalogue's checkpoints beyond the default model that are in the cache.
     static var fetched: [CachedModel] { [qwenCoder, gemma3].filter(\.isAvailable) }
+
+    /// The committed output of `Scripts/golden/make_gradient_reference.py` (in Fixtures).
+    var gradientReference: String { reference.replacingOccurrences(of: "_reference", with: "_gradient_reference") }
 
     /// Loaded once per test process.
     static let loaded = Mutex<[String: LanguageModel]>([:])
@@ -37,7 +41,7 @@ struct CachedModel: Sendable, CustomTestStringConvertible {
 
 /// The default model (SmolLM2-135M-Instruct Q4_1) in IBKE's cache, if it has been fetched.
 enum DefaultModel {
-    static var path: URL { CachedModel(fileName: "SmolLM2-135M-Instruct.Q4_1.gguf", reference: "smollm2_reference").path }
+    static var path: URL { CachedModel.smolLM2.path }
 
     static var isAvailable: Bool { FileManager.default.fileExists(atPath: path.path) }
 

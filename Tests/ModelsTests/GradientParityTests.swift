@@ -15,14 +15,16 @@ struct GradientReference: Decodable {
     let delta: Delta
     let ffn_down: FeedForwardDown
 
-    static func load() throws -> GradientReference {
-        let url = Bundle.module.url(forResource: "smollm2_gradient_reference", withExtension: "json", subdirectory: "Fixtures")!
+    static func load(_ name: String) throws -> GradientReference {
+        let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"))
         return try JSONDecoder().decode(GradientReference.self, from: Data(contentsOf: url))
     }
 }
 
-@Suite(.enabled(if: DefaultModel.isAvailable, "default model not fetched (ibke model fetch)"))
-struct GradientParityTests {
+/// Every real checkpoint in the cache (SmolLM2, Qwen2.5-Coder, Gemma 3) against PyTorch autograd.
+@Suite struct GradientParityTests {
+    static var checkpoints: [CachedModel] { [CachedModel.smolLM2, .qwenCoder, .gemma3].filter(\.isAvailable) }
+
     func cosineAndRelativeNormError(_ a: [Float], _ b: [Double]) -> (cosine: Double, relativeNormError: Double) {
         var dot = 0.0, na = 0.0, nb = 0.0
         for (x, y) in zip(a, b) {
@@ -33,9 +35,10 @@ struct GradientParityTests {
         return (dot / (na.squareRoot() * nb.squareRoot()), abs(na.squareRoot() - nb.squareRoot()) / nb.squareRoot())
     }
 
-    @Test func deltaAndFeedForwardDownGradientsMatchPyTorch() throws {
-        let model = try #require(DefaultModel.transformer)
-        let reference = try GradientReference.load()
+    @Test(arguments: checkpoints)
+    func deltaAndFeedForwardDownGradientsMatchPyTorch(_ checkpoint: CachedModel) throws {
+        let model = try checkpoint.load().transformer
+        let reference = try GradientReference.load(checkpoint.gradientReference)
         let c = model.config
         let down = ParameterID(layer: reference.layer, .feedForwardDown)
         let tape = try model.record(
@@ -76,6 +79,6 @@ struct GradientParityTests {
         let weight = cosineAndRelativeNormError(weightGradient, expected)
         #expect(weight.cosine >= 0.9999, "ffn_down gradient cosine \(weight.cosine)")
         #expect(weight.relativeNormError <= 1e-3, "ffn_down gradient norm error \(weight.relativeNormError)")
-        print("gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)")
+        print("\(checkpoint.fileName): gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)")
     }
 }
