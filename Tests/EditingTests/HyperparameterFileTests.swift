@@ -130,23 +130,48 @@ import Testing
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Hyperparameters")
 
-    /// The committed files say what the built-in defaults are.
-    @Test(arguments: [("FT-L", FineTuning.Objective.promptLast), ("FT-M", .targetNew)])
-    func committedFilesEqualTheDefaults(folder: String, objective: FineTuning.Objective) throws {
-        var reader = try HyperparameterReader(contentsOf: Self.folder.appendingPathComponent("\(folder)/SmolLM2-135M.yaml"))
-        let read = try FineTuning.Hyperparameters(reading: &reader, objective: objective, layerCount: 30)
-        #expect(read == .defaults(objective, layerCount: 30))
+    /// The models with committed files: depth and MLP width, which the defaults follow.
+    struct Model: Sendable, CustomTestStringConvertible {
+        let file: String, layerCount: Int, feedForwardSize: Int
+        var testDescription: String { file }
+        static let all = [Model(file: "SmolLM2-135M", layerCount: 30, feedForwardSize: 1536),
+                          Model(file: "Qwen2.5-Coder-0.5B", layerCount: 24, feedForwardSize: 4864),
+                          Model(file: "Gemma3-270M", layerCount: 18, feedForwardSize: 2048)]
     }
 
-    @Test func committedLocateThenEditFilesEqualTheDefaults() throws {
-        func reader(_ folder: String) throws -> HyperparameterReader {
-            try HyperparameterReader(contentsOf: Self.folder.appendingPathComponent("\(folder)/SmolLM2-135M.yaml"))
+    /// `Hyperparameters/METHOD/MODEL.yaml`, nil when the method has no file for that model.
+    static func reader(_ method: String, _ model: Model) throws -> HyperparameterReader? {
+        let url = folder.appendingPathComponent("\(method)/\(model.file).yaml")
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try HyperparameterReader(contentsOf: url)
+    }
+
+    /// Every method has a file for SmolLM2 and Qwen2.5-Coder; Gemma 3 has none for the methods that refuse it.
+    @Test func everyModelHasItsFiles() throws {
+        for method in ["ROME", "MEMIT", "AlphaEdit", "FT-M"] {
+            for model in Model.all {
+                let expected = model.file != "Gemma3-270M" || !["MEMIT", "AlphaEdit"].contains(method)
+                #expect((try Self.reader(method, model) != nil) == expected, "\(method)/\(model.file).yaml")
+            }
         }
-        var rome = try reader("ROME")
-        #expect(try ROME.Hyperparameters(reading: &rome, layerCount: 30) == .defaults(layerCount: 30))
+    }
+
+    /// The committed files say what the built-in defaults are for each model's depth.
+    @Test(arguments: Model.all)
+    func committedFilesEqualTheDefaults(_ model: Model) throws {
+        for (folder, objective) in [("FT-L", FineTuning.Objective.promptLast), ("FT-M", .targetNew)] {
+            guard var reader = try Self.reader(folder, model) else { continue }
+            let read = try FineTuning.Hyperparameters(reading: &reader, objective: objective, layerCount: model.layerCount)
+            #expect(read == .defaults(objective, layerCount: model.layerCount), "\(folder)")
+        }
+        if var rome = try Self.reader("ROME", model) {
+            #expect(try ROME.Hyperparameters(reading: &rome, layerCount: model.layerCount) == .defaults(layerCount: model.layerCount))
+        }
         for (folder, alpha) in [("MEMIT", false), ("AlphaEdit", true)] {
-            var r = try reader(folder)
-            #expect(try MassEditingHyperparameters(reading: &r, layerCount: 30, alphaEdit: alpha) == .defaults(layerCount: 30))
+            guard var r = try Self.reader(folder, model) else { continue }
+            let read = try MassEditingHyperparameters(reading: &r, layerCount: model.layerCount,
+                                                      feedForwardSize: model.feedForwardSize, alphaEdit: alpha)
+            #expect(read == .defaults(layerCount: model.layerCount, feedForwardSize: model.feedForwardSize), "\(folder)")
         }
     }
 }
