@@ -131,13 +131,9 @@ public enum EditorError: Error, CustomStringConvertible, Equatable {
     case layerOutOfRange(file: String, layer: Int, layers: Int)
     case notFinite(method: String, detail: String)
     case unknownMethod(String, known: [String])
-    /// A method whose assumptions the model's blocks break.
-    case unsupportedModel(method: String, reason: String)
 
     public var description: String {
         switch self {
-        case .unsupportedModel(let method, let reason):
-            "\(method) does not support this model: \(reason)"
         case .invalidHyperparameter(let file, let key, let expected):
             "\(file): `\(key)`: expected \(expected)"
         case .unknownHyperparameter(let file, let key, let known):

@@ -96,7 +96,6 @@ public enum EditorRegistry {
             guard h.mom2Adjustment else { return ROME(hyperparameters: h) }
             return ROME(hyperparameters: h, statistics: try moments("rome", layers: [h.layer]))
         case .memit, .alphaEdit:
-            try MassEditing.checkSupported(config, method: method.rawValue)  // before any statistics are asked for
             let alpha = method == .alphaEdit
             var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
             if let file {

@@ -82,10 +82,12 @@ import Testing
         #expect(byFraction == f || values.prefix(byFraction + 1).reduce(0) { $0 + Double($1) } > budget)
     }
 
-    /// On the tiny model both editors raise each target's probability, leave the model as they
-    /// found it, and AlphaEdit's committed keys switch it to the cached solve.
-    @Test func memitAndAlphaEditEditTheTinyModel() throws {
-        let model = try TestModels.tinyLlama()
+    /// On the tiny models (Llama, and Gemma 3 with its output norms) both editors raise each
+    /// target's probability, leave the model as they found it, and AlphaEdit's committed keys
+    /// switch it to the cached solve.
+    @Test(arguments: ["tiny-llama", "tiny-gemma3"])
+    func memitAndAlphaEditEditTheTinyModel(_ name: String) throws {
+        let model = try LanguageModel.load(TestModels.fixtures.appendingPathComponent(name))
         var h = MassEditingHyperparameters.defaults(layerCount: 2)
         h.layers = [0]  // z at layer 0's output (an edit of the last layer's output reaches no later position)
         h.steps = 8
@@ -108,7 +110,7 @@ import Testing
             #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
             let applied = try model.transformer.apply(delta)
             let after = try model.score(requests.map { ContinuationRequest(prompt: $0.prompt, target: $0.target) })
-            for (b, a) in zip(before, after) { #expect(a.totalLogProb > b.totalLogProb + 0.1, "\(editor.name)") }
+            for (b, a) in zip(before, after) { #expect(a.totalLogProb > b.totalLogProb + 0.1, "\(name) \(editor.name)") }
             if editor === alphaEdit {
                 try alphaEdit.commit(requests, in: model)
                 let second = try alphaEdit.edit(requests, in: model)
@@ -117,6 +119,45 @@ import Testing
             applied.revert()
         }
         #expect(alphaEdit.nullSpaceDimensions == [0: model.config.feedForwardSize])
+    }
+
+    /// Through Gemma's post-feed-forward norm: a change of the norm's output that some input
+    /// reaches is recovered exactly, at the input's own scale; one that no input reaches (a
+    /// random one, part of which would rescale the output) is met as closely as any input can,
+    /// far closer than writing the residual as the input change.
+    @Test func normInputChangeMovesTheNormOutput() {
+        var rng = SplitMix64(seed: 21)
+        let c = 640, eps: Float = 1e-6
+        func random(_ scale: Float) -> [Float] { (0..<c).map { _ in scale * (2 * rng.nextUnit() - 1) } }
+        let m = random(3)
+        var w = (0..<c).map { _ in Float(exp(4 * rng.nextUnit())) }  // 1 to 55, as Gemma's weights spread
+        w[7] = 1e-4
+        func norm(_ x: [Float]) -> [Double] {
+            let rms = (x.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(c) + Double(eps)).squareRoot()
+            return x.indices.map { Double(w[$0]) * Double(x[$0]) / rms }
+        }
+        func length(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+        let y = norm(m)
+        /// How far the new input's output lands from `y + r`, and its scale over `m`'s.
+        func miss(_ r: [Float]) -> (error: Double, scale: Double) {
+            let change = MassEditing.normInputChange(moving: r, output: m, weight: w, epsilon: eps)
+            let input = zip(m, change).map { $0 + $1 }
+            let moved = norm(input)
+            return (length(y.indices.map { moved[$0] - y[$0] - Double(r[$0]) }),
+                    length(input.map(Double.init)) / length(m.map(Double.init)))
+        }
+        // Reachable: the output change of a nearby input.
+        let reachable = zip(norm(zip(m, random(0.3)).map { $0 + $1 }), y).map { Float($0 - $1) }
+        let exact = miss(reachable)
+        #expect(exact.error < 1e-3 * length(reachable.map(Double.init)), "\(exact)")
+        #expect(abs(exact.scale - 1) < 1e-4)
+        // Random, 5% of the output: most of it is met; the naive write misses by far more.
+        var r = random(1)
+        r = r.map { $0 * Float(0.05 * length(y) / length(r.map(Double.init))) }
+        let closest = miss(r)
+        #expect(closest.error < 0.25 * length(r.map(Double.init)), "\(closest)")
+        let naive = norm(zip(m, r).map { $0 + $1 })
+        #expect(length(y.indices.map { naive[$0] - y[$0] - Double(r[$0]) }) > 5 * closest.error)
     }
 
     @Test func hyperparametersAcceptReferenceKeysAndRefuseBadOnes() throws {

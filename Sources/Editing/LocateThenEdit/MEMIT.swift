@@ -136,14 +136,6 @@ enum MassEditing {
         var residuals: [[Float]]
     }
 
-    /// Refuses a model whose MLP outputs pass through a norm (Gemma): MEMIT spreads a residual
-    /// change over the band as changes of the MLP outputs, which that norm would rescale.
-    static func checkSupported(_ config: TransformerConfig, method: String) throws {
-        guard !config.outputNorms else {
-            throw EditorError.unsupportedModel(method: method, reason: "its MLP outputs pass through a norm before the residual stream (use rome)")
-        }
-    }
-
     /// Edits `requests` over `h.layers`; `solve(layer, targets)` returns the layer's update as
     /// `(left [C, n], right [n, F])` with `ΔW = left · right`. The model is left unchanged.
     static func edit(
@@ -151,7 +143,6 @@ enum MassEditing {
         hyperparameters h: MassEditingHyperparameters, method: String,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
-        try checkSupported(model.config, method: method)
         var optimization = h.valueOptimization
         optimization.method = method
         let z = try optimization.run(requests, contexts: contexts, model: model).values
@@ -162,7 +153,14 @@ enum MassEditing {
         for (i, layer) in h.layers.enumerated() {
             let activations = try subjectActivations(contexts, keyLayer: layer, residualLayer: top, model: model)
             let remaining = Float(h.layers.count - i)
-            let residuals = zip(z, activations.residuals).map { target, current in zip(target, current).map { ($0 - $1) / remaining } }
+            var residuals = zip(z, activations.residuals).map { target, current in zip(target, current).map { ($0 - $1) / remaining } }
+            if let norm = model.transformer.weights.blocks[layer].postFeedForwardNorm, let outputs = activations.outputs {
+                // Gemma: the MLP output reaches the residual through a norm; write the output
+                // change that moves the norm's output by the residual.
+                residuals = zip(residuals, outputs).map { r, m in
+                    normInputChange(moving: r, output: m, weight: norm.scalars, epsilon: model.config.normEpsilon)
+                }
+            }
             let (left, right) = try solve(layer, LayerTargets(keys: activations.keys, residuals: residuals))
             guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
                 throw EditorError.notFinite(method: method, detail: "the update of layer \(layer)")
@@ -175,19 +173,55 @@ enum MassEditing {
     }
 
     /// Per request: the key at `keyLayer` averaged over its contexts, and the residual at
-    /// `residualLayer` on the bare prompt (context 0), both at the subject's last token.
+    /// `residualLayer` on the bare prompt (context 0), both at the subject's last token; with
+    /// output norms, also the MLP output of `keyLayer` before its norm (bare prompt).
     static func subjectActivations(
         _ contexts: [[PreparedRequest]], keyLayer: Int, residualLayer: Int, model: LanguageModel
-    ) throws -> (keys: [[Float]], residuals: [[Float]]) {
+    ) throws -> (keys: [[Float]], residuals: [[Float]], outputs: [[Float]]?) {
         let all = contexts.flatMap { $0 }
         let keyPoint = HookKey(.feedForwardHidden, layer: keyLayer), residualPoint = HookKey(.layerOutput, layer: residualLayer)
-        let captured = try LocateThenEdit.subjectActivations(all, at: [keyPoint, residualPoint], model: model)
-        var residuals: [[Float]] = [], row = 0
+        let outputPoint = HookKey(.feedForwardOutput, layer: keyLayer)
+        let points = model.config.outputNorms ? [keyPoint, residualPoint, outputPoint] : [keyPoint, residualPoint]
+        let captured = try LocateThenEdit.subjectActivations(all, at: points, model: model)
+        var residuals: [[Float]] = [], outputs: [[Float]] = [], row = 0
         for group in contexts {
             residuals.append(captured[residualPoint]![row])
+            if let rows = captured[outputPoint] { outputs.append(rows[row]) }
             row += group.count
         }
-        return (meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals)
+        return (meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals,
+                model.config.outputNorms ? outputs : nil)
+    }
+
+    /// The change of `m`, the input of an RMSNorm with weight `w` (Gemma's post-feed-forward
+    /// norm), that moves the norm's output `y = w ⊙ m / rms(m)` by `r`, as closely as any input can.
+    ///
+    /// The outputs an input can reach are `w ⊙ v` with `rms(v) = 1` (the norm drops the scale).
+    /// The closest to `y + r` is `v = w ⊙ (y + r) / (w² + λ)` with the `λ` that puts `rms(v)` at 1
+    /// (a Lagrange multiplier, found by bisection: `rms(v)` falls as `λ` grows); the new input
+    /// is `v` at `m`'s scale, so the key write changes the output no more than it has to.
+    static func normInputChange(moving r: [Float], output m: [Float], weight w: [Float], epsilon: Float) -> [Float] {
+        let c = Double(m.count)
+        let meanSquare = m.reduce(0.0) { $0 + Double($1) * Double($1) } / c
+        let rms = (meanSquare + Double(epsilon)).squareRoot()
+        let wanted = m.indices.map { Double(w[$0]) * Double(m[$0]) / rms + Double(r[$0]) }
+        let squares = w.map { Double($0) * Double($0) }
+        func v(_ lambda: Double) -> [Double] {
+            squares.indices.map { j in squares[j] + lambda > 0 ? Double(w[j]) * wanted[j] / (squares[j] + lambda) : 0 }
+        }
+        func rmsOf(_ lambda: Double) -> Double { (v(lambda).reduce(0) { $0 + $1 * $1 } / c).squareRoot() }
+        var low = -(squares.filter { $0 > 0 }.min() ?? 0) * (1 - 1e-12), high = max(1, squares.max() ?? 1)
+        while rmsOf(high) > 1 { high *= 4 }
+        if rmsOf(low) > 1 {
+            for _ in 0..<200 {
+                let middle = (low + high) / 2
+                if rmsOf(middle) > 1 { low = middle } else { high = middle }
+            }
+        } else {
+            high = low
+        }
+        let scale = meanSquare.squareRoot()
+        return zip(v(high), m).map { Float($0 * scale - Double($1)) }
     }
 
     /// The mean of each request's rows (its prompt in every context), rows in request order.
@@ -302,13 +336,18 @@ public final class MEMIT: Editor, @unchecked Sendable {
         return factor
     }
 
+    /// A C estimated from fewer tokens than its order is singular: the ridge grows (1e-6, 1e-4,
+    /// 1e-2 of the mean diagonal) until the factor exists.
     static func factor(_ c: Tensor) throws -> DenseSolve.CholeskyFactor {
         let n = c.shape[0], values = c.scalars.map(Double.init)
         do {
             return try DenseSolve.CholeskyFactor(values, order: n)
         } catch {
-            let trace = (0..<n).reduce(0.0) { $0 + values[$1 * n + $1] }
-            return try DenseSolve.CholeskyFactor(values, order: n, ridge: 1e-6 * trace / Double(n))
+            let meanDiagonal = (0..<n).reduce(0.0) { $0 + values[$1 * n + $1] } / Double(n)
+            for relative in [1e-6, 1e-4] {
+                if let factor = try? DenseSolve.CholeskyFactor(values, order: n, ridge: relative * meanDiagonal) { return factor }
+            }
+            return try DenseSolve.CholeskyFactor(values, order: n, ridge: 1e-2 * meanDiagonal)
         }
     }
 }
