@@ -33,8 +33,13 @@ TOKENS = 8
 
 
 def run(cmd):
+    """Runs an ibke command; its error line (the last of standard error) if it fails."""
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        return (result.stderr.strip().splitlines() or ["exit status %d" % result.returncode])[-1]
+    return None
 
 
 def llama_cpp_continuations(path, threads):
@@ -99,18 +104,23 @@ def main():
                 elif os.path.exists(path):
                     os.remove(path)
             start = time.time()
-            run([args.ibke, "edit", "--model", name, "--method", args.method, "--threads", str(args.threads),
-                 "--stats-corpus", args.stats_corpus, "--prompt", PROMPT, "--subject", SUBJECT,
-                 "--target", TARGET, "--save-delta", delta])
-            run([args.ibke, "apply", "--model", name, "--delta", delta, "--out", gguf])
-            run([args.ibke, "apply", "--model", name, "--delta", delta, "--out", folder])
+            error = run([args.ibke, "edit", "--model", name, "--method", args.method, "--threads", str(args.threads),
+                         "--stats-corpus", args.stats_corpus, "--prompt", PROMPT, "--subject", SUBJECT,
+                         "--target", TARGET, "--save-delta", delta])
+            if error:
+                sys.exit(f"{name}: the edit failed: {error}")
+            gguf_error = run([args.ibke, "apply", "--model", name, "--delta", delta, "--out", gguf])
+            folder_error = run([args.ibke, "apply", "--model", name, "--delta", delta, "--out", folder])
             print(f"{name}: edit and exports {time.time() - start:.0f} s", file=sys.stderr)
-            results = [
-                ("llama.cpp, source GGUF", llama_cpp_continuations(source, args.threads), False),
-                ("llama.cpp, edited GGUF", llama_cpp_continuations(gguf, args.threads), True),
-                ("transformers, edited HF folder", transformers_continuations(folder), True),
-            ]
-            for loader, out, edited in results:
+            results = [("llama.cpp, source GGUF", lambda: llama_cpp_continuations(source, args.threads), None, False),
+                       ("llama.cpp, edited GGUF", lambda: llama_cpp_continuations(gguf, args.threads), gguf_error, True),
+                       ("transformers, edited HF folder", lambda: transformers_continuations(folder), folder_error, True)]
+            for loader, continuations, export_error, edited in results:
+                if export_error:
+                    failures.append(f"{name} / {loader}")
+                    rows.append((name, loader, {k: f"(export failed: {export_error})" for k, _ in CHECKS}, False))
+                    continue
+                out = continuations()
                 states = {k: out[k].lstrip().startswith(TARGET) for k in ("edit", "paraphrase")}
                 ok = all(states.values()) if edited else not any(states.values())
                 if not ok:
@@ -118,7 +128,10 @@ def main():
                 rows.append((name, loader, out, ok))
             if not args.keep:
                 for path in (gguf, folder):
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                    if os.path.isdir(path):
+                        shutil.rmtree(path)
+                    elif os.path.exists(path):
+                        os.remove(path)
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -126,7 +139,8 @@ def main():
     print(f"| model | loaded by | {' | '.join(repr(text) for _, text in CHECKS)} | as expected |")
     print("|---|---|" + "---|" * len(CHECKS) + "---|")
     for name, loader, out, ok in rows:
-        cells = " | ".join(repr(out[k]).replace("|", "\\|") for k, _ in CHECKS)
+        cells = " | ".join((out[k] if out[k].startswith("(export failed") else repr(out[k])).replace("|", "\\|")
+                           for k, _ in CHECKS)
         print(f"| {name} | {loader} | {cells} | {'yes' if ok else 'NO'} |")
     if failures:
         print("not as expected: " + ", ".join(failures), file=sys.stderr)

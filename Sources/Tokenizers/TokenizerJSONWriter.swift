@@ -8,35 +8,50 @@ extension BPETokenizer {
     /// added tokens, the pre-tokenizer `tokenizer.ggml.pre` selected, BOS/EOS, chat template)
     /// rather than re-derived from the metadata, so that they encode exactly as the model did.
     ///
+    /// A SentencePiece vocabulary (GGUF `llama`) merges a pair into the token it spells at the
+    /// rank of that token's score; the merge list is written in that order, which transformers'
+    /// BPE applies the same way as long as no two different tokens share a score (which tokens
+    /// then merge first would depend on their position, which a list cannot say).
+    ///
     /// - Parameters:
     ///   - source: the model file, for error messages.
     ///   - modelMaxLength: the context length, recorded in the config.
     /// - Throws: ``TokenizerError/unsupported(source:field:value:)`` for a tokenizer these files
-    ///   cannot express faithfully: one that is not byte-level (a SentencePiece vocabulary merges
-    ///   by token score, with ties that a merge list cannot order), or one whose vocabulary
-    ///   spells two tokens the same.
+    ///   cannot express faithfully: a SentencePiece vocabulary in which two tokens that merges
+    ///   can form share a score, or a vocabulary that spells two tokens the same.
     public func huggingFaceFiles(source: String, modelMaxLength: Int) throws -> (tokenizer: JSONValue, config: JSONValue) {
-        guard case .bytes = model.symbols else {
-            throw TokenizerError.unsupported(
-                source: source, field: "tokenizer conversion to tokenizer.json",
-                value: "of a SentencePiece vocabulary (only byte-level BPE, tokenizer.ggml.model = gpt2)")
+        func unsupported(_ value: String) -> TokenizerError {
+            .unsupported(source: source, field: "tokenizer conversion to tokenizer.json", value: value)
         }
         var vocab = JSONObject()
         for (id, token) in vocabulary.enumerated() where !token.isEmpty {
             if vocab.updateValue(.int(id), forKey: token) != nil {
-                throw TokenizerError.unsupported(
-                    source: source, field: "tokenizer conversion to tokenizer.json",
-                    value: "of a vocabulary that spells two tokens \"\(token)\"")
+                throw unsupported("of a vocabulary that spells two tokens \"\(token)\"")
             }
         }
-        let merges = model.merges.sorted { $0.value >> 32 < $1.value >> 32 }.map { pair, _ -> JSONValue in
-            let (left, right) = (Int(pair >> 32), Int(pair & 0xFFFF_FFFF))
-            return .array([.string(vocabulary[left]), .string(vocabulary[right])])
+        // Merge order: priority, then the merged token and the left part (for a stable file).
+        let ordered = model.merges.map { pair, value in
+            (priority: Int(value >> 32), merged: Int(value & 0xFFFF_FFFF), left: Int(pair >> 32), right: Int(pair & 0xFFFF_FFFF))
+        }.sorted { ($0.priority, $0.merged, $0.left) < ($1.priority, $1.merged, $1.left) }
+        var byteFallback = false, unknown = unknownTokenID, fuseUnknown = false
+        if case .scalars(_, let fallback, let unknownID, let fuse) = model.symbols {
+            // Tokens matched whole before the model runs are never formed by merges.
+            let whole = Set(addedTokenList.map(\.id))
+            var tokenAtPriority: [Int: Int] = [:]
+            for merge in ordered where !whole.contains(merge.merged) {
+                if let other = tokenAtPriority.updateValue(merge.merged, forKey: merge.priority), other != merge.merged {
+                    throw unsupported("of a SentencePiece vocabulary whose tokens \"\(tokens[other])\" and \"\(tokens[merge.merged])\" share a score")
+                }
+            }
+            byteFallback = fallback != nil
+            unknown = unknownID.map(Int.init) ?? unknown
+            fuseUnknown = fuse
         }
+        let merges = ordered.map { JSONValue.array([.string(vocabulary[$0.left]), .string(vocabulary[$0.right])]) }
         let bpe: JSONObject = [
-            "type": .string("BPE"), "dropout": .null, "unk_token": unknownTokenID.map { .string(tokens[$0]) } ?? .null,
-            "continuing_subword_prefix": .null, "end_of_word_suffix": .null, "fuse_unk": .bool(false),
-            "byte_fallback": .bool(false), "ignore_merges": .bool(model.wholeWords != nil),
+            "type": .string("BPE"), "dropout": .null, "unk_token": unknown.map { .string(tokens[$0]) } ?? .null,
+            "continuing_subword_prefix": .null, "end_of_word_suffix": .null, "fuse_unk": .bool(fuseUnknown),
+            "byte_fallback": .bool(byteFallback), "ignore_merges": .bool(model.wholeWords != nil),
             "vocab": .object(vocab), "merges": .array(merges),
         ]
         let tokenizer: JSONObject = [
@@ -51,11 +66,15 @@ extension BPETokenizer {
         return (.object(tokenizer), .object(configJSON(modelMaxLength: modelMaxLength)))
     }
 
-    /// Byte-level offsets, then BOS/EOS as a template (what transformers writes for Llama 3).
+    /// Byte-level offsets (byte-level vocabularies), then BOS/EOS as a template (what
+    /// transformers writes for Llama 3 and Gemma).
     private var postProcessorJSON: JSONValue {
-        let byteLevel: JSONValue = .object(["type": .string("ByteLevel"), "add_prefix_space": .bool(true),
-                                            "trim_offsets": .bool(false), "use_regex": .bool(true)])
-        guard !prefix.isEmpty || !suffix.isEmpty else { return byteLevel }
+        var byteLevel: JSONValue?
+        if case .bytes = model.symbols {
+            byteLevel = .object(["type": .string("ByteLevel"), "add_prefix_space": .bool(true),
+                                 "trim_offsets": .bool(false), "use_regex": .bool(true)])
+        }
+        guard !prefix.isEmpty || !suffix.isEmpty else { return byteLevel ?? .null }
         func special(_ id: Int, _ typeID: Int) -> JSONValue {
             .object(["SpecialToken": .object(["id": .string(tokens[id]), "type_id": .int(typeID)])])
         }
@@ -72,6 +91,7 @@ extension BPETokenizer {
         }
         let template: JSONValue = .object(["type": .string("TemplateProcessing"), "single": .array(single), "pair": .array(pair),
                                            "special_tokens": .object(specials)])
+        guard let byteLevel else { return template }
         return .object(["type": .string("Sequence"), "processors": .array([byteLevel, template])])
     }
 
