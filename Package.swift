@@ -30,7 +30,9 @@ let package = Package(
         ),
 
         // MARK: Library modules (dependency order)
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"]),
+        // Dot products on GGUF quantized blocks (C: per-function AVX2 targets chosen at run time).
+        .target(name: "CQuantKernels"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CQuantKernels"]),
         .target(name: "ModelFormats", dependencies: ["TensorCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Tokenizers", dependencies: ["ModelFormats"]),
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),

@@ -37,8 +37,14 @@ struct Bench: ParsableCommand {
             help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend for --edits (default: the committed one).",
                                valueName: "method=file"))
     var editorFiles: [String] = []
+    @Flag(help: "Measure the quantized matrix-vector kernels instead: each GGUF format on a 8192×8192 matrix, against float32 sgemv and the memory bound (no model is loaded).")
+    var kernels = false
 
     func run() throws {
+        if kernels {
+            benchQuantizedKernels(threads: model.threads ?? 2, repeats: repeats)
+            return
+        }
         var model = self.model
         model.threads = model.threads ?? 2
         let threads = model.threads!
@@ -101,6 +107,37 @@ struct Bench: ParsableCommand {
         print(String(format: "decode (after 32 tokens): %6.1f tokens/s  %6.2f ms/token  %6.1f GB/s of fp32 weights", 1 / decodeSeconds, decodeSeconds * 1e3, decodeBandwidth / 1e9))
         print(String(format: "ratio prefill-512 / GEMM peak: %.0f%% (live) %.0f%% (MACHINE.md 205 GFLOP/s)", 100 * prefill512 / gemmPeak, 100 * prefill512 / 205e9))
         print(String(format: "ratio decode / bandwidth bound: %.0f%% (live) %.0f%% (MACHINE.md 38.3 GB/s)", 100 * decodeBandwidth / bandwidth, 100 * decodeBandwidth / 38.3e9))
+    }
+}
+
+/// The quantized matrix-vector kernels: weights/s and bytes/s of each format on a matrix far
+/// larger than the caches (random blocks: the speed does not depend on the values), against
+/// OpenBLAS's float32 product of a matrix of the same shape and the streaming-read bound.
+func benchQuantizedKernels(threads: Int, repeats: Int) {
+    ComputeThreads.set(threads)
+    let rows = 8192, columns = 8192, weights = Double(rows * columns)
+    let bandwidth = measureReadBandwidth()
+    print(String(format: "machine: streaming read %.1f GB/s (live), %d threads; quantized kernels: %@", bandwidth / 1e9, threads,
+                 QuantizedKernels.usesAVX2 ? "AVX2" : "portable C"))
+    var rng = SplitMix64(seed: 7)
+    let x = Tensor(shape: [columns], values: (0..<columns).map { _ in 2 * rng.nextUnit() - 1 })
+    let y = Tensor(zeros: [rows])
+    let dense = Tensor(shape: [rows, columns], values: (0..<(rows * columns)).map { _ in 2 * rng.nextUnit() - 1 })
+    let f32 = best(of: repeats) { MatMul.linear(x.pointer, rows: 1, ldx: columns, weight: dense, into: y.pointer, ldy: rows) }
+    print(String(format: "f32   sgemv: %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound)", weights / f32 / 1e9,
+                 4 * weights / f32 / 1e9, 100 * 4 * weights / f32 / bandwidth))
+    for format in QuantizedFormat.allCases {
+        let bytes = rows * columns / format.blockSize * format.bytesPerBlock
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { storage.deallocate() }
+        let words = storage.bindMemory(to: UInt64.self, capacity: bytes / 8)
+        for i in 0..<(bytes / 8) { words[i] = rng.next() }
+        let seconds = best(of: repeats) {
+            QuantizedKernels.matrixVector(format, weights: storage, rows: rows, columns: columns, x.pointer, into: y.pointer)
+        }
+        print(String(format: "%-5@ gemv:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32",
+                     "\(format)", weights / seconds / 1e9, Double(bytes) / seconds / 1e9,
+                     100 * Double(bytes) / seconds / bandwidth, f32 / seconds))
     }
 }
 

@@ -1,0 +1,64 @@
+import CQuantKernels
+
+/// A GGUF block format that the quantized kernels compute with directly.
+public enum QuantizedFormat: Int32, Sendable, CaseIterable {
+    case f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
+
+    /// Elements per block.
+    public var blockSize: Int {
+        switch self {
+        case .f16, .bf16: 1
+        case .q4_0, .q4_1, .q5_0, .q8_0: 32
+        case .q4_K, .q5_K, .q6_K: 256
+        }
+    }
+
+    /// Bytes per block.
+    public var bytesPerBlock: Int {
+        switch self {
+        case .f16, .bf16: 2
+        case .q4_0: 18
+        case .q4_1: 20
+        case .q5_0: 22
+        case .q8_0: 34
+        case .q4_K: 144
+        case .q5_K: 176
+        case .q6_K: 210
+        }
+    }
+}
+
+/// Products of quantized weight rows with float32 vectors, computed from the blocks
+/// (`Sources/CQuantKernels`: portable C, and AVX2 kernels chosen at run time).
+public enum QuantizedKernels {
+    /// Whether this CPU runs the AVX2 kernels.
+    public static var usesAVX2: Bool { ibke_quant_simd_level() >= 2 }
+
+    /// `Σ w·x` over `blocks` blocks of `format` at `row` and `blocks · blockSize` floats at `x`.
+    @inline(__always)
+    public static func dot(_ format: QuantizedFormat, row: UnsafeRawPointer, _ x: UnsafePointer<Float>, blocks: Int) -> Float {
+        ibke_quant_dot(format.rawValue, row, x, Int32(blocks))
+    }
+
+    /// The same with the portable kernels, whatever the CPU.
+    public static func portableDot(_ format: QuantizedFormat, row: UnsafeRawPointer, _ x: UnsafePointer<Float>, blocks: Int) -> Float {
+        ibke_quant_dot_portable(format.rawValue, row, x, Int32(blocks))
+    }
+
+    /// `y[r] = W[r] · x` for the `rows` rows of a `[rows, columns]` matrix in `format` at
+    /// `weights` (each row whole blocks), in parallel over blocks of rows: the decode-time
+    /// matrix-vector product, reading each weight byte once.
+    public static func matrixVector(
+        _ format: QuantizedFormat, weights: UnsafeRawPointer, rows: Int, columns: Int,
+        _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
+    ) {
+        precondition(columns % format.blockSize == 0, "\(columns) columns are not whole \(format) blocks")
+        let blocks = columns / format.blockSize, rowBytes = blocks * format.bytesPerBlock
+        let chunk = 64
+        parallelFor((rows + chunk - 1) / chunk) { c in
+            for r in (c * chunk)..<min(rows, (c + 1) * chunk) {
+                y[r] = ibke_quant_dot(format.rawValue, weights + r * rowBytes, x, Int32(blocks))
+            }
+        }
+    }
+}
