@@ -1,4 +1,4 @@
-// Portable kernels for every format, and AVX2+FMA kernels for the formats of the catalogue
+// Portable kernels for every format, and AVX2+FMA+F16C kernels for the formats of the catalogue
 // models (Q4_1, Q4_K, Q6_K, Q8_0), chosen once at run time from the CPU's features: the
 // binary runs on any x86-64 and uses AVX2 where it exists. (Swift SIMD was measured first: its
 // vector integer-to-float conversions compile to scalar code, 0.05-0.9 GB/s of Q4_K rows on one
@@ -199,10 +199,122 @@ float ibke_quant_dot_portable(int type, const void *row, const float *x, int blo
     }
 }
 
+
+// MARK: - Portable, on quantized activations
+
+void ibke_quantize_activations(const float *x, int n, signed char *q, float *scales, float *sums) {
+    for (int b = 0; b < n / 32; b++, x += 32, q += 32) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float d = amax / 127, inverse = d > 0 ? 1 / d : 0;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            int v = (int)lrintf(x[i] * inverse);
+            q[i] = (signed char)(v > 127 ? 127 : v < -127 ? -127 : v);
+            sum += q[i];
+        }
+        scales[b] = d;
+        sums[b] = d * (float)sum;
+    }
+}
+
+int ibke_quant_has_q8(int type) {
+    return type == IBKE_QUANT_Q4_0 || type == IBKE_QUANT_Q4_1 || type == IBKE_QUANT_Q8_0 || type == IBKE_QUANT_Q4_K ||
+           type == IBKE_QUANT_Q6_K;
+}
+
+static float q8_q8_0(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    float sum = 0;
+    for (int b = 0; b < blocks; b++, p += 34, q += 32) {
+        int s = 0;
+        for (int i = 0; i < 32; i++) s += (int8_t)p[2 + i] * q[i];
+        sum += fp16(p) * d[b] * (float)s;
+    }
+    return sum;
+}
+
+static float q8_q4_0(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    float sum = 0;
+    for (int b = 0; b < blocks; b++, p += 18, q += 32) {
+        int s = 0;
+        for (int l = 0; l < 16; l++) s += ((p[2 + l] & 15) - 8) * q[l] + ((p[2 + l] >> 4) - 8) * q[l + 16];
+        sum += fp16(p) * d[b] * (float)s;
+    }
+    return sum;
+}
+
+static float q8_q4_1(const uint8_t *p, const int8_t *q, const float *d, const float *sums, int blocks) {
+    float sum = 0;
+    for (int b = 0; b < blocks; b++, p += 20, q += 32) {
+        int s = 0;
+        for (int l = 0; l < 16; l++) s += (p[4 + l] & 15) * q[l] + (p[4 + l] >> 4) * q[l + 16];
+        sum += fp16(p) * d[b] * (float)s + fp16(p + 2) * sums[b];
+    }
+    return sum;
+}
+
+static float q8_q4_k(const uint8_t *p, const int8_t *q, const float *d, const float *sums, int blocks) {
+    float sum = 0;
+    for (int b = 0; b < blocks; b++, p += 144, q += 256, d += 8, sums += 8) {
+        float s = 0, m = 0;
+        for (int g = 0; g < 8; g++) {
+            int scale, min;
+            scale_min_k4(p + 4, g, &scale, &min);
+            const uint8_t *w = p + 16 + 32 * (g / 2);
+            int shift = 4 * (g % 2), gs = 0;
+            for (int l = 0; l < 32; l++) gs += ((w[l] >> shift) & 15) * q[32 * g + l];
+            s += (float)scale * d[g] * (float)gs;
+            m += (float)min * sums[g];
+        }
+        sum += fp16(p) * s - fp16(p + 2) * m;
+    }
+    return sum;
+}
+
+static float q8_q6_k(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    float sum = 0;
+    for (int b = 0; b < blocks; b++, p += 210, q += 256, d += 8) {
+        float s = 0;
+        for (int a = 0; a < 2; a++) {
+            for (int group = 0; group < 8; group++) {
+                int gs = 0;
+                for (int t = 16 * group; t < 16 * group + 16; t++) {
+                    int low = (p[64 * a + t % 64] >> (4 * (t / 64))) & 15;
+                    int high = (p[128 + 32 * a + t % 32] >> (2 * (t / 32))) & 3;
+                    gs += ((low | high << 4) - 32) * q[128 * a + t];
+                }
+                s += (float)(int8_t)p[192 + 8 * a + group] * d[(128 * a + 16 * group) / 32] * (float)gs;
+            }
+        }
+        sum += fp16(p + 208) * s;
+    }
+    return sum;
+}
+
+float ibke_quant_dot_q8_portable(int type, const void *row, const signed char *q, const float *scales,
+                                 const float *sums, int blocks) {
+    const uint8_t *p = row;
+    switch (type) {
+    case IBKE_QUANT_Q8_0: return q8_q8_0(p, q, scales, blocks);
+    case IBKE_QUANT_Q4_0: return q8_q4_0(p, q, scales, blocks);
+    case IBKE_QUANT_Q4_1: return q8_q4_1(p, q, scales, sums, blocks);
+    case IBKE_QUANT_Q4_K: return q8_q4_k(p, q, scales, sums, blocks);
+    case IBKE_QUANT_Q6_K: return q8_q6_k(p, q, scales, blocks);
+    default: return NAN;
+    }
+}
+
 // MARK: - AVX2 + FMA
 
 #ifdef IBKE_X86
-#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/// fp16 to float with F16C (one instruction instead of the portable bit manipulation).
+AVX2 static inline float fp16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
 
 AVX2 static inline float hsum(__m256 v) {
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -231,7 +343,7 @@ AVX2 static float avx2_q8_0(const uint8_t *p, const float *x, int blocks) {
     for (int b = 0; b < blocks; b++, p += 34, x += 32) {
         __m256 acc = fma16_i8(_mm_loadu_si128((const __m128i *)(p + 2)), x, _mm256_setzero_ps());
         acc = fma16_i8(_mm_loadu_si128((const __m128i *)(p + 18)), x + 16, acc);
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p)), acc, total);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), acc, total);
     }
     return hsum(total);
 }
@@ -245,8 +357,8 @@ AVX2 static float avx2_q4_1(const uint8_t *p, const float *x, int blocks) {
         acc = fma16_u8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4), x + 16, acc);
         __m256 xs = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
                                   _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p)), acc, total);
-        totalX = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p + 2)), xs, totalX);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), acc, total);
+        totalX = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 2)), xs, totalX);
     }
     return hsum(_mm256_add_ps(total, totalX));
 }
@@ -277,8 +389,8 @@ AVX2 static float avx2_q4_k(const uint8_t *p, const float *x, int blocks) {
             mins = _mm256_fmadd_ps(_mm256_set1_ps((float)m0), xsl, mins);
             mins = _mm256_fmadd_ps(_mm256_set1_ps((float)m1), xsh, mins);
         }
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p)), block, total);
-        totalMin = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p + 2)), mins, totalMin);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), block, total);
+        totalMin = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 2)), mins, totalMin);
     }
     return hsum(_mm256_sub_ps(total, totalMin));
 }
@@ -301,7 +413,114 @@ AVX2 static float avx2_q6_k(const uint8_t *p, const float *x, int blocks) {
                 block = _mm256_fmadd_ps(_mm256_set1_ps((float)(int8_t)p[192 + 8 * a + group]), acc, block);
             }
         }
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16(p + 208)), block, total);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 208)), block, total);
+    }
+    return hsum(total);
+}
+/// Σ over 32 lanes of u8 `w` × i8 `x`, as 8 int32 sums.
+AVX2 static inline __m256i dot_u8_i8(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+/// Σ over 32 lanes of i8 `w` × i8 `x` (maddubs takes one unsigned operand: |w| and x with w's sign).
+AVX2 static inline __m256i dot_i8_i8(__m256i w, __m256i x) {
+    return dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+AVX2 static float avx2_q8_q8_0(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    __m256 total = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, p += 34, q += 32) {
+        __m256i s = dot_i8_i8(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_loadu_si256((const __m256i *)q));
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p) * d[b]), _mm256_cvtepi32_ps(s), total);
+    }
+    return hsum(total);
+}
+
+/// The 32 nibbles of 16 bytes as u8 lanes: low nibbles in lanes 0-15, high nibbles in 16-31.
+AVX2 static inline __m256i nibbles16(const uint8_t *p) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+AVX2 static float avx2_q8_q4_0(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    __m256 total = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int b = 0; b < blocks; b++, p += 18, q += 32) {
+        __m256i w = _mm256_sub_epi8(nibbles16(p + 2), eight);
+        __m256i s = dot_i8_i8(w, _mm256_loadu_si256((const __m256i *)q));
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p) * d[b]), _mm256_cvtepi32_ps(s), total);
+    }
+    return hsum(total);
+}
+
+AVX2 static float avx2_q8_q4_1(const uint8_t *p, const int8_t *q, const float *d, const float *sums, int blocks) {
+    __m256 total = _mm256_setzero_ps();
+    float offsets = 0;
+    for (int b = 0; b < blocks; b++, p += 20, q += 32) {
+        __m256i s = dot_u8_i8(nibbles16(p + 4), _mm256_loadu_si256((const __m256i *)q));
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p) * d[b]), _mm256_cvtepi32_ps(s), total);
+        offsets += fp16c(p + 2) * sums[b];
+    }
+    return hsum(total) + offsets;
+}
+
+AVX2 static float avx2_q8_q4_k(const uint8_t *p, const int8_t *q, const float *d, const float *sums, int blocks) {
+    const __m256i low4 = _mm256_set1_epi8(15);
+    __m256 total = _mm256_setzero_ps();
+    float mins = 0;
+    for (int b = 0; b < blocks; b++, p += 144, q += 256, d += 8, sums += 8) {
+        float dd = fp16c(p), dmin = fp16c(p + 2), m = 0;
+        __m256 block = _mm256_setzero_ps();
+        for (int c = 0; c < 4; c++) {
+            int s0, m0, s1, m1;
+            scale_min_k4(p + 4, 2 * c, &s0, &m0);
+            scale_min_k4(p + 4, 2 * c + 1, &s1, &m1);
+            __m256i bytes = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
+            __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+            __m256i slo = dot_u8_i8(lo, _mm256_loadu_si256((const __m256i *)(q + 64 * c)));
+            __m256i shi = dot_u8_i8(hi, _mm256_loadu_si256((const __m256i *)(q + 64 * c + 32)));
+            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s0 * d[2 * c]), _mm256_cvtepi32_ps(slo), block);
+            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s1 * d[2 * c + 1]), _mm256_cvtepi32_ps(shi), block);
+            m += (float)m0 * sums[2 * c] + (float)m1 * sums[2 * c + 1];
+        }
+        total = _mm256_fmadd_ps(_mm256_set1_ps(dd), block, total);
+        mins += dmin * m;
+    }
+    return hsum(total) - mins;
+}
+
+AVX2 static float avx2_q8_q6_k(const uint8_t *p, const int8_t *q, const float *d, int blocks) {
+    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3), offset = _mm256_set1_epi8(32);
+    __m256 total = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, p += 210, q += 256, d += 8) {
+        __m256 block = _mm256_setzero_ps();
+        for (int a = 0; a < 2; a++) {
+            // 128 elements: t = 0-31 low nibbles of ql[0-31] with qh bits 0-1, 32-63 low nibbles
+            // of ql[32-63] with bits 2-3, 64-95 high nibbles of ql[0-31] with bits 4-5, 96-127
+            // high nibbles of ql[32-63] with bits 6-7.
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(p + 64 * a));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(p + 64 * a + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * a));
+            __m256i parts[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)),
+            };
+            for (int k = 0; k < 4; k++) {
+                // w - 32 as i8 times x: (w)·x − 32·x, with w unsigned in 0-63.
+                __m256i x = _mm256_loadu_si256((const __m256i *)(q + 128 * a + 32 * k));
+                __m256i products = _mm256_sub_epi16(_mm256_maddubs_epi16(parts[k], x), _mm256_maddubs_epi16(offset, x));
+                // Two groups of 16 with their own scales: lanes 0-7 and 8-15 of the i16 products.
+                __m256i sums32 = _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+                int j0 = 128 * a + 32 * k;
+                float s0 = (float)(int8_t)p[192 + j0 / 16], s1 = (float)(int8_t)p[192 + j0 / 16 + 1];
+                __m256 scales = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+                block = _mm256_fmadd_ps(_mm256_mul_ps(scales, _mm256_set1_ps(d[j0 / 32])), _mm256_cvtepi32_ps(sums32), block);
+            }
+        }
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 208)), block, total);
     }
     return hsum(total);
 }
@@ -317,7 +536,7 @@ int ibke_quant_simd_level(void) {
         level = 0;
 #ifdef IBKE_X86
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) level = 2;
 #endif
         __atomic_store_n(&simd_level, level, __ATOMIC_RELAXED);
     }
@@ -337,4 +556,21 @@ float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
     }
 #endif
     return ibke_quant_dot_portable(type, row, x, blocks);
+}
+
+float ibke_quant_dot_q8(int type, const void *row, const signed char *q, const float *scales, const float *sums,
+                        int blocks) {
+#ifdef IBKE_X86
+    if (ibke_quant_simd_level() >= 2) {
+        switch (type) {
+        case IBKE_QUANT_Q8_0: return avx2_q8_q8_0(row, (const int8_t *)q, scales, blocks);
+        case IBKE_QUANT_Q4_0: return avx2_q8_q4_0(row, (const int8_t *)q, scales, blocks);
+        case IBKE_QUANT_Q4_1: return avx2_q8_q4_1(row, (const int8_t *)q, scales, sums, blocks);
+        case IBKE_QUANT_Q4_K: return avx2_q8_q4_k(row, (const int8_t *)q, scales, sums, blocks);
+        case IBKE_QUANT_Q6_K: return avx2_q8_q6_k(row, (const int8_t *)q, scales, blocks);
+        default: break;
+        }
+    }
+#endif
+    return ibke_quant_dot_q8_portable(type, row, (const int8_t *)q, scales, sums, blocks);
 }

@@ -138,6 +138,14 @@ func benchQuantizedKernels(threads: Int, repeats: Int) {
         print(String(format: "%-5@ gemv:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32",
                      "\(format)", weights / seconds / 1e9, Double(bytes) / seconds / 1e9,
                      100 * Double(bytes) / seconds / bandwidth, f32 / seconds))
+        guard QuantizedKernels.hasIntegerKernel(format) else { continue }
+        let integer = best(of: repeats) {
+            QuantizedKernels.matrixVectorQuantizedActivations(format, weights: storage, rows: rows, columns: columns, x.pointer,
+                                                              into: y.pointer)
+        }
+        print(String(format: "%-5@ int8:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32 (activations quantized to int8)",
+                     "\(format)", weights / integer / 1e9, Double(bytes) / integer / 1e9,
+                     100 * Double(bytes) / integer / bandwidth, f32 / integer))
     }
 }
 

@@ -61,4 +61,70 @@ public enum QuantizedKernels {
             }
         }
     }
+
+    /// Whether `format` has an integer kernel on quantized activations.
+    public static func hasIntegerKernel(_ format: QuantizedFormat) -> Bool { ibke_quant_has_q8(format.rawValue) != 0 }
+
+    /// `y[r] = W[r] · x̂` with x̂ the activations quantized to int8 per 32 elements (llama.cpp's
+    /// Q8 blocks): integer products of codes, several times fewer instructions per weight than
+    /// the float kernels, at the cost of x̂'s rounding (at most half a step per element).
+    /// Formats without an integer kernel use the float one.
+    public static func matrixVectorQuantizedActivations(
+        _ format: QuantizedFormat, weights: UnsafeRawPointer, rows: Int, columns: Int,
+        _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
+    ) {
+        guard hasIntegerKernel(format) else {
+            matrixVector(format, weights: weights, rows: rows, columns: columns, x, into: y)
+            return
+        }
+        precondition(columns % 256 == 0 || (format.blockSize == 32 && columns % 32 == 0),
+                     "\(columns) columns are not whole \(format) blocks")
+        let blocks = columns / format.blockSize, rowBytes = blocks * format.bytesPerBlock
+        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: columns)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: columns / 32)
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: columns / 32)
+        defer { codes.deallocate(); scales.deallocate(); sums.deallocate() }
+        ibke_quantize_activations(x, Int32(columns), codes, scales, sums)
+        let chunk = 64
+        parallelFor((rows + chunk - 1) / chunk) { c in
+            for r in (c * chunk)..<min(rows, (c + 1) * chunk) {
+                y[r] = ibke_quant_dot_q8(format.rawValue, weights + r * rowBytes, codes, scales, sums, Int32(blocks))
+            }
+        }
+    }
+
+    /// Activations quantized for the integer kernels: codes, per-32 scales and scaled sums.
+    public struct QuantizedActivations {
+        public var codes: [Int8]
+        public var scales: [Float]
+        public var sums: [Float]
+
+        public init(_ x: UnsafePointer<Float>, count: Int) {
+            precondition(count % 32 == 0, "\(count) activations are not whole blocks of 32")
+            codes = [Int8](repeating: 0, count: count)
+            scales = [Float](repeating: 0, count: count / 32)
+            sums = [Float](repeating: 0, count: count / 32)
+            codes.withUnsafeMutableBufferPointer { q in
+                scales.withUnsafeMutableBufferPointer { d in
+                    sums.withUnsafeMutableBufferPointer { ibke_quantize_activations(x, Int32(count), q.baseAddress, d.baseAddress, $0.baseAddress) }
+                }
+            }
+        }
+
+        /// The value each code stands for, `code · scale`.
+        public var values: [Float] { codes.indices.map { Float(codes[$0]) * scales[$0 / 32] } }
+    }
+
+    /// `Σ w·x̂` over `blocks` blocks at `row` (dispatching, or the portable C kernel).
+    public static func dot(_ format: QuantizedFormat, row: UnsafeRawPointer, _ x: QuantizedActivations, blocks: Int,
+                           portable: Bool = false) -> Float {
+        x.codes.withUnsafeBufferPointer { q in
+            x.scales.withUnsafeBufferPointer { d in
+                x.sums.withUnsafeBufferPointer { s in
+                    (portable ? ibke_quant_dot_q8_portable : ibke_quant_dot_q8)(
+                        format.rawValue, row, q.baseAddress, d.baseAddress, s.baseAddress, Int32(blocks))
+                }
+            }
+        }
+    }
 }

@@ -84,4 +84,33 @@ import TensorCore
             }
         }
     }
+
+    /// The integer kernels on quantized activations equal the exact product with the
+    /// activations replaced by what their codes stand for (the weights' codes and the
+    /// activations' codes multiply exactly; only the final scaling rounds), and stay within the
+    /// activations' rounding (half a step per element) of the float product.
+    @Test(arguments: QuantizedFormat.allCases.filter(QuantizedKernels.hasIntegerKernel))
+    func integerKernelsMatchTheQuantizedActivations(_ format: QuantizedFormat) throws {
+        let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
+        let blocks = 4096 / format.blockSize, n = 4096
+        let bytes = Self.randomBlocks(format, count: blocks, seed: UInt64(format.rawValue) + 100)
+        var rng = SplitMix64(seed: 17)
+        let x = (0..<n).map { _ in 2 * rng.nextUnit() - 1 }
+        var weights = [Float](repeating: 0, count: n)
+        bytes.withUnsafeBytes { raw in
+            weights.withUnsafeMutableBufferPointer { type.dequantize(raw.baseAddress!, into: $0.baseAddress!, elementCount: n) }
+        }
+        let activations = x.withUnsafeBufferPointer { QuantizedKernels.QuantizedActivations($0.baseAddress!, count: n) }
+        let xHat = activations.values
+        let onCodes = zip(weights, xHat).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let scale = zip(weights, xHat).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
+        let exact = zip(weights, x).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let rounding = weights.indices.reduce(0.0) { $0 + abs(Double(weights[$1])) * Double(activations.scales[$1 / 32]) / 2 }
+        for portable in [false, true] {
+            let result = bytes.withUnsafeBytes { QuantizedKernels.dot(format, row: $0.baseAddress!, activations, blocks: blocks, portable: portable) }
+            #expect(abs(Double(result) - onCodes) <= 1e-5 * scale, "\(format) portable \(portable): \(result) against \(onCodes)")
+            #expect(abs(Double(result) - exact) <= rounding + 1e-5 * scale, "\(format): \(result) against the float \(exact)")
+        }
+        for i in 0..<n { #expect(abs(xHat[i] - x[i]) <= activations.scales[i / 32] / 2 * 1.0001) }
+    }
 }

@@ -24,6 +24,24 @@ float ibke_quant_dot_portable(int type, const void *row, const float *x, int blo
 /// The instruction set the dispatching kernels use on this CPU: 0 portable C, 2 AVX2 and FMA.
 int ibke_quant_simd_level(void);
 
+/// Quantizes `n` floats (a multiple of 32) for the integer kernels, as llama.cpp's Q8 blocks:
+/// per 32 elements a scale `scales[b] = max|x| / 127`, the int8 values `q`, and `sums[b]`, the
+/// block's sum of the quantized values times its scale (for the formats' offset terms).
+void ibke_quantize_activations(const float *x, int n, signed char *q, float *scales, float *sums);
+
+/// Whether ``ibke_quant_dot_q8`` has a kernel for `type`.
+int ibke_quant_has_q8(int type);
+
+/// Σ w·x̂ over `blocks` blocks of `type` at `row`, with x̂ the activations quantized by
+/// ``ibke_quantize_activations`` (from the first element of the row's span): integer products
+/// of the weights' and the activations' codes, scaled per block. NaN for a type without one.
+float ibke_quant_dot_q8(int type, const void *row, const signed char *q, const float *scales, const float *sums,
+                        int blocks);
+
+/// The same with the portable C kernels only.
+float ibke_quant_dot_q8_portable(int type, const void *row, const signed char *q, const float *scales,
+                                 const float *sums, int blocks);
+
 #ifdef __cplusplus
 }
 #endif
