@@ -39,7 +39,7 @@ struct Train: ParsableCommand {
                                                          valueName: "key=value"))
     var overrides: [String] = []
     @Option(help: "The editor file to write.") var out: String
-    @Flag(help: "Continue from OUT.checkpoint/.") var resume = false
+    @Flag(help: "Continue from OUT.checkpoint/ with the same settings, or a larger steps once β has warmed up.") var resume = false
     @Option(help: ArgumentHelp("Start from the networks of a trained editor of the same architecture (fine-tuning, e.g. with --set neighbours=N).",
                                valueName: "editor.safetensors"))
     var initial: String?

@@ -201,6 +201,17 @@ public final class TrainingRun {
         return try HypernetworkEditor.load(from: url, for: model)
     }
 
+    /// Whether a run saved with `saved` settings at `step` continues under `settings`: the same
+    /// ones, or a larger step budget once β's warm-up (a fraction of the budget) is over under
+    /// both budgets, so the steps already taken are the ones the longer run would have taken.
+    static func canContinue(saved: JSONValue?, at step: Int, with settings: TrainingSettings) -> Bool {
+        guard case .object(var object)? = saved, let savedSteps = object["steps"]?.intValue else { return false }
+        if savedSteps == settings.steps { return saved == settings.json }
+        object.updateValue(.int(settings.steps), forKey: "steps")
+        let warmupOver = settings.betaWarmup * Double(max(savedSteps, settings.steps)) <= Double(step)
+        return settings.steps > savedSteps && warmupOver && JSONValue.object(object) == settings.json
+    }
+
     /// Restores the loop state and optimiser moments of the checkpoint (after building the
     /// trainer from ``checkpointEditor(for:model:)``), refusing one made with other settings.
     public func resume() throws {
@@ -209,9 +220,9 @@ public final class TrainingRun {
         guard let data = try? Data(contentsOf: stateURL), let state = (try? JSONValue.parse(data))?.objectValue,
               let step = state["step"]?.intValue
         else { throw TrainingError.noCheckpoint(directory.path) }
-        guard state["settings"] == trainer.settings.json, state["editor_settings"] == trainer.editor.settings.json else {
-            throw TrainingError.settingsChanged(stateURL.path)
-        }
+        guard Self.canContinue(saved: state["settings"], at: step, with: trainer.settings),
+              state["editor_settings"] == trainer.editor.settings.json
+        else { throw TrainingError.settingsChanged(stateURL.path) }
         let optimizer = try SafetensorsFile(url: directory.appendingPathComponent("optimizer.safetensors"))
         for (label, adam) in [("network", trainer.networkOptimizer), ("step_size", trainer.stepSizeOptimizer)] {
             for i in adam.parameters.indices {

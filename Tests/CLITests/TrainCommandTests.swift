@@ -21,8 +21,8 @@ import Testing
             #expect(FileManager.default.fileExists(atPath: editor.path + suffix), "no \(suffix)")
         }
         // The rest of the budget from the checkpoint.
-        let resumed = try IBKE.run(train + ["--set", "steps=6", "--resume"], timeout: 120)
-        #expect(resumed.status == 1 && resumed.stderr.contains("other settings"), "a changed budget is a changed setting: \(resumed)")
+        let resumed = try IBKE.run(train + ["--set", "beta=0.5", "--resume"], timeout: 120)
+        #expect(resumed.status == 1 && resumed.stderr.contains("other settings"), "a changed β is a changed setting: \(resumed)")
         let same = try IBKE.run(train + ["--resume"], timeout: 120)
         #expect(same.status == 0 && same.stderr.contains("resuming at step 2") && same.stderr.contains("validation at step 4"), "\(same)")
         // Nothing left to train: --f16 only rewrites the best editor with float16 networks.

@@ -152,4 +152,20 @@ import Testing
                                      output: output, provenance: [:])
         #expect(throws: TrainingError.self) { try mismatched.resume() }
     }
+
+    @Test func aLongerBudgetContinuesOnlyAfterTheWarmUp() {
+        var settings = Self.settings(steps: 100)
+        settings.betaWarmup = 0.1
+        let saved = settings.json
+        var longer = settings
+        longer.steps = 200
+        #expect(TrainingRun.canContinue(saved: saved, at: 100, with: settings))
+        #expect(TrainingRun.canContinue(saved: saved, at: 100, with: longer))
+        #expect(!TrainingRun.canContinue(saved: saved, at: 10, with: longer))  // β still warming up under 200
+        var shorter = settings
+        shorter.steps = 50
+        #expect(!TrainingRun.canContinue(saved: saved, at: 100, with: shorter))
+        longer.beta *= 2
+        #expect(!TrainingRun.canContinue(saved: saved, at: 100, with: longer))
+    }
 }
