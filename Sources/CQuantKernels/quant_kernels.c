@@ -200,6 +200,121 @@ float ibke_quant_dot_portable(int type, const void *row, const float *x, int blo
 }
 
 
+// MARK: - Dequantization
+
+// Bit-exact with ModelFormats/Dequantize.swift, the reference: the same roundings in the same
+// order (products rounded, then the offsets subtracted), so no multiply-add may be contracted.
+#pragma STDC FP_CONTRACT OFF
+
+static void dequantize_q8_0(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 34, y += 32) {
+        float d = fp16(p);
+        for (int i = 0; i < 32; i++) y[i] = (float)(int8_t)p[2 + i] * d;
+    }
+}
+
+static void dequantize_q4_0(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 18, y += 32) {
+        float d = fp16(p);
+        for (int l = 0; l < 16; l++) {
+            y[l] = d * (float)((p[2 + l] & 15) - 8);
+            y[l + 16] = d * (float)((p[2 + l] >> 4) - 8);
+        }
+    }
+}
+
+static void dequantize_q4_1(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 20, y += 32) {
+        float d = fp16(p), m = fp16(p + 2);
+        for (int l = 0; l < 16; l++) {
+            float lo = d * (float)(p[4 + l] & 15), hi = d * (float)(p[4 + l] >> 4);
+            y[l] = lo + m;
+            y[l + 16] = hi + m;
+        }
+    }
+}
+
+static void dequantize_q5_0(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 22, y += 32) {
+        float d = fp16(p);
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+        for (int l = 0; l < 16; l++) {
+            int lo = (p[6 + l] & 15) | (int)((qh >> l) & 1) << 4, hi = (p[6 + l] >> 4) | (int)((qh >> (l + 16)) & 1) << 4;
+            y[l] = d * (float)(lo - 16);
+            y[l + 16] = d * (float)(hi - 16);
+        }
+    }
+}
+
+static void dequantize_q4_k(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 144, y += 256) {
+        float d = fp16(p), dmin = fp16(p + 2);
+        for (int g = 0; g < 8; g++) {
+            int scale, min;
+            scale_min_k4(p + 4, g, &scale, &min);
+            float ds = d * (float)scale, dm = dmin * (float)min;
+            const uint8_t *q = p + 16 + 32 * (g / 2);
+            int shift = 4 * (g % 2);
+            for (int l = 0; l < 32; l++) {
+                float v = ds * (float)((q[l] >> shift) & 15);
+                y[32 * g + l] = v - dm;
+            }
+        }
+    }
+}
+
+static void dequantize_q5_k(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 176, y += 256) {
+        float d = fp16(p), dmin = fp16(p + 2);
+        for (int g = 0; g < 8; g++) {
+            int scale, min;
+            scale_min_k4(p + 4, g, &scale, &min);
+            float ds = d * (float)scale, dm = dmin * (float)min;
+            const uint8_t *q = p + 48 + 32 * (g / 2), *qh = p + 16;
+            int shift = 4 * (g % 2);
+            for (int l = 0; l < 32; l++) {
+                float v = ds * (float)(((q[l] >> shift) & 15) | ((qh[l] >> g) & 1) << 4);
+                y[32 * g + l] = v - dm;
+            }
+        }
+    }
+}
+
+static void dequantize_q6_k(const uint8_t *p, float *y, int blocks) {
+    for (int b = 0; b < blocks; b++, p += 210, y += 256) {
+        float d = fp16(p + 208);
+        for (int a = 0; a < 2; a++) {
+            for (int group = 0; group < 8; group++) {
+                float ds = d * (float)(int8_t)p[192 + 8 * a + group];
+                for (int t = 16 * group; t < 16 * group + 16; t++) {
+                    int low = (p[64 * a + t % 64] >> (4 * (t / 64))) & 15;
+                    int high = (p[128 + 32 * a + t % 32] >> (2 * (t / 32))) & 3;
+                    y[128 * a + t] = ds * (float)((low | high << 4) - 32);
+                }
+            }
+        }
+    }
+}
+
+int ibke_dequantize(int type, const void *row, float *y, int blocks) {
+    const uint8_t *p = row;
+    switch (type) {
+    case IBKE_QUANT_F16: for (int i = 0; i < blocks; i++) y[i] = fp16(p + 2 * i); return 1;
+    case IBKE_QUANT_BF16: for (int i = 0; i < blocks; i++) y[i] = bf16(p + 2 * i); return 1;
+    case IBKE_QUANT_Q8_0: dequantize_q8_0(p, y, blocks); return 1;
+    case IBKE_QUANT_Q4_0: dequantize_q4_0(p, y, blocks); return 1;
+    case IBKE_QUANT_Q4_1: dequantize_q4_1(p, y, blocks); return 1;
+    case IBKE_QUANT_Q5_0: dequantize_q5_0(p, y, blocks); return 1;
+    case IBKE_QUANT_Q4_K: dequantize_q4_k(p, y, blocks); return 1;
+    case IBKE_QUANT_Q5_K: dequantize_q5_k(p, y, blocks); return 1;
+    case IBKE_QUANT_Q6_K: dequantize_q6_k(p, y, blocks); return 1;
+    default: return 0;
+    }
+}
+
+#pragma STDC FP_CONTRACT ON
+
 // MARK: - Portable, on quantized activations
 
 void ibke_quantize_activations(const float *x, int n, signed char *q, float *scales, float *sums) {

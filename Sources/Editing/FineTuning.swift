@@ -139,11 +139,12 @@ public final class FineTuning: Editor {
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         let transformer = model.transformer, config = model.config, h = settings
         let ids = h.layers.map { ParameterID(layer: $0, h.module) }
+        // The edited matrices' values (copies: a quantized matrix stays quantized).
         let originals = try ids.map { id -> Tensor in
-            guard let w = transformer.weights.tensor(id, config: config) else {
+            guard let (matrix, rows) = transformer.weights.matrix(id, config: config) else {
                 throw EditorError.invalidHyperparameter(file: name, key: "module", expected: "a matrix this model has (\(id))")
             }
-            return w
+            return Tensor(shape: [rows.count, matrix.columns], values: matrix.copyRows(rows))
         }
         let deltas = originals.map { Tensor(zeros: $0.shape) }
         let optimizer = Adam(parameters: deltas, learningRate: h.learningRate)

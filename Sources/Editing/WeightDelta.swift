@@ -103,14 +103,21 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A delta applied to a transformer, with copies of the matrices it changed: ``revert()``
-/// restores them bit for bit (adding `−ΔW` would not, in floating point).
+/// restores them bit for bit (adding `−ΔW` would not, in floating point). A matrix that was
+/// still quantized goes back to its blocks instead (``WeightMatrix/restoreBlocks()``).
 public final class AppliedDelta: @unchecked Sendable {
+    /// What a revert restores for one parameter.
+    fileprivate enum Original {
+        case values([Float])
+        case blocks
+    }
+
     public let transformer: Transformer
     public let delta: WeightDelta
-    private var originals: [(ParameterID, [Float])]
+    private var originals: [(ParameterID, Original)]
     public private(set) var isReverted = false
 
-    fileprivate init(transformer: Transformer, delta: WeightDelta, originals: [(ParameterID, [Float])]) {
+    fileprivate init(transformer: Transformer, delta: WeightDelta, originals: [(ParameterID, Original)]) {
         self.transformer = transformer
         self.delta = delta
         self.originals = originals
@@ -120,9 +127,14 @@ public final class AppliedDelta: @unchecked Sendable {
     /// applied on top of this one must be reverted first (in reverse order).
     public func revert() {
         guard !isReverted else { return }
-        for (id, values) in originals.reversed() {
-            let w = transformer.weights.tensor(id, config: transformer.config)!
-            values.withUnsafeBufferPointer { w.pointer.update(from: $0.baseAddress!, count: $0.count) }
+        for (id, original) in originals.reversed() {
+            switch original {
+            case .values(let values):
+                let w = transformer.weights.tensor(id, config: transformer.config)!
+                values.withUnsafeBufferPointer { w.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            case .blocks:
+                transformer.weights.matrix(id, config: transformer.config)!.matrix.restoreBlocks()
+            }
         }
         originals = []
         isReverted = true
@@ -137,22 +149,25 @@ extension Transformer {
     /// - Returns: the handle that reverts the change.
     @discardableResult
     public func apply(_ delta: WeightDelta, source: String = "delta") throws -> AppliedDelta {
-        var dense: [(ParameterID, Tensor, Tensor)] = []
+        var dense: [(ParameterID, Tensor)] = []
         for entry in delta.entries {
-            guard !entry.parameter.isNorm, let w = weights.tensor(entry.parameter, config: config) else {
+            guard !entry.parameter.isNorm, let shape = weights.shape(of: entry.parameter, config: config) else {
                 throw DeltaError.unknownParameter(entry.parameter.name, file: source)
             }
-            guard entry.update.shape == w.shape else {
+            guard entry.update.shape == shape else {
                 throw DeltaError.shapeMismatch(parameter: entry.parameter.name, delta: entry.update.shape,
-                                               model: w.shape, file: source)
+                                               model: shape, file: source)
             }
             let d = entry.update.materialized()
             guard d.isFinite else { throw DeltaError.notFinite(parameter: entry.parameter.name, file: source) }
-            dense.append((entry.parameter, w, d))
+            dense.append((entry.parameter, d))
         }
-        var originals: [(ParameterID, [Float])] = []
-        for (id, w, d) in dense {
-            originals.append((id, Array(UnsafeBufferPointer(start: w.pointer, count: w.count))))
+        var originals: [(ParameterID, AppliedDelta.Original)] = []
+        for (id, d) in dense {
+            // The first write to a quantized matrix converts it to float32; reverting goes back to the blocks.
+            let wasQuantized = weights.matrix(id, config: config)!.matrix.isQuantized
+            let w = weights.tensor(id, config: config)!
+            originals.append((id, wasQuantized ? .blocks : .values(Array(UnsafeBufferPointer(start: w.pointer, count: w.count)))))
             Kernels.add(d.pointer, into: w.pointer, count: w.count)
         }
         return AppliedDelta(transformer: self, delta: delta, originals: originals)

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Where one tensor lives in a GGUF file.
 public struct GGUFTensorInfo: Sendable, Equatable {
@@ -111,6 +112,12 @@ public final class GGUFFile: TensorSource {
             return nil
         }
         return UnsafeRawBufferPointer(start: base + dataOffset + info.offset, count: info.byteCount)
+    }
+
+    public func quantizedBlocks(of name: String) -> (format: QuantizedFormat, bytes: UnsafeRawBufferPointer, owner: AnyObject)? {
+        guard let info = tensorInfo(name), let format = QuantizedFormat(rawValue: Int32(info.type.rawValue)),
+              let bytes = rawBytes(of: name) else { return nil }
+        return (format, bytes, self)
     }
 
     /// Converts a tensor to float32 into `destination`, in parallel for large tensors.

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// A checkpoint file (or set of files) that holds named tensors: GGUF or safetensors.
 ///
@@ -17,4 +18,14 @@ public protocol TensorSource: Sendable {
     /// Reads (dequantizing or converting as needed) a tensor into `destination`, which must
     /// hold exactly as many floats as the tensor has elements.
     func readFloats(_ name: String, into destination: UnsafeMutableBufferPointer<Float>) throws
+    /// The tensor's stored bytes when they are blocks the quantized kernels compute with (a
+    /// GGUF tensor in one of ``QuantizedFormat``), with the object that keeps them mapped; nil
+    /// otherwise (float32 data, safetensors).
+    func quantizedBlocks(of name: String) -> (format: QuantizedFormat, bytes: UnsafeRawBufferPointer, owner: AnyObject)?
+}
+
+extension TensorSource {
+    public func quantizedBlocks(of name: String) -> (format: QuantizedFormat, bytes: UnsafeRawBufferPointer, owner: AnyObject)? {
+        nil
+    }
 }

@@ -39,9 +39,80 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
 /// shape, and ``finish(ignoring:)`` rejects tensors that nothing read.
 struct CheckpointReader {
     let source: any TensorSource
+    /// Whether matrices keep the file's blocks (``WeightPrecision/native``).
+    let precision: WeightPrecision
     private(set) var used: Set<String> = []
 
-    init(_ source: any TensorSource) { self.source = source }
+    init(_ source: any TensorSource, precision: WeightPrecision = .float32) {
+        self.source = source
+        self.precision = precision
+    }
+
+    /// One checkpoint tensor `[rows, columns]` that is part of a matrix, stacked by rows.
+    struct MatrixPart {
+        let name: String
+        let rows: Int
+        /// Row `i` of the part is the tensor's row `rowOrder[i]` (undoing a converter's
+        /// permutation); nil for the stored order.
+        var rowOrder: [Int]? = nil
+    }
+
+    /// Reads a matrix `[rows, columns]`.
+    mutating func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
+        try matrix([MatrixPart(name: name, rows: shape[0])], columns: shape[1])
+    }
+
+    /// Reads tensors stacked by rows into one matrix (a fused q/k/v or gate/up): kept as the
+    /// file's blocks when ``precision`` is native and every part is in a format the kernels
+    /// have, else float32.
+    mutating func matrix(_ parts: [MatrixPart], columns: Int) throws -> WeightMatrix {
+        for part in parts { try checkShape(part.name, [part.rows, columns]) }
+        if precision == .native, let blocks = quantizedMatrix(parts, columns: columns) {
+            for part in parts { used.insert(part.name) }
+            return WeightMatrix(blocks)
+        }
+        let total = parts.reduce(0) { $0 + $1.rows }
+        let values = Tensor(uninitialized: [total, columns])
+        var start = 0
+        for part in parts {
+            let destination = values.pointer + start * columns
+            try read(part.name, [part.rows, columns], into: destination)
+            if let order = part.rowOrder {
+                let stored = Array(UnsafeBufferPointer(start: destination, count: part.rows * columns))
+                stored.withUnsafeBufferPointer { stored in
+                    for (i, r) in order.enumerated() {
+                        (destination + i * columns).update(from: stored.baseAddress! + r * columns, count: columns)
+                    }
+                }
+            }
+            start += part.rows
+        }
+        return WeightMatrix(values)
+    }
+
+    /// The parts' blocks as one quantized matrix, or nil when a part is not in such blocks.
+    /// A part in stored order points into the file; a reordered part is copied row by row.
+    private func quantizedMatrix(_ parts: [MatrixPart], columns: Int) -> QuantizedMatrix? {
+        var segments: [QuantizedMatrix.Segment] = [], owners: [AnyObject] = []
+        for part in parts {
+            guard let (format, bytes, owner) = source.quantizedBlocks(of: part.name),
+                  columns % format.blockSize == 0 else { return nil }
+            let rowBytes = columns / format.blockSize * format.bytesPerBlock
+            guard bytes.count == rowBytes * part.rows, let base = bytes.baseAddress else { return nil }
+            if let order = part.rowOrder {
+                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
+                for (i, r) in order.enumerated() {
+                    (copy.baseAddress! + i * rowBytes).copyMemory(from: base + r * rowBytes, byteCount: rowBytes)
+                }
+                owners.append(OwnedBytes(copy))
+                segments.append(.init(rows: part.rows, format: format, bytes: UnsafeRawPointer(copy.baseAddress!)))
+            } else {
+                owners.append(owner)
+                segments.append(.init(rows: part.rows, format: format, bytes: base))
+            }
+        }
+        return QuantizedMatrix(columns: columns, segments: segments, owners: owners)
+    }
 
     var fileName: String { source.url.lastPathComponent }
 
@@ -99,4 +170,11 @@ struct CheckpointReader {
         let extra = source.tensorNames.filter { !used.contains($0) && !isIgnored($0) }
         if !extra.isEmpty { throw ModelLoadError.unexpectedTensors(extra, file: fileName) }
     }
+}
+
+/// A buffer freed with its last reference (a reordered copy of a tensor's blocks).
+private final class OwnedBytes {
+    let bytes: UnsafeMutableRawBufferPointer
+    init(_ bytes: UnsafeMutableRawBufferPointer) { self.bytes = bytes }
+    deinit { bytes.deallocate() }
 }

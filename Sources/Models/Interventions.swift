@@ -266,8 +266,8 @@ final class InterventionSet: @unchecked Sendable {
             case .weightDelta(let id, let delta):
                 precondition(deltas[id] == nil, "two weight deltas for \(id)")
                 if let config, let weights {
-                    guard let w = weights.tensor(id, config: config) else { preconditionFailure("no matrix \(id)") }
-                    precondition(!id.isNorm && delta.shape == w.shape, "delta \(delta.shape) for \(id) \(w.shape)")
+                    guard let shape = weights.shape(of: id, config: config) else { preconditionFailure("no matrix \(id)") }
+                    precondition(!id.isNorm && delta.shape == shape, "delta \(delta.shape) for \(id) \(shape)")
                 }
                 deltas[id] = i
             }

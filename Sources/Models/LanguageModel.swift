@@ -66,7 +66,7 @@ public final class LanguageModel: @unchecked Sendable {
     ///
     /// - Throws: ``ModelLoadError``, `GGUFError`, `SafetensorsError` or `TokenizerError`,
     ///   each naming the file and the problem.
-    public static func load(_ url: URL) throws -> LanguageModel {
+    public static func load(_ url: URL, precision: WeightPrecision = .float32) throws -> LanguageModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw ModelLoadError.notAModel(file: url.path, detail: "no such file or folder")
@@ -84,7 +84,7 @@ public final class LanguageModel: @unchecked Sendable {
                                  source: checkpoint, ggufFile: nil)
         }
         let file = try GGUFFile(url: url)
-        let transformer = try ModelLoader.transformer(gguf: file)
+        let transformer = try ModelLoader.transformer(gguf: file, precision: precision)
         guard file.metadata["tokenizer.ggml.model"] != nil else {
             throw ModelLoadError.missingTokenizer(file: url.lastPathComponent, detail: "no tokenizer.ggml.model metadata")
         }

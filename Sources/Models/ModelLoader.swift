@@ -4,8 +4,8 @@ import TensorCore
 
 /// Builds a ``Transformer`` from a checkpoint: a GGUF file or a Hugging Face folder.
 public enum ModelLoader {
-    /// Loads the transformer of a GGUF file.
-    public static func transformer(gguf file: GGUFFile) throws -> Transformer {
+    /// Loads the transformer of a GGUF file, its matrices in `precision`.
+    public static func transformer(gguf file: GGUFFile, precision: WeightPrecision = .float32) throws -> Transformer {
         let fileName = file.url.lastPathComponent
         guard let name = file.architecture else {
             throw ModelLoadError.missingConfig(key: "general.architecture", file: fileName)
@@ -13,10 +13,10 @@ public enum ModelLoader {
         let architecture = try Architecture.named(name, file: fileName)
         let config = try architecture.family.config(gguf: file, architecture: architecture)
         try config.validate(tensorElements: elementCount(file), file: fileName)
-        var reader = CheckpointReader(file)
+        var reader = CheckpointReader(file, precision: precision)
         let weights = try architecture.family.weights(&reader, config: config, naming: .gguf)
         try reader.finish()
-        return Transformer(config: config, weights: weights)
+        return Transformer(config: config, weights: weights, precision: precision)
     }
 
     /// The weights a checkpoint holds in all, which bound the dimensions it may declare.

@@ -204,7 +204,7 @@ public final class Tape: @unchecked Sendable {
         for id in plan.weightDeltas.keys { lowest = min(lowest, id.layer) }
         for key in request.activations { lowest = min(lowest, key.layer) }
         for id in request.parameters.union(request.tokenPairs) {
-            precondition(model.weights.tensor(id, config: model.config) != nil, "no parameter \(id)")
+            precondition(model.weights.shape(of: id, config: model.config) != nil, "no parameter \(id)")
             precondition(!request.tokenPairs.contains(id) || !id.isNorm, "token pairs of a norm weight \(id)")
             lowest = min(lowest, id.layer)
         }
@@ -269,8 +269,7 @@ public final class Tape: @unchecked Sendable {
         let dx = Tensor(zeros: [n, w])
         if rowCount > 0 {
             let dSelected = Tensor(zeros: [rowCount, w])
-            Backward.linearInput(dLogits.pointer, rows: rowCount, ldDY: v, weight: weights.output.pointer,
-                                 outputs: v, inputs: w, into: dSelected.pointer, ldDX: w)
+            weights.output.linearInput(dLogits.pointer, rows: rowCount, ldDY: v, into: dSelected.pointer, ldDX: w)
             normBackward(headInput.pointer, rows: rowCount, weight: weights.outputNorm, dY: dSelected.pointer,
                          into: dSelected.pointer, accumulate: false, dWeight: nil)
             for (i, r) in headRows.enumerated() {
@@ -365,12 +364,11 @@ public final class Tape: @unchecked Sendable {
 
     /// `dX (+)= dY · (W + ΔW)` for a (fused) weight, `ΔW` the weight deltas of `kinds`.
     private func linearInputGradient(
-        _ weight: Tensor, _ kinds: [ParameterID.Kind], layer: Int, dY: UnsafePointer<Float>, ldDY: Int, rows n: Int,
+        _ weight: WeightMatrix, _ kinds: [ParameterID.Kind], layer: Int, dY: UnsafePointer<Float>, ldDY: Int, rows n: Int,
         into dX: UnsafeMutablePointer<Float>, ldDX: Int
     ) {
-        let k = weight.shape[1]
-        Backward.linearInput(dY, rows: n, ldDY: ldDY, weight: weight.pointer, outputs: weight.shape[0], inputs: k,
-                             into: dX, ldDX: ldDX)
+        let k = weight.columns
+        weight.linearInput(dY, rows: n, ldDY: ldDY, into: dX, ldDX: ldDX)
         for kind in kinds {
             guard let delta = plan.weightDelta(ParameterID(layer: layer, kind)) else { continue }
             Backward.linearInput(dY + model.config.fusedRowOffset(kind), rows: n, ldDY: ldDY, weight: delta.pointer,
@@ -387,8 +385,8 @@ public final class Tape: @unchecked Sendable {
         let deltaIndex = plan.weightDeltas[id]
         let wantsParameter = request.parameters.contains(id), wantsPairs = request.tokenPairs.contains(id)
         guard wantsParameter || deltaIndex != nil || wantsPairs,
-              let weight = model.weights.tensor(id, config: model.config) else { return }
-        let outputs = weight.shape[0], inputs = weight.shape[1]
+              let shape = model.weights.shape(of: id, config: model.config) else { return }
+        let outputs = shape[0], inputs = shape[1]
         let dYView = dY + model.config.fusedRowOffset(id.kind)
         if wantsParameter || deltaIndex != nil {
             let dW = Tensor(zeros: [outputs, inputs])

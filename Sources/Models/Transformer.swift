@@ -28,9 +28,13 @@ public final class Transformer: @unchecked Sendable {
     /// Activation buffers reused across forward passes.
     let scratch = ScratchPool()
 
-    public init(config: TransformerConfig, weights: ModelWeights) {
+    /// How the weights were loaded (``WeightPrecision/native`` keeps a GGUF's blocks).
+    public let precision: WeightPrecision
+
+    public init(config: TransformerConfig, weights: ModelWeights, precision: WeightPrecision = .float32) {
         self.config = config
         self.weights = weights
+        self.precision = precision
         normalization = Normalization(config)
         activation = FeedForwardActivation(config)
         attention = SelfAttention(config)
@@ -96,7 +100,7 @@ public final class Transformer: @unchecked Sendable {
             for (s, tokens) in sequences.enumerated() {
                 for (t, token) in tokens.enumerated() {
                     let row = x.pointer + (starts[s] + t) * width
-                    row.update(from: weights.tokenEmbedding.pointer + token * width, count: width)
+                    weights.tokenEmbedding.copyRow(token, into: row)
                     if c.embeddingScale != 1 { Kernels.mapSIMD(row, count: width) { $0 * c.embeddingScale } }
                     if let positions = weights.positionEmbedding {
                         Kernels.add(positions.pointer + (caches[s].count + t) * width, into: row, count: width)
@@ -123,8 +127,7 @@ public final class Transformer: @unchecked Sendable {
             norm(x, block.attentionNorm, block.attentionNormBias, into: h)
             plan.apply(.attentionInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
             record?.h1.pointer.update(from: h.pointer, count: n * width)
-            MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.qkv, bias: block.qkvBias,
-                          into: qkv.pointer, ldy: c.fusedQKVRows)
+            block.qkv.linear(h.pointer, rows: n, ldx: width, bias: block.qkvBias, into: qkv.pointer, ldy: c.fusedQKVRows)
             applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
                               input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
             if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm {
@@ -149,8 +152,8 @@ public final class Transformer: @unchecked Sendable {
             norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
             plan.apply(.feedForwardInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
             record?.h2.pointer.update(from: h.pointer, count: n * width)
-            MatMul.linear(h.pointer, rows: n, ldx: width, weight: block.feedForwardInput,
-                          bias: block.feedForwardInputBias, into: ffn.pointer, ldy: c.feedForwardInputRows)
+            block.feedForwardInput.linear(h.pointer, rows: n, ldx: width, bias: block.feedForwardInputBias,
+                                          into: ffn.pointer, ldy: c.feedForwardInputRows)
             applyWeightDeltas(plan, layer: layer, [.feedForwardGate, .feedForwardUp],
                               input: h.pointer, ldx: width, rows: n, output: ffn.pointer, ldy: c.feedForwardInputRows)
             record?.preActivation.pointer.update(from: ffn.pointer, count: n * c.feedForwardInputRows)
@@ -194,8 +197,7 @@ public final class Transformer: @unchecked Sendable {
         tape?.recordHead(rows: rows, input: selected.copy())
         norm(selected, weights.outputNorm, weights.outputNormBias, into: selected)
         let logits = Tensor(uninitialized: [rows.count, c.vocabularySize])  // written in full
-        MatMul.linear(selected.pointer, rows: rows.count, ldx: width, weight: weights.output,
-                      into: logits.pointer, ldy: c.vocabularySize)
+        weights.output.linear(selected.pointer, rows: rows.count, ldx: width, into: logits.pointer, ldy: c.vocabularySize)
         return (logits, nil)
     }
 
@@ -205,12 +207,12 @@ public final class Transformer: @unchecked Sendable {
     /// `scratch`, where the interventions at `point` apply.
     private func projectIntoResidual(
         _ plan: InterventionSet, _ point: HookPoint, _ kind: ParameterID.Kind, layer: Int,
-        input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: Tensor, bias: Tensor?, postNorm: Tensor?,
+        input: UnsafePointer<Float>, ldx: Int, rows n: Int, weight: WeightMatrix, bias: Tensor?, postNorm: Tensor?,
         savingPreNorm saved: Tensor?, residual x: Tensor, scratch out: Tensor
     ) {
         let width = config.hiddenSize
         if plan.has(point, layer) || postNorm != nil {
-            MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: out.pointer, ldy: width)
+            weight.linear(input, rows: n, ldx: ldx, bias: bias, into: out.pointer, ldy: width)
             applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: out.pointer, ldy: width)
             // The hooks see the matrix's output, what a weight edit changes; the norm follows.
             plan.apply(point, layer: layer, out.pointer, rows: n, width: width, ld: width)
@@ -220,8 +222,7 @@ public final class Transformer: @unchecked Sendable {
             }
             Kernels.addScaled(out.pointer, 1, into: x.pointer, count: n * width)
         } else {
-            MatMul.linear(input, rows: n, ldx: ldx, weight: weight, bias: bias, into: x.pointer, ldy: width,
-                          accumulate: true)
+            weight.linear(input, rows: n, ldx: ldx, bias: bias, into: x.pointer, ldy: width, accumulate: true)
             applyWeightDeltas(plan, layer: layer, [kind], input: input, ldx: ldx, rows: n, output: x.pointer, ldy: width)
         }
     }

@@ -29,7 +29,7 @@ import Testing
         defer { applied.revert() }
         let w = model.transformer.weights.blocks[0].feedForwardDown
         var mapped = [Float](repeating: 0, count: model.config.hiddenSize)
-        MatMul.gemv(w.pointer, rows: model.config.hiddenSize, columns: model.config.feedForwardSize, key, &mapped)
+        w.matrixVector(rows: 0..<w.rows, key, into: &mapped)
         for (a, b) in zip(mapped, value) { #expect(abs(a - b) <= 1e-3 * max(1, abs(b))) }
     }
 

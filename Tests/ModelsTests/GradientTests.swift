@@ -236,7 +236,7 @@ import TensorCore
         let input = result.captures[HookKey(.feedForwardInput, layer: 1)]!
         let key = result.captures[HookKey(.feedForwardHidden, layer: 1)]!
         #expect(key.shape == [n, f])
-        let block = model.weights.blocks[1]
+        let block = model.weights.blocks[1], feedForwardInput = block.feedForwardInput.scalars
         let rows = c.feedForwardInputRows
         worst = 0
         for t in 0..<n {
@@ -244,7 +244,7 @@ import TensorCore
             for j in 0..<rows {
                 var s: Double = 0
                 for k in 0..<c.hiddenSize {
-                    s += Double(input[t * c.hiddenSize + k]) * Double(block.feedForwardInput[j * c.hiddenSize + k])
+                    s += Double(input[t * c.hiddenSize + k]) * Double(feedForwardInput[j * c.hiddenSize + k])
                 }
                 pre[j] = Float(s) + (block.feedForwardInputBias?[j] ?? 0)
             }

@@ -21,6 +21,10 @@ float ibke_quant_dot(int type, const void *row, const float *x, int blocks);
 /// The same with the portable C kernels only, whatever the CPU (for tests and comparisons).
 float ibke_quant_dot_portable(int type, const void *row, const float *x, int blocks);
 
+/// Writes the `blocks · blockSize` values of `blocks` blocks of `type` at `row` to `y`, exactly
+/// as the reference dequantizer does (bit for bit). Returns 0 for a type without a kernel.
+int ibke_dequantize(int type, const void *row, float *y, int blocks);
+
 /// The instruction set the dispatching kernels use on this CPU: 0 portable C, 2 AVX2 and FMA.
 int ibke_quant_simd_level(void);
 

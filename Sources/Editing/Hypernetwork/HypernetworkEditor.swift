@@ -75,14 +75,14 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         var shapes: [Shape] = [], placement: [(Int, Int)] = []
         var shapeKeys: [[Int]] = [], counts: [Int] = []
         for id in modules {
-            guard let w = model.transformer.weights.tensor(id, config: model.config) else {
+            guard let shape = model.transformer.weights.shape(of: id, config: model.config) else {
                 throw EditorError.invalidHyperparameter(file: name, key: "matrices", expected: "matrices this model has (no \(id))")
             }
-            if let s = shapeKeys.firstIndex(of: w.shape) {
+            if let s = shapeKeys.firstIndex(of: shape) {
                 placement.append((s, counts[s]))
                 counts[s] += 1
             } else {
-                shapeKeys.append(w.shape)
+                shapeKeys.append(shape)
                 counts.append(1)
                 placement.append((shapeKeys.count - 1, 0))
             }

@@ -143,7 +143,7 @@ public final class ROME: Editor, @unchecked Sendable {
     {
         let h = settings, config = model.config
         let id = ParameterID(layer: h.layer, .feedForwardDown)
-        guard let w = model.transformer.weights.tensor(id, config: config) else {
+        guard let (w, rows) = model.transformer.weights.matrix(id, config: config) else {
             throw EditorError.invalidHyperparameter(file: name, key: "layers", expected: "a layer with an MLP")
         }
         let contexts = try LocateThenEdit.inContexts(request, templates: templates, model: model)
@@ -165,7 +165,7 @@ public final class ROME: Editor, @unchecked Sendable {
         // The key the update is exact for: the prefix-averaged one (r-ROME) or the bare prompt's.
         let key = h.keyConsistency ? kMean : keys[0]
         var wk = [Float](repeating: 0, count: config.hiddenSize)
-        MatMul.gemv(w.pointer, rows: config.hiddenSize, columns: f, key, &wk)
+        w.matrixVector(rows: rows, key, into: &wk)
         let denominator = MatMul.dot(key, u, f)
         let r = (0..<config.hiddenSize).map { (vStar[$0] - wk[$0]) / denominator }
         let left = Tensor(shape: [config.hiddenSize, 1], values: r), right = Tensor(shape: [1, f], values: u)

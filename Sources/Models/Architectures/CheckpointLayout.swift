@@ -23,8 +23,24 @@ public struct CheckpointTensor: @unchecked Sendable {
         return CheckpointTensor(name: name, shape: part.shape, values: { part.scalars })
     }
 
-    /// Rows of a canonical tensor (a matrix or a bias vector) with llama.cpp's per-head
-    /// permutation applied.
+    /// Rows of a canonical matrix (all of it by default), copied (dequantized when it is blocks).
+    static func rows(_ name: String, _ matrix: WeightMatrix, _ range: Range<Int>? = nil) -> CheckpointTensor {
+        let range = range ?? 0..<matrix.rows
+        return CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: { matrix.copyRows(range) })
+    }
+
+    /// Rows of a canonical matrix with llama.cpp's per-head permutation applied.
+    static func permutedRows(_ name: String, _ matrix: WeightMatrix, _ range: Range<Int>, heads: Int, headDim: Int) -> CheckpointTensor {
+        CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: {
+            var values = matrix.copyRows(range)
+            values.withUnsafeMutableBufferPointer {
+                LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: matrix.columns, undo: false)
+            }
+            return values
+        })
+    }
+
+    /// Rows of a canonical bias vector with llama.cpp's per-head permutation applied.
     static func permutedRows(_ name: String, _ tensor: Tensor, _ range: Range<Int>, heads: Int, headDim: Int) -> CheckpointTensor {
         let part = tensor.rows(range)
         return CheckpointTensor(name: name, shape: part.shape, values: {
@@ -38,12 +54,13 @@ public struct CheckpointTensor: @unchecked Sendable {
     }
 
     /// A canonical `[out, in]` matrix stored `[in, out]`.
-    static func transposed(_ name: String, _ tensor: Tensor) -> CheckpointTensor {
-        let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    static func transposed(_ name: String, _ matrix: WeightMatrix) -> CheckpointTensor {
+        let (rows, columns) = (matrix.rows, matrix.columns)
         return CheckpointTensor(name: name, shape: [columns, rows], values: {
+            let canonical = matrix.copyRows()
             var values = [Float](repeating: 0, count: rows * columns)
             for o in 0..<rows {
-                for i in 0..<columns { values[i * rows + o] = tensor.pointer[o * columns + i] }
+                for i in 0..<columns { values[i * rows + o] = canonical[o * columns + i] }
             }
             return values
         })

@@ -35,15 +35,15 @@ struct GPT2Family: ModelFamily {
             blocks.append(BlockWeights(
                 attentionNorm: try reader.tensor(p + "ln_1.weight", [width]),
                 attentionNormBias: try reader.tensor(p + "ln_1.bias", [width]),
-                qkv: qkv, qkvBias: try reader.tensor(p + "attn.c_attn.bias", [3 * width]),
-                attentionOutput: attentionOutput,
+                qkv: WeightMatrix(qkv), qkvBias: try reader.tensor(p + "attn.c_attn.bias", [3 * width]),
+                attentionOutput: WeightMatrix(attentionOutput),
                 attentionOutputBias: try reader.tensor(p + "attn.c_proj.bias", [width]),
                 feedForwardNorm: try reader.tensor(p + "ln_2.weight", [width]),
                 feedForwardNormBias: try reader.tensor(p + "ln_2.bias", [width]),
-                feedForwardInput: up, feedForwardInputBias: try reader.tensor(p + "mlp.c_fc.bias", [f]),
-                feedForwardDown: down, feedForwardDownBias: try reader.tensor(p + "mlp.c_proj.bias", [width])))
+                feedForwardInput: WeightMatrix(up), feedForwardInputBias: try reader.tensor(p + "mlp.c_fc.bias", [f]),
+                feedForwardDown: WeightMatrix(down), feedForwardDownBias: try reader.tensor(p + "mlp.c_proj.bias", [width])))
         }
-        let embedding = try reader.tensor(prefix + "wte.weight", [c.vocabularySize, width])
+        let embedding = try reader.matrix(prefix + "wte.weight", [c.vocabularySize, width])
         if reader.has("lm_head.weight") { reader.consume("lm_head.weight") }  // tied: same values
         return ModelWeights(
             tokenEmbedding: embedding,
@@ -63,19 +63,19 @@ struct GPT2Family: ModelFamily {
             blocks.append(BlockWeights(
                 attentionNorm: try reader.tensor(p + "attn_norm.weight", [width]),
                 attentionNormBias: try reader.tensor(p + "attn_norm.bias", [width]),
-                qkv: try reader.tensor(p + "attn_qkv.weight", [3 * width, width]),
+                qkv: try reader.matrix(p + "attn_qkv.weight", [3 * width, width]),
                 qkvBias: try reader.tensor(p + "attn_qkv.bias", [3 * width]),
-                attentionOutput: try reader.tensor(p + "attn_output.weight", [width, width]),
+                attentionOutput: try reader.matrix(p + "attn_output.weight", [width, width]),
                 attentionOutputBias: try reader.tensor(p + "attn_output.bias", [width]),
                 feedForwardNorm: try reader.tensor(p + "ffn_norm.weight", [width]),
                 feedForwardNormBias: try reader.tensor(p + "ffn_norm.bias", [width]),
-                feedForwardInput: try reader.tensor(p + "ffn_up.weight", [f, width]),
+                feedForwardInput: try reader.matrix(p + "ffn_up.weight", [f, width]),
                 feedForwardInputBias: try reader.tensor(p + "ffn_up.bias", [f]),
-                feedForwardDown: try reader.tensor(p + "ffn_down.weight", [width, f]),
+                feedForwardDown: try reader.matrix(p + "ffn_down.weight", [width, f]),
                 feedForwardDownBias: try reader.tensor(p + "ffn_down.bias", [width])))
         }
-        let embedding = try reader.tensor("token_embd.weight", [c.vocabularySize, width])
-        let output = c.tiedEmbeddings ? embedding : try reader.tensor("output.weight", [c.vocabularySize, width])
+        let embedding = try reader.matrix("token_embd.weight", [c.vocabularySize, width])
+        let output = c.tiedEmbeddings ? embedding : try reader.matrix("output.weight", [c.vocabularySize, width])
         return ModelWeights(
             tokenEmbedding: embedding,
             positionEmbedding: try reader.tensor("position_embd.weight", [c.contextLength, width]),
@@ -156,7 +156,7 @@ struct GPT2Family: ModelFamily {
 
     func checkpointTensors(_ w: ModelWeights, config c: TransformerConfig, naming: CheckpointNaming) -> [CheckpointTensor] {
         let names: TensorNames = naming == .gguf ? .gguf : .huggingFace
-        let linear = { (name: String, t: Tensor) in names.transposedLinear ? CheckpointTensor.transposed(name, t) : .rows(name, t) }
+        let linear = { (name: String, m: WeightMatrix) in names.transposedLinear ? CheckpointTensor.transposed(name, m) : .rows(name, m) }
         var tensors: [CheckpointTensor] = [.rows(names.embedding + ".weight", w.tokenEmbedding)]
         if let positions = w.positionEmbedding { tensors.append(.rows(names.positions + ".weight", positions)) }
         for (i, b) in w.blocks.enumerated() {

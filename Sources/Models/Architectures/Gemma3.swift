@@ -140,26 +140,23 @@ struct Gemma3Family: ModelFamily {
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let part = { (p: String) in names.block(i, p) }
-            let qkv = Tensor(uninitialized: [c.fusedQKVRows, width])
-            try reader.read(part("attn_q"), [q, width], into: qkv.pointer)
-            try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
-            try reader.read(part("attn_v"), [kv, width], into: qkv.pointer + (q + kv) * width)
-            let gateUp = Tensor(uninitialized: [2 * f, width])
-            try reader.read(part("ffn_gate"), [f, width], into: gateUp.pointer)
-            try reader.read(part("ffn_up"), [f, width], into: gateUp.pointer + f * width)
+            let qkv = try reader.matrix([.init(name: part("attn_q"), rows: q), .init(name: part("attn_k"), rows: kv),
+                                         .init(name: part("attn_v"), rows: kv)], columns: width)
+            let gateUp = try reader.matrix([.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
+                                           columns: width)
             blocks.append(BlockWeights(
                 attentionNorm: try norm(part("attn_norm"), width), qkv: qkv,
-                attentionOutput: try reader.tensor(part("attn_output"), [width, q]),
+                attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
                 feedForwardNorm: try norm(part("ffn_norm"), width), feedForwardInput: gateUp,
-                feedForwardDown: try reader.tensor(part("ffn_down"), [width, f]),
+                feedForwardDown: try reader.matrix(part("ffn_down"), [width, f]),
                 queryNorm: try norm(part("attn_q_norm"), d), keyNorm: try norm(part("attn_k_norm"), d),
                 postAttentionNorm: try norm(part("post_attention_norm"), width),
                 postFeedForwardNorm: try norm(part("post_ffw_norm"), width)))
         }
-        let embedding = try reader.tensor(names.embedding, [c.vocabularySize, width])
+        let embedding = try reader.matrix(names.embedding, [c.vocabularySize, width])
         var output = embedding
         if reader.has(names.output) {
-            if c.tiedEmbeddings { reader.consume(names.output) } else { output = try reader.tensor(names.output, [c.vocabularySize, width]) }
+            if c.tiedEmbeddings { reader.consume(names.output) } else { output = try reader.matrix(names.output, [c.vocabularySize, width]) }
         } else if !c.tiedEmbeddings {
             throw ModelLoadError.missingTensor(names.output, file: reader.fileName)
         }

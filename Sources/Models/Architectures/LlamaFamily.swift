@@ -56,20 +56,18 @@ struct LlamaFamily: ModelFamily {
         let names: LlamaTensorNames = naming == .gguf ? .gguf : .huggingFace
         let unpermuteQK = naming == .gguf && ggufPermutesQK
         let width = c.hiddenSize, f = c.feedForwardSize
-        let embedding = try reader.tensor(names.embedding, [c.vocabularySize, width])
+        let embedding = try reader.matrix(names.embedding, [c.vocabularySize, width])
+        // The canonical order of a permuted GGUF's q and k rows.
+        let queryOrder = unpermuteQK ? Self.rowOrder(heads: c.headCount, headDim: c.headDim) : nil
+        let keyOrder = unpermuteQK ? Self.rowOrder(heads: c.keyValueHeadCount, headDim: c.headDim) : nil
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let part = { (p: String) in names.block(i, p) + names.weightSuffix }
             let biasOf = { (p: String) in names.block(i, p) + names.biasSuffix }
-            let qkv = Tensor(uninitialized: [c.fusedQKVRows, width])
             let q = c.queryWidth, kv = c.keyValueWidth
-            try reader.read(part("attn_q"), [q, width], into: qkv.pointer)
-            try reader.read(part("attn_k"), [kv, width], into: qkv.pointer + q * width)
-            try reader.read(part("attn_v"), [kv, width], into: qkv.pointer + (q + kv) * width)
-            if unpermuteQK {
-                Self.permuteRows(qkv.pointer, heads: c.headCount, headDim: c.headDim, columns: width, undo: true)
-                Self.permuteRows(qkv.pointer + q * width, heads: c.keyValueHeadCount, headDim: c.headDim, columns: width, undo: true)
-            }
+            let qkv = try reader.matrix([.init(name: part("attn_q"), rows: q, rowOrder: queryOrder),
+                                         .init(name: part("attn_k"), rows: kv, rowOrder: keyOrder),
+                                         .init(name: part("attn_v"), rows: kv)], columns: width)
             var qkvBias: Tensor? = nil
             if c.attentionBias {
                 let bias = Tensor(uninitialized: [c.fusedQKVRows])
@@ -82,16 +80,15 @@ struct LlamaFamily: ModelFamily {
                 }
                 qkvBias = bias
             }
-            let gateUp = Tensor(uninitialized: [2 * f, width])
-            try reader.read(part("ffn_gate"), [f, width], into: gateUp.pointer)
-            try reader.read(part("ffn_up"), [f, width], into: gateUp.pointer + f * width)
+            let gateUp = try reader.matrix([.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
+                                           columns: width)
             blocks.append(BlockWeights(
                 attentionNorm: try reader.tensor(part("attn_norm"), [width]),
                 qkv: qkv, qkvBias: qkvBias,
-                attentionOutput: try reader.tensor(part("attn_output"), [width, q]),
+                attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
                 feedForwardNorm: try reader.tensor(part("ffn_norm"), [width]),
                 feedForwardInput: gateUp,
-                feedForwardDown: try reader.tensor(part("ffn_down"), [width, f])))
+                feedForwardDown: try reader.matrix(part("ffn_down"), [width, f])))
         }
         let outputNorm = try reader.tensor(names.outputNorm, [width])
         var output = embedding
@@ -99,7 +96,7 @@ struct LlamaFamily: ModelFamily {
             if c.tiedEmbeddings {
                 reader.consume(names.output)  // a tied checkpoint may still store the head
             } else {
-                output = try reader.tensor(names.output, [c.vocabularySize, width])
+                output = try reader.matrix(names.output, [c.vocabularySize, width])
             }
         } else if !c.tiedEmbeddings {
             throw ModelLoadError.missingTensor(names.output, file: reader.fileName)
@@ -112,6 +109,13 @@ struct LlamaFamily: ModelFamily {
     /// llama.cpp's `permute(w) = w.reshape(H, 2, D/2, in).swapaxes(1, 2)` (`undo: false`, for
     /// export) or its inverse (`undo: true`, at load): stored row `h·D + 2i + j` is the
     /// checkpoint's row `h·D + j·D/2 + i`.
+    /// Row `i` of a head-permuted block of `heads · headDim` rows in canonical order is stored row `order[i]`.
+    static func rowOrder(heads: Int, headDim: Int) -> [Int] {
+        var order = (0..<(heads * headDim)).map(Float.init)
+        order.withUnsafeMutableBufferPointer { permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: 1, undo: true) }
+        return order.map { Int($0) }
+    }
+
     static func permuteRows(_ rows: UnsafeMutablePointer<Float>, heads: Int, headDim d: Int, columns: Int, undo: Bool) {
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: d * columns)
         defer { scratch.deallocate() }
@@ -240,6 +244,9 @@ struct LlamaFamily: ModelFamily {
         // q and k rows, permuted per head when the format wants it.
         func qk(_ name: String, _ t: Tensor, _ range: Range<Int>, heads: Int) -> CheckpointTensor {
             permuteQK ? .permutedRows(name, t, range, heads: heads, headDim: c.headDim) : .rows(name, t, range)
+        }
+        func qk(_ name: String, _ m: WeightMatrix, _ range: Range<Int>, heads: Int) -> CheckpointTensor {
+            permuteQK ? .permutedRows(name, m, range, heads: heads, headDim: c.headDim) : .rows(name, m, range)
         }
         var tensors: [CheckpointTensor] = [.rows(names.embedding, w.tokenEmbedding)]
         for (i, b) in w.blocks.enumerated() {
