@@ -20,14 +20,14 @@ struct Apply: ParsableCommand {
     var deltas: [String] = []
     @Option(help: ArgumentHelp("Where to write the edited model: a .gguf file or a folder.", valueName: "path"))
     var out: String
-    @Option(help: "How rewritten tensors are stored: f32 or f16.")
-    var dtype: String = "f32"
+    @Option(name: .customLong("out-dtype"), help: "How rewritten tensors are stored: f32 or f16.")
+    var outDtype: String = "f32"
     @Flag(help: "Apply deltas that do not name their model, and replace an existing --out.")
     var force = false
 
     func validate() throws {
         guard !deltas.isEmpty else { throw ValidationError("give at least one --delta") }
-        guard ModelExport.Precision(rawValue: dtype) != nil else { throw ValidationError("--dtype must be f32 or f16") }
+        guard ModelExport.Precision(rawValue: outDtype) != nil else { throw ValidationError("--out-dtype must be f32 or f16") }
     }
 
     func run() throws {
@@ -48,15 +48,15 @@ struct Apply: ParsableCommand {
             let method = delta.metadata["ibke.method"].map { " (\($0))" } ?? ""
             print("applied \(url.lastPathComponent)\(method): \(Set(delta.parameters).map(\.name).sorted().joined(separator: ", "))")
         }
-        let precision = ModelExport.Precision(rawValue: dtype)!
+        let precision = ModelExport.Precision(rawValue: outDtype)!
         let result = try ModelExport.write(loaded, to: destination, precision: precision, overwrite: force)
         switch result.format {
         case .gguf:
             let copied = (loaded.ggufFile?.tensorNames.count ?? 0) - result.rewrittenTensors.count
-            print("wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten as \(dtype.uppercased()) "
+            print("wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten as \(outDtype.uppercased()) "
                 + "(\(result.rewrittenTensors.joined(separator: ", "))), \(copied) copied byte for byte")
         case .huggingFace:
-            print("wrote \(out) (Hugging Face folder): \(result.rewrittenTensors.count) tensors as \(dtype.uppercased())")
+            print("wrote \(out) (Hugging Face folder): \(result.rewrittenTensors.count) tensors as \(outDtype.uppercased())")
         }
     }
 }

@@ -37,6 +37,9 @@ struct Bench: ParsableCommand {
             help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend for --edits (default: the committed one).",
                                valueName: "method=file"))
     var editorFiles: [String] = []
+    @Option(help: ArgumentHelp("Measure how --dtype native and native-int8 move the next-token distributions from f32 instead: top-1 agreement and KL over this many positions of --stats-corpus, on the prefill and the decode path.",
+                               valueName: "positions"))
+    var agreement: Int?
     @Flag(help: "Measure the quantized matrix-vector kernels instead: each GGUF format on a 8192×8192 matrix, against float32 sgemv and the memory bound (no model is loaded).")
     var kernels = false
 
@@ -48,6 +51,7 @@ struct Bench: ParsableCommand {
         var model = self.model
         model.threads = model.threads ?? 2
         let threads = model.threads!
+        if agreement != nil { return try measureAgreement() }
         let loaded = try model.load()
         let transformer = loaded.transformer
         let config = transformer.config
@@ -107,6 +111,19 @@ struct Bench: ParsableCommand {
         print(String(format: "decode (after 32 tokens): %6.1f tokens/s  %6.2f ms/token  %6.1f GB/s of fp32 weights", 1 / decodeSeconds, decodeSeconds * 1e3, decodeBandwidth / 1e9))
         print(String(format: "ratio prefill-512 / GEMM peak: %.0f%% (live) %.0f%% (MACHINE.md 205 GFLOP/s)", 100 * prefill512 / gemmPeak, 100 * prefill512 / 205e9))
         print(String(format: "ratio decode / bandwidth bound: %.0f%% (live) %.0f%% (MACHINE.md 38.3 GB/s)", 100 * decodeBandwidth / bandwidth, 100 * decodeBandwidth / 38.3e9))
+    }
+}
+
+extension Bench {
+    /// `--agreement`: the f32 model against the same file computed on its blocks.
+    func measureAgreement() throws {
+        guard let corpus = statistics.corpusPath else {
+            throw CLIError("--agreement needs --stats-corpus (or $\(StatisticsArguments.environmentVariable))")
+        }
+        var exact = model
+        exact.dtype = .float32
+        try benchPrecisionAgreement(url: try model.modelURL(), exact: try exact.load(), corpus: URL(fileURLWithPath: corpus.path),
+                                    positions: agreement!)
     }
 }
 

@@ -5,7 +5,9 @@ import ModelFormats
 import Models
 import TensorCore
 
-/// `--model` and `--threads`, shared by every command that runs a model.
+extension WeightPrecision: ExpressibleByArgument {}
+
+/// `--model`, `--threads` and `--dtype`, shared by every command that runs a model.
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
         "A GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), or a name from `ibke model list`.",
@@ -15,6 +17,11 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Threads for matrix products and parallel loops (default: all cores).")
     var threads: Int?
+
+    @Option(help: ArgumentHelp(
+        "How weights are held: f32 (dequantized at load), native (GGUF blocks computed on directly, float32 only where an edit writes), or native-int8 (as native, decoding on int8 activations as llama.cpp does).",
+        valueName: "f32|native|native-int8"))
+    var dtype: WeightPrecision = .float32
 
     /// The checkpoint path: `--model` (a path, or a name of ``ModelCatalog`` when no such path
     /// exists), or the default model; a model named must have been fetched.
@@ -40,7 +47,7 @@ struct ModelOptions: ParsableArguments {
         if let threads { ComputeThreads.set(threads) }
         let url = try modelURL(path)
         let start = DispatchTime.now().uptimeNanoseconds
-        let loaded = try LanguageModel.load(url)
+        let loaded = try LanguageModel.load(url, precision: dtype)
         log(String(format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture.name,
                    loaded.config.layerCount, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
         return loaded

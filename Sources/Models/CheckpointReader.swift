@@ -67,7 +67,7 @@ struct CheckpointReader {
     /// have, else float32.
     mutating func matrix(_ parts: [MatrixPart], columns: Int) throws -> WeightMatrix {
         for part in parts { try checkShape(part.name, [part.rows, columns]) }
-        if precision == .native, let blocks = quantizedMatrix(parts, columns: columns) {
+        if precision.keepsBlocks, let blocks = quantizedMatrix(parts, columns: columns) {
             for part in parts { used.insert(part.name) }
             return WeightMatrix(blocks)
         }
@@ -111,7 +111,7 @@ struct CheckpointReader {
                 segments.append(.init(rows: part.rows, format: format, bytes: base))
             }
         }
-        return QuantizedMatrix(columns: columns, segments: segments, owners: owners)
+        return QuantizedMatrix(columns: columns, segments: segments, owners: owners, integerActivations: precision == .nativeInt8)
     }
 
     var fileName: String { source.url.lastPathComponent }

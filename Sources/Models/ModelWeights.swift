@@ -8,7 +8,15 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
     /// Matrices stay in the file's block formats where the quantized kernels have them
     /// (GGUF Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16), memory-mapped; a matrix an
     /// edit writes becomes float32 (only that one). Other files and types load as float32.
+    /// Activations stay float32, so results are the float32 path's up to summation order.
     case native
+    /// As ``native``, with decode-sized products on int8-quantized activations as llama.cpp
+    /// computes them: faster kernels for K-quants, at the cost of 8-bit rounding that moves
+    /// the next-token distributions slightly (`ibke bench --agreement` measures how much).
+    case nativeInt8 = "native-int8"
+
+    /// Whether matrices stay in their blocks.
+    public var keepsBlocks: Bool { self != .float32 }
 }
 
 /// The weights of one transformer block in canonical orientation (`[out, in]`).

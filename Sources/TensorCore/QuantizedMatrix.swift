@@ -28,11 +28,16 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let segments: [Segment]
     /// Whatever keeps ``Segment/bytes`` valid (a mapped file, a copied buffer).
     private let owners: [AnyObject]
+    /// Whether products of up to ``dotProductRowLimit`` rows quantize the activations to int8
+    /// (llama.cpp's way: the fastest kernels, but each product rounds the activations to 8 bits,
+    /// which flips a few percent of near-tied greedy choices) or keep them in float32 (the
+    /// float32 path's results up to summation order).
+    public let integerActivations: Bool
     /// Per segment: its first row, its row's bytes.
     private let starts: [Int], rowBytes: [Int]
 
     /// - Precondition: each segment's rows are whole blocks of its format.
-    public init(columns: Int, segments: [Segment], owners: [AnyObject]) {
+    public init(columns: Int, segments: [Segment], owners: [AnyObject], integerActivations: Bool = false) {
         var starts: [Int] = [], rowBytes: [Int] = [], total = 0
         for s in segments {
             precondition(columns % s.format.blockSize == 0, "\(columns) columns are not whole \(s.format) blocks")
@@ -44,6 +49,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.columns = columns
         self.segments = segments
         self.owners = owners
+        self.integerActivations = integerActivations
         self.starts = starts
         self.rowBytes = rowBytes
     }
@@ -126,13 +132,13 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// The dot-product path: int8 activations (per-32 scales, as llama.cpp's Q8 blocks) for the
-    /// formats with integer kernels, float activations for the rest.
+    /// The dot-product path: with ``integerActivations``, int8 activations (per-32 scales, as
+    /// llama.cpp's Q8 blocks) for the formats with integer kernels; float activations otherwise.
     private func multiplyByDots(
         _ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool
     ) {
         let k = columns
-        let integer = k % 32 == 0 && segments.allSatisfy {
+        let integer = integerActivations && k % 32 == 0 && segments.allSatisfy {
             QuantizedKernels.hasIntegerKernel($0.format) && (k % 256 == 0 || $0.format.blockSize == 32)
         }
         let codes = UnsafeMutablePointer<Int8>.allocate(capacity: integer ? m * k : 0)

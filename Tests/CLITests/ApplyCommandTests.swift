@@ -24,7 +24,7 @@ import Testing
 
         let huggingFace = folder.appending("edited-hf")
         let second = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--delta", delta.path,
-                                       "--out", huggingFace.path, "--dtype", "f16"])
+                                       "--out", huggingFace.path, "--out-dtype", "f16"])
         #expect(second.stdout.contains("(Hugging Face folder): 21 tensors as F16"), "\(second)")
         for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
             #expect(FileManager.default.fileExists(atPath: huggingFace.appendingPathComponent(file).path), "\(file)")

@@ -240,3 +240,33 @@ import Testing
             .appendingPathComponent("models/gemma-3-270m.Q4_K_M.gguf")
     }
 }
+
+/// `--dtype`: the default model computed on its Q4_1 blocks.
+@Suite struct WeightPrecisionCommandTests {
+    static let model = TrainCommandTests.defaultModel.path
+
+    /// Float activations on the blocks give the float32 path's greedy tokens; an edit on the
+    /// quantized base gives the same continuation as on float32 weights.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: model)))
+    func nativeWeightsGenerateAndEditAsFloat32() throws {
+        let generate = ["generate", "--model", Self.model, "The capital of France is", "--max-tokens", "12", "--show-ids"]
+        let f32 = try IBKE.succeed(generate)
+        let native = try IBKE.succeed(generate + ["--dtype", "native"])
+        #expect(try HappyPathTests.generatedIDs(native) == HappyPathTests.generatedIDs(f32), "\(native) against \(f32)")
+
+        let edit = ["edit", "--model", Self.model, "--method", "ft", "--prompt", "{} is located in the city of",
+                    "--subject", "The Eiffel Tower", "--target", "Rome"]
+        let editedF32 = try IBKE.run(edit, timeout: 300)
+        let editedNative = try IBKE.run(edit + ["--dtype", "native"], timeout: 300)
+        #expect(editedF32.status == 0 && editedNative.status == 0, "\(editedNative)")
+        // All but the first line, which holds the edit's time.
+        let report = { (result: IBKEResult) in result.stdout.split(separator: "\n").dropFirst().joined(separator: "\n") }
+        #expect(report(editedNative).contains("after") && report(editedNative) == report(editedF32),
+                "native: \(editedNative.stdout)\nf32: \(editedF32.stdout)")
+    }
+
+    @Test func anUnknownPrecisionIsAOneLineError() throws {
+        let result = try IBKE.run(["generate", "--model", Fixtures.model("tiny-llama").path, "--dtype", "int3", "Hi"], timeout: 30)
+        #expect(result.status != 0 && result.stderr.contains("--dtype") && result.stderr.contains("int3"), "\(result)")
+    }
+}

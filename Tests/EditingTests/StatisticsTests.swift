@@ -90,6 +90,17 @@ import Testing
         #expect(throws: CholeskyError.self) { try Cholesky.solve(Tensor(shape: [2, 2], values: [1, 2, 2, 1]), Tensor(zeros: [1, 2])) }
     }
 
+    /// Keys computed on quantized blocks are their own; float32 keys keep the fields (and the
+    /// file names) they had before the field existed.
+    @Test func theComputePrecisionIsPartOfTheKey() {
+        let f32 = Self.key()
+        #expect(!f32.fields.contains { $0.name == "ibke.compute" })
+        var native = f32
+        native.compute = .native
+        #expect(native.fields.last! == ("ibke.compute", "native"))
+        #expect(native.fileName != f32.fileName)
+    }
+
     static func key(layer: Int = 4, model: String = "aa", corpusSHA256: String = "cc", samples: Int? = 1000) -> StatisticsKey {
         StatisticsKey(modelSHA256: model, layer: layer, source: .corpus, corpus: "a.txt,b.jsonl", corpusSHA256: corpusSHA256,
                       sampling: TokenWindows.scheme(seed: 1), samples: samples, windowLength: 512)

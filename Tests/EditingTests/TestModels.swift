@@ -26,7 +26,7 @@ enum TestModels {
 
     /// A random update of one matrix (entries in ±0.05), dense or of rank 2.
     static func randomEntry(_ model: LanguageModel, _ id: ParameterID, seed: UInt64, lowRank: Bool = false) -> WeightDelta.Entry {
-        let shape = model.transformer.weights.tensor(id, config: model.config)!.shape
+        let shape = model.transformer.weights.shape(of: id, config: model.config)!
         var rng = SplitMix64(seed: seed)
         func random(_ shape: [Int]) -> Tensor {
             Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnit() - 0.5) * 0.1 })

@@ -60,7 +60,7 @@ public enum StatisticsCollector {
         try validate(options, layers: layers, config: model.config)
         let modelHash = try model.contentHash()
         var corpus: TextCorpus?
-        let keys: [StatisticsKey]
+        var keys: [StatisticsKey]
         if let url = options.corpus {
             let text = try TextCorpus(url: url)
             corpus = text
@@ -78,6 +78,7 @@ public enum StatisticsCollector {
             }
         }
 
+        for i in keys.indices { keys[i].compute = model.transformer.precision }
         var results: [Int: CollectedStatistics] = [:]
         if !options.force {
             for key in keys {

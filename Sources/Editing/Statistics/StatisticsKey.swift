@@ -1,5 +1,6 @@
 import Foundation
 import ModelFormats
+import Models
 
 /// Where the text of a statistic came from; printed with every result.
 public enum StatisticsSource: String, Sendable, Hashable {
@@ -34,6 +35,9 @@ public struct StatisticsKey: Hashable, Sendable {
     public var windowLength: Int
     /// Element type of the stored matrix.
     public var dtype = "F32"
+    /// How the model computed the keys (``Models/WeightPrecision``): quantized products give
+    /// slightly other keys than float32 ones.
+    public var compute = WeightPrecision.float32
 
     public init(modelSHA256: String, layer: Int, source: StatisticsSource, corpus: String, corpusSHA256: String,
                 sampling: String, samples: Int?, windowLength: Int) {
@@ -53,6 +57,8 @@ public struct StatisticsKey: Hashable, Sendable {
          ("ibke.source", source.rawValue), ("ibke.corpus", corpus), ("ibke.corpus_sha256", corpusSHA256),
          ("ibke.sampling", sampling), ("ibke.samples", samples.map(String.init) ?? "all"),
          ("ibke.window_length", String(windowLength)), ("ibke.dtype", dtype)]
+            // Absent for float32, so that the files cached before the field existed keep their key.
+            + (compute == .float32 ? [] : [("ibke.compute", compute.rawValue)])
     }
 
     /// SHA-256 of the fields, one `name=value` line each.

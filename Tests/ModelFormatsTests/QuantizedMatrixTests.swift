@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import TensorCore
+@testable import ModelFormats
+
+/// ``QuantizedMatrix`` and ``WeightMatrix`` against the float32 matrix that ModelFormats'
+/// bit-exact dequantizers make of the same blocks.
+@Suite struct QuantizedMatrixTests {
+    /// A matrix of `rows` rows in `formats` (consecutive segments of `rows / formats.count`
+    /// rows), its bytes in an `NSData` that the matrix keeps alive; and its float32 values.
+    static func matrix(_ formats: [QuantizedFormat], rows: Int, columns: Int, seed: UInt64) throws -> (QuantizedMatrix, [Float]) {
+        var segments: [QuantizedMatrix.Segment] = [], owners: [AnyObject] = [], values: [Float] = []
+        for (i, format) in formats.enumerated() {
+            let segmentRows = rows / formats.count
+            let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
+            let bytes = QuantizedKernelTests.randomBlocks(format, count: segmentRows * columns / format.blockSize, seed: seed + UInt64(i))
+            let data = NSData(bytes: bytes, length: bytes.count)
+            var floats = [Float](repeating: 0, count: segmentRows * columns)
+            floats.withUnsafeMutableBufferPointer { type.dequantize(data.bytes, into: $0.baseAddress!, elementCount: $0.count) }
+            segments.append(.init(rows: segmentRows, format: format, bytes: data.bytes))
+            owners.append(data)
+            values += floats
+        }
+        return (QuantizedMatrix(columns: columns, segments: segments, owners: owners), values)
+    }
+
+    /// The C dequantizer that the prefill and gradient products use is bit-exact with the Swift one.
+    @Test(arguments: QuantizedFormat.allCases)
+    func dequantizationIsBitExact(_ format: QuantizedFormat) throws {
+        let (matrix, values) = try Self.matrix([format], rows: 6, columns: 512, seed: 40)
+        let dequantized = matrix.dequantized()
+        #expect(dequantized.shape == [6, 512])
+        #expect(dequantized.scalars.map(\.bitPattern) == values.map(\.bitPattern))
+        var row = [Float](repeating: 0, count: 512)
+        row.withUnsafeMutableBufferPointer { matrix.dequantize(rows: 4..<5, into: $0.baseAddress!) }
+        #expect(row == Array(values[(4 * 512)..<(5 * 512)]))
+    }
+
+    /// Forward products (the dot-product path for ≤ 4 rows, tiles and BLAS beyond) and input
+    /// gradients on a matrix of mixed formats, against float64 products of the float32 values.
+    /// Bound: the int8 activations round each element by half a step (1/254 of its block's
+    /// largest magnitude); 1% of the absolute sum covers it.
+    @Test(arguments: [1, 3, 4, 5, 40])
+    func productsMatchTheDequantizedMatrix(rows m: Int) throws {
+        let (n, k) = (96, 512)
+        let (matrix, w) = try Self.matrix([.q4_K, .q6_K, .q8_0], rows: n, columns: k, seed: 7)
+        var rng = SplitMix64(seed: UInt64(m))
+        let x = (0..<(m * k)).map { _ in 2 * rng.nextUnit() - 1 }
+        var y = [Float](repeating: 1, count: m * n)
+        x.withUnsafeBufferPointer { xs in
+            y.withUnsafeMutableBufferPointer { matrix.multiply(xs.baseAddress!, rows: m, ldx: k, into: $0.baseAddress!, ldy: n) }
+        }
+        for i in 0..<m {
+            for r in 0..<n {
+                var exact = 0.0, scale = 0.0
+                for c in 0..<k {
+                    exact += Double(x[i * k + c]) * Double(w[r * k + c])
+                    scale += abs(Double(x[i * k + c]) * Double(w[r * k + c]))
+                }
+                #expect(abs(Double(y[i * n + r]) - exact) <= 0.01 * scale + 1e-6, "row \(i), output \(r): \(y[i * n + r]) against \(exact)")
+            }
+        }
+        // dX = dY · W, exact up to float32 summation (dequantized tiles and BLAS).
+        let dY = (0..<(m * n)).map { _ in 2 * rng.nextUnit() - 1 }
+        var dX = [Float](repeating: 0.5, count: m * k)
+        dY.withUnsafeBufferPointer { d in
+            dX.withUnsafeMutableBufferPointer { matrix.multiplyTransposed(d.baseAddress!, rows: m, ldDY: n, into: $0.baseAddress!, ldDX: k, accumulate: true) }
+        }
+        for i in 0..<m {
+            for c in 0..<k {
+                var exact = 0.5, scale = 0.0
+                for r in 0..<n {
+                    exact += Double(dY[i * n + r]) * Double(w[r * k + c])
+                    scale += abs(Double(dY[i * n + r]) * Double(w[r * k + c]))
+                }
+                #expect(abs(Double(dX[i * k + c]) - exact) <= 1e-5 * scale + 1e-6)
+            }
+        }
+    }
+
+    /// A quantized weight becomes float32 on first write, and goes back to its blocks.
+    @Test func writesMaterialiseAndRestoreGoesBack() throws {
+        let (blocks, values) = try Self.matrix([.q4_1], rows: 8, columns: 64, seed: 3)
+        let weight = WeightMatrix(blocks)
+        #expect(weight.isQuantized && weight.shape == [8, 64])
+        #expect(weight.scalars == values)
+        let writable = weight.values()
+        #expect(!weight.isQuantized && writable.scalars == values)
+        writable.pointer[5] += 1
+        #expect(weight.scalars[5] == values[5] + 1)
+        weight.restoreBlocks()
+        #expect(weight.isQuantized && weight.scalars == values)
+    }
+}
