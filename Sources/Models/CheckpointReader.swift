@@ -91,7 +91,7 @@ struct CheckpointReader {
     }
 
     /// The parts' blocks as one quantized matrix, or nil when a part is not in such blocks.
-    /// A part in stored order points into the file; a reordered part is copied row by row.
+    /// Every segment points into the file: a reordered part becomes runs of evenly spaced rows.
     private func quantizedMatrix(_ parts: [MatrixPart], columns: Int) -> QuantizedMatrix? {
         var segments: [QuantizedMatrix.Segment] = [], owners: [AnyObject] = []
         for part in parts {
@@ -99,19 +99,31 @@ struct CheckpointReader {
                   columns % format.blockSize == 0 else { return nil }
             let rowBytes = columns / format.blockSize * format.bytesPerBlock
             guard bytes.count == rowBytes * part.rows, let base = bytes.baseAddress else { return nil }
-            if let order = part.rowOrder {
-                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
-                for (i, r) in order.enumerated() {
-                    (copy.baseAddress! + i * rowBytes).copyMemory(from: base + r * rowBytes, byteCount: rowBytes)
-                }
-                owners.append(OwnedBytes(copy))
-                segments.append(.init(rows: part.rows, format: format, bytes: UnsafeRawPointer(copy.baseAddress!)))
-            } else {
-                owners.append(owner)
-                segments.append(.init(rows: part.rows, format: format, bytes: base))
+            owners.append(owner)
+            for run in Self.runs(part.rowOrder ?? [], rows: part.rows) {
+                segments.append(.init(rows: run.count, format: format, bytes: base + run.first * rowBytes, rowStep: run.step))
             }
         }
         return QuantizedMatrix(columns: columns, segments: segments, owners: owners, integerActivations: precision == .nativeInt8)
+    }
+
+    /// `order` (all of `rows` in stored order when empty) as runs of rows `first, first + step, …`:
+    /// GGUF's q/k interleaving is two runs of step 2 per head.
+    static func runs(_ order: [Int], rows: Int) -> [(first: Int, step: Int, count: Int)] {
+        guard !order.isEmpty else { return [(0, 1, rows)] }
+        var result: [(first: Int, step: Int, count: Int)] = []
+        var i = 0
+        while i < order.count {
+            var count = 1, step = 1
+            if i + 1 < order.count, order[i + 1] > order[i] {
+                step = order[i + 1] - order[i]
+                count = 2
+                while i + count < order.count && order[i + count] - order[i + count - 1] == step { count += 1 }
+            }
+            result.append((order[i], step, count))
+            i += count
+        }
+        return result
     }
 
     var fileName: String { source.url.lastPathComponent }
@@ -170,11 +182,4 @@ struct CheckpointReader {
         let extra = source.tensorNames.filter { !used.contains($0) && !isIgnored($0) }
         if !extra.isEmpty { throw ModelLoadError.unexpectedTensors(extra, file: fileName) }
     }
-}
-
-/// A buffer freed with its last reference (a reordered copy of a tensor's blocks).
-private final class OwnedBytes {
-    let bytes: UnsafeMutableRawBufferPointer
-    init(_ bytes: UnsafeMutableRawBufferPointer) { self.bytes = bytes }
-    deinit { bytes.deallocate() }
 }

@@ -15,11 +15,17 @@ public final class QuantizedMatrix: @unchecked Sendable {
         public let format: QuantizedFormat
         /// The first byte of the segment's first row.
         public let bytes: UnsafeRawPointer
+        /// Rows apart in the file from one segment row to the next: 1 for consecutive rows, 2
+        /// for every other row (how a permutation such as GGUF's q/k interleaving is undone
+        /// without copying).
+        public let rowStep: Int
 
-        public init(rows: Int, format: QuantizedFormat, bytes: UnsafeRawPointer) {
+        public init(rows: Int, format: QuantizedFormat, bytes: UnsafeRawPointer, rowStep: Int = 1) {
+            precondition(rowStep >= 1, "row step \(rowStep)")
             self.rows = rows
             self.format = format
             self.bytes = bytes
+            self.rowStep = rowStep
         }
     }
 
@@ -33,16 +39,17 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// which flips a few percent of near-tied greedy choices) or keep them in float32 (the
     /// float32 path's results up to summation order).
     public let integerActivations: Bool
-    /// Per segment: its first row, its row's bytes.
-    private let starts: [Int], rowBytes: [Int]
+    /// Per segment: its first row, its row's bytes, the bytes from one of its rows to the next.
+    private let starts: [Int], rowBytes: [Int], strides: [Int]
 
     /// - Precondition: each segment's rows are whole blocks of its format.
     public init(columns: Int, segments: [Segment], owners: [AnyObject], integerActivations: Bool = false) {
-        var starts: [Int] = [], rowBytes: [Int] = [], total = 0
+        var starts: [Int] = [], rowBytes: [Int] = [], strides: [Int] = [], total = 0
         for s in segments {
             precondition(columns % s.format.blockSize == 0, "\(columns) columns are not whole \(s.format) blocks")
             starts.append(total)
             rowBytes.append(columns / s.format.blockSize * s.format.bytesPerBlock)
+            strides.append(rowBytes.last! * s.rowStep)
             total += s.rows
         }
         self.rows = total
@@ -52,6 +59,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.integerActivations = integerActivations
         self.starts = starts
         self.rowBytes = rowBytes
+        self.strides = strides
     }
 
     public var shape: [Int] { [rows, columns] }
@@ -71,7 +79,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     @inline(__always)
     public func row(_ r: Int) -> (bytes: UnsafeRawPointer, format: QuantizedFormat) {
         let (s, i) = locate(r)
-        return (segments[s].bytes + i * rowBytes[s], segments[s].format)
+        return (segments[s].bytes + i * strides[s], segments[s].format)
     }
 
     /// Rows `range` as float32, `[count, columns]` at `y`, bit for bit the reference dequantizer's values.
@@ -151,7 +159,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let chunks = chunks(of: 64)
         parallelFor(chunks.count) { c in
             let range = chunks[c]
-            let (first, format) = row(range.lowerBound), stride = k / format.blockSize * format.bytesPerBlock
+            let (first, format) = row(range.lowerBound), stride = strides[locate(range.lowerBound).segment]
             let blocks = Int32(k / format.blockSize)
             for (n, r) in range.enumerated() {
                 let bytes = first + n * stride

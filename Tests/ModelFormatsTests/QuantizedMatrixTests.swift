@@ -78,6 +78,30 @@ import TensorCore
         }
     }
 
+    /// Segments of every other row (how GGUF's q/k interleaving is undone without a copy)
+    /// read and multiply the rows they name.
+    @Test func stridedSegmentsReadTheirRows() throws {
+        let format = QuantizedFormat.q8_0, k = 64, rowBytes = k / 32 * format.bytesPerBlock
+        let bytes = QuantizedKernelTests.randomBlocks(format, count: 8 * k / 32, seed: 11)
+        let data = NSData(bytes: bytes, length: bytes.count)
+        let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
+        var stored = [Float](repeating: 0, count: 8 * k)
+        stored.withUnsafeMutableBufferPointer { type.dequantize(data.bytes, into: $0.baseAddress!, elementCount: $0.count) }
+        // Rows 0, 2, 4, 6, then 1, 3, 5, 7 of the stored matrix.
+        let matrix = QuantizedMatrix(columns: k, segments: [.init(rows: 4, format: format, bytes: data.bytes, rowStep: 2),
+                                                            .init(rows: 4, format: format, bytes: data.bytes + rowBytes, rowStep: 2)],
+                                     owners: [data])
+        let order = [0, 2, 4, 6, 1, 3, 5, 7]
+        #expect(matrix.dequantized().scalars == order.flatMap { stored[($0 * k)..<(($0 + 1) * k)] })
+        let x = (0..<k).map { Float($0 % 7) - 3 }
+        var y = [Float](repeating: 0, count: 8)
+        x.withUnsafeBufferPointer { xs in y.withUnsafeMutableBufferPointer { matrix.multiply(xs.baseAddress!, rows: 1, ldx: k, into: $0.baseAddress!, ldy: 8) } }
+        for (i, r) in order.enumerated() {
+            let exact = (0..<k).reduce(Float(0)) { $0 + x[$1] * stored[r * k + $1] }
+            #expect(abs(y[i] - exact) <= 1e-4 * max(1, abs(exact)))
+        }
+    }
+
     /// A quantized weight becomes float32 on first write, and goes back to its blocks.
     @Test func writesMaterialiseAndRestoreGoesBack() throws {
         let (blocks, values) = try Self.matrix([.q4_1], rows: 8, columns: 64, seed: 3)

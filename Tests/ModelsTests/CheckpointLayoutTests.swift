@@ -8,6 +8,16 @@ import TensorCore
 /// the loader of that naming (which rejects missing and unexpected tensors), is the model again.
 /// This covers the layouts no fixture file has, such as GPT-2 in llama.cpp's names.
 @Suite struct CheckpointLayoutTests {
+    /// Row orders become runs of evenly spaced rows, so that quantized blocks need no copy.
+    @Test func rowOrdersBecomeStridedRuns() {
+        let order = LlamaFamily.rowOrder(heads: 2, headDim: 4)
+        let runs = CheckpointReader.runs(order, rows: 8)
+        #expect(runs.flatMap { run in (0..<run.count).map { run.first + $0 * run.step } } == order)
+        #expect(runs.allSatisfy { $0.step == 2 && $0.count == 2 })
+        #expect(CheckpointReader.runs([], rows: 5).map { [$0.first, $0.step, $0.count] } == [[0, 1, 5]])
+        #expect(CheckpointReader.runs([3, 1, 2], rows: 3).map { [$0.first, $0.step, $0.count] } == [[3, 1, 1], [1, 1, 2]])
+    }
+
     /// Tensors held in memory, as a checkpoint the loaders read.
     struct MemorySource: TensorSource {
         let url = URL(fileURLWithPath: "memory")
