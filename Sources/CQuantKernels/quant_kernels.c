@@ -510,6 +510,60 @@ AVX2 static float avx2_q4_k(const uint8_t *p, const float *x, int blocks) {
     return hsum(_mm256_sub_ps(total, totalMin));
 }
 
+// The same dot products given the sums of each 32 activations (`xs`, computed once per vector
+// rather than once per row): the formats' offset terms become one scalar product per block, and
+// the block's products run as two independent FMA chains.
+AVX2 static float avx2_q4_1_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
+    const __m128i low4 = _mm_set1_epi8(15);
+    __m256 total = _mm256_setzero_ps();
+    float offsets = 0;
+    for (int b = 0; b < blocks; b++, p += 20, x += 32) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(p + 4));
+        __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+        __m256 a = _mm256_mul_ps(u8_to_ps(lo), _mm256_loadu_ps(x));
+        __m256 c = _mm256_mul_ps(u8_to_ps(hi), _mm256_loadu_ps(x + 16));
+        a = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8), a);
+        c = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), c);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), _mm256_add_ps(a, c), total);
+        offsets += fp16c(p + 2) * xs[b];
+    }
+    return hsum(total) + offsets;
+}
+
+AVX2 static float avx2_q4_k_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
+    const __m128i low4 = _mm_set1_epi8(15);
+    __m256 total = _mm256_setzero_ps();
+    float mins = 0;
+    for (int b = 0; b < blocks; b++, p += 144, x += 256, xs += 8) {
+        __m256 block = _mm256_setzero_ps();
+        float blockMins = 0;
+        for (int c = 0; c < 4; c++) {
+            int s0, m0, s1, m1;
+            scale_min_k4(p + 4, 2 * c, &s0, &m0);
+            scale_min_k4(p + 4, 2 * c + 1, &s1, &m1);
+            const uint8_t *q = p + 16 + 32 * c;
+            const float *xl = x + 64 * c, *xh = xl + 32;
+            __m128i b0 = _mm_loadu_si128((const __m128i *)q), b1 = _mm_loadu_si128((const __m128i *)(q + 16));
+            __m128i l0 = _mm_and_si128(b0, low4), l1 = _mm_and_si128(b1, low4);
+            __m128i h0 = _mm_and_si128(_mm_srli_epi16(b0, 4), low4), h1 = _mm_and_si128(_mm_srli_epi16(b1, 4), low4);
+            __m256 lo = _mm256_mul_ps(u8_to_ps(l0), _mm256_loadu_ps(xl));
+            __m256 lo2 = _mm256_mul_ps(u8_to_ps(l1), _mm256_loadu_ps(xl + 16));
+            __m256 hi = _mm256_mul_ps(u8_to_ps(h0), _mm256_loadu_ps(xh));
+            __m256 hi2 = _mm256_mul_ps(u8_to_ps(h1), _mm256_loadu_ps(xh + 16));
+            lo = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(l0, 8)), _mm256_loadu_ps(xl + 8), lo);
+            lo2 = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(l1, 8)), _mm256_loadu_ps(xl + 24), lo2);
+            hi = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(h0, 8)), _mm256_loadu_ps(xh + 8), hi);
+            hi2 = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(h1, 8)), _mm256_loadu_ps(xh + 24), hi2);
+            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s0), _mm256_add_ps(lo, lo2), block);
+            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s1), _mm256_add_ps(hi, hi2), block);
+            blockMins += (float)m0 * xs[2 * c] + (float)m1 * xs[2 * c + 1];
+        }
+        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), block, total);
+        mins += fp16c(p + 2) * blockMins;
+    }
+    return hsum(total) - mins;
+}
+
 AVX2 static float avx2_q6_k(const uint8_t *p, const float *x, int blocks) {
     const __m128i low4 = _mm_set1_epi8(15), low2 = _mm_set1_epi8(3), offset = _mm_set1_epi8(32);
     __m256 total = _mm256_setzero_ps();
@@ -671,6 +725,19 @@ float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
     }
 #endif
     return ibke_quant_dot_portable(type, row, x, blocks);
+}
+
+float ibke_quant_dot_sums(int type, const void *row, const float *x, const float *sums, int blocks) {
+#ifdef IBKE_X86
+    if (ibke_quant_simd_level() >= 2) {
+        switch (type) {
+        case IBKE_QUANT_Q4_1: return avx2_q4_1_sums(row, x, sums, blocks);
+        case IBKE_QUANT_Q4_K: return avx2_q4_k_sums(row, x, sums, blocks);
+        default: break;
+        }
+    }
+#endif
+    return ibke_quant_dot(type, row, x, blocks);
 }
 
 float ibke_quant_dot_q8(int type, const void *row, const signed char *q, const float *scales, const float *sums,

@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure gradients instead: forward+backward from the logits to --gradient-layer for 10 prompts of 20 tokens.")
     var gradients = false
     @Option(help: "Layer of the delta in the gradient measurement.") var gradientLayer = 8
+    @Option(help: "Prompts of 20 tokens in the gradient measurement.") var gradientPrompts = 10
+    @Option(help: "Steps of the delta optimisation in the gradient measurement.") var gradientSteps = 20
     @Option(help: ArgumentHelp("Measure seconds per single edit of these methods instead (e.g. rome,memit,alphaedit).",
                                valueName: "methods"))
     var edits: String?
@@ -58,7 +60,11 @@ struct Bench: ParsableCommand {
         let weights = Double(config.matmulWeightsPerToken)
         log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
         if gradients {
-            try benchGradients(transformer, layer: gradientLayer, prompts: 10, tokens: 20, repeats: repeats)
+            guard (0..<config.layerCount).contains(gradientLayer) else {
+                throw CLIError("--gradient-layer must be a layer of the model (0-\(config.layerCount - 1)), not \(gradientLayer)")
+            }
+            guard gradientPrompts >= 1 && gradientSteps >= 1 else { throw CLIError("--gradient-prompts and --gradient-steps must be at least 1") }
+            try benchGradients(transformer, layer: gradientLayer, prompts: gradientPrompts, tokens: 20, steps: gradientSteps, repeats: repeats)
             return
         }
         if let edits {

@@ -5,7 +5,7 @@ import TensorCore
 /// The gradient measurements of `ibke bench --gradients` (issue 3's speed and memory
 /// criteria): a batch of prompts, a delta at the MLP output of one layer at each prompt's
 /// last token, cross-entropy at the last position.
-func benchGradients(_ transformer: Transformer, layer: Int, prompts: Int, tokens: Int, repeats: Int) throws {
+func benchGradients(_ transformer: Transformer, layer: Int, prompts: Int, tokens: Int, steps: Int, repeats: Int) throws {
     let config = transformer.config, v = config.vocabularySize
     var rng = SplitMix64(seed: 7)
     let batch = (0..<prompts).map { _ in (0..<tokens).map { _ in Int(rng.next() % UInt64(v)) } }
@@ -44,8 +44,7 @@ func benchGradients(_ transformer: Transformer, layer: Int, prompts: Int, tokens
     print(String(format: "forward+backward to the delta:       %7.1f ms  (%.2f× the forward from layer %d; target ≤ 3)", deltaOnly * 1e3, deltaOnly / forward, layer))
     print(String(format: "  … and d %@:      %7.1f ms  (%.2f×)", down.name, withWeight * 1e3, withWeight / forward))
 
-    // An optimisation of the delta with prefix reuse: one prefix, then 20 steps.
-    let steps = 20
+    // An optimisation of the delta with prefix reuse: one prefix, then `steps` steps.
     let start = DispatchTime.now().uptimeNanoseconds
     let cached = try transformer.prefix(batch, layers: layer)
     var first: Float = 0, last: Float = 0
@@ -61,7 +60,7 @@ func benchGradients(_ transformer: Transformer, layer: Int, prompts: Int, tokens
         Kernels.addScaled(g.pointer, -0.5, into: delta.pointer, count: delta.count)
     }
     let loop = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    print(String(format: "%d steps with prefix reuse:          %7.1f ms  (%.1f ms a step; bound 20×(f+b) + prefix = %.1f ms with the median f+b, %.1f ms with the best); loss %.3f → %.3f", steps, loop * 1e3, loop * 1e3 / Double(steps), (Double(steps) * median(stepTimes) + prefixTime) * 1e3, (Double(steps) * deltaOnly + prefixTime) * 1e3, first, last))
+    print(String(format: "%d steps with prefix reuse:          %7.1f ms  (%.1f ms a step; bound steps×(f+b) + prefix = %.1f ms with the median f+b, %.1f ms with the best); loss %.3f → %.3f", steps, loop * 1e3, loop * 1e3 / Double(steps), (Double(steps) * median(stepTimes) + prefixTime) * 1e3, (Double(steps) * deltaOnly + prefixTime) * 1e3, first, last))
     print(String(format: "  steps of the loop: fastest %.1f ms, median %.1f ms (single f+b: fastest %.1f, median %.1f)", loopSteps.min()! * 1e3, median(loopSteps) * 1e3, deltaOnly * 1e3, median(stepTimes) * 1e3))
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)

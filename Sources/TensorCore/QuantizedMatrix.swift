@@ -156,6 +156,20 @@ public final class QuantizedMatrix: @unchecked Sendable {
         if integer {
             for i in 0..<m { ibke_quantize_activations(x + i * ldx, Int32(k), codes + i * k, scales + i * k / 32, sums + i * k / 32) }
         }
+        // Float activations: the sums of each 32, which the offset terms of Q4_1 and Q4_K need.
+        let floatSums = !integer && k % 32 == 0
+        let xsums = UnsafeMutablePointer<Float>.allocate(capacity: floatSums ? m * k / 32 : 0)
+        defer { xsums.deallocate() }
+        if floatSums {
+            for i in 0..<m {
+                for b in 0..<(k / 32) {
+                    let block = x + i * ldx + 32 * b
+                    var sum: Float = 0
+                    for j in 0..<32 { sum += block[j] }
+                    xsums[i * k / 32 + b] = sum
+                }
+            }
+        }
         let chunks = chunks(of: 64)
         parallelFor(chunks.count) { c in
             let range = chunks[c]
@@ -166,6 +180,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 for i in 0..<m {
                     let value = integer
                         ? ibke_quant_dot_q8(format.rawValue, bytes, codes + i * k, scales + i * k / 32, sums + i * k / 32, blocks)
+                        : floatSums ? ibke_quant_dot_sums(format.rawValue, bytes, x + i * ldx, xsums + i * k / 32, blocks)
                         : ibke_quant_dot(format.rawValue, bytes, x + i * ldx, blocks)
                     if accumulate { y[i * ldy + r] += value } else { y[i * ldy + r] = value }
                 }

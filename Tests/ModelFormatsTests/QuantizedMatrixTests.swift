@@ -43,7 +43,7 @@ import TensorCore
     @Test(arguments: [1, 3, 4, 5, 40])
     func productsMatchTheDequantizedMatrix(rows m: Int) throws {
         let (n, k) = (96, 512)
-        let (matrix, w) = try Self.matrix([.q4_K, .q6_K, .q8_0], rows: n, columns: k, seed: 7)
+        let (matrix, w) = try Self.matrix([.q4_K, .q4_1, .q6_K, .q8_0], rows: n, columns: k, seed: 7)
         var rng = SplitMix64(seed: UInt64(m))
         let x = (0..<(m * k)).map { _ in 2 * rng.nextUnit() - 1 }
         var y = [Float](repeating: 1, count: m * n)

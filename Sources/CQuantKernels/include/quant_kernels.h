@@ -18,6 +18,10 @@ enum {
 /// Returns NaN for a type these kernels do not have.
 float ibke_quant_dot(int type, const void *row, const float *x, int blocks);
 
+/// ``ibke_quant_dot`` given `sums[b]`, the sum of `x[32b ..< 32b + 32]` for every 32 elements:
+/// faster for the formats whose blocks carry an offset (Q4_1, Q4_K), the same call otherwise.
+float ibke_quant_dot_sums(int type, const void *row, const float *x, const float *sums, int blocks);
+
 /// The same with the portable C kernels only, whatever the CPU (for tests and comparisons).
 float ibke_quant_dot_portable(int type, const void *row, const float *x, int blocks);
 
