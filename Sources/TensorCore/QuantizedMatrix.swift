@@ -170,7 +170,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 }
             }
         }
-        let chunks = chunks(of: 64)
+        let chunks = chunks(of: 32)
         parallelFor(chunks.count) { c in
             let range = chunks[c]
             let (first, format) = row(range.lowerBound), stride = strides[locate(range.lowerBound).segment]
