@@ -247,34 +247,22 @@ static void dequantize_q5_0(const uint8_t *p, float *y, int blocks) {
     }
 }
 
-static void dequantize_q4_k(const uint8_t *p, float *y, int blocks) {
-    for (int b = 0; b < blocks; b++, p += 144, y += 256) {
+// Q4_K and Q5_K: the same super-block of 8 groups with 6-bit scales and mins; Q5_K adds a fifth
+// bit per value (`qh`, 32 bytes before the low nibbles).
+static void dequantize_k_quant(const uint8_t *p, float *y, int blocks, int fiveBit) {
+    const int size = fiveBit ? 176 : 144, low = fiveBit ? 48 : 16;
+    for (int b = 0; b < blocks; b++, p += size, y += 256) {
         float d = fp16(p), dmin = fp16(p + 2);
         for (int g = 0; g < 8; g++) {
             int scale, min;
             scale_min_k4(p + 4, g, &scale, &min);
             float ds = d * (float)scale, dm = dmin * (float)min;
-            const uint8_t *q = p + 16 + 32 * (g / 2);
+            const uint8_t *q = p + low + 32 * (g / 2), *qh = p + 16;
             int shift = 4 * (g % 2);
             for (int l = 0; l < 32; l++) {
-                float v = ds * (float)((q[l] >> shift) & 15);
-                y[32 * g + l] = v - dm;
-            }
-        }
-    }
-}
-
-static void dequantize_q5_k(const uint8_t *p, float *y, int blocks) {
-    for (int b = 0; b < blocks; b++, p += 176, y += 256) {
-        float d = fp16(p), dmin = fp16(p + 2);
-        for (int g = 0; g < 8; g++) {
-            int scale, min;
-            scale_min_k4(p + 4, g, &scale, &min);
-            float ds = d * (float)scale, dm = dmin * (float)min;
-            const uint8_t *q = p + 48 + 32 * (g / 2), *qh = p + 16;
-            int shift = 4 * (g % 2);
-            for (int l = 0; l < 32; l++) {
-                float v = ds * (float)(((q[l] >> shift) & 15) | ((qh[l] >> g) & 1) << 4);
+                int code = (q[l] >> shift) & 15;
+                if (fiveBit) code |= ((qh[l] >> g) & 1) << 4;
+                float v = ds * (float)code;
                 y[32 * g + l] = v - dm;
             }
         }
@@ -306,8 +294,8 @@ int ibke_dequantize(int type, const void *row, float *y, int blocks) {
     case IBKE_QUANT_Q4_0: dequantize_q4_0(p, y, blocks); return 1;
     case IBKE_QUANT_Q4_1: dequantize_q4_1(p, y, blocks); return 1;
     case IBKE_QUANT_Q5_0: dequantize_q5_0(p, y, blocks); return 1;
-    case IBKE_QUANT_Q4_K: dequantize_q4_k(p, y, blocks); return 1;
-    case IBKE_QUANT_Q5_K: dequantize_q5_k(p, y, blocks); return 1;
+    case IBKE_QUANT_Q4_K: dequantize_k_quant(p, y, blocks, 0); return 1;
+    case IBKE_QUANT_Q5_K: dequantize_k_quant(p, y, blocks, 1); return 1;
     case IBKE_QUANT_Q6_K: dequantize_q6_k(p, y, blocks); return 1;
     default: return 0;
     }
