@@ -41,9 +41,10 @@ public struct Sampler: Sendable {
     public mutating func next(_ logits: UnsafePointer<Float>, count: Int) -> Int {
         if options.temperature <= 0 { return argmax(logits, count: count) }
         let limit = options.topK > 0 ? min(options.topK, count) : count
-        // Candidates best first; a full sort only when no top-k limit is set.
+        // Candidates best first where a limit needs the order (a full sort only for top-p without
+        // top-k); plain temperature sampling draws from every token in vocabulary order.
         var candidates = limit < count ? topK(logits, count: count, k: limit)
-            : Array(0..<count).sorted { logits[$0] > logits[$1] }
+            : options.topP < 1 ? Array(0..<count).sorted { logits[$0] > logits[$1] } : Array(0..<count)
         var probabilities = candidates.map { logits[$0] / options.temperature }
         probabilities.withUnsafeMutableBufferPointer { _ = Kernels.softmax($0.baseAddress!, count: $0.count) }
         if options.topP < 1 {
