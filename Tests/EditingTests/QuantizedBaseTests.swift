@@ -95,4 +95,33 @@ struct QuantizedBaseTests {
         #expect(weights.blocks[3].feedForwardDown.isQuantized && weights.blocks[5].qkv.isQuantized)
         #expect(try native.transformer.forward([tokens]).scalars.map(\.bitPattern) == before.map(\.bitPattern))
     }
+
+    /// Gradients through frozen quantized layers (input gradients from dequantized tiles) equal
+    /// the float32 path's, and leave the blocks as they are.
+    @Test func gradientsThroughQuantizedLayersMatchFloat32() throws {
+        let exact = try TestModels.defaultModel()
+        let native = try LanguageModel.load(TestModels.defaultModelURL, precision: .native)
+        let tokens = native.encode("The Eiffel Tower is located in the city of")
+        let target = native.encodeContinuation(" Rome")[0]
+        let down = ParameterID(layer: 6, .feedForwardDown)
+        func gradients(_ model: LanguageModel) throws -> (delta: [Float], weight: [Float]) {
+            let v = model.config.vocabularySize
+            let delta = Tensor(zeros: [model.config.hiddenSize])
+            let tape = try model.transformer.record([tokens], interventions: [.add(.feedForwardOutput, layer: 4, delta: delta, rows: [tokens.count - 1])],
+                                                    logits: .last, gradients: GradientRequest(parameters: [down]))
+            let dLogits = Tensor(zeros: tape.logits.shape)
+            _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: 1, vocabularySize: v, ldLogits: v, targets: [target],
+                                    dLogits: dLogits.pointer, ldDLogits: v)
+            let result = tape.backward(dLogits: dLogits)
+            return (result.interventions[0]!.scalars, result.parameters[down]!.scalars)
+        }
+        let (a, b) = (try gradients(exact), try gradients(native))
+        func relative(_ x: [Float], _ y: [Float]) -> Float {
+            let difference = zip(x, y).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+            return (difference / max(x.reduce(0) { $0 + $1 * $1 }, 1e-30)).squareRoot()
+        }
+        #expect(relative(a.delta, b.delta) < 1e-4 && relative(a.weight, b.weight) < 1e-4,
+                "delta gradient off by \(relative(a.delta, b.delta)), weight gradient by \(relative(a.weight, b.weight))")
+        #expect(native.transformer.weights.blocks.allSatisfy { $0.feedForwardDown.isQuantized && $0.qkv.isQuantized })
+    }
 }
