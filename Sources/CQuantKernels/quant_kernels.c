@@ -451,52 +451,7 @@ AVX2 static float avx2_q8_0(const uint8_t *p, const float *x, int blocks) {
     return hsum(total);
 }
 
-AVX2 static float avx2_q4_1(const uint8_t *p, const float *x, int blocks) {
-    const __m128i low4 = _mm_set1_epi8(15);
-    __m256 total = _mm256_setzero_ps(), totalX = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, p += 20, x += 32) {
-        __m128i bytes = _mm_loadu_si128((const __m128i *)(p + 4));
-        __m256 acc = fma16_u8(_mm_and_si128(bytes, low4), x, _mm256_setzero_ps());
-        acc = fma16_u8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4), x + 16, acc);
-        __m256 xs = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
-                                  _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), acc, total);
-        totalX = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 2)), xs, totalX);
-    }
-    return hsum(_mm256_add_ps(total, totalX));
-}
 
-AVX2 static float avx2_q4_k(const uint8_t *p, const float *x, int blocks) {
-    const __m128i low4 = _mm_set1_epi8(15);
-    __m256 total = _mm256_setzero_ps(), totalMin = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, p += 144, x += 256) {
-        __m256 block = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
-        for (int c = 0; c < 4; c++) {
-            int s0, m0, s1, m1;
-            scale_min_k4(p + 4, 2 * c, &s0, &m0);
-            scale_min_k4(p + 4, 2 * c + 1, &s1, &m1);
-            const uint8_t *q = p + 16 + 32 * c;
-            const float *xl = x + 64 * c, *xh = xl + 32;
-            __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-            for (int h = 0; h < 32; h += 16) {
-                __m128i bytes = _mm_loadu_si128((const __m128i *)(q + h));
-                lo = fma16_u8(_mm_and_si128(bytes, low4), xl + h, lo);
-                hi = fma16_u8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4), xh + h, hi);
-            }
-            __m256 xsl = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xl), _mm256_loadu_ps(xl + 8)),
-                                       _mm256_add_ps(_mm256_loadu_ps(xl + 16), _mm256_loadu_ps(xl + 24)));
-            __m256 xsh = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xh), _mm256_loadu_ps(xh + 8)),
-                                       _mm256_add_ps(_mm256_loadu_ps(xh + 16), _mm256_loadu_ps(xh + 24)));
-            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s0), lo, block);
-            block = _mm256_fmadd_ps(_mm256_set1_ps((float)s1), hi, block);
-            mins = _mm256_fmadd_ps(_mm256_set1_ps((float)m0), xsl, mins);
-            mins = _mm256_fmadd_ps(_mm256_set1_ps((float)m1), xsh, mins);
-        }
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), block, total);
-        totalMin = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p + 2)), mins, totalMin);
-    }
-    return hsum(_mm256_sub_ps(total, totalMin));
-}
 
 // The same dot products given the sums of each 32 activations (`xs`, computed once per vector
 // rather than once per row): the formats' offset terms become one scalar product per block, and
@@ -550,6 +505,25 @@ AVX2 static float avx2_q4_k_sums(const uint8_t *p, const float *x, const float *
         mins += fp16c(p + 2) * blockMins;
     }
     return hsum(total) - mins;
+}
+
+// Without the sums: they are computed here, for 32 blocks of Q4_1 (one block of Q4_K) at a time.
+AVX2 static float block_sums_then(int type, const uint8_t *p, const float *x, int blocks) {
+    const int per = type == IBKE_QUANT_Q4_1 ? 32 : 1, elements = type == IBKE_QUANT_Q4_1 ? 32 : 256;
+    const int bytes = type == IBKE_QUANT_Q4_1 ? 20 : 144;
+    float sums[32], total = 0;
+    for (int b = 0; b < blocks; b += per) {
+        int n = blocks - b < per ? blocks - b : per;
+        const float *xb = x + (size_t)b * elements;
+        for (int i = 0; i < n * elements / 32; i++) {
+            __m256 v = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xb + 32 * i), _mm256_loadu_ps(xb + 32 * i + 8)),
+                                     _mm256_add_ps(_mm256_loadu_ps(xb + 32 * i + 16), _mm256_loadu_ps(xb + 32 * i + 24)));
+            sums[i] = hsum(v);
+        }
+        total += type == IBKE_QUANT_Q4_1 ? avx2_q4_1_sums(p + (size_t)b * bytes, xb, sums, n)
+                                         : avx2_q4_k_sums(p + (size_t)b * bytes, xb, sums, n);
+    }
+    return total;
 }
 
 AVX2 static float avx2_q6_k(const uint8_t *p, const float *x, int blocks) {
@@ -705,8 +679,8 @@ float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
     if (ibke_quant_simd_level() >= 2) {
         switch (type) {
         case IBKE_QUANT_Q8_0: return avx2_q8_0(row, x, blocks);
-        case IBKE_QUANT_Q4_1: return avx2_q4_1(row, x, blocks);
-        case IBKE_QUANT_Q4_K: return avx2_q4_k(row, x, blocks);
+        case IBKE_QUANT_Q4_1: return block_sums_then(IBKE_QUANT_Q4_1, row, x, blocks);
+        case IBKE_QUANT_Q4_K: return block_sums_then(IBKE_QUANT_Q4_K, row, x, blocks);
         case IBKE_QUANT_Q6_K: return avx2_q6_k(row, x, blocks);
         default: break;
         }

@@ -54,10 +54,15 @@ public enum QuantizedKernels {
     ) {
         precondition(columns % format.blockSize == 0, "\(columns) columns are not whole \(format) blocks")
         let blocks = columns / format.blockSize, rowBytes = blocks * format.bytesPerBlock
+        // The sums of each 32 activations, once for all rows (the offset terms of Q4_1 and Q4_K).
+        let sums = columns % 32 == 0 ? (0..<(columns / 32)).map { b in (0..<32).reduce(Float(0)) { $0 + x[32 * b + $1] } } : []
         let chunk = 64
-        parallelFor((rows + chunk - 1) / chunk) { c in
-            for r in (c * chunk)..<min(rows, (c + 1) * chunk) {
-                y[r] = ibke_quant_dot(format.rawValue, weights + r * rowBytes, x, Int32(blocks))
+        sums.withUnsafeBufferPointer { sums in
+            parallelFor((rows + chunk - 1) / chunk) { c in
+                for r in (c * chunk)..<min(rows, (c + 1) * chunk) {
+                    y[r] = sums.isEmpty ? ibke_quant_dot(format.rawValue, weights + r * rowBytes, x, Int32(blocks))
+                        : ibke_quant_dot_sums(format.rawValue, weights + r * rowBytes, x, sums.baseAddress!, Int32(blocks))
+                }
             }
         }
     }

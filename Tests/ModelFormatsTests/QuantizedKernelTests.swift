@@ -78,8 +78,11 @@ import TensorCore
                     QuantizedKernels.matrixVector(format, weights: raw.baseAddress!, rows: rows, columns: columns, xs.baseAddress!,
                                                   into: $0.baseAddress!)
                 }
+                // The product takes the activations' per-32 sums once for all rows; the single dot
+                // sums them its own way, so the two agree up to float rounding.
                 for r in 0..<rows {
-                    #expect(y[r] == QuantizedKernels.dot(format, row: raw.baseAddress! + r * rowBytes, xs.baseAddress!, blocks: 2))
+                    let dot = QuantizedKernels.dot(format, row: raw.baseAddress! + r * rowBytes, xs.baseAddress!, blocks: 2)
+                    #expect(abs(y[r] - dot) <= 1e-5 * max(1, abs(dot)), "row \(r): \(y[r]) against \(dot)")
                 }
             }
         }
