@@ -124,4 +124,24 @@ struct QuantizedBaseTests {
                 "delta gradient off by \(relative(a.delta, b.delta)), weight gradient by \(relative(a.weight, b.weight))")
         #expect(native.transformer.weights.blocks.allSatisfy { $0.feedForwardDown.isQuantized && $0.qkv.isQuantized })
     }
+
+    /// A GGUF export of an edit on the quantized base is byte for byte the float32 path's.
+    @Test func exportsOfAQuantizedBaseEqualFloat32Exports() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-native-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var files: [Data] = [], rewritten: [[String]] = []
+        for precision in [WeightPrecision.float32, .native] {
+            let model = try LanguageModel.load(TestModels.defaultModelURL, precision: precision)
+            try model.transformer.apply(WeightDelta(entries: [
+                TestModels.randomEntry(model, ParameterID(layer: 5, .attentionQuery), seed: 4, lowRank: true),
+                TestModels.randomEntry(model, ParameterID(layer: 7, .feedForwardDown), seed: 5, lowRank: true),
+            ]))
+            let url = folder.appendingPathComponent("\(precision.rawValue).gguf")
+            rewritten.append(try ModelExport.write(model, to: url).rewrittenTensors)
+            files.append(try Data(contentsOf: url))
+        }
+        #expect(rewritten[0] == ["blk.5.attn_q.weight", "blk.7.ffn_down.weight"] && rewritten[1] == rewritten[0], "\(rewritten)")
+        #expect(files[0] == files[1])
+    }
 }

@@ -16,6 +16,9 @@ public struct CheckpointTensor: @unchecked Sendable {
     public let shape: [Int]
     /// A fresh copy of the values in the checkpoint's order.
     public let values: () -> [Float]
+    /// Whether the tensor is still the blocks of the file the model was loaded from (a matrix
+    /// kept quantized that no edit wrote): an export can copy it without comparing values.
+    public var isFileBlocks = false
 
     /// Rows of a canonical tensor (all of it by default), copied.
     static func rows(_ name: String, _ tensor: Tensor, _ range: Range<Int>? = nil) -> CheckpointTensor {
@@ -26,7 +29,8 @@ public struct CheckpointTensor: @unchecked Sendable {
     /// Rows of a canonical matrix (all of it by default), copied (dequantized when it is blocks).
     static func rows(_ name: String, _ matrix: WeightMatrix, _ range: Range<Int>? = nil) -> CheckpointTensor {
         let range = range ?? 0..<matrix.rows
-        return CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: { matrix.copyRows(range) })
+        return CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: { matrix.copyRows(range) },
+                                isFileBlocks: matrix.isQuantized)
     }
 
     /// Rows of a canonical matrix with llama.cpp's per-head permutation applied.
@@ -37,7 +41,7 @@ public struct CheckpointTensor: @unchecked Sendable {
                 LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: matrix.columns, undo: false)
             }
             return values
-        })
+        }, isFileBlocks: matrix.isQuantized)
     }
 
     /// Rows of a canonical bias vector with llama.cpp's per-head permutation applied.
@@ -63,7 +67,7 @@ public struct CheckpointTensor: @unchecked Sendable {
                 for i in 0..<columns { values[i * rows + o] = canonical[o * columns + i] }
             }
             return values
-        })
+        }, isFileBlocks: matrix.isQuantized)
     }
 }
 
