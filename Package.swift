@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Editing", targets: ["Editing"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Serving", targets: ["Serving"]),
         .executable(name: "ibke", targets: ["IBKECLI"]),
     ],
     dependencies: [
@@ -20,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: BLAS / LAPACK (Debian libopenblas-dev)
@@ -41,12 +45,20 @@ let package = Package(
             dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models", .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
         .target(name: "Training", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing", "Evaluation"]),
+        // `ibke serve`: the model host (edits serialized, journaled) and its HTTP API and playground.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "ModelFormats", "Models", "Editing", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Playground")]),
 
         // MARK: Command-line tool
         .executableTarget(
             name: "IBKECLI",
             dependencies: [
-                "Models", "Editing", "Evaluation", "Training",
+                "Models", "Editing", "Evaluation", "Training", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -74,6 +86,9 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Evaluation", "Editing", "Models"]),
         .testTarget(name: "CLITests"),
+        .testTarget(
+            name: "ServingTests",
+            dependencies: ["Serving", "Models", "Editing", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     ]
 )
 

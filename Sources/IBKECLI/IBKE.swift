@@ -71,5 +71,5 @@ struct IBKECommand: ParsableCommand {
         abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
         version: version,
         subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Edit.self, Apply.self,
-                      Eval.self, ReportCommand.self, Stats.self, Train.self])
+                      Eval.self, ReportCommand.self, Stats.self, Train.self, Serve.self])
 }
