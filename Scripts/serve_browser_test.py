@@ -72,13 +72,13 @@ def main():
 
         def ask(prompt):
             """Sends a raw completion from the chat pane; the edited and the original answers."""
-            exchanges = len(driver.find_elements(By.CSS_SELECTOR, "#chat-log > *"))
+            exchanges = len(driver.find_elements(By.CSS_SELECTOR, "#chat-log .exchange"))
             box = driver.find_element(By.ID, "chat-input")
             box.clear()
             box.send_keys(prompt)
             driver.find_element(By.ID, "chat-send").click()
             # A new exchange whose two streams are done (the ids move to the latest exchange).
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chat-log > *")) > exchanges
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chat-log .exchange")) > exchanges
                        and d.find_elements(By.CSS_SELECTOR, "#chat-edited[data-done='true']")
                        and d.find_elements(By.CSS_SELECTOR, "#chat-original[data-done='true']"))
             return (driver.find_element(By.ID, "chat-edited").text, driver.find_element(By.ID, "chat-original").text)

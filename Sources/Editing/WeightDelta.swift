@@ -105,6 +105,8 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable {
 /// A delta applied to a transformer, with copies of the matrices it changed: ``revert()``
 /// restores them bit for bit (adding `−ΔW` would not, in floating point). A matrix that was
 /// still quantized goes back to its blocks instead (``WeightMatrix/restoreBlocks()``).
+/// `@unchecked Sendable`: `revert()` writes the weights and `originals` unlocked; only the model's
+/// owner (ModelHost's queue, one editing thread) calls it, while no pass runs.
 public final class AppliedDelta: @unchecked Sendable {
     /// What a revert restores for one parameter.
     fileprivate enum Original {

@@ -77,6 +77,8 @@ public enum WordSplitter {
     // MARK: Words (NLTKWordTokenizer)
 
     /// One substitution: ICU pattern and template (`$1`, `$0`).
+    /// `@unchecked Sendable`: `NSRegularExpression` is immutable and thread-safe, but not declared
+    /// `Sendable` by every Foundation this builds with.
     private struct Rule: @unchecked Sendable {
         let regex: NSRegularExpression
         let template: String

@@ -99,6 +99,8 @@ extension Eval {
 }
 
 /// A one-line progress bar with rate and ETA on standard error, drawn only on a terminal.
+/// `@unchecked Sendable`: its drawing state is unlocked; a bar is updated from one thread at a time
+/// (a command's run, or a statistics collection under `SecondMoments`' lock).
 final class ProgressBar: @unchecked Sendable {
     private let enabled = isatty(STDERR_FILENO) != 0
     private var phase = ""

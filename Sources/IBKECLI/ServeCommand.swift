@@ -66,9 +66,9 @@ struct Serve: ParsableCommand {
             log("warning: serving on \(host) without --api-key: anyone who reaches the port can edit the model")
         }
 
-        let app = EditingServer.application(host: modelHost, settings: settings)
         log("serving \(loaded.url.lastPathComponent) on http://\(self.host):\(port)/ (playground at /, API at /v1)")
-        try awaitResult { try await app.runService() }
+        let configured = settings
+        try awaitResult { try await EditingServer.run(host: modelHost, settings: configured) }
     }
 }
 

@@ -66,18 +66,11 @@ extension GGUFFile {
         header.appendLittleEndian(UInt64(tensorInfos.count))
         header.appendLittleEndian(UInt64(metadataKeys.count + added.count))
         header.append(contentsOf: rawMetadata)
-        for (key, value) in added {
-            header.appendLittleEndian(UInt64(key.utf8.count))
-            header.append(contentsOf: key.utf8)
-            header.appendLittleEndian(UInt32(8))  // GGUF_TYPE_STRING
-            header.appendLittleEndian(UInt64(value.utf8.count))
-            header.append(contentsOf: value.utf8)
-        }
+        for (key, value) in added { header.appendGGUFEntry(key: key, value: .string(value)) }
         var offset = 0
         for info in tensorInfos {
             let replacement = replacements[info.name]
-            header.appendLittleEndian(UInt64(info.name.utf8.count))
-            header.append(contentsOf: info.name.utf8)
+            header.appendGGUFString(info.name)
             header.appendLittleEndian(UInt32(info.dimensions.count))
             for d in info.dimensions { header.appendLittleEndian(UInt64(d)) }
             header.appendLittleEndian((replacement?.type ?? info.type).rawValue)

@@ -20,10 +20,9 @@ import Foundation
 /// The mapping is `PROT_READ`/`MAP_PRIVATE`: writing through ``bytes`` crashes. If the file is
 /// truncated by another process while mapped, touching the lost pages raises SIGBUS, as with any
 /// mapping; checkpoints are not expected to change while they are in use.
+/// `@unchecked Sendable`: `bytes` is a raw pointer to a read-only mapping, fixed at init and
+/// unmapped only in deinit, so any thread may read through it.
 public final class MappedFile: @unchecked Sendable {
-    // @unchecked: the mapping is immutable after init and freed only in deinit, so sharing the
-    // pointer between threads is safe.
-
     /// The file that is mapped.
     public let url: URL
     /// The file's contents (empty for an empty file). Valid as long as this object is alive.

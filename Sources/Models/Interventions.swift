@@ -232,6 +232,8 @@ extension TransformerConfig {
 }
 
 /// The interventions of one pass, indexed by hook point, with the captures it makes.
+/// `@unchecked Sendable`: `captures` is written unlocked by the one pass that uses the set, on the
+/// thread running it; ``empty`` has no hooks, so it is never written.
 final class InterventionSet: @unchecked Sendable {
     let list: [Intervention]
     /// Indices into `list` by hook point.

@@ -2,6 +2,8 @@ import TensorCore
 
 /// Keys and values of the tokens a sequence has seen so far, per layer, for incremental
 /// decoding. Keys are stored after RoPE. One cache serves one sequence.
+/// `@unchecked Sendable`: `count` and the buffers change as tokens are added, unlocked; one pass at
+/// a time uses a cache, on its owner's thread (its parallel loops write disjoint rows).
 public final class KVCache: @unchecked Sendable {
     public let layerCount: Int
     /// `Hkv · D`.

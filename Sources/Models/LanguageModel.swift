@@ -8,6 +8,8 @@ import Tokenizers
 /// This is the inference API every part of IBKE uses: logits for batches, teacher-forced
 /// log-probabilities of target continuations (the core of every editing metric), top-k next
 /// tokens and generation.
+/// `@unchecked Sendable`: the one mutable property, `cachedContentHash`, is touched only under
+/// `hashLock`.
 public final class LanguageModel: @unchecked Sendable {
     public enum Format: String, Sendable { case gguf, huggingFace = "hf" }
 

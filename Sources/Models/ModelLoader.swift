@@ -7,6 +7,11 @@ public enum ModelLoader {
     /// Loads the transformer of a GGUF file, its matrices in `precision`.
     public static func transformer(gguf file: GGUFFile, precision: WeightPrecision = .float32) throws -> Transformer {
         let fileName = file.url.lastPathComponent
+        if file.string("general.type") == "adapter" {
+            throw ModelLoadError.notAModel(
+                file: fileName, detail: "it is \(file.string("adapter.type").map { "a \($0)" } ?? "an") adapter for a model, not a model "
+                    + "(load it on its base model, e.g. llama.cpp's --lora)")
+        }
         guard let name = file.architecture else {
             throw ModelLoadError.missingConfig(key: "general.architecture", file: fileName)
         }

@@ -129,6 +129,8 @@ extension Transformer {
 /// The backward is hand-written per block from the kernels of ``Backward``; norm statistics
 /// and attention probabilities are recomputed from the saved inputs. A tape can be
 /// differentiated several times (different losses of the same pass).
+/// `@unchecked Sendable`: the recording pass fills its records unlocked and the backward passes read
+/// them; one thread at a time (the optimisation's) uses a tape.
 public final class Tape: @unchecked Sendable {
     /// Activations of one recorded block (see ``HookPoint`` for the names).
     final class LayerRecord {

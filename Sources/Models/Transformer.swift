@@ -19,6 +19,8 @@ public enum LogitSelection: Sendable {
 /// Batches are ragged: sequences of different lengths are packed into one `[N, C]` activation
 /// matrix (N = all new tokens), so every linear layer is one large matmul and no work is spent
 /// on padding; attention runs per sequence.
+/// `@unchecked Sendable`: `weights` and the floats behind them are edited in place, unlocked; the
+/// model's owner (ModelHost's queue, one CLI thread) must not edit while another thread runs it.
 public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public var weights: ModelWeights

@@ -6,13 +6,18 @@ import ModelFormats
 public struct EditRecord: Sendable, Codable, Equatable {
     public var id: String
     public var method: String
-    public var prompt: String
-    public var subject: String
-    public var target: String
+    /// The facts written, one for a single edit, several for a batch.
+    public var requests: [Fact]
     /// Unix seconds.
     public var created: Int
     /// Seconds the editor took.
     public var seconds: Double
+
+    public struct Fact: Sendable, Codable, Equatable {
+        public var prompt: String
+        public var subject: String
+        public var target: String
+    }
 }
 
 /// The edits a server acknowledged, on disk: `journal.json` (the model's SHA-256 and the
@@ -54,7 +59,7 @@ public struct EditJournal: Sendable {
         }
         guard contents.model_sha256 == modelHash else {
             throw ServingError.journal("\(journalURL.path): the journal was written for the model with sha256 "
-                + "\(contents.model_sha256), not this one (\(modelHash)); give another --state folder")
+                + "\(contents.model_sha256), not this one (\(modelHash)); use another state folder for this model")
         }
         let edits = try contents.edits.map { record in
             let delta = try WeightDelta.load(from: deltaURL(record.id))

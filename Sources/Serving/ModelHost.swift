@@ -28,16 +28,27 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
 /// An edit to make: what `POST /v1/edits` carries.
 public struct EditSubmission: Sendable {
     public var method: EditingMethod
-    public var request: EditRequest
+    /// One request, or a batch edited in one editor call (MEMIT's and AlphaEdit's batch
+    /// editing; the others edit the requests one after another) and kept as one edit.
+    public var requests: [EditRequest]
     /// Hyperparameter overrides, as the bytes of a JSON object (the keys of the method's
     /// hyperparameter file).
     public var hyperparameters: Data?
 
-    public init(method: EditingMethod, request: EditRequest, hyperparameters: Data? = nil) {
+    public init(method: EditingMethod, requests: [EditRequest], hyperparameters: Data? = nil) {
         self.method = method
-        self.request = request
+        self.requests = requests
         self.hyperparameters = hyperparameters
     }
+
+    public init(method: EditingMethod, request: EditRequest, hyperparameters: Data? = nil) {
+        self.init(method: method, requests: [request], hyperparameters: hyperparameters)
+    }
+}
+
+extension EditSubmission {
+    /// The most requests one batch may hold.
+    public static let batchLimit = 256
 }
 
 /// The model's behaviour on an edit's prompt at one moment.
@@ -57,12 +68,21 @@ public struct EditProbe: Sendable, Encodable {
 }
 
 /// What an edit did: the report `ibke edit` prints, as data.
-public struct EditReport: Sendable, Encodable {
+public struct EditReport: Sendable {
     public var record: EditRecord
-    /// The unedited model's greedy answer, as many tokens as the target.
-    public var originalAnswer: String
-    public var before: EditProbe
-    public var after: EditProbe
+    /// One per request, in order.
+    public var outcomes: [Outcome]
+
+    public struct Outcome: Sendable {
+        /// The unedited model's greedy answer, as many tokens as the target.
+        public var originalAnswer: String
+        public var before: EditProbe
+        public var after: EditProbe
+    }
+
+    /// The outcome of a single edit (the first request of a batch).
+    public var before: EditProbe { outcomes[0].before }
+    public var after: EditProbe { outcomes[0].after }
 }
 
 /// How a generation ended.
@@ -84,9 +104,9 @@ public enum GenerationEvent: Sendable, Equatable {
 /// one, and the editors, which write the weights, never race a reader. The queue is a thread of
 /// its own: long model work does not hold up Swift's cooperative threads, which serve the
 /// HTTP connections.
+/// `@unchecked Sendable`: `applied` and `nextID` are read and written only on `queue`, and
+/// `reportTokens` is set before the host is shared; the rest is immutable after init.
 public final class ModelHost: @unchecked Sendable {
-    // @unchecked: `applied` and `nextID` are read and written only on `queue`; the rest is
-    // immutable after init.
     public let model: LanguageModel
     public let modelHash: String
     private let queue = DispatchQueue(label: "ibke.model-host", qos: .userInitiated)
@@ -124,10 +144,18 @@ public final class ModelHost: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on the model's queue.
+    /// Runs `body` on the model's queue. A cancelled caller (a server shutting down) stops
+    /// waiting at once with `CancellationError`; `body` still runs to its end on the queue,
+    /// since the model must never be left half edited.
     private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
+        let waiter = Waiter<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiter.wait(continuation)
+                queue.async { waiter.resume(with: Result { try body() }) }
+            }
+        } onCancel: {
+            waiter.resume(with: .failure(CancellationError()))
         }
     }
 
@@ -162,26 +190,32 @@ public final class ModelHost: @unchecked Sendable {
     }
 
     private func editNow(_ submission: EditSubmission) throws -> EditReport {
-        let request: PreparedRequest
-        do {
-            request = try submission.request.prepared(for: model)
-        } catch let error as EditRequestError {
-            throw ServingError.badRequest(error.description)
+        guard (1...EditSubmission.batchLimit).contains(submission.requests.count) else {
+            throw ServingError.badRequest("requests: give 1 to \(EditSubmission.batchLimit) requests")
+        }
+        var requests: [PreparedRequest] = []
+        for (i, request) in submission.requests.enumerated() {
+            do {
+                requests.append(try request.prepared(for: model))
+            } catch let error as EditRequestError {
+                throw ServingError.badRequest((submission.requests.count > 1 ? "requests[\(i)]: " : "") + error.description)
+            }
         }
         let editor = try makeEditor(submission)
         if let statistics, !statistics.expectedLayers.isEmpty { try statistics.prepare(layers: statistics.expectedLayers) }
 
-        let original = try model.greedyContinuations([request.prompt], maxTokens: request.target.count,
-                                                     stopTokens: model.tokenizer.stopTokenIDs)[0]
-        let before = try probe(request, original: original)
+        let originals = try model.greedyContinuations(requests.map(\.prompt), maxTokens: requests.map(\.target.count).max()!,
+                                                      stopTokens: model.tokenizer.stopTokenIDs)
+            .enumerated().map { Array($1.prefix(requests[$0].target.count)) }
+        let before = try zip(requests, originals).map { try probe($0, original: $1) }
         let start = Date()
-        var delta = try editor.edit([request], in: model)
+        var delta = try editor.edit(requests, in: model)
         let seconds = Date().timeIntervalSince(start)
         delta.metadata["ibke.model_sha256"] = modelHash
         delta.metadata["ibke.method"] = submission.method.rawValue
         let id = "e\(nextID)"
-        let record = EditRecord(id: id, method: submission.method.rawValue, prompt: submission.request.prompt,
-                                subject: submission.request.subject, target: submission.request.targetNew,
+        let record = EditRecord(id: id, method: submission.method.rawValue,
+                                requests: submission.requests.map { .init(prompt: $0.prompt, subject: $0.subject, target: $0.targetNew) },
                                 created: Int(Date().timeIntervalSince1970), seconds: seconds)
         let handle = try model.transformer.apply(delta, source: id)
         do {
@@ -196,9 +230,11 @@ public final class ModelHost: @unchecked Sendable {
         }
         applied.append((record, handle))
         nextID += 1
-        let after = try probe(request, original: original)
-        return EditReport(record: record, originalAnswer: model.tokenizer.decode(original, skipSpecialTokens: true),
-                          before: before, after: after)
+        let outcomes = try requests.indices.map { i in
+            EditReport.Outcome(originalAnswer: model.tokenizer.decode(originals[i], skipSpecialTokens: true),
+                               before: before[i], after: try probe(requests[i], original: originals[i]))
+        }
+        return EditReport(record: record, outcomes: outcomes)
     }
 
     private func makeEditor(_ submission: EditSubmission) throws -> any Editor {
@@ -326,14 +362,51 @@ public final class ModelHost: @unchecked Sendable {
     }
 
     /// Runs `body` with the edited model on the model's queue (exports read a consistent state).
-    public func withEditedModel<T: Sendable>(_ body: @escaping @Sendable (LanguageModel, [EditRecord]) throws -> T) async throws -> T {
-        try await run { try body(self.model, self.applied.map(\.record)) }
+    public func withEditedModel<T: Sendable>(
+        _ body: @escaping @Sendable (LanguageModel, [(record: EditRecord, delta: WeightDelta)]) throws -> T
+    ) async throws -> T {
+        try await run { try body(self.model, self.applied.map { ($0.record, $0.handle.delta) }) }
+    }
+}
+
+/// A continuation resumed once, by whichever comes first: the result or a cancellation
+/// (which may come before the continuation exists).
+/// `@unchecked Sendable`: `continuation` and `early` are touched only under `lock`.
+private final class Waiter<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+    private var early: Result<T, any Error>?
+    private var done = false
+
+    func wait(_ continuation: CheckedContinuation<T, any Error>) {
+        lock.lock()
+        if let early {
+            lock.unlock()
+            continuation.resume(with: early)
+            return
+        }
+        self.continuation = continuation
+        lock.unlock()
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        lock.lock()
+        guard !done else { lock.unlock(); return }
+        done = true
+        guard let continuation else {
+            early = result
+            lock.unlock()
+            return
+        }
+        self.continuation = nil
+        lock.unlock()
+        continuation.resume(with: result)
     }
 }
 
 /// Set once from any thread, read from the model's queue.
+/// `@unchecked Sendable`: `value` is touched only under `lock`.
 private final class CancelFlag: @unchecked Sendable {
-    // @unchecked: the flag is guarded by the lock.
     private let lock = NSLock()
     private var value = false
     func set() { lock.withLock { value = true } }

@@ -96,11 +96,30 @@ struct ChatRequest: Decodable {
     }
 }
 
+/// `POST /v1/edits`: one request (`prompt`, `subject`, `target`) or a batch (`requests`).
 struct EditBody: Decodable {
     var method: String?
-    var prompt: String
-    var subject: String
-    var target: String
+    var prompt: String?
+    var subject: String?
+    var target: String?
+    var requests: [Fact]?
+
+    struct Fact: Decodable {
+        var prompt: String
+        var subject: String
+        var target: String
+    }
+
+    func facts() throws -> [Fact] {
+        switch (requests, prompt, subject, target) {
+        case (let batch?, nil, nil, nil): return batch
+        case (nil, let p?, let s?, let t?): return [Fact(prompt: p, subject: s, target: t)]
+        case (.some, _, _, _): throw ServingError.badRequest("requests: give either requests or prompt, subject and target")
+        default:
+            let missing = [("prompt", prompt), ("subject", subject), ("target", target)].filter { $0.1 == nil }.map(\.0)
+            throw ServingError.badRequest("\(missing.joined(separator: ", ")): required (or requests: a batch)")
+        }
+    }
 }
 
 struct EvaluateBody: Decodable {
@@ -193,24 +212,45 @@ struct EditList: Encodable {
     var data: [EditRecord]
 }
 
+/// A single edit's report is flat (`prompt`, …, `before`, `after`); a batch's lists one per
+/// request under `requests`.
 struct EditResponse: Encodable {
     var id: String
     var method: String
-    var prompt: String
-    var subject: String
-    var target: String
     var created: Int
     var seconds: Double
-    var original_answer: String
-    var before: EditProbe
-    var after: EditProbe
+    var single: Outcome?
+    var batch: [Outcome]?
+
+    struct Outcome: Encodable {
+        var prompt: String
+        var subject: String
+        var target: String
+        var original_answer: String
+        var before: EditProbe
+        var after: EditProbe
+    }
 
     init(_ report: EditReport) {
         let r = report.record
-        (id, method, prompt, subject, target, created, seconds) = (r.id, r.method, r.prompt, r.subject, r.target, r.created, r.seconds)
-        original_answer = report.originalAnswer
-        before = report.before
-        after = report.after
+        (id, method, created, seconds) = (r.id, r.method, r.created, r.seconds)
+        let outcomes = zip(r.requests, report.outcomes).map {
+            Outcome(prompt: $0.prompt, subject: $0.subject, target: $0.target, original_answer: $1.originalAnswer,
+                    before: $1.before, after: $1.after)
+        }
+        if outcomes.count == 1 { single = outcomes[0] } else { batch = outcomes }
+    }
+
+    enum CodingKeys: String, CodingKey { case id, method, created, seconds, requests }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(method, forKey: .method)
+        try c.encode(created, forKey: .created)
+        try c.encode(seconds, forKey: .seconds)
+        if let single { try single.encode(to: encoder) }
+        if let batch { try c.encode(batch, forKey: .requests) }
     }
 }
 

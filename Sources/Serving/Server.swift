@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Models
 import NIOCore
+import ServiceLifecycle
 
 /// How `ibke serve` listens and what it offers.
 public struct ServerSettings: Sendable {
@@ -25,8 +26,19 @@ public struct ServerSettings: Sendable {
 /// The HTTP API of a ``ModelHost``: OpenAI-compatible completions, the editing routes and the
 /// playground page, on Hummingbird.
 public enum EditingServer {
-    /// The application; `runService()` serves it until SIGTERM or SIGINT, then shuts down
-    /// gracefully (requests in flight finish).
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: no new connections, and
+    /// requests in flight get `shutdownGrace` to finish. After that they are cancelled: an edit
+    /// still running is not acknowledged (its client gets no answer), so the journal keeps
+    /// exactly the edits acknowledged so far, or this one too if it completes first.
+    public static func run(host: ModelHost, settings: ServerSettings, shutdownGrace: Duration = .seconds(10)) async throws {
+        let app = application(host: host, settings: settings)
+        var configuration = ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: app.logger)
+        configuration.maximumGracefulShutdownDuration = shutdownGrace
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// The application, for tests and embedding; ``run(host:settings:shutdownGrace:)`` serves it.
     public static func application(host: ModelHost, settings: ServerSettings) -> some ApplicationProtocol {
         var logger = Logger(label: "ibke.serve")
         logger.logLevel = settings.logLevel
@@ -92,7 +104,7 @@ private struct Routes: Sendable {
                     + "(this server has \(settings.methods.map(\.rawValue).joined(separator: ", ")))")
             }
             let submission = EditSubmission(method: method,
-                                            request: EditRequest(prompt: body.prompt, subject: body.subject, targetNew: body.target),
+                                            requests: try body.facts().map { EditRequest(prompt: $0.prompt, subject: $0.subject, targetNew: $0.target) },
                                             hyperparameters: try hyperparameters(data))
             return try json(EditResponse(try await host.edit(submission)))
         }
@@ -138,24 +150,45 @@ private struct Routes: Sendable {
                                                    .contentDisposition: "attachment; filename=\"edited.gguf\""],
                             body: .init(byteBuffer: ByteBuffer(bytes: data)))
         case "hf":
-            guard let state = host.stateDirectory else {
-                throw ServingError.badRequest("format: hf is written under the server's --state folder, and this server has none")
-            }
-            let name = body.path ?? "edited-hf"
-            guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
-                throw ServingError.badRequest("path: a folder name (no slashes) under the state folder's exports/")
-            }
-            let folder = state.appendingPathComponent("exports").appendingPathComponent(name)
-            try FileManager.default.createDirectory(at: folder.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let folder = try exportFolder(body.path ?? "edited-hf")
             let result = try await host.withEditedModel { model, _ in
                 try ModelExport.write(model, to: folder, precision: precision, overwrite: true)
             }
             return try json(ExportResult(format: "hf", path: folder.path, rewritten_tensors: result.rewrittenTensors))
-        case "lora", "peft":
-            throw ServingError.badRequest("format: \(body.format) adapters are not available yet; export gguf or hf")
+        case "lora":
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-export-\(UUID().uuidString).gguf")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try await host.withEditedModel { model, edits in
+                guard !edits.isEmpty else { throw ServingError.badRequest("format: there are no edits to export as an adapter") }
+                try AdapterExport.write(edits.map(\.delta), of: model, to: file, format: .lora)
+            }
+            let data = try Data(contentsOf: file, options: .alwaysMapped)
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream",
+                                                   .contentDisposition: "attachment; filename=\"edits-lora.gguf\""],
+                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        case "peft":
+            let folder = try exportFolder(body.path ?? "edits-peft")
+            let result = try await host.withEditedModel { model, edits in
+                guard !edits.isEmpty else { throw ServingError.badRequest("format: there are no edits to export as an adapter") }
+                return try AdapterExport.write(edits.map(\.delta), of: model, to: folder, format: .peft, overwrite: true)
+            }
+            return try json(ExportResult(format: "peft", path: folder.path, rewritten_tensors: result.modules.map(\.tensor)))
         default:
             throw ServingError.badRequest("format: \(body.format.debugDescription) is not gguf, hf, lora or peft")
         }
+    }
+
+    /// `<state>/exports/NAME`: folders are written only there, under a plain name.
+    private func exportFolder(_ name: String) throws -> URL {
+        guard let state = host.stateDirectory else {
+            throw ServingError.badRequest("format: folders are written under the server's state folder, and this server has none")
+        }
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw ServingError.badRequest("path: a folder name (no slashes) under the state folder's exports/")
+        }
+        let folder = state.appendingPathComponent("exports").appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: folder.deletingLastPathComponent(), withIntermediateDirectories: true)
+        return folder
     }
 
     // MARK: Completions

@@ -42,7 +42,7 @@ public enum CholeskyError: Error, CustomStringConvertible, Equatable {
         case .singular(let order):
             "the \(order)×\(order) matrix is singular"
         case .noConvergence(let order):
-            "the eigendecomposition of the \(order)×\(order) matrix did not converge"
+            "the decomposition of the \(order)×\(order) matrix did not converge"
         }
     }
 }

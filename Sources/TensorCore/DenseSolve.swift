@@ -98,4 +98,35 @@ public enum DenseSolve {
         }
         return (values, a)
     }
+    /// The thin singular value decomposition `A = U diag(s) Vᵀ` of a row-major `[m, n]` matrix
+    /// (`sgesdd`): `u` `[m, k]`, `s` descending, `vt` `[k, n]`, `k = min(m, n)`.
+    ///
+    /// - Throws: ``CholeskyError/noConvergence(order:)`` when LAPACK does not converge.
+    public static func singularValueDecomposition(_ matrix: Tensor) throws -> (u: Tensor, s: [Float], vt: Tensor) {
+        precondition(matrix.shape.count == 2, "matrix \(matrix.shape) is not two-dimensional")
+        let (m, n) = (matrix.shape[0], matrix.shape[1])
+        let k = min(m, n)
+        let u = Tensor(zeros: [m, k]), vt = Tensor(zeros: [k, n])
+        var s = [Float](repeating: 0, count: k)
+        if k == 0 { return (u, s, vt) }
+        ComputeThreads.singleThreadedBLAS
+        // Row-major A is column-major Aᵀ = V S Uᵀ: LAPACK's "U" of Aᵀ (n × k, column-major) is
+        // our Vᵀ read row-major, and its "Vᵀ" (k × m) is our U.
+        let a = matrix.copy()
+        var rows = Int32(n), columns = Int32(m), lda = Int32(n), ldu = Int32(n), ldvt = Int32(k)
+        var info: Int32 = 0, lwork: Int32 = -1, workSize: Float = 0
+        var jobz = CChar(UInt8(ascii: "S"))
+        var iwork = [Int32](repeating: 0, count: 8 * k)
+        sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
+                &workSize, &lwork, &iwork, &info)
+        lwork = Int32(workSize)
+        var work = [Float](repeating: 0, count: Int(lwork))
+        sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
+                &work, &lwork, &iwork, &info)
+        guard info == 0 else {
+            if info > 0 { throw CholeskyError.noConvergence(order: k) }
+            preconditionFailure("sgesdd argument \(-info) is invalid")
+        }
+        return (u, s, vt)
+    }
 }

@@ -48,6 +48,8 @@ public func parallelFor(_ chunks: Int, dynamic: Bool = false, _ body: (Int) -> V
 /// One ``parallelFor(_:dynamic:_:)`` call: `threads` shares of the chunks, each claimed by
 /// whichever thread comes first (the caller, or a worker), so a worker still waiting for a core
 /// on a busy machine delays nothing; the chunks of share `t` depend only on `t`.
+/// `@unchecked Sendable`: `body` is not `@Sendable`; ``parallelFor(_:dynamic:_:)`` requires it to
+/// be safe on disjoint chunks, and its caller keeps it alive until no worker is left in the loop.
 private final class Loop: @unchecked Sendable {
     let body: (Int) -> Void
     let chunks: Int, threads: Int, dynamic: Bool
@@ -88,6 +90,8 @@ private final class Loop: @unchecked Sendable {
 /// quiet. Polling threads yield the core at each poll, but on a machine whose cores are all
 /// busy with other processes polling still costs (decode beside three single-threaded jobs:
 /// 7.0 against GCD's 9.7 tokens/s); `--threads 1` uses no workers.
+/// `@unchecked Sendable`: only the thread holding `busy` writes `loop` and `workerCount`; a worker
+/// reads `loop` only while counted in `active`, which the caller waits out before clearing it.
 private final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
     static let spinNanoseconds: UInt64 = 200_000

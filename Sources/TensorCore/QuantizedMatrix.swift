@@ -8,8 +8,12 @@ import Foundation
 /// The rows come in segments that may differ in format (a fused q/k/v matrix of a Q4_K_M file
 /// holds Q4_K and Q6_K rows); each row is whole blocks. The bytes usually lie in a memory-mapped
 /// file, which ``owners`` keep alive.
+/// `@unchecked Sendable`: every property is `let`; the blocks behind the raw pointers are never
+/// written, and ``owners`` are only held to keep them alive.
 public final class QuantizedMatrix: @unchecked Sendable {
     /// Consecutive rows in one format.
+    /// `@unchecked Sendable`: `bytes` is a raw pointer to blocks that are only read, valid while
+    /// the matrix's `owners` live.
     public struct Segment: @unchecked Sendable {
         public let rows: Int
         public let format: QuantizedFormat

@@ -5,6 +5,8 @@ import Foundation
 /// Storage is a reference: views made with ``Tensor/slice(_:)`` or ``Tensor/reshaped(_:)``
 /// alias it, so writing through one view is visible in the others (as in PyTorch). Use
 /// ``Tensor/copy()`` for an independent tensor.
+/// `@unchecked Sendable`: the floats behind `pointer` are unsynchronised; callers must not write
+/// elements another thread reads or writes at the same time (parallel loops write disjoint ranges).
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -28,6 +30,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// Reusable scratch storage for buffers that live for one call (a forward pass's activations):
 /// a buffer given back is handed out again, so a stream of calls stops paying for fresh pages.
 /// Buffers come back with their old contents; callers write them in full before reading.
+/// `@unchecked Sendable`: `free` is touched only under `lock`.
 public final class ScratchPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [TensorStorage] = []
@@ -57,7 +60,7 @@ public final class ScratchPool: @unchecked Sendable {
 ///
 /// Shapes are written `[B, T, C]` with the last dimension contiguous. Linear weights are
 /// always `[out, in]`, so a linear layer computes `y = x · Wᵀ`.
-public struct Tensor: @unchecked Sendable {
+public struct Tensor: Sendable {
     public let shape: [Int]
     public let storage: TensorStorage
     /// Offset of the first element in `storage`, in floats.

@@ -5,6 +5,8 @@
 /// (``values()``: an edit applied in place); ``restoreBlocks()`` goes back to the blocks, so a
 /// reverted edit leaves the model bit for bit as loaded. Reading values (``scalars``,
 /// ``copyRows(_:)``) never converts.
+/// `@unchecked Sendable`: `dense` is switched by ``values()`` and ``restoreBlocks()`` unlocked; the
+/// model's owner must not convert or edit a matrix while another thread computes with it.
 public final class WeightMatrix: @unchecked Sendable {
     public let shape: [Int]
     /// The blocks the matrix was loaded from; nil for a float32 matrix.

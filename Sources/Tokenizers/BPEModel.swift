@@ -260,6 +260,7 @@ private struct MinHeap {
 
 /// Ids of words already encoded. Text repeats its words, so this makes encoding a few times
 /// faster; it is emptied when full rather than evicting, which keeps lookups cheap.
+/// `@unchecked Sendable`: `storage` is touched only under `lock`.
 final class WordCache: @unchecked Sendable {
     private let lock = NSLock()
     private var storage: [ExactString: [Int32]] = [:]

@@ -11,6 +11,8 @@ import TensorCore
 /// The blocks below the lowest edited one do not change, so each sample's residual entering
 /// that block is computed once and cached (``Prefix``); every pass of every step runs only the
 /// edited blocks and the output head, and every backward stops at the lowest edited block.
+/// `@unchecked Sendable`: the step counter, prefix caches and optimiser state change every step,
+/// unlocked; one thread at a time (the training loop's) drives a trainer.
 public final class HypernetworkTrainer: @unchecked Sendable {
     public let model: LanguageModel
     public let editor: HypernetworkEditor

@@ -37,6 +37,31 @@ import Testing
         try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path, "--force"])
     }
 
+    @Test func writesTheEditsAsLoRAAndPEFTAdapters() throws {
+        let folder = try TemporaryFolder()
+        let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
+        let lora = folder.appending("edit-lora.gguf")
+        let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", lora.path,
+                                       "--format", "lora"])
+        // FT-M's update is dense: the output says so and gives the rank it is stored at.
+        #expect(result.stdout.contains("(llama.cpp LoRA adapter, rank "), "\(result)")
+        #expect(result.stdout.contains("(dense update stored at its rank "), "\(result)")
+        // An adapter is not a model: loading it says so.
+        let loaded = try IBKE.run(["generate", "--model", lora.path, "Hello"])
+        #expect(loaded.status == 1 && loaded.stderr.contains("is a lora adapter for a model, not a model"), "\(loaded)")
+
+        let peft = folder.appending("edit-peft")
+        let second = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", peft.path,
+                                       "--format", "peft"])
+        #expect(second.stdout.contains("(PEFT adapter folder, rank "), "\(second)")
+        for file in ["adapter_config.json", "adapter_model.safetensors"] {
+            #expect(FileManager.default.fileExists(atPath: peft.appendingPathComponent(file).path), "\(file)")
+        }
+        let wrongPlace = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path,
+                                       "--out", folder.appending("x").path, "--format", "lora"])
+        #expect(wrongPlace.status != 0 && wrongPlace.stderr.contains("ending in .gguf"), "\(wrongPlace)")
+    }
+
     /// `--force` with an output folder that holds the source model removes nothing.
     @Test func forceNeverRemovesTheSourceOrItsFolder() throws {
         let folder = try TemporaryFolder()

@@ -176,6 +176,63 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
         #expect(snapshot(model, ids) == edited)
     }
 
+    @Test func aBatchIsOneEditReportedPerRequest() async throws {
+        let model = try tinyModel()
+        let app = EditingServer.application(host: try makeHost(model), settings: settings())
+        let ids = allMatrices(model)
+        let pristine = snapshot(model, ids)
+        try await app.test(.router) { client in
+            let batch: [String: Any] = ["method": "ft-m", "requests": [
+                ["prompt": "{} is located in", "subject": "The tower", "target": "Rome"],
+                ["prompt": "{} is made of", "subject": "Water", "target": "stone"],
+            ]]
+            let response = try await client.execute(uri: "/v1/edits", method: .post, headers: jsonHeaders, body: try body(batch))
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let report = try object(response.body)
+            #expect(report["id"] as? String == "e1" && report["prompt"] == nil)
+            let outcomes = try #require(report["requests"] as? [[String: Any]])
+            #expect(outcomes.compactMap { $0["subject"] as? String } == ["The tower", "Water"])
+            for outcome in outcomes {
+                let before = try #require(outcome["before"] as? [String: Any]), after = try #require(outcome["after"] as? [String: Any])
+                #expect(try #require(after["target_probability"] as? Double) > (try #require(before["target_probability"] as? Double)))
+            }
+            let list = try object(try await client.execute(uri: "/v1/edits", method: .get).body)
+            let records = try #require(list["data"] as? [[String: Any]])
+            #expect(records.count == 1 && (records[0]["requests"] as? [Any])?.count == 2)
+            // Reverting the batch reverts both.
+            _ = try await client.execute(uri: "/v1/edits/e1", method: .delete)
+            #expect(snapshot(model, ids) == pristine)
+        }
+    }
+
+    @Test func theEditsExportAsLoRAAndPEFTAdapters() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-journal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let app = EditingServer.application(host: try makeHost(journal: folder), settings: settings())
+        try await app.test(.router) { client in
+            let none = try await client.execute(uri: "/v1/export", method: .post, headers: jsonHeaders, body: try body(["format": "lora"]))
+            #expect(none.status == .badRequest && String(buffer: none.body).contains("no edits"))
+            let edit = try await client.execute(uri: "/v1/edits", method: .post, headers: jsonHeaders, body: try body(eiffel))
+            #expect(edit.status == .ok)
+
+            // The download is the adapter `ibke apply --format lora` writes from the journaled delta.
+            let lora = try await client.execute(uri: "/v1/export", method: .post, headers: jsonHeaders, body: try body(["format": "lora"]))
+            #expect(lora.status == .ok && lora.headers[.contentDisposition]?.contains("lora.gguf") == true)
+            let expected = folder.appendingPathComponent("expected.gguf")
+            let delta = try WeightDelta.load(from: folder.appendingPathComponent("e1.safetensors"))
+            try AdapterExport.write([delta], of: try tinyModel(), to: expected, format: .lora)
+            #expect(Data(lora.body.readableBytesView) == (try Data(contentsOf: expected)))
+
+            let peft = try await client.execute(uri: "/v1/export", method: .post, headers: jsonHeaders,
+                                                body: try body(["format": "peft", "path": "mine"]))
+            #expect(peft.status == .ok, "\(String(buffer: peft.body))")
+            let written = try #require(try object(peft.body)["path"] as? String)
+            #expect(written == folder.appendingPathComponent("exports/mine").path)
+            #expect(FileManager.default.fileExists(atPath: written + "/adapter_config.json"))
+            #expect(FileManager.default.fileExists(atPath: written + "/adapter_model.safetensors"))
+        }
+    }
+
     @Test func badRequestsGetJSONErrorsThatSayWhatWasWrong() async throws {
         let app = EditingServer.application(host: try makeHost(), settings: settings())
         try await app.test(.router) { client in
@@ -204,6 +261,11 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             noSubject["prompt"] = "Paris is a city in"
             noSubject["subject"] = "Berlin"
             try await expectError("/v1/edits", try body(noSubject), .badRequest, "Berlin")
+            var both = eiffel
+            both["requests"] = [eiffel]
+            try await expectError("/v1/edits", try body(both), .badRequest, "either requests or prompt")
+            try await expectError("/v1/edits", try body(["method": "ft-m", "requests": [] as [Any]]), .badRequest, "requests: give 1 to")
+            try await expectError("/v1/edits", try body(["method": "ft-m", "prompt": "{} is"]), .badRequest, "subject, target: required")
             var badHparams = eiffel
             badHparams["hparams"] = ["no_such_key": 1]
             try await expectError("/v1/edits", try body(badHparams), .badRequest, "no_such_key")

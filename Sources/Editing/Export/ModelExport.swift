@@ -81,6 +81,17 @@ public enum ModelExport {
     /// source or a folder that holds it, nor anything else a user keeps there.
     public static func checkDestination(_ destination: URL, source: URL, overwrite: Bool) throws {
         let format = Format(destination: destination)
+        var isFolder: ObjCBool = false
+        if format == .gguf && FileManager.default.fileExists(atPath: source.path, isDirectory: &isFolder) && isFolder.boolValue {
+            throw ExportError.notFromGGUF(source)
+        }
+        try checkPlace(destination, format: format, source: source, overwrite: overwrite)
+    }
+
+    /// The checks of ``checkDestination(_:source:overwrite:)`` on the place alone: a file
+    /// (`.gguf`) or a folder that is not the source, holds no source, and exists only as an
+    /// earlier export that `overwrite` allows to replace.
+    static func checkPlace(_ destination: URL, format: Format, source: URL, overwrite: Bool) throws {
         let path = destination.standardizedFileURL.resolvingSymlinksInPath().path
         let sourcePath = source.standardizedFileURL.resolvingSymlinksInPath().path
         guard path != sourcePath else { throw ExportError.destinationIsSource(path: destination.path) }
@@ -91,9 +102,6 @@ public enum ModelExport {
         let parent = destination.deletingLastPathComponent()
         guard FileManager.default.fileExists(atPath: parent.path, isDirectory: &isFolder), isFolder.boolValue else {
             throw ExportError.noFolder(path: destination.path, folder: parent.path)
-        }
-        if format == .gguf && FileManager.default.fileExists(atPath: source.path, isDirectory: &isFolder) && isFolder.boolValue {
-            throw ExportError.notFromGGUF(source)
         }
         guard FileManager.default.fileExists(atPath: destination.path, isDirectory: &isFolder) else { return }
         switch (format, isFolder.boolValue) {

@@ -11,6 +11,8 @@ import TensorCore
 /// The same object is what ``Training`` optimises: ``encode(_:updatingStatistics:)``,
 /// ``run(_:noise:)``, ``denseUpdates(_:)`` and ``backward(_:updateGradients:klScale:into:stepSizeGradient:)``
 /// are the training step's pieces, and ``edit(_:in:)`` strings them together with `z = μ`.
+/// `@unchecked Sendable`: training mutates `settings`, `shapes`, `provenance` and the banks unlocked;
+/// one thread at a time uses an editor (the trainer's, or the model's owner when editing).
 public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// The matrices of one shape and the network they share.
     struct Shape {

@@ -4,7 +4,7 @@ import TensorCore
 /// The trainable parameters of a network in one flat buffer, each a named view into it, so
 /// that an optimiser, a gradient-norm clip and a checkpoint each see a single tensor, and a
 /// gradient with the same layout (``makeGradient()``) is addressed by the same names.
-public final class ParameterBank: @unchecked Sendable {
+public final class ParameterBank: Sendable {
     /// A parameter's place in the buffer.
     public struct Slot: Sendable, Equatable {
         public let name: String

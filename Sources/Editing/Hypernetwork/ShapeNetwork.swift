@@ -23,7 +23,7 @@ import TensorCore
 /// - ``HypernetworkSettings/Design/gatedMEND`` (this project's Design C on MEND, Docs/ibke.md):
 ///   the same pooled latent and gates, applied to MEND's per-token residual output instead of
 ///   the raw normalised gradient: `y_t = MEND(x_t) ⊙ σ(B z + g)`.
-final class ShapeNetwork: @unchecked Sendable {
+final class ShapeNetwork: Sendable {
     typealias Design = HypernetworkSettings.Design
 
     let design: Design

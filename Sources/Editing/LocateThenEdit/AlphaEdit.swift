@@ -14,6 +14,8 @@ import TensorCore
 ///
 /// The eigendecomposition of each C is cached on disk (keyed by the SHA-256 of C), so an edit
 /// never recomputes it. Not for concurrent use.
+/// `@unchecked Sendable`: the templates, projectors and key cache are unlocked; each owner
+/// (ModelHost's queue, one evaluation thread) calls it from one thread at a time.
 public final class AlphaEdit: Editor, @unchecked Sendable {
     public let name: String
     public let settings: MassEditingHyperparameters

@@ -263,6 +263,8 @@ enum MassEditing {
 /// layer, each edit needs only an `n × n` solve (Woodbury:
 /// `(λC + KKᵀ)⁻¹K = (λC)⁻¹K (I + Kᵀ(λC)⁻¹K)⁻¹`).
 /// Not for concurrent use (it caches templates and factors of its model).
+/// `@unchecked Sendable`: the caches are unlocked; each owner (ModelHost's queue, one evaluation
+/// thread) calls it from one thread at a time.
 public final class MEMIT: Editor, @unchecked Sendable {
     public let name: String
     public let settings: MassEditingHyperparameters

@@ -11,6 +11,8 @@ import TensorCore
 /// optimised so the model says the target; then `ΔW = r uᵀ` with `r = (v* − W k̄)/(k̄ᵀu)`.
 /// Several requests are edited one after another, each on the model with the earlier ones.
 /// Not for concurrent use (it caches the context templates of its model).
+/// `@unchecked Sendable`: the template cache is unlocked; each owner (ModelHost's queue, one
+/// evaluation thread) calls it from one thread at a time.
 public final class ROME: Editor, @unchecked Sendable {
     public struct Hyperparameters: Sendable, Equatable {
         public var layer = 6

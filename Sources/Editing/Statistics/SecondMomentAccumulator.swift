@@ -6,6 +6,8 @@ import TensorCore
 /// them, the blocks spread over the thread pool since OpenBLAS runs single-threaded) and added
 /// to a float64 sum, so rounding does not grow with the number of batches. Only the upper
 /// triangle is accumulated; ``mean()`` mirrors it.
+/// `@unchecked Sendable`: `sum`, `tokenCount` and the `batch` buffer change on every add, unlocked;
+/// one thread at a time adds (the collector's), and its parallel loops write disjoint blocks.
 public final class SecondMomentAccumulator: @unchecked Sendable {
     /// F, the key width.
     public let width: Int

@@ -11,6 +11,8 @@ import TensorCore
 /// uses statistics) are collected together, in one pass over the text, by the first
 /// ``matrix(layer:)`` or ``prepare(layers:)`` that has to compute anything. Safe to call from
 /// several threads: callers wait while a collection runs.
+/// `@unchecked Sendable`: `moments`, `expected` and `corpusIdentity` are touched only under `lock`;
+/// a collection runs the model, so callers must own it then (editors run on the model's thread).
 public final class SecondMoments: @unchecked Sendable {
     public let model: LanguageModel
     /// The corpus file or folder; nil: text sampled from the model (the fallback).

@@ -258,7 +258,8 @@ async function refreshHistory() {
     $('history-body').replaceChildren(...edits.map((e) => el('tr', {},
       el('td', {}, el('code', {}, e.id)),
       el('td', {}, e.method),
-      el('td', { class: 'fact' }, el('strong', {}, e.subject), ': ', e.prompt, ' → ', el('strong', {}, e.target)),
+      el('td', { class: 'fact' }, ...(e.requests || []).flatMap((f, i) => [
+        ...(i > 0 ? [el('br')] : []), el('strong', {}, f.subject), ': ', f.prompt, ' → ', el('strong', {}, f.target)])),
       el('td', { class: 'num' }, fmtSecs(e.seconds)),
       el('td', {}, el('button', { type: 'button', class: 'revert small', 'data-id': e.id }, 'Revert')))));
     $('history-table').hidden = edits.length === 0;
