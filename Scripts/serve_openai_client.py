@@ -40,7 +40,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--base-url", default="http://127.0.0.1:8080/v1")
     parser.add_argument("--api-key", default="none")
-    parser.add_argument("--edit", action="store_true", help="also edit the Eiffel Tower to Rome with ROME, then revert")
+    parser.add_argument("--edit", action="store_true", help="also edit the Eiffel Tower to Rome, then revert")
+    parser.add_argument("--edit-method", default="rome", help="the method of --edit (rome needs the server's statistics)")
     args = parser.parse_args()
     client = OpenAI(base_url=args.base_url, api_key=args.api_key)
     key = None if args.api_key == "none" else args.api_key
@@ -58,7 +59,7 @@ def main():
     print(f"completion: {prompt!r} → {completion.choices[0].text!r} usage={completion.usage}")
 
     if args.edit:
-        report = call(args.base_url, "POST", "/edits", {"method": "rome", "prompt": "{} is located in the city of",
+        report = call(args.base_url, "POST", "/edits", {"method": args.edit_method, "prompt": "{} is located in the city of",
                                                        "subject": "The Eiffel Tower", "target": "Rome"}, key)
         print(f"edit {report['id']}: P(Rome) {report['before']['target_probability']:.4f} → "
               f"{report['after']['target_probability']:.4f} in {report['seconds']:.2f} s")
