@@ -29,6 +29,8 @@ struct Apply: ParsableCommand {
     var format: OutputFormat?
     @Option(name: .customLong("out-dtype"), help: "How rewritten tensors are stored: f32 or f16.")
     var outDtype: String = "f32"
+    @Flag(help: "Store rewritten tensors of a GGUF export in their source type again (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32).")
+    var requantize = false
     @Flag(help: "Apply deltas that do not name their model, and replace an existing --out.")
     var force = false
 
@@ -38,7 +40,13 @@ struct Apply: ParsableCommand {
 
     func validate() throws {
         guard !deltas.isEmpty else { throw ValidationError("give at least one --delta") }
-        guard ModelExport.Precision(rawValue: outDtype) != nil else { throw ValidationError("--out-dtype must be f32 or f16") }
+        guard outDtype == "f32" || outDtype == "f16" else { throw ValidationError("--out-dtype must be f32 or f16") }
+        if requantize {
+            guard outDtype == "f32" else { throw ValidationError("--requantize and --out-dtype: give one of them") }
+            guard URL(fileURLWithPath: out).pathExtension.lowercased() == "gguf", format == nil || format == .gguf else {
+                throw ValidationError("--requantize applies to GGUF exports (an --out path ending in .gguf)")
+            }
+        }
         let isGGUF = URL(fileURLWithPath: out).pathExtension.lowercased() == "gguf"
         switch format {
         case .gguf?, .lora?:
@@ -65,12 +73,13 @@ struct Apply: ParsableCommand {
             let method = delta.metadata["ibke.method"].map { " (\($0))" } ?? ""
             print("applied \(url.lastPathComponent)\(method): \(Set(delta.parameters).map(\.name).sorted().joined(separator: ", "))")
         }
-        let precision = ModelExport.Precision(rawValue: outDtype)!
+        let precision = requantize ? .source : ModelExport.Precision(rawValue: outDtype)!
         let result = try ModelExport.write(loaded, to: destination, precision: precision, overwrite: force)
         switch result.format {
         case .gguf:
             let copied = (loaded.ggufFile?.tensorNames.count ?? 0) - result.rewrittenTensors.count
-            print("wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten as \(outDtype.uppercased()) "
+            let stored = requantize ? "in their source types" : "as \(outDtype.uppercased())"
+            print("wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten \(stored) "
                 + "(\(result.rewrittenTensors.joined(separator: ", "))), \(copied) copied byte for byte")
         case .huggingFace:
             print("wrote \(out) (Hugging Face folder): \(result.rewrittenTensors.count) tensors as \(outDtype.uppercased())")

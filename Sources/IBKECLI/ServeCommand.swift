@@ -25,7 +25,7 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Folder that keeps the acknowledged edits (a journal and one delta per edit).",
                                valueName: "dir"))
     var state: String?
-    @Option(help: "Editing method the playground starts with.") var defaultMethod = "rome"
+    @Option(help: "Editing method the playground starts with (as `ibke edit`: ft-m; rome, memit and alphaedit need statistics, see --stats-corpus).") var defaultMethod = "ft-m"
     @Option(help: ArgumentHelp("The trained editor of the ibke method (default: the committed one for the default model).",
                                valueName: "file"))
     var ibkeEditor: String?

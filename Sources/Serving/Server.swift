@@ -135,7 +135,7 @@ private struct Routes: Sendable {
     /// under the state folder's `exports/` (a client never names a path outside it).
     private func export(_ body: ExportBody) async throws -> Response {
         guard let precision = ModelExport.Precision(rawValue: body.dtype ?? "f32") else {
-            throw ServingError.badRequest("dtype: must be f32 or f16")
+            throw ServingError.badRequest("dtype: must be f32, f16 or source (the source tensors' types, GGUF only)")
         }
         switch body.format {
         case "gguf":

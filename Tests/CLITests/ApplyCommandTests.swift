@@ -37,6 +37,23 @@ import Testing
         try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", huggingFace.path, "--force"])
     }
 
+    @Test func requantizeKeepsTheSourceTypes() throws {
+        let folder = try TemporaryFolder()
+        let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
+        let out = folder.appending("edited-q.gguf")
+        let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", out.path,
+                                       "--requantize"])
+        #expect(result.stdout.contains("1 tensors rewritten in their source types"), "\(result)")
+        let source = try IBKE.succeed(["inspect", Fixtures.tinyGGUF.path]).stdout, copy = try IBKE.succeed(["inspect", out.path]).stdout
+        let types = { (text: String) in text.split(separator: "\n").filter { $0.contains("blk.") && $0.contains(".weight") } }
+        #expect(types(source) == types(copy))
+        for arguments in [["--requantize", "--out-dtype", "f16"], ["--requantize", "--format", "hf"]] {
+            let refused = try IBKE.run(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path,
+                                        "--out", folder.appending(arguments.contains("hf") ? "x" : "x.gguf").path] + arguments)
+            #expect(refused.status != 0 && refused.stderr.contains("--requantize"), "\(refused)")
+        }
+    }
+
     @Test func writesTheEditsAsLoRAAndPEFTAdapters() throws {
         let folder = try TemporaryFolder()
         let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)

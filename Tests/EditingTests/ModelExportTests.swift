@@ -59,6 +59,35 @@ import Testing
 
     /// The source's bytes with one metadata string added, which marks the file as an export
     /// (what `overwrite` may replace); the data section is the source's byte for byte.
+    @Test func requantizedExportStoresTheEditedTensorsInTheirSourceTypes() throws {
+        let model = try LanguageModel.load(Self.tinyGGUF)
+        _ = try Support.edit(model)
+        let source = try GGUFFile(url: Self.tinyGGUF)
+        try Support.withFolder { folder throws in
+            let out = folder.appendingPathComponent("edited.gguf")
+            let result = try ModelExport.write(model, to: out, precision: .source)
+            #expect(result.rewrittenTensors.count == 6)
+            let copy = try GGUFFile(url: out)
+            let edited = Dictionary(uniqueKeysWithValues: model.transformer.checkpointTensors(.gguf).map { ($0.name, $0.values()) })
+            var quantized = 0
+            for name in result.rewrittenTensors {
+                let type = source.tensorInfo(name)!.type
+                #expect(copy.tensorInfo(name)!.type == type, "\(name)")
+                if let bytes = Quantize.quantize(edited[name]!, as: type) {
+                    #expect(copy.rawBytes(of: name)!.elementsEqual(bytes), "\(name)")
+                    quantized += 1
+                }
+            }
+            #expect(quantized == 4)  // the Q8_0 ones; attn_k (layer 0) and attn_v (layer 1) are F16
+            // Q8_0 and F16 rounding move the logits a little, not much.
+            #expect(try Support.worstDifference(try LanguageModel.load(out), model) <= 0.05)
+            #expect(throws: ExportError.self) { try ModelExport.write(model, to: folder.appendingPathComponent("hf"), precision: .source) }
+        }
+        #expect(throws: ExportError.self) {
+            try ModelExport.requantized([Float](repeating: 0, count: 256), as: .q4_K, tensor: "blk.0.ffn_down.weight", file: "m.gguf")
+        }
+    }
+
     @Test func anUneditedGGUFExportIsTheSourceByteForByte() throws {
         let model = try LanguageModel.load(Self.tinyGGUF)
         try Support.withFolder { folder throws in

@@ -24,10 +24,30 @@ extension ModelExport {
             let values = tensor.values()
             let stored = try source.readFloats(tensor.name)
             guard !values.elementsEqual(stored, by: { $0.bitPattern == $1.bitPattern }) else { continue }
-            replacements[tensor.name] = precision == .f16 ? .f16(values) : .f32(values)
+            switch precision {
+            case .f32: replacements[tensor.name] = .f32(values)
+            case .f16: replacements[tensor.name] = .f16(values)
+            case .source: replacements[tensor.name] = try requantized(values, as: info.type, tensor: tensor.name, file: model.url.lastPathComponent)
+            }
         }
         try source.writeCopy(to: url, replacing: replacements,
                              addedStrings: [(exportMarkerKey, "written by ibke from \(model.url.lastPathComponent)")])
         return source.tensorNames.filter { replacements[$0] != nil }
+    }
+
+    /// `values` of `tensor` in `type`, its source's type.
+    static func requantized(_ values: [Float], as type: GGMLType, tensor: String, file: String) throws -> GGUFTensorData {
+        switch type {
+        case .f32: return .f32(values)
+        case .f16: return .f16(values)
+        default:
+            guard let bytes = Quantize.quantize(values, as: type) else {
+                throw ExportError.unsupported(
+                    file: file, detail: "\(tensor) is \(type); rewritten tensors can be stored as "
+                        + (Quantize.formats.map(\.description) + ["F32", "F16"]).joined(separator: ", ")
+                        + ", so store this one as F16 or F32")
+            }
+            return GGUFTensorData(type: type, bytes: bytes)
+        }
     }
 }

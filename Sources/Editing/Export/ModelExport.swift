@@ -19,6 +19,9 @@ public enum ModelExport {
     /// How rewritten tensors are stored.
     public enum Precision: String, Sendable, CaseIterable {
         case f32, f16
+        /// Each rewritten tensor in its source tensor's type (GGUF only): block formats are
+        /// quantized again (``Quantize/formats``), float ones stay float.
+        case source
     }
 
     /// What an export wrote.
@@ -47,6 +50,10 @@ public enum ModelExport {
     ) throws -> Result {
         let format = Format(destination: destination)
         try checkDestination(destination, source: model.url, overwrite: overwrite)
+        if precision == .source && format == .huggingFace {
+            throw ExportError.unsupported(file: destination.path,
+                                          detail: "a Hugging Face folder stores float tensors; the source's block types are kept only in a GGUF export")
+        }
         let rewritten: [String]
         switch format {
         case .gguf:
