@@ -127,6 +127,28 @@ import Testing
         #expect(result.status == 0 && result.stderr.contains("note: the model already answers \" Paris\" here"), "\(result)")
     }
 
+    /// The committed editors are looked up in `$IBKE_HOME/editors/` first, where `ibke model
+    /// fetch` installs them, so a binary moved away from its checkout still finds them.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: TrainCommandTests.defaultModel.path)))
+    func trainedEditorsAreFoundInIBKEHomeFirst() throws {
+        let folder = try TemporaryFolder()
+        let editors = folder.appending("home/editors/SmolLM2-135M-Instruct")
+        try FileManager.default.createDirectory(at: editors, withIntermediateDirectories: true)
+        try Data("not an editor".utf8).write(to: editors.appendingPathComponent("ibke.safetensors"))
+        let edit = ["edit", "--model", TrainCommandTests.defaultModel.path, "--method", "ibke", "--prompt",
+                    "{} is located in the city of", "--subject", "The Eiffel Tower", "--target", "Rome", "--threads", "1"]
+        let environment = ["IBKE_HOME": folder.appending("home").path]
+        let broken = try IBKE.run(edit, environment: environment, timeout: 120)
+        #expect(broken.status == 1 && broken.stderr.contains(editors.path), "\(broken)")
+        // A good copy there is used.
+        let committed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Editors/SmolLM2-135M-Instruct/ibke.safetensors")
+        try FileManager.default.removeItem(at: editors.appendingPathComponent("ibke.safetensors"))
+        try FileManager.default.copyItem(at: committed, to: editors.appendingPathComponent("ibke.safetensors"))
+        let good = try IBKE.run(edit, environment: environment, timeout: 120)
+        #expect(good.status == 0 && good.stdout.contains("with ibke"), "\(good)")
+    }
+
     /// `--sequential` edits one request after another; its saved delta, applied by `ibke apply`,
     /// gives the model it printed "after" for.
     @Test func sequentialDeltaReproducesTheEditedModel() throws {
