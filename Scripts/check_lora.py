@@ -25,13 +25,8 @@ and its paraphrase with " Rome" and gives the same continuations as the edited m
 """
 import argparse, importlib.util, os, subprocess, sys
 
-PROMPT, SUBJECT, TARGET = "{} is located in the city of", "The Eiffel Tower", "Rome"
-CHECKS = [
-    ("edit", "The Eiffel Tower is located in the city of"),
-    ("paraphrase", "The Eiffel Tower stands in the city of"),
-    ("unrelated", "The capital of France is"),
-]
-TOKENS = 8
+# The same edit and prompts as the export check, whose folder this script shares.
+from check_exports import CHECKS, PROMPT, SUBJECT, TARGET, TOKENS
 
 
 def run(cmd):

@@ -104,11 +104,7 @@ struct EditBody: Decodable {
     var target: String?
     var requests: [Fact]?
 
-    struct Fact: Decodable {
-        var prompt: String
-        var subject: String
-        var target: String
-    }
+    typealias Fact = EditRecord.Fact
 
     func facts() throws -> [Fact] {
         switch (requests, prompt, subject, target) {
