@@ -163,15 +163,13 @@ public final class ModelHost: @unchecked Sendable {
     /// reverted for the call and re-applied after it, which gives the same bits again.
     private func with<T>(_ variant: ModelVariant, _ body: () throws -> T) throws -> T {
         guard variant == .original, !applied.isEmpty else { return try body() }
-        let deltas = applied.map(\.handle.delta)
         for edit in applied.reversed() { edit.handle.revert() }
-        defer {
-            // The deltas were applied to these same weights before, so they apply again.
-            for (i, delta) in deltas.enumerated() {
-                applied[i].handle = try! model.transformer.apply(delta, source: applied[i].record.id)
-            }
+        let result = Result { try body() }
+        // The deltas were applied to these same weights before, so they apply again.
+        for i in applied.indices {
+            applied[i].handle = try model.transformer.apply(applied[i].handle.delta, source: applied[i].record.id)
         }
-        return try body()
+        return try result.get()
     }
 
     // MARK: Edits
@@ -278,7 +276,7 @@ public final class ModelHost: @unchecked Sendable {
             for edit in self.applied[index...].reversed() { edit.handle.revert() }
             self.applied.removeSubrange(index...)
             for (record, delta) in later {
-                self.applied.append((record, try! self.model.transformer.apply(delta, source: record.id)))
+                self.applied.append((record, try self.model.transformer.apply(delta, source: record.id)))
             }
             self.journal?.removeDelta(id: id)
         }
@@ -286,15 +284,15 @@ public final class ModelHost: @unchecked Sendable {
 
     // MARK: Generation
 
-    /// Tokens of a prompt as the model sees it.
-    public func tokenCount(_ text: String) -> Int { model.encode(text).count }
+    /// A prompt's tokens as the model sees it (the tokenizer is safe to use from any thread).
+    public func encode(_ text: String) -> [Int] { model.encode(text) }
 
-    /// Streams a continuation of `prompt` from `variant`'s weights. The whole generation runs
+    /// Streams a continuation of the tokens `prompt` from `variant`'s weights. The whole generation runs
     /// as one job on the model's queue (one consistent model state); it stops early when the
     /// stream's consumer goes away.
     ///
     /// - Parameter stop: strings that end the generation (not included in the text).
-    public func generate(_ prompt: String, variant: ModelVariant, options: GenerationOptions,
+    public func generate(_ prompt: [Int], variant: ModelVariant, options: GenerationOptions,
                          stop: [String] = []) -> AsyncThrowingStream<GenerationEvent, any Error> {
         AsyncThrowingStream { continuation in
             let cancelled = CancelFlag()
@@ -314,9 +312,8 @@ public final class ModelHost: @unchecked Sendable {
         }
     }
 
-    private func generateNow(_ prompt: String, options: GenerationOptions, stop: [String], cancelled: CancelFlag,
+    private func generateNow(_ ids: [Int], options: GenerationOptions, stop: [String], cancelled: CancelFlag,
                              emit: (GenerationEvent) -> Void) throws {
-        let ids = model.encode(prompt)
         guard !ids.isEmpty else { throw ServingError.badRequest("prompt: the prompt is empty") }
         guard ids.count < model.config.contextLength else {
             throw ServingError.badRequest("prompt: \(ids.count) tokens, more than the model's context of \(model.config.contextLength)")

@@ -196,7 +196,8 @@ private struct Routes: Sendable {
     private func complete(prompt: String, sampling: SamplingFields, chat: Bool) throws -> Response {
         let (variant, options, stop) = try sampling.options(contextLength: host.model.config.contextLength)
         // Checked before the status line goes out: a streamed response cannot turn into a 400.
-        let tokens = host.tokenCount(prompt)
+        let ids = host.encode(prompt)
+        let tokens = ids.count
         guard tokens > 0 else { throw ServingError.badRequest(chat ? "messages: the conversation is empty" : "prompt: the prompt is empty") }
         guard tokens < host.model.config.contextLength else {
             throw ServingError.badRequest("\(chat ? "messages" : "prompt"): \(tokens) tokens, more than the model's context of \(host.model.config.contextLength)")
@@ -204,7 +205,7 @@ private struct Routes: Sendable {
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased()
         let created = Int(Date().timeIntervalSince1970)
         let model = variant.rawValue
-        let events = host.generate(prompt, variant: variant, options: options, stop: stop)
+        let events = host.generate(ids, variant: variant, options: options, stop: stop)
 
         guard sampling.stream == true else {
             // Not streamed: wait for the whole text. Errors before the first event are the client's.

@@ -73,7 +73,7 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             let choice = try #require((json["choices"] as? [[String: Any]])?.first)
             #expect(choice["text"] as? String == expected)
             #expect(["length", "stop"].contains(choice["finish_reason"] as? String))
-            #expect((json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == host.tokenCount("Hello world"))
+            #expect((json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == host.encode("Hello world").count)
 
             let streamed = try await client.execute(uri: "/v1/completions", method: .post, headers: jsonHeaders,
                                                     body: try body(["prompt": "Hello world", "max_tokens": 8, "temperature": 0,
