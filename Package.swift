@@ -43,7 +43,9 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "ModelFormats", "Tokenizers"]),
         .target(
             name: "Editing",
-            dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["COpenBLAS", "TensorCore", "ModelFormats", "Tokenizers", "Models", .product(name: "Yams", package: "Yams")],
+            // Compiled into the binary, so that a copied `ibke` still has it (CorpusSample).
+            resources: [.embedInCode("Resources/corpus-sample.txt")]),
         .target(name: "Evaluation", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing"]),
         .target(name: "Training", dependencies: ["TensorCore", "ModelFormats", "Models", "Editing", "Evaluation"]),
         // `ibke serve`: the model host (edits serialized, journaled) and its HTTP API and playground.
@@ -54,7 +56,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("Playground")]),
+            // Compiled into the binary, so that a copied `ibke` still serves them.
+            resources: ["index.html", "app.js", "style.css"].map { .embedInCode("Playground/\($0)") }),
 
         // MARK: Command-line tool
         .executableTarget(
@@ -66,31 +69,30 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What every test target shares: the cache and fixture locations, temporary directories.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(
-            name: "ModelFormatsTests", dependencies: ["ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")],
+            name: "ModelFormatsTests",
+            dependencies: ["ModelFormats", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TokenizersTests",
             dependencies: ["Tokenizers", "ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")]),
-        .testTarget(
-            name: "ModelsTests", dependencies: ["Models"],
-            resources: [.copy("Fixtures")]),
-        // Runs the built `ibke` (found next to the test bundle) on ModelsTests' fixtures, read in
-        // place through #filePath; `swift build` / `swift test` build the executable with it.
-        // Edits the tiny models of ModelsTests/Fixtures, read in place through #filePath.
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
+        // Edits the tiny models of ModelsTests/Fixtures, read in place (TestSupport.ModelFixtures).
         .testTarget(
             name: "EditingTests",
-            dependencies: ["Editing", "Models", "ModelFormats", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(
-            name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models"],
-            resources: [.copy("Fixtures")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Evaluation", "Editing", "Models"]),
-        .testTarget(name: "CLITests"),
+            dependencies: ["Editing", "Models", "ModelFormats", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Evaluation", "Editing", "Models", "TestSupport"]),
+        // Runs the built `ibke` (found next to the test bundle; `swift build` / `swift test` build
+        // it) on ModelsTests' fixtures, read in place.
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(
             name: "ServingTests",
-            dependencies: ["Serving", "Models", "Editing", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+            dependencies: ["Serving", "Models", "Editing", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     ]
 )
 

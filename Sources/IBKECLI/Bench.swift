@@ -79,7 +79,7 @@ struct Bench: ParsableCommand {
         }
         if let statsThroughput {
             try EditBenchmark.statisticsThroughput(model: loaded, layers: Array(4...8).filter { $0 < config.layerCount },
-                                                   corpus: statistics.corpusPath.map { URL(fileURLWithPath: $0.path) },
+                                                   corpus: try statistics.corpus(),
                                                    tokens: statsThroughput, gemmPeak: measureGEMMPeak())
             return
         }
@@ -123,7 +123,7 @@ struct Bench: ParsableCommand {
 extension Bench {
     /// `--agreement`: the f32 model against the same file computed on its blocks.
     func measureAgreement() throws {
-        guard let corpus = statistics.corpusPath else {
+        guard let corpus = statistics.givenCorpus else {
             throw CLIError("--agreement needs --stats-corpus (or $\(StatisticsArguments.environmentVariable))")
         }
         var exact = model

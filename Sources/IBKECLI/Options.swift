@@ -62,7 +62,7 @@ struct StatisticsArguments: ParsableArguments {
 
     @Option(name: .customLong("stats-corpus"), help: ArgumentHelp(
         "Text for the second-moment statistics of ROME, MEMIT and AlphaEdit: a .txt, .jsonl or WikiText .tokens file, or a folder of them (as `ibke stats --corpus` takes).",
-        discussion: "Default: $\(environmentVariable); without either, text sampled from the model itself (slow; labelled model-samples).",
+        discussion: "Default: $\(environmentVariable); without either, the small corpus sample shipped with ibke (about 18,000 tokens, labelled as such).",
         valueName: "path"))
     var statsCorpus: String?
 
@@ -70,8 +70,8 @@ struct StatisticsArguments: ParsableArguments {
                                                                     valueName: "n|all"))
     var statsSamples = String(StatisticsOptions.defaultSamples)
 
-    /// The corpus: `--stats-corpus`, else `$IBKE_STATS_CORPUS` (when set and not empty), else nil.
-    var corpusPath: (path: String, source: String)? {
+    /// The corpus given: `--stats-corpus`, else `$IBKE_STATS_CORPUS` (when set and not empty), else nil.
+    var givenCorpus: (path: String, source: String)? {
         if let statsCorpus { return (statsCorpus, "--stats-corpus") }
         if let path = ProcessInfo.processInfo.environment[Self.environmentVariable], !path.isEmpty {
             return (path, Self.environmentVariable)
@@ -79,13 +79,24 @@ struct StatisticsArguments: ParsableArguments {
         return nil
     }
 
+    /// The corpus to read: the one given, else ``CorpusSample`` written into the cache.
+    func corpus() throws -> URL {
+        try givenCorpus.map { URL(fileURLWithPath: $0.path) } ?? Self.sample()
+    }
+
+    /// ``CorpusSample`` as a file in `$IBKE_HOME/cache/corpus`.
+    static func sample() throws -> URL {
+        try CorpusSample.file(in: DefaultModel.home.appendingPathComponent("cache/corpus"))
+    }
+
     /// The statistics object every editor of `model` shares; reads and computes nothing yet.
     func secondMoments(for model: LanguageModel, bar: ProgressBar) throws -> SecondMoments {
         let samples = try Stats.parseSamples(statsSamples, option: "--stats-samples")
         let cache = StatisticsCache(directory: DefaultModel.home.appendingPathComponent("cache/stats"),
                                     ibkeVersion: IBKECommand.version)
-        return SecondMoments(model: model, corpus: corpusPath.map { URL(fileURLWithPath: $0.path) }, samples: samples,
-                             cache: cache) { bar.update(phase: $0.phase, done: $0.done, total: $0.total) }
+        return SecondMoments(model: model, corpus: try corpus(), samples: samples, cache: cache) {
+            bar.update(phase: $0.phase, done: $0.done, total: $0.total)
+        }
     }
 
     /// Loads or computes, in one pass, the layers the editors announced (nothing when none uses
@@ -93,12 +104,12 @@ struct StatisticsArguments: ParsableArguments {
     func prepare(_ statistics: SecondMoments, bar: ProgressBar) throws {
         let layers = statistics.expectedLayers
         guard !layers.isEmpty else { return }
-        if let (path, source) = corpusPath {
+        if let (path, source) = givenCorpus {
             if source == Self.environmentVariable { log("statistics corpus from $\(source): \(path)") }
         } else {
-            log("no --stats-corpus (or $\(Self.environmentVariable)) given: the second-moment statistics come from the fallback, "
-                + "text sampled from the model itself (labelled model-samples; slow the first time, then cached); "
-                + "pass --stats-corpus PATH (a .txt/.jsonl file or folder, as `ibke stats --corpus` takes) to use a corpus")
+            log("no --stats-corpus (or $\(Self.environmentVariable)) given: the second-moment statistics come from the small corpus "
+                + "sample shipped with ibke; pass --stats-corpus PATH (a .txt/.jsonl file or folder, as `ibke stats --corpus` takes, "
+                + "100,000 tokens or more) for better statistics")
         }
         let start = Date()
         try statistics.prepare(layers: layers)

@@ -10,30 +10,31 @@ struct Stats: ParsableCommand {
         discussion: """
         Files go to $IBKE_HOME/cache/stats, one per layer, keyed by the model's content hash, the corpus \
         (file names and SHA-256), the token count, the window length and the seed. Without --corpus the text \
-        is sampled from the model itself, and the statistics are labelled source: model-samples.
+        is the small corpus sample shipped with ibke (about 18,000 tokens), as for `ibke edit` without --stats-corpus.
         Example: ibke stats --layers 4-8 --corpus ../shared/data/text_corpus
         """)
 
     @OptionGroup var model: ModelOptions
     @Option(help: ArgumentHelp("Layers: a range, a list, or both (4-8, 4,5,6, 3-5,8).", valueName: "layers"))
     var layers: String
-    @Option(help: ArgumentHelp("A .txt, .jsonl or WikiText .tokens file, or a folder of them.", valueName: "path"))
+    @Option(help: ArgumentHelp("A .txt, .jsonl or WikiText .tokens file, or a folder of them (default: the corpus sample shipped with ibke).", valueName: "path"))
     var corpus: String?
     @Option(help: ArgumentHelp("Tokens to average over, or `all` (the whole corpus).", valueName: "n|all"))
     var samples = String(StatisticsOptions.defaultSamples)
     @Option(help: "Longest window, in tokens (default: 512, or the model's context if shorter).") var maxLength: Int?
-    @Option(help: "Seed of the window shuffle (or of the model sampler).") var seed: UInt64 = 1
+    @Option(help: "Seed of the window shuffle.") var seed: UInt64 = 1
     @Flag(help: "Recompute and overwrite cached statistics.") var force = false
 
     func run() throws {
         let loaded = try model.load()
-        var options = StatisticsOptions(layers: try Self.parseLayers(layers), corpus: corpus.map { URL(fileURLWithPath: $0) })
+        var options = StatisticsOptions(layers: try Self.parseLayers(layers),
+                                        corpus: try corpus.map { URL(fileURLWithPath: $0) } ?? StatisticsArguments.sample())
         options.samples = try Self.parseSamples(samples, option: "--samples")
         options.maxLength = maxLength ?? min(512, loaded.config.contextLength)
         options.seed = seed
         options.force = force
         if corpus == nil {
-            log("no --corpus given: the statistics will be computed from text sampled from the model itself (source: model-samples)")
+            log("no --corpus given: the statistics come from the small corpus sample shipped with ibke")
         }
         let cache = StatisticsCache(directory: DefaultModel.home.appendingPathComponent("cache/stats"),
                                     ibkeVersion: IBKECommand.version)

@@ -389,14 +389,16 @@ private struct BearerMiddleware: RouterMiddleware {
     }
 }
 
-/// The playground's files, shipped as package resources.
+/// The playground's files, compiled into the binary (`PackageResources`).
 private enum Playground {
+    static let files: [String: (bytes: [UInt8], type: String)] = [
+        "index.html": (PackageResources.index_html, "text/html; charset=utf-8"),
+        "app.js": (PackageResources.app_js, "text/javascript; charset=utf-8"),
+        "style.css": (PackageResources.style_css, "text/css; charset=utf-8"),
+    ]
+
     static func response(_ name: String) throws -> Response {
-        guard let url = Bundle.module.url(forResource: "Playground/" + name, withExtension: nil)
-            ?? Bundle.module.resourceURL?.appendingPathComponent("Playground/" + name),
-            let data = try? Data(contentsOf: url)
-        else { throw HTTPError(.notFound, message: "the playground file \(name) is not installed") }
-        let type = name.hasSuffix(".html") ? "text/html; charset=utf-8" : name.hasSuffix(".js") ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8"
-        return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        guard let file = files[name] else { throw HTTPError(.notFound, message: "no playground file \(name)") }
+        return Response(status: .ok, headers: [.contentType: file.type], body: .init(byteBuffer: ByteBuffer(bytes: file.bytes)))
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke apply` on the tiny GGUF: deltas from `ibke edit` exported as GGUF and Hugging Face
 /// folders, and the deltas it must refuse.
 @Suite struct ApplyCommandTests {
     /// Runs `ibke edit` on `model` and returns the delta it saved.
-    static func delta(for model: URL, in folder: TemporaryFolder, name: String = "d.safetensors") throws -> URL {
+    static func delta(for model: URL, in folder: TemporaryDirectory, name: String = "d.safetensors") throws -> URL {
         let delta = folder.appending(name)
         try IBKE.succeed(["edit", "--model", model.path, "--prompt", "{} lives in", "--subject", "Alice",
                           "--target", "the city", "--save-delta", delta.path])
@@ -13,7 +14,7 @@ import Testing
     }
 
     @Test func appliesADeltaAndExportsGGUFAndHuggingFace() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
         let gguf = folder.appending("edited.gguf")
         let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", gguf.path])
@@ -38,7 +39,7 @@ import Testing
     }
 
     @Test func requantizeKeepsTheSourceTypes() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
         let out = folder.appending("edited-q.gguf")
         let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", out.path,
@@ -55,7 +56,7 @@ import Testing
     }
 
     @Test func writesTheEditsAsLoRAAndPEFTAdapters() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let delta = try Self.delta(for: Fixtures.tinyGGUF, in: folder)
         let lora = folder.appending("edit-lora.gguf")
         let result = try IBKE.succeed(["apply", "--model", Fixtures.tinyGGUF.path, "--delta", delta.path, "--out", lora.path,
@@ -81,7 +82,7 @@ import Testing
 
     /// `--force` with an output folder that holds the source model removes nothing.
     @Test func forceNeverRemovesTheSourceOrItsFolder() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let source = folder.appending("tiny.gguf")
         try FileManager.default.copyItem(at: Fixtures.tinyGGUF, to: source)
         try Data("notes".utf8).write(to: folder.appending("notes.txt"))
@@ -96,7 +97,7 @@ import Testing
     }
 
     @Test func aDeltaMadeForAnotherModelIsRefused() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let delta = try Self.delta(for: Fixtures.model("tiny-llama"), in: folder, name: "other-model.safetensors")
         let out = folder.appending("edited.gguf")
         for force in [false, true] {
@@ -111,7 +112,7 @@ import Testing
     }
 
     @Test func aDeltaThatDoesNotNameItsModelNeedsForce() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         // A valid delta written by hand: ffn_down of layer 0 ([64, 128]) plus zero, no model hash.
         let header = #"{"__metadata__":{"ibke.format":"ibke-delta-1","ibke.order":"blk.0.ffn_down.weight"},"#
             + #""blk.0.ffn_down.weight":{"dtype":"F32","shape":[64,128],"data_offsets":[0,32768]}}"#

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A broken checkpoint, built in a temporary folder from the tiny fixtures, and what the error
 /// line must say about it.
@@ -167,7 +168,7 @@ struct BadInputTests {
 
     @Test("a broken or missing model gives one error line naming the file and the problem", arguments: BadInput.all)
     func badInput(_ input: BadInput) throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let path = try input.make(folder.url)
         for command in Self.commands(path.path) {
             let result = try IBKE.run(command, timeout: 20)
@@ -185,7 +186,7 @@ struct BadInputTests {
 
     /// A tensor name with terminal escapes and line breaks is quoted as escapes, on one line.
     @Test func fileContentCannotControlTheTerminal() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         var bytes = try GGUFBytes.tiny()
         let name = "blk.1.ffn_up.weight", hostile = "\u{1B}]0;x\u{07}\n\u{1B}[2J\u{9B}\u{202E}abc"
         try #require(hostile.utf8.count == name.utf8.count)
@@ -202,7 +203,7 @@ struct BadInputTests {
 
     @Test("without --model and without the default model, commands say to run `ibke model fetch`")
     func missingDefaultModel() throws {
-        let home = try TemporaryFolder()
+        let home = try TemporaryDirectory()
         for arguments in [["generate", "Hello"], ["inspect"], ["tokenize", "Hello"],
                           ["score", "--prompt", "Hello", "--target", " world"]] {
             let result = try IBKE.run(arguments, environment: ["IBKE_HOME": home.url.path], timeout: 20)

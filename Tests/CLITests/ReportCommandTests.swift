@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke report` on run directories written here (CLITests cannot link the library, so the
 /// summary.json is written by hand with RunSummary's Codable keys).
@@ -31,7 +32,7 @@ import Testing
         """#
 
     @Test func writesMarkdownAndHTML() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let run = folder.appending("cli-run")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
         try Data(Self.summary.utf8).write(to: run.appendingPathComponent("summary.json"))
@@ -49,7 +50,7 @@ import Testing
     }
 
     @Test func missingRunDirectoryNamesTheFile() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let missing = folder.appending("no-such-run")
         let result = try IBKE.run(["report", missing.path, "--out", folder.appending("report.html").path])
         #expect(result.status == 1)
@@ -59,7 +60,7 @@ import Testing
     }
 
     @Test func malformedSummaryNamesTheFile() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let run = folder.appending("broken")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
         try Data(#"{"run": "broken"}"#.utf8).write(to: run.appendingPathComponent("summary.json"))

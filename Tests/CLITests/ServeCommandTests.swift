@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -84,7 +85,7 @@ import Testing
     }
 
     @Test func acknowledgedEditsSurviveSIGKILLBitForBit() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let state = folder.appending("state")
         let first = try Server(state: state, log: folder.appending("first.log"))
         let pristine = try first.exported()
@@ -115,7 +116,7 @@ import Testing
     }
 
     @Test func aJournalOfAnotherModelIsRefused() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let state = folder.appending("state")
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
         try Data(#"{"model_sha256": "0000", "next_id": 1, "edits": []}"#.utf8).write(to: state.appendingPathComponent("journal.json"))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `ibke train`, then `ibke edit` and `ibke eval` with the trained editor, on the tiny Llama
 /// and the committed zsRE fixtures.
@@ -9,7 +10,7 @@ import Testing
                                "--set", "layers=[1]"]
 
     @Test func trainResumeEditAndEval() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let editor = folder.appending("ibke.safetensors")
         let model = Fixtures.model("tiny-llama").path
         let train = ["train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "3",
@@ -54,11 +55,7 @@ import Testing
     }
 
     /// The default model in the user's cache (`IBKE_HOME` or ~/.cache/ibke), when fetched.
-    static let defaultModel: URL = {
-        let home = ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-        return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    }()
+    static let defaultModel = IBKEHome.model(.smolLM2)
 
     /// `ibke edit --method ibke|mend` works out of the box on the default model: the committed
     /// editors (Editors/SmolLM2-135M-Instruct) are found without `--editor` and write the target.
@@ -73,7 +70,7 @@ import Testing
     }
 
     @Test func badTrainingInputIsRefused() throws {
-        let folder = try TemporaryFolder()
+        let folder = try TemporaryDirectory()
         let model = Fixtures.model("tiny-llama").path
         let base = ["train", "--model", model, "--out", folder.appending("e.safetensors").path]
         let cases: [([String], String)] = [

@@ -2,25 +2,20 @@ import Editing
 import Foundation
 import Models
 import TensorCore
+import TestSupport
 
 /// Models the editing tests run on: ModelsTests' tiny checkpoints (read in place) and the
 /// default model when it has been fetched.
 enum TestModels {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
+    static let fixtures = ModelFixtures.folder
 
     /// A fresh copy of the tiny Llama (each test edits its own).
     static func tinyLlama() throws -> LanguageModel {
         try LanguageModel.load(fixtures.appendingPathComponent("tiny-llama"))
     }
 
-    static var defaultModelURL: URL {
-        let home = ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-        return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    }
-
-    static var hasDefaultModel: Bool { FileManager.default.fileExists(atPath: defaultModelURL.path) }
+    static var defaultModelURL: URL { IBKEHome.model(.smolLM2) }
+    static var hasDefaultModel: Bool { IBKEHome.isFetched(.smolLM2) }
 
     static func defaultModel() throws -> LanguageModel { try LanguageModel.load(defaultModelURL) }
 

@@ -3,18 +3,15 @@ import ModelFormats
 import Models
 import Testing
 @testable import Evaluation
+import TestSupport
 
 /// Pre-edit probe outcomes of the default model against PyTorch/transformers on the same
 /// dequantized weights (`Scripts/golden/make_eval_reference.py`; 20 zsRE and 20 CounterFact
 /// records committed). Argmax comparisons skip positions whose top-two logits are within 0.01
 /// (near-ties that float rounding may flip); the script records those margins.
 enum ParityModel {
-    static let url: URL = {
-        let home = ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-        return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    }()
-    static var isAvailable: Bool { FileManager.default.fileExists(atPath: url.path) }
+    static let url = IBKEHome.model(.smolLM2)
+    static var isAvailable: Bool { IBKEHome.isFetched(.smolLM2) }
     static let model: LanguageModel? = try? LanguageModel.load(url)
 }
 

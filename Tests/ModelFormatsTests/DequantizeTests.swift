@@ -3,6 +3,7 @@ import TensorCore
 import Testing
 
 @testable import ModelFormats
+import TestSupport
 
 /// The fixture tensors, one per dequantized type (see Scripts/golden/make_gguf_fixtures.py).
 private let fixtureTensors = [

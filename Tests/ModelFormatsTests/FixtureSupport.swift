@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import ModelFormats
+import TestSupport
 
 /// Fixture files and scratch space shared by the GGUF tests.
 enum Fixtures {
@@ -42,28 +43,6 @@ enum Fixtures {
                         littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)))
             }
         }
-    }
-}
-
-/// A fresh temporary directory, removed when the object goes away.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("ibke-gguf-tests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    /// Writes `bytes` to a file called `name` in the directory and returns its URL.
-    func write(_ bytes: [UInt8], to name: String) throws -> URL {
-        let file = url.appendingPathComponent(name)
-        try Data(bytes).write(to: file)
-        return file
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
     }
 }
 

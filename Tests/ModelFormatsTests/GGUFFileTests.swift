@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import ModelFormats
+import TestSupport
 
 @Suite("GGUF file structure and metadata")
 struct GGUFFileTests {

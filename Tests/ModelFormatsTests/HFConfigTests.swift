@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import Testing
+import TestSupport
 
 @Suite struct HFConfigTests {
     private static let text = #"""

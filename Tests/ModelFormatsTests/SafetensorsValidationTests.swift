@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import Testing
+import TestSupport
 
 /// One malformed input per check the reader makes; each error must name the file and the problem.
 @Suite struct SafetensorsValidationTests {

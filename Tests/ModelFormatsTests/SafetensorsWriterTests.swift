@@ -3,6 +3,7 @@ import TensorCore
 import Testing
 
 @testable import ModelFormats
+import TestSupport
 
 @Suite struct SafetensorsWriterTests {
     private static let entries: [SafetensorsWriter.Entry] = [

@@ -1,16 +1,11 @@
 import Foundation
 import ModelFormats
 import Testing
+import TestSupport
 
-/// `${IBKE_HOME:-~/.cache/ibke}/models/SmolLM2-135M-Instruct.Q4_1.gguf`, the default model.
-private let smolLM2URL: URL = {
-    let home =
-        ProcessInfo.processInfo.environment["IBKE_HOME"].map { URL(fileURLWithPath: $0) }
-        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-    return home.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}()
-
-private let smolLM2Available = FileManager.default.fileExists(atPath: smolLM2URL.path)
+/// The default model, when fetched.
+private let smolLM2URL = IBKEHome.model(.smolLM2)
+private let smolLM2Available = IBKEHome.isFetched(.smolLM2)
 
 /// `weight_samples` from shared/reference/smollm2-135m-instruct-q4_1/logits.json.
 private struct WeightSamples: Decodable {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The test bundle's copy of `Tests/ModelFormatsTests/Fixtures/<path>`.
 func fixtureURL(_ path: String) throws -> URL {
@@ -7,15 +8,6 @@ func fixtureURL(_ path: String) throws -> URL {
         Bundle.module.url(forResource: "Fixtures", withExtension: nil),
         "Fixtures folder missing from the test bundle")
     return root.appendingPathComponent(path)
-}
-
-/// Runs `body` in a fresh temporary folder that is removed afterwards.
-func withTemporaryDirectory<T>(_ body: (URL) throws -> T) throws -> T {
-    let folder = FileManager.default.temporaryDirectory
-        .appendingPathComponent("ibke-formats-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: folder) }
-    return try body(folder)
 }
 
 /// Bytes of a safetensors file with the given header text and data section; `headerLength`

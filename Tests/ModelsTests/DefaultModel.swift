@@ -3,17 +3,18 @@ import ModelFormats
 import Synchronization
 import Testing
 @testable import Models
+import TestSupport
 
 /// A checkpoint of `ibke model list` in IBKE's cache (`$IBKE_HOME/models`), if it has been fetched.
 struct CachedModel: Sendable, CustomTestStringConvertible {
-    var testDescription: String { fileName }
-    let fileName: String
+    var testDescription: String { file.rawValue }
+    let file: CatalogFile
     /// The committed reference of `Scripts/golden/make_model_reference.py` (in Fixtures).
     let reference: String
 
-    static let smolLM2 = CachedModel(fileName: "SmolLM2-135M-Instruct.Q4_1.gguf", reference: "smollm2_reference")
-    static let qwenCoder = CachedModel(fileName: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf", reference: "qwen2.5-coder-0.5b_reference")
-    static let gemma3 = CachedModel(fileName: "gemma-3-270m.Q4_K_M.gguf", reference: "gemma3-270m_reference")
+    static let smolLM2 = CachedModel(file: .smolLM2, reference: "smollm2_reference")
+    static let qwenCoder = CachedModel(file: .qwenCoder, reference: "qwen2.5-coder-0.5b_reference")
+    static let gemma3 = CachedModel(file: .gemma3, reference: "gemma3-270m_reference")
     /// The catalogue's checkpoints beyond the default model that are in the cache.
     static var fetched: [CachedModel] { [qwenCoder, gemma3].filter(\.isAvailable) }
 
@@ -23,20 +24,14 @@ struct CachedModel: Sendable, CustomTestStringConvertible {
     /// Loaded once per test process.
     static let loaded = Mutex<[String: LanguageModel]>([:])
     func load() throws -> LanguageModel {
-        if let model = Self.loaded.withLock({ $0[fileName] }) { return model }
+        if let model = Self.loaded.withLock({ $0[file.rawValue] }) { return model }
         let model = try LanguageModel.load(path)
-        Self.loaded.withLock { $0[fileName] = model }
+        Self.loaded.withLock { $0[file.rawValue] = model }
         return model
     }
 
-    var path: URL {
-        let home = ProcessInfo.processInfo.environment["IBKE_HOME"]
-            .map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/ibke")
-        return home.appendingPathComponent("models/\(fileName)")
-    }
-
-    var isAvailable: Bool { FileManager.default.fileExists(atPath: path.path) }
+    var path: URL { IBKEHome.model(file) }
+    var isAvailable: Bool { IBKEHome.isFetched(file) }
 }
 
 /// The default model (SmolLM2-135M-Instruct Q4_1) in IBKE's cache, if it has been fetched.

@@ -79,6 +79,6 @@ struct GradientReference: Decodable {
         let weight = cosineAndRelativeNormError(weightGradient, expected)
         #expect(weight.cosine >= 0.9999, "ffn_down gradient cosine \(weight.cosine)")
         #expect(weight.relativeNormError <= 1e-3, "ffn_down gradient norm error \(weight.relativeNormError)")
-        print("\(checkpoint.fileName): gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)")
+        print("\(checkpoint.file.rawValue): gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)")
     }
 }

@@ -29,6 +29,6 @@ import TensorCore
             }
             #expect(argmax(step.pointer, count: v) == argmax(reference.pointer + t * v, count: v), "position \(t)")
         }
-        #expect(worst <= 1e-4 * scale + 2e-3, "\(cached.fileName): logits differ by \(worst) (largest \(scale))")
+        #expect(worst <= 1e-4 * scale + 2e-3, "\(cached.file.rawValue): logits differ by \(worst) (largest \(scale))")
     }
 }

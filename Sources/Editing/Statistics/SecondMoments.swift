@@ -92,7 +92,8 @@ public final class SecondMoments: @unchecked Sendable {
 
     /// Where the statistics come from, for reports and delta metadata:
     /// `corpus enwiki_articles_plain.txt (sha256 2e0b2e62…), 200000 tokens` or
-    /// `model-samples (fallback: text sampled from the model itself), 200000 tokens`.
+    /// `model-samples (fallback: text sampled from the model itself), 200000 tokens`, or for
+    /// ``CorpusSample`` `the corpus sample shipped with ibke (…), 17816 tokens`.
     /// The token count is the number averaged once a matrix is loaded (fewer than asked when the
     /// corpus is smaller), the number asked for before.
     public var label: String {
@@ -109,6 +110,9 @@ public final class SecondMoments: @unchecked Sendable {
                 corpusIdentity = (text.fileNames, text.sha256)
             }
             guard let (names, sha256) = corpusIdentity else { return "corpus \(corpus.path) (unreadable), \(tokens)" }
+            if names == [CorpusSample.fileName] && sha256 == CorpusSample.sha256 {
+                return "the corpus sample shipped with ibke (68 Wikipedia article openings), \(tokens)"
+            }
             let files = names.count <= 3 ? names.joined(separator: ",")
                 : names.prefix(2).joined(separator: ",") + ",… (\(names.count) files)"
             return "corpus \(files) (sha256 \(sha256.prefix(8))…), \(tokens)"

@@ -40,9 +40,7 @@ public struct TextCorpus: Sendable {
             do { data = try MappedFile.contents(of: file) } catch {
                 throw StatisticsError.unreadable(file: file.path, reason: error.detail)
             }
-            for part in [Data("\(name)\n\(data.count)\n".utf8), data] {
-                part.withUnsafeBytes { hasher.update($0) }
-            }
+            data.withUnsafeBytes { Self.hashFile(name: name, bytes: $0, into: &hasher) }
             guard let text = String(data: data, encoding: .utf8) else {
                 throw StatisticsError.unreadable(file: file.path, reason: "not UTF-8 text")
             }
@@ -55,6 +53,12 @@ public struct TextCorpus: Sendable {
         fileNames = files.map(\.name)
         self.documents = documents
         sha256 = hasher.finalizeHex()
+    }
+
+    /// Adds one file to a corpus hash (``sha256``): `name \n byteCount \n bytes`.
+    static func hashFile(name: String, bytes: UnsafeRawBufferPointer, into hasher: inout SHA256) {
+        Data("\(name)\n\(bytes.count)\n".utf8).withUnsafeBytes { hasher.update($0) }
+        hasher.update(bytes)
     }
 
     enum Kind {
