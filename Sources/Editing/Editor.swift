@@ -80,7 +80,7 @@ public struct SequentialEdits: Sendable {
 
     /// Reverts every edit, the last first.
     public func revert() {
-        for a in applied.reversed() { a.revert() }
+        applied.revertAll()
     }
 }
 

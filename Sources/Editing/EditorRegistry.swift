@@ -3,7 +3,7 @@ import Models
 import TensorCore
 
 /// An editing method `ibke` knows.
-public enum EditingMethod: String, CaseIterable, Sendable {
+public enum EditingMethod: String, CaseIterable, Sendable, CustomStringConvertible {
     case ftL = "ft-l", ftM = "ft-m", rome, memit, alphaEdit = "alphaedit", ibke, mend
 
     /// Other names accepted for the method (EasyEdit's).
@@ -22,40 +22,48 @@ public enum EditingMethod: String, CaseIterable, Sendable {
         self = method
     }
 
+    /// The name `ibke` uses (`ft-m`, `alphaedit`, …).
+    public var description: String { rawValue }
+
+    /// The method of a name or alias, in any case; an unknown name is an error that lists the
+    /// known ones.
+    public init(parsing name: String) throws {
+        guard let method = Self(name: name) else { throw EditorError.unknownMethod(name, known: Self.namesWithAliases) }
+        self = method
+    }
+
     /// Whether the method applies a trained editor network (``HypernetworkEditor``).
     public var isTrained: Bool { self == .ibke || self == .mend }
-}
 
-/// The editing methods `ibke` knows, by name, with their defaults for a model.
-public enum EditorRegistry {
-    public static let names = EditingMethod.allCases.map(\.rawValue)
     /// Every accepted name, aliases in parentheses: `ft-l (ft), ft-m, rome (r-rome), …`.
-    public static let namesWithAliases = EditingMethod.allCases
+    public static let namesWithAliases = allCases
         .map { $0.aliases.isEmpty ? $0.rawValue : "\($0.rawValue) (\($0.aliases.joined(separator: ", ")))" }
 
-    /// Methods that apply a trained editor network (``HypernetworkEditor``).
-    public static let trainedMethods = EditingMethod.allCases.filter(\.isTrained).map(\.rawValue)
+    /// The methods that apply a trained editor network.
+    public static let trained = allCases.filter(\.isTrained)
+}
 
-    /// An editor by name for `model`: as ``make(_:config:hyperparameters:statistics:)``, and for
+/// The editors of the methods `ibke` knows, with their defaults for a model.
+public enum EditorRegistry {
+    /// The editor of `method` for `model`: as ``make(_:config:hyperparameters:statistics:)``, and for
     /// the trained methods (`ibke`, `mend`) the editor in `editorFile`.
     ///
     /// - Throws: ``HypernetworkError`` for an editor file made for another model or of
     ///   another method, and what the other `make` throws.
     public static func make(
-        _ name: String, model: LanguageModel, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil,
+        _ method: EditingMethod, model: LanguageModel, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil,
         editorFile: URL? = nil
     ) throws -> any Editor {
-        guard let known = EditingMethod(name: name), known.isTrained else {
-            return try make(name, config: model.config, hyperparameters: file, statistics: statistics)
+        guard method.isTrained else {
+            return try make(method, config: model.config, hyperparameters: file, statistics: statistics)
         }
-        let method = known.rawValue
         guard let editorFile else {
             throw EditorError.invalidHyperparameter(
-                file: method, key: "editor", expected: "a trained editor file")
+                file: method.rawValue, key: "editor", expected: "a trained editor file")
         }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
-        guard editor.name == method else {
-            throw HypernetworkError.malformed(file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method)")
+        guard editor.name == method.rawValue else {
+            throw HypernetworkError.malformed(file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method.rawValue)")
         }
         if let file {
             var reader = try HyperparameterReader(contentsOf: file)
@@ -64,7 +72,7 @@ public enum EditorRegistry {
         return editor
     }
 
-    /// An editor by name, with the defaults for `config` or the hyperparameters in `file`.
+    /// The editor of `method`, with the defaults for `config` or the hyperparameters in `file`.
     ///
     /// Methods that use second moments (ROME with `mom2_adjustment`, its default) take them from
     /// `statistics`, one object shared by every editor of the model, and announce their layers
@@ -72,18 +80,17 @@ public enum EditorRegistry {
     /// pass before editing (``SecondMoments/prepare(layers:)`` with
     /// ``SecondMoments/expectedLayers``).
     ///
-    /// - Throws: ``EditorError`` for an unknown method, a bad hyperparameter file, or a method
-    ///   that needs statistics when `statistics` is nil.
+    /// - Throws: ``EditorError`` for a bad hyperparameter file, a trained method (which needs
+    ///   a model and an editor file), or a method that needs statistics when `statistics` is nil.
     public static func make(
-        _ name: String, config: TransformerConfig, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil
+        _ method: EditingMethod, config: TransformerConfig, hyperparameters file: URL? = nil, statistics: SecondMoments? = nil
     ) throws -> any Editor {
-        /// The closure and label of `statistics` for a method that reads `layers`.
-        func moments(_ method: String, layers: [Int]) throws -> SecondMoments {
+        /// The matrices and label of `statistics` for a method that reads `layers`.
+        func moments(_ method: String, layers: [Int]) throws -> SecondMomentSource {
             guard let statistics else { throw EditorError.statisticsMissing(method: method, layers: layers) }
             statistics.expect(layers: layers)
-            return statistics
+            return SecondMomentSource(statistics)
         }
-        guard let method = EditingMethod(name: name) else { throw EditorError.unknownMethod(name, known: namesWithAliases) }
         switch method {
         case .ftL: return try FineTuning.make(.promptLast, config: config, file: file)
         case .ftM: return try FineTuning.make(.targetNew, config: config, file: file)
@@ -106,7 +113,7 @@ public enum EditorRegistry {
             let statistics = try moments(method.rawValue, layers: h.layers)
             return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)
         case .ibke, .mend:
-            throw EditorError.invalidHyperparameter(file: name, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
+            throw EditorError.invalidHyperparameter(file: method.rawValue, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
         }
     }
 }

@@ -63,9 +63,7 @@ public final class FineTuning: Editor {
             normConstraint = try reader.optionalDouble("norm_constraint", default: normConstraint)
             batchSize = try reader.int("batch_size", default: batchSize, in: 1...1024)
             stopLoss = try reader.double("stop_loss", default: stopLoss)
-            reader.ignore("alg_name", "model_name", "device", "max_length", "model_parallel", "kl_factor",
-                          "layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module",
-                          "fp16", "bf16", "hparams_dir")
+            reader.ignoreReferenceKeys(["max_length", "kl_factor", "bf16", "hparams_dir"])
             try reader.finish()
             guard steps >= 1, learningRate > 0, batchSize >= 1, weightDecay >= 0 else {
                 throw EditorError.invalidHyperparameter(file: reader.file, key: "num_steps/lr/batch_size",

@@ -138,6 +138,16 @@ public struct HyperparameterReader {
         ignored.formUnion(keys)
     }
 
+    /// The keys every reference config writes to name models, devices and module templates, and
+    /// a method's own such keys: accepted and ignored.
+    public mutating func ignoreReferenceKeys(_ methodKeys: [String] = []) {
+        ignored.formUnion(Self.referenceKeys + methodKeys)
+    }
+
+    /// The keys ``ignoreReferenceKeys(_:)`` ignores for every method.
+    static let referenceKeys = ["alg_name", "model_name", "device", "model_parallel", "fp16", "layer_module_tmp",
+                                "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module"]
+
     /// Throws for the first key that was neither read nor ignored.
     public func finish() throws {
         for member in object where !read.contains(member.key) && !ignored.contains(member.key) {

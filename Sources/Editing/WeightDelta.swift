@@ -176,6 +176,30 @@ extension Transformer {
     }
 }
 
+extension [AppliedDelta] {
+    /// Reverts every delta, the last applied first.
+    func revertAll() {
+        for a in reversed() { a.revert() }
+    }
+}
+
+extension Transformer {
+    /// Runs `count` steps, each on the weights with the earlier steps' deltas applied, and
+    /// returns their deltas; the weights are left as they were. The last delta is not applied:
+    /// no step reads it, and applying builds its ΔW and copies the matrices for nothing.
+    func inTurn(_ count: Int, source: String, _ step: (Int) throws -> WeightDelta) throws -> [WeightDelta] {
+        var applied: [AppliedDelta] = []
+        defer { applied.revertAll() }
+        var deltas: [WeightDelta] = []
+        for i in 0..<count {
+            let delta = try step(i)
+            if i + 1 < count { applied.append(try apply(delta, source: source)) }
+            deltas.append(delta)
+        }
+        return deltas
+    }
+}
+
 extension ParameterID {
     /// Parses a canonical name (`blk.8.ffn_down.weight`).
     public init?(name: String) {

@@ -69,7 +69,7 @@ struct Bench: ParsableCommand {
         }
         if let edits {
             let bar = ProgressBar()
-            try EditBenchmark.run(methods: edits.split(separator: ",").map(String.init),
+            try EditBenchmark.run(methods: edits.split(separator: ",").map { try EditingMethod(parsing: String($0)) },
                                   count: min(editCount, EditBenchmark.requests.count - 1), model: loaded,
                                   editorFiles: try Eval.methodFiles(editorFiles, option: "--editor"),
                                   statistics: try statistics.secondMoments(for: loaded, bar: bar)) {

@@ -24,7 +24,7 @@ enum EditBenchmark {
     ].map { try! EditRequest(prompt: $0.0, subject: $0.1, targetNew: $0.2) }
 
     /// Median, fastest and slowest seconds per single edit, after one untimed edit.
-    static func run(methods: [String], count: Int, model: LanguageModel, editorFiles: [String: URL] = [:],
+    static func run(methods: [EditingMethod], count: Int, model: LanguageModel, editorFiles: [EditingMethod: URL] = [:],
                     statistics: SecondMoments, prepare: (SecondMoments) throws -> Void) throws {
         let requests = try requests.prefix(count + 1).enumerated().map { try $1.prepared(for: model, index: $0) }
         let editors = try methods.map {

@@ -40,12 +40,10 @@ enum DefaultEditors {
 
     /// The editor file for `method`: the one given, else the committed one when `model` is the
     /// default model, else nil (methods that need none, or an error from the registry).
-    static func file(_ method: String, given: String?, model: LanguageModel) throws -> URL? {
+    static func file(_ method: EditingMethod, given: String?, model: LanguageModel) throws -> URL? {
         if let given { return URL(fileURLWithPath: given) }
-        guard EditorRegistry.trainedMethods.contains(method.lowercased()), try model.contentHash() == DefaultModel.sha256 else {
-            return nil
-        }
-        let name = "\(method.lowercased()).safetensors"
+        guard method.isTrained, try model.contentHash() == DefaultModel.sha256 else { return nil }
+        let name = "\(method.rawValue).safetensors"
         return [installed, besideBinary, checkout].map { $0.appendingPathComponent(name) }
             .first { FileManager.default.fileExists(atPath: $0.path) }
     }

@@ -17,7 +17,9 @@ struct Edit: ParsableCommand {
         """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Editing method (\(EditorRegistry.namesWithAliases.joined(separator: ", "))).") var method = "ft-m"
+    @Option(help: "Editing method (\(EditingMethod.namesWithAliases.joined(separator: ", "))). (default: ft-m)",
+            transform: EditingMethod.init(parsing:))
+    var method = EditingMethod.ftM
     @Option(name: .customLong("hparams"), help: "Hyperparameters (JSON or YAML) for the method.") var hyperparameters: String?
     @Option(help: ArgumentHelp("The trained editor of --method ibke or mend (default: the committed one for the default model).",
                                valueName: "file"))
@@ -51,8 +53,8 @@ struct Edit: ParsableCommand {
             throw ValidationError("give --prompt, --subject and --target, or --batch FILE / --sequential FILE")
         }
         guard generations >= 0 else { throw ValidationError("--generations must be 0 or more") }
-        if editor != nil && !EditorRegistry.trainedMethods.contains(method.lowercased()) {
-            throw ValidationError("--editor is for the trained methods (\(EditorRegistry.trainedMethods.joined(separator: ", "))); \(method) takes none")
+        if editor != nil && !method.isTrained {
+            throw ValidationError("--editor is for the trained methods (\(EditingMethod.trained.map(\.rawValue).joined(separator: ", "))); \(method.rawValue) takes none")
         }
     }
 
@@ -90,7 +92,7 @@ struct Edit: ParsableCommand {
         let start = Date()
         var delta = try editor.edit([request], in: loaded)
         delta.metadata["ibke.model_sha256"] = try loaded.contentHash()
-        let applied = try loaded.transformer.apply(delta, source: method)
+        let applied = try loaded.transformer.apply(delta, source: method.rawValue)
         let seconds = Date().timeIntervalSince(start)
         let after = try Snapshot(loaded, request: request, original: original, checks: check, unrelated: unrelated,
                                  maxTokens: maxTokens)
@@ -138,7 +140,7 @@ struct Edit: ParsableCommand {
             revert = edits.revert
         } else {
             delta = try editor.edit(requests, in: loaded)
-            let applied = try loaded.transformer.apply(delta, source: method)
+            let applied = try loaded.transformer.apply(delta, source: method.rawValue)
             revert = applied.revert
         }
         let seconds = Date().timeIntervalSince(start)

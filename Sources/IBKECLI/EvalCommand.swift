@@ -22,7 +22,9 @@ struct Eval: ParsableCommand {
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: ArgumentHelp("KIND:PATH with KIND zsre, counterfact (cf), mquake or jsonl.", valueName: "kind:path"))
     var dataset: String
-    @Option(help: "Comma-separated methods (\(EditorRegistry.namesWithAliases.joined(separator: ", "))).") var methods: String
+    @Option(help: ArgumentHelp("Comma-separated methods (\(EditingMethod.namesWithAliases.joined(separator: ", "))).", valueName: "methods"),
+            transform: { try $0.split(separator: ",").map { try EditingMethod(parsing: $0.trimmingCharacters(in: .whitespaces)) } })
+    var methods: [EditingMethod]
     @Option(help: "Only the first N cases.") var limit: Int?
     @Option(name: .customLong("protocol"), help: "single, batch:N or sequential:N.") var editProtocol = "single"
     @Option(help: "Sequential runs: also evaluate the cases edited so far every N cases (a curve).") var every = 0
@@ -50,11 +52,9 @@ struct Eval: ParsableCommand {
         let data = try Dataset.load(spec, zsreTarget: zsreTarget, limit: limit)
         let files = try Self.methodFiles(hyperparameterFiles, option: "--hparams")
         let trained = try Self.methodFiles(editorFiles, option: "--editor")
-        let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !names.isEmpty else { throw CLIError("--methods: name at least one method") }
         let bar = ProgressBar()
         let moments = try statistics.secondMoments(for: loaded, bar: bar)
-        let editors = try names.map {
+        let editors = try methods.map {
             try EditorRegistry.make($0, model: loaded, hyperparameters: files[$0], statistics: moments,
                                     editorFile: try DefaultEditors.file($0, given: trained[$0]?.path, model: loaded))
         }
@@ -75,7 +75,7 @@ struct Eval: ParsableCommand {
         let run = try EvaluationRun(model: loaded, dataset: data, editors: editors, options: options,
                                     directory: URL(fileURLWithPath: out))
         run.provenance = Provenance.fields()
-        log("\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(names.joined(separator: ",")), protocol \(options.editProtocol)")
+        log("\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(methods.map(\.rawValue).joined(separator: ",")), protocol \(options.editProtocol)")
         run.progress = { bar.update($0) }
         run.warning = { log($0) }
         let summary = try run.run()
@@ -87,12 +87,12 @@ struct Eval: ParsableCommand {
 
 extension Eval {
     /// `METHOD=FILE` options as a dictionary.
-    static func methodFiles(_ entries: [String], option: String) throws -> [String: URL] {
-        var files: [String: URL] = [:]
+    static func methodFiles(_ entries: [String], option: String) throws -> [EditingMethod: URL] {
+        var files: [EditingMethod: URL] = [:]
         for entry in entries {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw CLIError("\(option) \(entry): expected METHOD=FILE") }
-            files[parts[0]] = URL(fileURLWithPath: parts[1])
+            files[try EditingMethod(parsing: parts[0])] = URL(fileURLWithPath: parts[1])
         }
         return files
     }

@@ -25,7 +25,9 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Folder that keeps the acknowledged edits (a journal and one delta per edit).",
                                valueName: "dir"))
     var state: String?
-    @Option(help: "Editing method the playground starts with (as `ibke edit`: ft-m; rome, memit and alphaedit need statistics, see --stats-corpus).") var defaultMethod = "ft-m"
+    @Option(help: "Editing method the playground starts with (as `ibke edit`: ft-m; rome, memit and alphaedit need statistics, see --stats-corpus). (default: ft-m)",
+            transform: EditingMethod.init(parsing:))
+    var defaultMethod = EditingMethod.ftM
     @Option(help: ArgumentHelp("The trained editor of the ibke method (default: the committed one for the default model).",
                                valueName: "file"))
     var ibkeEditor: String?
@@ -35,16 +37,13 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
-        guard EditingMethod(name: defaultMethod) != nil else {
-            throw ValidationError("--default-method: unknown method \(defaultMethod) (\(EditorRegistry.namesWithAliases.joined(separator: ", ")))")
-        }
     }
 
     func run() throws {
         let loaded = try model.load()
         let moments = try statistics.secondMoments(for: loaded, bar: ProgressBar())
-        let ibke = try DefaultEditors.file("ibke", given: ibkeEditor, model: loaded)
-        let mend = try DefaultEditors.file("mend", given: mendEditor, model: loaded)
+        let ibke = try DefaultEditors.file(.ibke, given: ibkeEditor, model: loaded)
+        let mend = try DefaultEditors.file(.mend, given: mendEditor, model: loaded)
         let journal = state.map { EditJournal(directory: URL(fileURLWithPath: $0)) }
         let modelHost = try ModelHost(model: loaded, statistics: moments, editorFile: { method in
             switch method {
@@ -58,7 +57,7 @@ struct Serve: ParsableCommand {
         settings.host = self.host
         settings.port = port
         settings.apiKey = apiKey ?? ProcessInfo.processInfo.environment["IBKE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        settings.defaultMethod = EditingMethod(name: defaultMethod)!
+        settings.defaultMethod = defaultMethod
         settings.methods = EditingMethod.allCases.filter { !$0.isTrained || ($0 == .ibke ? ibke : mend) != nil }
         let restored = (try? awaitResult { try await modelHost.edits().count }) ?? 0
         if restored > 0 { log("restored \(restored) edit\(restored == 1 ? "" : "s") from \(state!)") }

@@ -62,7 +62,7 @@ final class Context: @unchecked Sendable {
             guard let config = model?.config else { return }
             for name in ["h.yaml", "h.json"] {
                 let url = file(name, bytes)
-                for method in EditorRegistry.names where !EditorRegistry.trainedMethods.contains(method) {
+                for method in EditingMethod.allCases where !method.isTrained {
                     _ = try? EditorRegistry.make(method, config: config, hyperparameters: url, statistics: nil)
                 }
                 if var reader = try? HyperparameterReader(contentsOf: url) {

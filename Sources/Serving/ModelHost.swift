@@ -245,7 +245,7 @@ public final class ModelHost: @unchecked Sendable {
         }
         defer { if let file { try? FileManager.default.removeItem(at: file) } }
         do {
-            return try EditorRegistry.make(submission.method.rawValue, model: model, hyperparameters: file,
+            return try EditorRegistry.make(submission.method, model: model, hyperparameters: file,
                                            statistics: statistics, editorFile: try editorFile(submission.method))
         } catch let error as EditorError {
             throw ServingError.badRequest("hparams: \(error)".replacingOccurrences(of: file?.path ?? "\u{0}", with: "hparams"))

@@ -1,9 +1,9 @@
 import COpenBLAS
 
-/// Float64 linear algebra for the F×F systems of MEMIT and AlphaEdit (METHODS.md §3–4; the
-/// references solve them in double), and the symmetric eigendecomposition of AlphaEdit's
-/// null-space projector. Matrices are row-major `[Double]`; a row of right-hand sides is one
-/// system (LAPACK's column-major columns).
+/// Float64 linear algebra for the F×F systems of ROME, MEMIT and AlphaEdit (METHODS.md §2–4;
+/// the references solve MEMIT's in double, and C's condition number is too large for float32),
+/// and the symmetric eigendecomposition of AlphaEdit's null-space projector. Matrices are
+/// row-major `[Double]`; a row of right-hand sides is one system (LAPACK's column-major columns).
 public enum DenseSolve {
     /// The Cholesky factor of a symmetric positive definite matrix, for many right-hand sides.
     public struct CholeskyFactor: Sendable {
@@ -24,6 +24,34 @@ public enum DenseSolve {
             guard info == 0 else { throw CholeskyError.notPositiveDefinite(minor: Int(info), order: n) }
             self.order = n
             factor = f
+        }
+
+        /// Factors a symmetric positive semidefinite `a` (`[n, n]`) with the smallest ridge that
+        /// makes it definite: none (the references solve with C itself), then 1e-6, 1e-4 and 1e-2
+        /// of its mean diagonal. A second moment estimated from fewer keys than its order is
+        /// singular; this is the one ridge rule of every solve with one.
+        ///
+        /// - Throws: ``CholeskyError`` when even the largest ridge leaves it indefinite.
+        public init(regularizing a: [Double], order n: Int) throws {
+            if let exact = try? Self(a, order: n) {
+                self = exact
+                return
+            }
+            let meanDiagonal = (0..<n).reduce(0.0) { $0 + a[$1 * n + $1] } / Double(max(1, n))
+            for relative in [1e-6, 1e-4] {
+                if let ridged = try? Self(a, order: n, ridge: relative * meanDiagonal) {
+                    self = ridged
+                    return
+                }
+            }
+            self = try Self(a, order: n, ridge: 1e-2 * meanDiagonal)
+        }
+
+        /// ``init(regularizing:order:)`` of a float32 `[n, n]` matrix.
+        public init(regularizing a: Tensor) throws {
+            let n = a.shape[0]
+            precondition(a.shape == [n, n], "matrix \(a.shape) is not square")
+            try self.init(regularizing: a.scalars.map(Double.init), order: n)
         }
 
         /// `x = A⁻¹ b` for each of the `count` rows of `b` (`[count, n]`).
@@ -74,6 +102,11 @@ public enum DenseSolve {
         return c
     }
 
+    /// A LAPACK workspace size: the queried one (a Float, rounded up) but at least `minimum`.
+    static func workspace(_ queried: Float, minimum: Int) -> Int32 {
+        Int32(clamping: max(Int(queried.rounded(.up)), minimum))
+    }
+
     /// Eigenvalues (ascending) and eigenvectors of a symmetric matrix (`ssyevd`); row `i` of
     /// `vectors` is the unit eigenvector of `values[i]`.
     ///
@@ -88,8 +121,10 @@ public enum DenseSolve {
         var jobz = CChar(UInt8(ascii: "V")), uplo = CChar(UInt8(ascii: "L"))
         var values = [Float](repeating: 0, count: n), workSize: Float = 0, iworkSize: Int32 = 0
         ssyevd_(&jobz, &uplo, &order, a.pointer, &lda, &values, &workSize, &lwork, &iworkSize, &liwork, &info)
-        lwork = Int32(workSize)
-        liwork = iworkSize
+        // The workspace size comes back as a Float, which rounds sizes above 2²⁴ (n > 2,896) down:
+        // never ask for less than LAPACK's documented minimum.
+        lwork = Self.workspace(workSize, minimum: 1 + 6 * n + 2 * n * n)
+        liwork = max(iworkSize, Int32(3 + 5 * n))
         var work = [Float](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
         ssyevd_(&jobz, &uplo, &order, a.pointer, &lda, &values, &work, &lwork, &iwork, &liwork, &info)
         guard info == 0 else {
@@ -119,7 +154,7 @@ public enum DenseSolve {
         var iwork = [Int32](repeating: 0, count: 8 * k)
         sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
                 &workSize, &lwork, &iwork, &info)
-        lwork = Int32(workSize)
+        lwork = Self.workspace(workSize, minimum: 3 * k * k + max(max(m, n), 4 * k * k + 4 * k))  // as ssyevd's above
         var work = [Float](repeating: 0, count: Int(lwork))
         sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
                 &work, &lwork, &iwork, &info)
@@ -128,5 +163,23 @@ public enum DenseSolve {
             preconditionFailure("sgesdd argument \(-info) is invalid")
         }
         return (u, s, vt)
+    }
+}
+
+/// A failed factorisation (Cholesky, LU or eigendecomposition).
+public enum CholeskyError: Error, CustomStringConvertible, Equatable {
+    case notPositiveDefinite(minor: Int, order: Int)
+    case singular(order: Int)
+    case noConvergence(order: Int)
+
+    public var description: String {
+        switch self {
+        case .notPositiveDefinite(let minor, let order):
+            "the \(order)×\(order) matrix is not positive definite (leading minor \(minor)); add a ridge"
+        case .singular(let order):
+            "the \(order)×\(order) matrix is singular"
+        case .noConvergence(let order):
+            "the decomposition of the \(order)×\(order) matrix did not converge"
+        }
     }
 }

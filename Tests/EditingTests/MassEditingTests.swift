@@ -33,7 +33,7 @@ import Testing
         let f = 16, width = 8, n = 3, lambda = 5.0
         let c = Self.secondMoment(f, seed: 1)
         let targets = MassEditing.LayerTargets(keys: Self.vectors(n, f, seed: 2), residuals: Self.vectors(n, width, seed: 3))
-        let update = try MEMIT.update(targets, factor: try MEMIT.factor(c), lambda: lambda)
+        let update = try MEMIT.update(targets, factor: try DenseSolve.CholeskyFactor(regularizing: c), lambda: lambda)
         #expect(update.left.shape == [width, n] && update.right.shape == [n, f])
         let keys = MassEditing.columns(targets.keys)  // [F, n]
         var a = DenseSolve.multiply(keys, keys, m: f, n: f, k: n, transposeB: true)
@@ -90,10 +90,10 @@ import Testing
         let model = try LanguageModel.load(TestModels.fixtures.appendingPathComponent(name))
         var h = MassEditingHyperparameters.defaults(layerCount: 2)
         h.layers = [0]  // z at layer 0's output (an edit of the last layer's output reaches no later position)
-        h.steps = 8
-        h.clampNormFactor = 4
+        h.optimization.steps = 8
+        h.optimization.clampNormFactor = 4
         h.mom2UpdateWeight = 0.1  // C here is random: let the keys dominate
-        h.learningRate = 0.5
+        h.optimization.learningRate = 0.5
         let c = Self.secondMoment(model.config.feedForwardSize, seed: 8)
         let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
                             EditRequest(prompt: "{} works at", subject: "Bob", targetNew: "a small shop")]
@@ -103,8 +103,8 @@ import Testing
         var alpha = h
         alpha.nullspaceThreshold = 1e9  // P = I
         alpha.l2 = 1
-        let alphaEdit = AlphaEdit(hyperparameters: alpha, secondMoment: { _ in c })
-        for editor in [MEMIT(hyperparameters: h, secondMoment: { _ in c }) as any Editor, alphaEdit] {
+        let alphaEdit = AlphaEdit(hyperparameters: alpha, statistics: SecondMomentSource { _ in c })
+        for editor in [MEMIT(hyperparameters: h, statistics: SecondMomentSource { _ in c }) as any Editor, alphaEdit] {
             let delta = try editor.edit(requests, in: model)
             #expect(delta.parameters == [ParameterID(layer: 0, .feedForwardDown)])
             #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
@@ -167,7 +167,7 @@ import Testing
         }
         let h = try read(["layers": .array([.int(3), .int(4)]), "mom2_update_weight": .double(2e4), "v_num_grad_steps": .int(10),
                           "alg_name": .string("MEMIT"), "mom2_dataset": .string("wikipedia")])
-        #expect(h.layers == [3, 4] && h.mom2UpdateWeight == 2e4 && h.steps == 10)
+        #expect(h.layers == [3, 4] && h.mom2UpdateWeight == 2e4 && h.optimization.steps == 10)
         let a = try read(["nullspace_threshold": .double(1e-3), "L2": .double(1), "mom2_update_weight": .double(1)], alpha: true)
         #expect(a.nullspaceThreshold == 1e-3 && a.l2 == 1)
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(30)])]) }
@@ -183,9 +183,9 @@ import Testing
         let model = try TestModels.tinyLlama()
         var h = MassEditingHyperparameters.defaults(layerCount: 2)
         h.layers = [0]
-        h.steps = 6
-        h.clampNormFactor = 4
-        let optimization = h.valueOptimization
+        h.optimization.steps = 6
+        h.optimization.clampNormFactor = 4
+        let optimization = h.valueOptimization(method: "memit")
         let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
                             EditRequest(prompt: "Everyone knows that {} works at", subject: "Bob Smith", targetNew: "a shop")]
             .enumerated().map { try $1.prepared(for: model, index: $0) }
@@ -215,8 +215,8 @@ import Testing
         let h = MassEditingHyperparameters.defaults(layerCount: 30)
         let request = try EditRequest(prompt: "{} is located in the city of", subject: "The Eiffel Tower", targetNew: "Rome")
             .prepared(for: model)
-        for editor in [MEMIT(hyperparameters: h, secondMoment: { c[$0]! }) as any Editor,
-                       AlphaEdit(hyperparameters: h, secondMoment: { c[$0]! })] {
+        for editor in [MEMIT(hyperparameters: h, statistics: SecondMomentSource { c[$0]! }) as any Editor,
+                       AlphaEdit(hyperparameters: h, statistics: SecondMomentSource { c[$0]! })] {
             let applied = try model.transformer.apply(try editor.edit([request], in: model))
             defer { applied.revert() }
             let top = try model.topNextTokens(request.prompt, k: 1)[0]

@@ -57,7 +57,7 @@ import Testing
         // With C = 2·I the direction of u is k*'s, as with the adjustment off.
         let f = model.config.feedForwardSize
         let twice = Tensor(shape: [f, f], values: (0..<(f * f)).map { $0 % (f + 1) == 0 ? 2 : 0 })
-        let x = try ROME.solve(twice, [Float](repeating: 1, count: f))
+        let x = try SecondMomentSource { _ in twice }.factor(layer: 0).solve([Double](repeating: 1, count: f), count: 1)
         #expect(x.allSatisfy { abs($0 - 0.5) < 1e-4 })
     }
 }

@@ -97,7 +97,7 @@ import Testing
     @Test func romeNeedsStatisticsFromTheRegistryUnlessMom2IsOff() throws {
         let model = try TestModels.tinyLlama()
         do {
-            _ = try EditorRegistry.make("rome", config: model.config)
+            _ = try EditorRegistry.make(.rome, config: model.config)
             Issue.record("ROME with mom2_adjustment and no statistics was made")
         } catch let error as EditorError {
             guard case .invalidHyperparameter(let file, let key, let expected) = error else { throw error }
@@ -110,13 +110,13 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let off = folder.appendingPathComponent("rome.yaml")
         try Data("mom2_adjustment: false\n".utf8).write(to: off)
-        #expect(try EditorRegistry.make("rome", config: model.config, hyperparameters: off).statistics == .none)
+        #expect(try EditorRegistry.make(.rome, config: model.config, hyperparameters: off).statistics == .none)
 
         let statistics = moments(model)
-        let rome = try EditorRegistry.make("rome", config: model.config, statistics: statistics)
+        let rome = try EditorRegistry.make(.rome, config: model.config, statistics: statistics)
         #expect(statistics.expectedLayers == [0])
         #expect(rome.statistics == .labelled(statistics.label))
-        #expect(try EditorRegistry.make("ft-m", config: model.config, statistics: statistics).statistics == .none)
+        #expect(try EditorRegistry.make(.ftM, config: model.config, statistics: statistics).statistics == .none)
         #expect(statistics.expectedLayers == [0])
     }
 
@@ -126,7 +126,7 @@ import Testing
         let statistics = moments(model)
         var h = ROME.Hyperparameters.defaults(layerCount: model.config.layerCount)
         h.contextTemplates = [[4, 2]]
-        let editor = ROME(hyperparameters: h, statistics: statistics)
+        let editor = ROME(hyperparameters: h, statistics: SecondMomentSource(statistics))
         let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
         let before = try model.score([ContinuationRequest(prompt: request.prompt, target: request.target)])[0].totalLogProb
         let delta = try editor.edit([request], in: model)

@@ -80,14 +80,15 @@ import Testing
         let key = StatisticsKey(modelSHA256: "m", layer: 0, source: .corpus, corpus: "c", corpusSHA256: "h", sampling: "s",
                                 samples: 10, windowLength: 4)
         let x = try SecondMoment(key: key, matrix: a, tokenCount: 10, windowCount: 1)
-            .solve(Tensor(shape: [2, 3], values: [1, 2, 3, 0, 1, 0]), relativeRidge: 0)
+            .solve(Tensor(shape: [2, 3], values: [1, 2, 3, 0, 1, 0]))
         for r in 0..<2 {
             for i in 0..<3 {
                 let ax = (0..<3).reduce(Float(0)) { $0 + a[i * 3 + $1] * x[r * 3 + $1] }
                 #expect(abs(ax - [[1, 2, 3], [0, 1, 0]][r][i]) < 1e-5)
             }
         }
-        #expect(throws: CholeskyError.self) { try Cholesky.solve(Tensor(shape: [2, 2], values: [1, 2, 2, 1]), Tensor(zeros: [1, 2])) }
+        // No ridge makes an indefinite matrix a second moment.
+        #expect(throws: CholeskyError.self) { try DenseSolve.CholeskyFactor(regularizing: Tensor(shape: [2, 2], values: [1, 2, 2, 1])) }
     }
 
     /// Keys computed on quantized blocks are their own; float32 keys keep the fields (and the

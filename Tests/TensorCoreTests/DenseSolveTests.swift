@@ -38,6 +38,22 @@ import Testing
         }
     }
 
+    /// A definite matrix is factored as it is; a singular one (fewer samples than its order)
+    /// with the smallest ridge that works, 1e-6 of its mean diagonal here.
+    @Test func theRidgeGrowsOnlyWhereTheMatrixIsSingular() throws {
+        let n = 12, count = 2
+        let a = Self.spd(n, seed: 5), b = Self.random(count, n, seed: 6)
+        let exact = try DenseSolve.CholeskyFactor(a, order: n).solve(b, count: count)
+        #expect(try DenseSolve.CholeskyFactor(regularizing: a, order: n).solve(b, count: count) == exact)
+        // Definite on the first n − 1 coordinates, zero on the last.
+        let smaller = Self.spd(n - 1, seed: 7)
+        let singular = (0..<(n * n)).map { i in i / n < n - 1 && i % n < n - 1 ? smaller[(i / n) * (n - 1) + i % n] : 0 }
+        #expect(throws: CholeskyError.self) { try DenseSolve.CholeskyFactor(singular, order: n) }
+        let meanDiagonal = (0..<n).reduce(0.0) { $0 + singular[$1 * n + $1] } / Double(n)
+        let ridged = try DenseSolve.CholeskyFactor(singular, order: n, ridge: 1e-6 * meanDiagonal).solve(b, count: count)
+        #expect(try DenseSolve.CholeskyFactor(regularizing: singular, order: n).solve(b, count: count) == ridged)
+    }
+
     @Test func eigendecompositionReconstructsTheMatrix() throws {
         let n = 24
         let a = Self.spd(n, seed: 4)
@@ -51,5 +67,17 @@ import Testing
                 #expect(abs(av - Double(values[i]) * v[r]) < 1e-3 * Double(values.last!))
             }
         }
+    }
+}
+
+/// LAPACK reports workspace sizes as Floats; above 2²⁴ they round down (Qwen2.5's F = 4,864 needs
+/// 1 + 6F + 2F² = 47,346,177 for `ssyevd`, which a Float holds as 47,346,176).
+@Suite struct LAPACKWorkspaceTests {
+    @Test func aRoundedDownQueryNeverGoesBelowTheMinimum() {
+        let n = 4864, minimum = 1 + 6 * n + 2 * n * n
+        let queried = Float(minimum)
+        #expect(Int(queried) < minimum)
+        #expect(DenseSolve.workspace(queried, minimum: minimum) == Int32(minimum))
+        #expect(DenseSolve.workspace(1000.5, minimum: 10) == 1001)
     }
 }

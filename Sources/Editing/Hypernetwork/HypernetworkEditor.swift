@@ -66,7 +66,7 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
                 guard let c = keyMoments[layer], c.shape == [f, f] else {
                     throw EditorError.statisticsMissing(method: name, layers: settings.layers.filter { keyMoments[$0] == nil })
                 }
-                factors[layer] = try MEMIT.factor(c)
+                factors[layer] = try DenseSolve.CholeskyFactor(regularizing: c)
             }
             self.keyMoments = keyMoments.filter { settings.layers.contains($0.key) }
             keyFactors = factors
@@ -274,10 +274,8 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         try checkModel(model, source: name)
         // Each iteration's factors, per module; later iterations read the model with the earlier ones.
         var lefts = [[Tensor]](repeating: [], count: modules.count), rights = lefts
-        var applied: [AppliedDelta] = []
-        defer { for a in applied.reversed() { a.revert() } }
         let neighbours = try neighbourSpans(requests, model: model)
-        for iteration in 0..<settings.iterations {
+        _ = try model.transformer.inTurn(settings.iterations, source: name) { _ in
             let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: modules, rows: settings.rows)
             guard signal.loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the edit loss") }
             let pass = try run(encode(signal, updatingStatistics: false), signal: signal, neighbours: neighbours)
@@ -289,7 +287,7 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
                 rights[i].append(right)
                 step.entries.append(.init(id, .lowRank(left: left, right: right)))
             }
-            if iteration + 1 < settings.iterations { applied.append(try model.transformer.apply(step, source: name)) }
+            return step
         }
         var delta = WeightDelta(metadata: deltaMetadata(requests, model: model))
         delta.metadata[WeightDelta.modelHashKey] = modelHash

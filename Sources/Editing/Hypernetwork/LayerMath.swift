@@ -5,37 +5,28 @@ import TensorCore
 enum LayerMath {
     /// `x · Wᵀ + b` for `W` `[out, in]`.
     static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor?) -> Tensor {
-        let rows = x.shape[0], out = w.shape[0], width = w.shape[1]
-        precondition(x.shape[1] == width, "input \(x.shape) for weight \(w.shape)")
+        let rows = x.shape[0], out = w.shape[0]
+        precondition(x.shape[1] == w.shape[1], "input \(x.shape) for weight \(w.shape)")
         let y = Tensor(zeros: [rows, out])
-        MatMul.gemm(transB: true, m: rows, n: out, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width,
-                    c: y.pointer, ldc: out)
-        if let b {
-            for r in 0..<rows { Kernels.add(b.pointer, into: y.pointer + r * out, count: out) }
-        }
+        MatMul.linear(x.pointer, rows: rows, ldx: x.shape[1], weight: w, bias: b, into: y.pointer, ldy: out)
         return y
     }
 
-    /// Backward of ``linear(_:_:_:)``: `dW += dyᵀ x`, `db += Σ_rows dy`; returns `dy · W` when
-    /// `inputGradient` (else nil).
+    /// Backward of ``linear(_:_:_:)`` (TensorCore's ``Backward`` kernels): `dW += dyᵀ x`,
+    /// `db += Σ_rows dy`; returns `dy · W` when `inputGradient` (else nil).
     @discardableResult
     static func linearBackward(
         _ dy: Tensor, input x: Tensor, weight w: Tensor, dWeight: Tensor, dBias: Tensor?, inputGradient: Bool
     ) -> Tensor? {
         let rows = x.shape[0], out = w.shape[0], width = w.shape[1]
-        MatMul.gemm(transA: true, m: out, n: width, k: rows, a: dy.pointer, lda: out, b: x.pointer, ldb: width,
-                    beta: 1, c: dWeight.pointer, ldc: width)
-        if let dBias { sumRows(dy, into: dBias) }
+        Backward.linearWeight(dy.pointer, rows: rows, ldDY: out, input: x.pointer, ldx: width, outputs: out, inputs: width,
+                              into: dWeight.pointer, accumulate: true)
+        if let dBias { Backward.linearBias(dy.pointer, rows: rows, outputs: out, ldDY: out, into: dBias.pointer, accumulate: true) }
         guard inputGradient else { return nil }
         let dx = Tensor(zeros: [rows, width])
-        MatMul.gemm(m: rows, n: width, k: out, a: dy.pointer, lda: out, b: w.pointer, ldb: width, c: dx.pointer, ldc: width)
+        Backward.linearInput(dy.pointer, rows: rows, ldDY: out, weight: w.pointer, outputs: out, inputs: width,
+                             into: dx.pointer, ldDX: width)
         return dx
-    }
-
-    /// `gradient += Σ_rows x`.
-    static func sumRows(_ x: Tensor, into gradient: Tensor) {
-        let width = x.shape[1]
-        for r in 0..<x.shape[0] { Kernels.add(x.pointer + r * width, into: gradient.pointer, count: width) }
     }
 
     /// FiLM: `a ⊙ scale[m] + shift[m]`, the module's row of each table broadcast over rows.

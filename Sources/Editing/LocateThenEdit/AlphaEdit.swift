@@ -20,9 +20,7 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     public let name: String
     public let settings: MassEditingHyperparameters
     public var hyperparameters: JSONValue { settings.json(alphaEdit: true) }
-    private let secondMoment: @Sendable (Int) throws -> Tensor
-    private let cacheDirectory: URL?
-    private let statisticsLabel: @Sendable () -> String
+    private let secondMoments: SecondMomentSource
     private var featureCount = 0
     private var templates: [String]?
     /// P per layer, `[F, F]` float64.
@@ -35,30 +33,18 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     /// Marks an eigendecomposition cache file (`ibke.format`).
     public static let eigenFormat = "ibke-eigen-1"
 
-    /// - Parameters:
-    ///   - secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
-    ///   - cacheDirectory: where eigendecompositions of C are kept (nil: memory only).
-    ///   - statisticsLabel: where the second moments come from (``statistics``).
-    public init(name: String = "alphaedit", hyperparameters: MassEditingHyperparameters,
-                secondMoment: @escaping @Sendable (Int) throws -> Tensor, cacheDirectory: URL? = nil,
-                statisticsLabel: @escaping @Sendable () -> String = { "caller-supplied second moments" }) {
+    /// - Parameter statistics: C of each edited layer; the eigendecompositions of C are cached
+    ///   in its ``SecondMomentSource/cacheDirectory``.
+    public init(name: String = "alphaedit", hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
         self.name = name
         self.settings = hyperparameters
-        self.secondMoment = secondMoment
-        self.cacheDirectory = cacheDirectory
-        self.statisticsLabel = statisticsLabel
-    }
-
-    /// AlphaEdit with C from `statistics`, its eigendecompositions cached beside them.
-    public convenience init(name: String = "alphaedit", hyperparameters: MassEditingHyperparameters, statistics: SecondMoments) {
-        self.init(name: name, hyperparameters: hyperparameters, secondMoment: { try statistics.matrix(layer: $0) },
-                  cacheDirectory: statistics.cacheDirectory, statisticsLabel: { statistics.label })
+        self.secondMoments = statistics
     }
 
     /// The statistics' label, with the null-space dimension of each projector built so far.
     public var statistics: EditorStatistics {
         let dims = nullSpaceDescription
-        return .labelled(statisticsLabel() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)"))
+        return .labelled(secondMoments.label() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)"))
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
@@ -106,7 +92,7 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
         let captured = try LocateThenEdit.subjectActivations(contexts.flatMap { $0 }, at: hooks, model: model)
         let f = model.config.feedForwardSize
         for hook in hooks {
-            let keys = MassEditing.meanPerRequest(captured[hook]!, contexts: contexts)
+            let keys = LocateThenEdit.meanPerRequest(captured[hook]!, contexts: contexts)
             let keyRows = keys.flatMap { $0.map(Double.init) }
             let outer = DenseSolve.multiply(keyRows, keyRows, m: f, n: f, k: keys.count, transposeA: true)
             keyCache[hook.layer] = zip(keyCache[hook.layer] ?? [Double](repeating: 0, count: f * f), outer).map { $0 + $1 }
@@ -122,15 +108,14 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     }
 
     private func contexts(_ requests: [PreparedRequest], model: LanguageModel) throws -> [[PreparedRequest]] {
-        let templates = try self.templates ?? ContextTemplates.generate(model, seed: settings.seed)
-        self.templates = templates
-        return try requests.map { try LocateThenEdit.inContexts($0, templates: templates, model: model) }
+        try MassEditing.contexts(requests, templates: &templates, seed: settings.seed, model: model)
     }
 
     /// P = Û Ûᵀ over the eigenvectors of C below the threshold (or within the fraction of tr(C)).
     private func projector(_ layer: Int, model: LanguageModel) throws -> [Double] {
         if let cached = projectors[layer] { return cached }
-        let (values, vectors) = try Self.eigendecomposition(try secondMoment(layer), cacheDirectory: cacheDirectory)
+        let (values, vectors) = try Self.eigendecomposition(try secondMoments.matrix(layer),
+                                                            cacheDirectory: secondMoments.cacheDirectory)
         let (p, kept) = Self.projector(values: values, vectors: vectors, threshold: settings.nullspaceThreshold,
                                        fraction: settings.nullspaceFraction)
         projectors[layer] = p

@@ -5,25 +5,21 @@ import TensorCore
 
 /// Hyperparameters shared by MEMIT and AlphaEdit (METHODS.md §3–4), read with the reference
 /// implementations' key names.
-public struct MassEditingHyperparameters: Sendable, Equatable {
+public struct MassEditingHyperparameters: Sendable, Equatable, LocateThenEditHyperparameters {
     /// The band of layers whose `ffn_down` is edited; the target z lives at the last one.
     public var layers = [4, 5, 6, 7, 8]
     public var vLossLayer: Int
-    public var steps = 25
     /// lr 1.0 and clamp 4 (the references: 0.5 and 0.75; EasyEdit's Llama-2 MEMIT: clamp 4):
     /// with the reference values z did not reach multi-token zsRE targets on SmolLM2
     /// (Docs/locate-then-edit.md).
-    public var learningRate = 1.0
-    public var weightDecay = 0.5
-    public var clampNormFactor = 4.0
-    public var klFactor = 0.0625
+    public var optimization = ValueOptimizationSettings(steps: 25, learningRate: 1.0, clampNormFactor: 4.0)
     /// MEMIT's λ, the weight of the preserved keys' second moment. A key drawn from C has
     /// `kᵀC⁻¹k ≈ F`, so the share of the residual one layer writes is about `(F/λ)/(1 + F/λ)`:
     /// λ scales with F to keep GPT-J's share (λ 15,000 at F 16,384), see ``lambda(feedForwardSize:)``.
     public var mom2UpdateWeight = 1_400.0
     /// AlphaEdit: eigenvalues of C below this span the null space (absolute, as the reference).
     /// 1.5e-2, not the reference's 2e-2: SmolLM2's key spectrum is flat, and 2e-2 lets 500
-    /// sequential edits cost 13% of fluency, 1.5e-2 9.5% at ES 96 (README, sequential editing).
+    /// sequential edits cost 13% of fluency, 1.5e-2 9.5% at ES 96 (Docs/results/README.md, sequential editing).
     public var nullspaceThreshold = 1.5e-2
     /// AlphaEdit option: instead, the smallest eigenvalues summing to at most this fraction of tr(C).
     public var nullspaceFraction: Double?
@@ -58,26 +54,12 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layers", expected: "at least one layer")
         }
         try reader.checkDistinct(layers)
-        vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
-        try reader.checkLayers(layers + [vLossLayer], layerCount: layerCount)
+        try reader.checkLayers(layers, layerCount: layerCount)
         guard layers.last! < layerCount - 1 else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layers",
                                                     expected: "layers below the last (\(layerCount - 1)): z at the last layer's output reaches no later position")
         }
-        guard vLossLayer == layerCount - 1 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_loss_layer",
-                                                    expected: "\(layerCount - 1), the last layer (the logits)")
-        }
-        steps = try reader.int("v_num_grad_steps", default: steps, in: 1...1000)
-        learningRate = try reader.double("v_lr", default: learningRate)
-        weightDecay = try reader.double("v_weight_decay", default: weightDecay)
-        clampNormFactor = try reader.double("clamp_norm_factor", default: clampNormFactor)
-        klFactor = try reader.double("kl_factor", default: klFactor)
-        seed = UInt64(try reader.int("seed", default: Int(seed)))
-        let factToken = try reader.string("fact_token", default: "subject_last")
-        guard factToken == "subject_last" else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "fact_token", expected: "subject_last (the only strategy implemented)")
-        }
+        try readShared(&reader, layers: layers, layerCount: layerCount, ignoring: "batch_size", "max_length")
         let selection = try reader.string("layer_selection", default: "all")
         guard selection == "all" else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layer_selection", expected: "all")
@@ -94,20 +76,13 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
         } else {
             mom2UpdateWeight = try reader.double("mom2_update_weight", default: mom2UpdateWeight)
         }
-        reader.ignore("alg_name", "model_name", "device", "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp",
-                      "attn_module_tmp", "ln_f_module", "lm_head_module", "mom2_dataset", "mom2_n_samples",
-                      "mom2_dtype", "model_parallel", "fp16", "stats_dir", "batch_size", "max_length")
         try reader.finish()
     }
 
     func json(alphaEdit: Bool) -> JSONValue {
-        var object: JSONObject = [
-            "layers": .array(layers.map { .int($0) }), "v_loss_layer": .int(vLossLayer), "v_num_grad_steps": .int(steps),
-            "v_lr": .double(learningRate), "v_weight_decay": .double(weightDecay),
-            "clamp_norm_factor": .double(clampNormFactor), "kl_factor": .double(klFactor), "mom2_adjustment": .bool(true),
-            "context_templates": .string("{} + 5 × 10 tokens from The/Therefore/Because/I/You"),
-            "fact_token": .string("subject_last"), "seed": .int(Int(seed)),
-        ]
+        var object = sharedJSON(layers: layers, [
+            "mom2_adjustment": .bool(true), "context_templates": .string("{} + 5 × 10 tokens from The/Therefore/Because/I/You"),
+        ])
         if alphaEdit {
             object.updateValue(.double(nullspaceThreshold), forKey: "nullspace_threshold")
             if let nullspaceFraction { object.updateValue(.double(nullspaceFraction), forKey: "nullspace_fraction") }
@@ -118,9 +93,9 @@ public struct MassEditingHyperparameters: Sendable, Equatable {
         return .object(object)
     }
 
-    var valueOptimization: ValueOptimization {
-        ValueOptimization(point: .layerOutput, layer: layers.last!, steps: steps, learningRate: learningRate,
-                          weightDecay: weightDecay, clampNormFactor: clampNormFactor, klFactor: klFactor, method: "memit")
+    /// z: δ added to the residual stream of the last edited layer.
+    func valueOptimization(method: String) -> ValueOptimization {
+        valueOptimization(at: .layerOutput, layer: layers.last!, method: method)
     }
 }
 
@@ -143,14 +118,11 @@ enum MassEditing {
         hyperparameters h: MassEditingHyperparameters, method: String,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
-        var optimization = h.valueOptimization
-        optimization.method = method
-        let z = try optimization.run(requests, contexts: contexts, model: model).values
+        let z = try h.valueOptimization(method: method).run(requests, contexts: contexts, model: model).values
         let top = h.layers.last!
-        var entries: [WeightDelta.Entry] = []
-        var applied: [AppliedDelta] = []
-        defer { for a in applied.reversed() { a.revert() } }
-        for (i, layer) in h.layers.enumerated() {
+        // Each layer on the model with the lower layers' updates.
+        let updates = try model.transformer.inTurn(h.layers.count, source: method) { i in
+            let layer = h.layers[i]
             let activations = try subjectActivations(contexts, keyLayer: layer, residualLayer: top, model: model)
             let remaining = Float(h.layers.count - i)
             var residuals = zip(z, activations.residuals).map { target, current in zip(target, current).map { ($0 - $1) / remaining } }
@@ -165,11 +137,18 @@ enum MassEditing {
             guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
                 throw EditorError.notFinite(method: method, detail: "the update of layer \(layer)")
             }
-            let entry = WeightDelta.Entry(ParameterID(layer: layer, .feedForwardDown), .lowRank(left: left, right: right))
-            applied.append(try model.transformer.apply(WeightDelta(entries: [entry]), source: method))
-            entries.append(entry)
+            return WeightDelta(entries: [.init(ParameterID(layer: layer, .feedForwardDown), .lowRank(left: left, right: right))])
         }
-        return entries
+        return updates.flatMap(\.entries)
+    }
+
+    /// Each request in every MEMIT template; the templates are generated on first use and kept.
+    static func contexts(_ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, model: LanguageModel) throws
+        -> [[PreparedRequest]]
+    {
+        let generated = try templates ?? ContextTemplates.generate(model, seed: seed)
+        templates = generated
+        return try requests.map { try LocateThenEdit.inContexts($0, templates: generated, model: model) }
     }
 
     /// Per request: the key at `keyLayer` averaged over its contexts, and the residual at
@@ -189,7 +168,7 @@ enum MassEditing {
             if let rows = captured[outputPoint] { outputs.append(rows[row]) }
             row += group.count
         }
-        return (meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals,
+        return (LocateThenEdit.meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals,
                 model.config.outputNorms ? outputs : nil)
     }
 
@@ -224,20 +203,6 @@ enum MassEditing {
         return zip(v(high), m).map { Float($0 * scale - Double($1)) }
     }
 
-    /// The mean of each request's rows (its prompt in every context), rows in request order.
-    static func meanPerRequest(_ rows: [[Float]], contexts: [[PreparedRequest]]) -> [[Float]] {
-        var means: [[Float]] = [], row = 0
-        for group in contexts {
-            var mean = [Float](repeating: 0, count: rows[row].count)
-            for r in row..<(row + group.count) {
-                for j in mean.indices { mean[j] += rows[r][j] / Float(group.count) }
-            }
-            means.append(mean)
-            row += group.count
-        }
-        return means
-    }
-
     /// `[n, F]` rows as the transposed `[F, n]`, in float64.
     static func columns(_ rows: [[Float]]) -> [Double] {
         let n = rows.count, f = rows.first?.count ?? 0
@@ -269,35 +234,21 @@ public final class MEMIT: Editor, @unchecked Sendable {
     public let name: String
     public let settings: MassEditingHyperparameters
     public var hyperparameters: JSONValue { settings.json(alphaEdit: false) }
-    private let secondMoment: @Sendable (Int) throws -> Tensor
-    private let statisticsLabel: @Sendable () -> String
+    private let secondMoments: SecondMomentSource
     private var templates: [String]?
     private var factors: [Int: DenseSolve.CholeskyFactor] = [:]
 
-    /// - Parameters:
-    ///   - secondMoment: `E[kkᵀ]` of a layer's `ffn_down` input, `[F, F]`.
-    ///   - statisticsLabel: where those matrices come from (``statistics``).
-    public init(name: String = "memit", hyperparameters: MassEditingHyperparameters,
-                secondMoment: @escaping @Sendable (Int) throws -> Tensor,
-                statisticsLabel: @escaping @Sendable () -> String = { "caller-supplied second moments" }) {
+    /// - Parameter statistics: C of each edited layer.
+    public init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
         self.name = name
         self.settings = hyperparameters
-        self.secondMoment = secondMoment
-        self.statisticsLabel = statisticsLabel
+        self.secondMoments = statistics
     }
 
-    /// MEMIT with C from `statistics`.
-    public convenience init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMoments) {
-        self.init(name: name, hyperparameters: hyperparameters, secondMoment: { try statistics.matrix(layer: $0) },
-                  statisticsLabel: { statistics.label })
-    }
-
-    public var statistics: EditorStatistics { .labelled(statisticsLabel()) }
+    public var statistics: EditorStatistics { .labelled(secondMoments.label()) }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
-        let templates = try self.templates ?? ContextTemplates.generate(model, seed: settings.seed)
-        self.templates = templates
-        let contexts = try requests.map { try LocateThenEdit.inContexts($0, templates: templates, model: model) }
+        let contexts = try MassEditing.contexts(requests, templates: &templates, seed: settings.seed, model: model)
         let lambda = settings.mom2UpdateWeight
         let entries = try MassEditing.edit(requests, contexts: contexts, model: model, hyperparameters: settings,
                                            method: name) { layer, targets in
@@ -330,26 +281,11 @@ public final class MEMIT: Editor, @unchecked Sendable {
         return Tensor(shape: [n, f], values: right.map { Float($0) })
     }
 
-    /// The Cholesky factor of a layer's C, in float64 (with a small ridge if C is singular).
+    /// The Cholesky factor of a layer's C, kept: every edit solves with it.
     private func factor(_ layer: Int) throws -> DenseSolve.CholeskyFactor {
         if let cached = factors[layer] { return cached }
-        let factor = try Self.factor(try secondMoment(layer))
+        let factor = try secondMoments.factor(layer: layer)
         factors[layer] = factor
         return factor
-    }
-
-    /// A C estimated from fewer tokens than its order is singular: the ridge grows (1e-6, 1e-4,
-    /// 1e-2 of the mean diagonal) until the factor exists.
-    static func factor(_ c: Tensor) throws -> DenseSolve.CholeskyFactor {
-        let n = c.shape[0], values = c.scalars.map(Double.init)
-        do {
-            return try DenseSolve.CholeskyFactor(values, order: n)
-        } catch {
-            let meanDiagonal = (0..<n).reduce(0.0) { $0 + values[$1 * n + $1] } / Double(n)
-            for relative in [1e-6, 1e-4] {
-                if let factor = try? DenseSolve.CholeskyFactor(values, order: n, ridge: relative * meanDiagonal) { return factor }
-            }
-            return try DenseSolve.CholeskyFactor(values, order: n, ridge: 1e-2 * meanDiagonal)
-        }
     }
 }

@@ -1,6 +1,16 @@
 import Models
 import TensorCore
 
+/// How ``ValueOptimization`` optimises δ (the references' `v_*`, `clamp_norm_factor` and
+/// `kl_factor` keys).
+public struct ValueOptimizationSettings: Sendable, Equatable {
+    public var steps: Int
+    public var learningRate: Double
+    public var weightDecay = 0.5
+    public var clampNormFactor: Double
+    public var klFactor = 0.0625
+}
+
 /// The activation each request's edited layer should produce at the subject's last token
 /// (ROME's v*, MEMIT's z; METHODS.md §2.3 and §3 step 1): the activation at ``point`` of
 /// ``layer`` plus a δ optimised so the model predicts the target in every context.
@@ -16,11 +26,7 @@ import TensorCore
 struct ValueOptimization {
     var point: HookPoint
     var layer: Int
-    var steps: Int
-    var learningRate: Double
-    var weightDecay: Double
-    var clampNormFactor: Double
-    var klFactor: Double
+    var settings: ValueOptimizationSettings
     /// The editor's name, for errors.
     var method: String
 
@@ -53,7 +59,7 @@ struct ValueOptimization {
     /// - Parameter contexts: each request in every context template (`"{}"` first: its δ
     ///   row's activation is v₀).
     func run(_ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel) throws -> Result {
-        let config = model.config, width = point.width(config), v = config.vocabularySize
+        let config = model.config, width = point.width(config), v = config.vocabularySize, h = settings
         let layouts = try zip(requests, contexts).map { request, contexts in
             try layout(request, contexts: contexts, model: model)
         }
@@ -67,14 +73,14 @@ struct ValueOptimization {
         let full = try model.transformer.prefix(all.new, past: all.past, layers: layer)
 
         let deltas = requests.map { _ in Tensor(zeros: [width]) }
-        let optimizers = deltas.map { Adam(parameters: [$0], learningRate: learningRate) }
+        let optimizers = deltas.map { Adam(parameters: [$0], learningRate: h.learningRate) }
         var initial = [[Float]?](repeating: nil, count: requests.count)
         var klReference = [[Float]?](repeating: nil, count: requests.count)
         var stepsTaken = [Int](repeating: 0, count: requests.count)
         var losses = [Float](repeating: .infinity, count: requests.count)
         var active = Array(requests.indices)
         var prefix = full
-        for step in 0..<steps where !active.isEmpty {
+        for step in 0..<h.steps where !active.isEmpty {
             // The active requests' sequences, packed in order.
             var interventions: [Intervention] = [.capture(point, layer: layer)]
             var positions: [[Int]] = [], firstRows: [Int] = []
@@ -110,7 +116,7 @@ struct ValueOptimization {
                                             targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dRequest, ldDLogits: v)
                     }
                 }
-                var klWeight = Float(klFactor)
+                var klWeight = Float(h.klFactor)
                 let kl = klReference[i]!.withUnsafeBufferPointer { reference in
                     Losses.klDivergence(reference: reference.baseAddress!, ldReference: v, edited: klRow, ldEdited: v,
                                         rows: 1, vocabularySize: v, weights: &klWeight, dEdited: dRequest + rows * v,
@@ -118,11 +124,11 @@ struct ValueOptimization {
                 }
                 let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
                 let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
-                let loss = nll + kl + Float(weightDecay) * deltaNorm / (v0 * v0)
+                let loss = nll + kl + Float(h.weightDecay) * deltaNorm / (v0 * v0)
                 guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
                 losses[i] = loss
                 stepsTaken[i] = step
-                if loss < Self.lossThreshold || step == steps - 1 {
+                if loss < Self.lossThreshold || step == h.steps - 1 {
                     finished.append(i)
                     dRequest.update(repeating: 0, count: (rows + 1) * v)
                 }
@@ -135,10 +141,10 @@ struct ValueOptimization {
                     let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
                     let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
                     if deltaNorm > 0 {
-                        Kernels.addScaled(deltas[i].pointer, Float(weightDecay) / (deltaNorm * v0 * v0), into: g.pointer, count: width)
+                        Kernels.addScaled(deltas[i].pointer, Float(h.weightDecay) / (deltaNorm * v0 * v0), into: g.pointer, count: width)
                     }
                     optimizers[i].step(gradients: [g])
-                    NormClipping.clampNorm(deltas[i], maxNorm: Float(clampNormFactor) * v0)
+                    NormClipping.clampNorm(deltas[i], maxNorm: Float(h.clampNormFactor) * v0)
                 }
             }
             if !finished.isEmpty {
@@ -194,6 +200,20 @@ extension LocateThenEdit {
             result[hook] = rows.map { Array(UnsafeBufferPointer(start: captured.pointer + $0 * width, count: width)) }
         }
         return result
+    }
+
+    /// The mean of each request's rows (keys: its k̄) (its prompt in every context), rows in request order.
+    static func meanPerRequest(_ rows: [[Float]], contexts: [[PreparedRequest]]) -> [[Float]] {
+        var means: [[Float]] = [], row = 0
+        for group in contexts {
+            var mean = [Float](repeating: 0, count: rows[row].count)
+            for r in row..<(row + group.count) {
+                for j in mean.indices { mean[j] += rows[r][j] / Float(group.count) }
+            }
+            means.append(mean)
+            row += group.count
+        }
+        return means
     }
 
     /// Each request in every template, the subject still marked.

@@ -33,11 +33,11 @@ public struct SecondMoment: Sendable {
         return (0..<f).reduce(0) { $0 + Double(matrix[$1 * f + $1]) }
     }
 
-    /// `(C + ridge·I)⁻¹ k` for each row `k` of `vectors` (`[m, F]`), by Cholesky, with
-    /// `ridge = relativeRidge · tr(C) / F`: the small ridge keeps a matrix estimated from a
-    /// finite sample invertible (METHODS.md §6).
-    public func solve(_ vectors: Tensor, relativeRidge: Double = 1e-6) throws -> Tensor {
-        let ridge = Float(relativeRidge * trace / Double(matrix.shape[0]))
-        return try Cholesky.solve(matrix, vectors, ridge: ridge)
+    /// `C⁻¹ k` for each row `k` of `vectors` (`[m, F]`), by Cholesky in float64, with a ridge
+    /// only where C is singular (``DenseSolve/CholeskyFactor/init(regularizing:)``).
+    public func solve(_ vectors: Tensor) throws -> Tensor {
+        precondition(vectors.rank == 2 && vectors.shape[1] == matrix.shape[0], "vectors \(vectors.shape) for \(matrix.shape)")
+        let x = try DenseSolve.CholeskyFactor(regularizing: matrix).solve(vectors.scalars.map(Double.init), count: vectors.shape[0])
+        return Tensor(shape: vectors.shape, values: x.map { Float($0) })
     }
 }
