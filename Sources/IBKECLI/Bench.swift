@@ -79,7 +79,8 @@ struct Bench: ParsableCommand {
         }
         if let statsThroughput {
             try EditBenchmark.statisticsThroughput(model: loaded, layers: Array(4...8).filter { $0 < config.layerCount },
-                                                   corpus: try statistics.corpus(),
+                                                   corpus: try statistics.givenCorpus.map { URL(fileURLWithPath: $0.path) }
+                                                       ?? StatisticsArguments.sample(),
                                                    tokens: statsThroughput, gemmPeak: measureGEMMPeak())
             return
         }

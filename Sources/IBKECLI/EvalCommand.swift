@@ -46,6 +46,10 @@ struct Eval: ParsableCommand {
     @Option(help: "The run directory.") var out: String
     @Flag(help: "Continue an interrupted run in --out, skipping finished cases.") var resume = false
 
+    func validate() throws {
+        guard !methods.isEmpty else { throw ValidationError("--methods: name at least one method") }
+    }
+
     func run() throws {
         let loaded = try model.load()
         let spec = try DatasetSpec(parsing: dataset)

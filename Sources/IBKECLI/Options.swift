@@ -79,14 +79,17 @@ struct StatisticsArguments: ParsableArguments {
         return nil
     }
 
-    /// The corpus to read: the one given, else ``CorpusSample`` written into the cache.
-    func corpus() throws -> URL {
-        try givenCorpus.map { URL(fileURLWithPath: $0.path) } ?? Self.sample()
+    /// The corpus to read: the one given, else where ``CorpusSample`` goes in the cache
+    /// (``SecondMoments`` writes it there when statistics are first computed).
+    var corpus: URL {
+        givenCorpus.map { URL(fileURLWithPath: $0.path) } ?? CorpusSample.location(in: Self.sampleFolder)
     }
+
+    static var sampleFolder: URL { DefaultModel.home.appendingPathComponent("cache/corpus") }
 
     /// ``CorpusSample`` as a file in `$IBKE_HOME/cache/corpus`.
     static func sample() throws -> URL {
-        try CorpusSample.file(in: DefaultModel.home.appendingPathComponent("cache/corpus"))
+        try CorpusSample.file(in: sampleFolder)
     }
 
     /// The statistics object every editor of `model` shares; reads and computes nothing yet.
@@ -94,7 +97,7 @@ struct StatisticsArguments: ParsableArguments {
         let samples = try Stats.parseSamples(statsSamples, option: "--stats-samples")
         let cache = StatisticsCache(directory: DefaultModel.home.appendingPathComponent("cache/stats"),
                                     ibkeVersion: IBKECommand.version)
-        return SecondMoments(model: model, corpus: try corpus(), samples: samples, cache: cache) {
+        return SecondMoments(model: model, corpus: corpus, samples: samples, cache: cache) {
             bar.update(phase: $0.phase, done: $0.done, total: $0.total)
         }
     }

@@ -23,10 +23,14 @@ public enum CorpusSample {
         return hasher.finalizeHex()
     }()
 
+    /// Where ``file(in:)`` writes the sample; ``SecondMoments`` given this path writes it there
+    /// when it first reads it, so that commands that need no statistics write nothing.
+    public static func location(in directory: URL) -> URL { directory.appendingPathComponent(fileName) }
+
     /// The sample as a file in `directory`, written there (atomically) unless an identical copy
     /// is already there: the corpus to give ``SecondMoments`` and ``StatisticsCollector``.
     public static func file(in directory: URL) throws -> URL {
-        let url = directory.appendingPathComponent(fileName)
+        let url = location(in: directory)
         if let existing = try? Data(contentsOf: url), existing.elementsEqual(bytes) { return url }
         let failure = { (reason: String) in StatisticsError.unreadable(file: url.path, reason: "cannot write the corpus sample: \(reason)") }
         do {

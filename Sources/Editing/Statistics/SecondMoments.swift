@@ -125,6 +125,9 @@ public final class SecondMoments: @unchecked Sendable {
         guard layers.contains(where: { moments[$0] == nil }) else { return }
         var options = self.options
         options.layers = Array(Set(layers).union(expected).subtracting(moments.keys)).sorted()
+        if let corpus, corpus.lastPathComponent == CorpusSample.fileName {
+            _ = try CorpusSample.file(in: corpus.deletingLastPathComponent())
+        }
         let results = try StatisticsCollector.collect(options, model: model, cache: cache, progress: progress)
         for result in results { moments[result.moment.layer] = result.moment }
     }
