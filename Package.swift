@@ -84,8 +84,11 @@ let package = Package(
         // Edits the tiny models of ModelsTests/Fixtures, read in place (TestSupport.ModelFixtures).
         .testTarget(
             name: "EditingTests",
-            dependencies: ["Editing", "Models", "ModelFormats", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models", "TestSupport"], resources: [.copy("Fixtures")]),
+            dependencies: [
+                "Editing", "Models", "ModelFormats", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
+        .testTarget(
+            name: "EvaluationTests", dependencies: ["Evaluation", "Editing", "Models", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Evaluation", "Editing", "Models", "TestSupport"]),
         // Runs the built `ibke` (found next to the test bundle; `swift build` / `swift test` build
         // it) on ModelsTests' fixtures, read in place.
@@ -99,9 +102,10 @@ let package = Package(
 // Coverage-guided fuzz targets (Scripts/fuzz), built with libFuzzer and the address sanitizer
 // only when asked: the fuzz entry point has no `main` of its own.
 if ProcessInfo.processInfo.environment["IBKE_FUZZ"] != nil {
-    package.targets.append(.executableTarget(
-        name: "IBKEFuzz", dependencies: ["ModelFormats", "Tokenizers", "Models", "Editing", "Evaluation"],
-        // gold fails on the sanitizer runtime's symbols; the toolchain's lld links it.
-        linkerSettings: [.unsafeFlags(["-use-ld=lld"])]))
+    package.targets.append(
+        .executableTarget(
+            name: "IBKEFuzz", dependencies: ["ModelFormats", "Tokenizers", "Models", "Editing", "Evaluation"],
+            // gold fails on the sanitizer runtime's symbols; the toolchain's lld links it.
+            linkerSettings: [.unsafeFlags(["-use-ld=lld"])]))
     package.products.append(.executable(name: "ibke-fuzz", targets: ["IBKEFuzz"]))
 }

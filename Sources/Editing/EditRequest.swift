@@ -103,8 +103,9 @@ extension EditRequest {
         let subjectEnd = template[..<slot.lowerBound] + subject
         let prefix = model.encode(String(subjectEnd))
         let subjectLast = min(prefix.count, promptTokens.count) - 1
-        return PreparedRequest(request: self, prompt: promptTokens, target: target, targetTrue: targetTrue,
-                               subjectLast: max(0, subjectLast))
+        return PreparedRequest(
+            request: self, prompt: promptTokens, target: target, targetTrue: targetTrue,
+            subjectLast: max(0, subjectLast))
     }
 
     /// A target as a continuation: with one leading space unless it has whitespace already.

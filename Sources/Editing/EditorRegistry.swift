@@ -4,7 +4,11 @@ import TensorCore
 
 /// An editing method `ibke` knows.
 public enum EditingMethod: String, CaseIterable, Sendable, CustomStringConvertible {
-    case ftL = "ft-l", ftM = "ft-m", rome, memit, alphaEdit = "alphaedit", ibke, mend
+    case ftL = "ft-l"
+    case ftM = "ft-m"
+    case rome, memit
+    case alphaEdit = "alphaedit"
+    case ibke, mend
 
     /// Other names accepted for the method (EasyEdit's).
     public var aliases: [String] {
@@ -36,7 +40,8 @@ public enum EditingMethod: String, CaseIterable, Sendable, CustomStringConvertib
     public var isTrained: Bool { self == .ibke || self == .mend }
 
     /// Every accepted name, aliases in parentheses: `ft-l (ft), ft-m, rome (r-rome), …`.
-    public static let namesWithAliases = allCases
+    public static let namesWithAliases =
+        allCases
         .map { $0.aliases.isEmpty ? $0.rawValue : "\($0.rawValue) (\($0.aliases.joined(separator: ", ")))" }
 
     /// The methods that apply a trained editor network.
@@ -63,7 +68,8 @@ public enum EditorRegistry {
         }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
         guard editor.name == method.rawValue else {
-            throw HypernetworkError.malformed(file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method.rawValue)")
+            throw HypernetworkError.malformed(
+                file: editorFile.lastPathComponent, detail: "it holds a \(editor.name) editor, not \(method.rawValue)")
         }
         if let file {
             var reader = try HyperparameterReader(contentsOf: file)
@@ -107,13 +113,15 @@ public enum EditorRegistry {
             var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
             if let file {
                 var reader = try HyperparameterReader(contentsOf: file)
-                h = try MassEditingHyperparameters(reading: &reader, layerCount: config.layerCount,
-                                                   feedForwardSize: config.feedForwardSize, alphaEdit: alpha)
+                h = try MassEditingHyperparameters(
+                    reading: &reader, layerCount: config.layerCount,
+                    feedForwardSize: config.feedForwardSize, alphaEdit: alpha)
             }
             let statistics = try moments(method.rawValue, layers: h.layers)
             return alpha ? AlphaEdit(hyperparameters: h, statistics: statistics) : MEMIT(hyperparameters: h, statistics: statistics)
         case .ibke, .mend:
-            throw EditorError.invalidHyperparameter(file: method.rawValue, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
+            throw EditorError.invalidHyperparameter(
+                file: method.rawValue, key: "editor", expected: "a trained editor (make(_:model:…) with an editor file)")
         }
     }
 }

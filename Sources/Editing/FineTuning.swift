@@ -35,17 +35,21 @@ public final class FineTuning: Editor {
         /// of 30, i.e. two thirds of the depth (rounded) for other models.
         public static func defaults(_ objective: Objective, layerCount: Int) -> Hyperparameters {
             let layer = min(layerCount - 1, Int((Double(layerCount) * 2 / 3).rounded()))
-            return Hyperparameters(layers: [layer], objective: objective,
-                                   normConstraint: objective == .promptLast ? 5e-4 : nil)
+            return Hyperparameters(
+                layers: [layer], objective: objective,
+                normConstraint: objective == .promptLast ? 5e-4 : nil)
         }
 
         /// Reads a JSON/YAML object (reference key names accepted) over the defaults.
-        public init(reading reader: inout HyperparameterReader, objective defaultObjective: Objective,
-                    layerCount: Int) throws {
+        public init(
+            reading reader: inout HyperparameterReader, objective defaultObjective: Objective,
+            layerCount: Int
+        ) throws {
             let objectiveName = try reader.string("objective_optimization", "objective", default: defaultObjective.rawValue)
             guard let objective = Objective(rawValue: objectiveName) else {
-                throw EditorError.invalidHyperparameter(file: reader.file, key: "objective_optimization",
-                                                        expected: "prompt_last or target_new, found \(objectiveName)")
+                throw EditorError.invalidHyperparameter(
+                    file: reader.file, key: "objective_optimization",
+                    expected: "prompt_last or target_new, found \(objectiveName)")
             }
             self = .defaults(objective, layerCount: layerCount)
             layers = try reader.ints("layers", default: layers)
@@ -53,8 +57,9 @@ public final class FineTuning: Editor {
             try reader.checkDistinct(layers)
             let moduleName = try reader.string("module", "rewrite_module_tmp", default: module.rawValue)
             guard let kind = Self.moduleKind(moduleName) else {
-                throw EditorError.invalidHyperparameter(file: reader.file, key: "module",
-                                                        expected: "an MLP or attention matrix (ffn_down, mlp.down_proj, …), found \(moduleName)")
+                throw EditorError.invalidHyperparameter(
+                    file: reader.file, key: "module",
+                    expected: "an MLP or attention matrix (ffn_down, mlp.down_proj, …), found \(moduleName)")
             }
             module = kind
             steps = try reader.int("num_steps", "steps", default: steps, in: 1...1000)
@@ -66,8 +71,9 @@ public final class FineTuning: Editor {
             reader.ignoreReferenceKeys(["max_length", "kl_factor", "bf16", "hparams_dir"])
             try reader.finish()
             guard steps >= 1, learningRate > 0, batchSize >= 1, weightDecay >= 0 else {
-                throw EditorError.invalidHyperparameter(file: reader.file, key: "num_steps/lr/batch_size",
-                                                        expected: "num_steps ≥ 1, lr > 0, batch_size ≥ 1, weight_decay ≥ 0")
+                throw EditorError.invalidHyperparameter(
+                    file: reader.file, key: "num_steps/lr/batch_size",
+                    expected: "num_steps ≥ 1, lr > 0, batch_size ≥ 1, weight_decay ≥ 0")
             }
             if let normConstraint, normConstraint <= 0 {
                 throw EditorError.invalidHyperparameter(file: reader.file, key: "norm_constraint", expected: "a positive number")
@@ -130,12 +136,17 @@ public final class FineTuning: Editor {
             return FineTuning(name: name, hyperparameters: .defaults(objective, layerCount: config.layerCount))
         }
         var reader = try HyperparameterReader(contentsOf: file)
-        return FineTuning(name: name, hyperparameters: try Hyperparameters(reading: &reader, objective: objective,
-                                                                             layerCount: config.layerCount))
+        return FineTuning(
+            name: name,
+            hyperparameters: try Hyperparameters(
+                reading: &reader, objective: objective,
+                layerCount: config.layerCount))
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
-        let transformer = model.transformer, config = model.config, h = settings
+        let transformer = model.transformer
+        let config = model.config
+        let h = settings
         let ids = h.layers.map { ParameterID(layer: $0, h.module) }
         // The edited matrices' values (copies: a quantized matrix stays quantized).
         let originals = try ids.map { id -> Tensor in
@@ -182,16 +193,18 @@ public final class FineTuning: Editor {
             var epochLoss = 0.0
             for chunk in chunks {
                 let interventions = zip(ids, deltas).map { Intervention.weightDelta($0, $1) }
-                let tape = try chunk.prefix.map {
-                    try transformer.record($0, interventions: interventions, logits: .positions(chunk.positions))
-                } ?? transformer.record(chunk.sequences, interventions: interventions, logits: .positions(chunk.positions))
+                let tape =
+                    try chunk.prefix.map {
+                        try transformer.record($0, interventions: interventions, logits: .positions(chunk.positions))
+                    } ?? transformer.record(chunk.sequences, interventions: interventions, logits: .positions(chunk.positions))
                 let rows = chunk.targets.count
                 let dLogits = Tensor(zeros: [rows, v])
                 let loss = chunk.targets.withUnsafeBufferPointer { targets in
                     chunk.weights.withUnsafeBufferPointer { weights in
-                        Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
-                                            targets: targets.baseAddress!, weights: weights.baseAddress!,
-                                            dLogits: dLogits.pointer, ldDLogits: v)
+                        Losses.crossEntropy(
+                            logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
+                            targets: targets.baseAddress!, weights: weights.baseAddress!,
+                            dLogits: dLogits.pointer, ldDLogits: v)
                     }
                 }
                 guard loss.isFinite else { throw EditorError.notFinite(method: name, detail: "the loss") }

@@ -91,8 +91,9 @@ public struct HyperparameterReader {
             throw EditorError.invalidHyperparameter(file: file, key: key, expected: "an integer, found \(v.kindName)")
         }
         if let range, !range.contains(i) {
-            throw EditorError.invalidHyperparameter(file: file, key: key,
-                                                    expected: "an integer from \(range.lowerBound) to \(range.upperBound), found \(i)")
+            throw EditorError.invalidHyperparameter(
+                file: file, key: key,
+                expected: "an integer from \(range.lowerBound) to \(range.upperBound), found \(i)")
         }
         return i
     }
@@ -145,8 +146,10 @@ public struct HyperparameterReader {
     }
 
     /// The keys ``ignoreReferenceKeys(_:)`` ignores for every method.
-    static let referenceKeys = ["alg_name", "model_name", "device", "model_parallel", "fp16", "layer_module_tmp",
-                                "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module"]
+    static let referenceKeys = [
+        "alg_name", "model_name", "device", "model_parallel", "fp16", "layer_module_tmp",
+        "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module",
+    ]
 
     /// Throws for the first key that was neither read nor ignored.
     public func finish() throws {

@@ -30,8 +30,9 @@ public struct WeightDelta: Sendable {
             case .lowRank(let left, let right):
                 let out = Tensor(zeros: shape)
                 let (m, r, n) = (left.shape[0], left.shape[1], right.shape[1])
-                MatMul.gemm(m: m, n: n, k: r, a: left.pointer, lda: r, b: right.pointer, ldb: n,
-                            c: out.pointer, ldc: n)
+                MatMul.gemm(
+                    m: m, n: n, k: r, a: left.pointer, lda: r, b: right.pointer, ldb: n,
+                    c: out.pointer, ldc: n)
                 return out
             }
         }
@@ -157,8 +158,9 @@ extension Transformer {
                 throw DeltaError.unknownParameter(entry.parameter.name, file: source)
             }
             guard entry.update.shape == shape else {
-                throw DeltaError.shapeMismatch(parameter: entry.parameter.name, delta: entry.update.shape,
-                                               model: shape, file: source)
+                throw DeltaError.shapeMismatch(
+                    parameter: entry.parameter.name, delta: entry.update.shape,
+                    model: shape, file: source)
             }
             let d = entry.update.materialized()
             guard d.isFinite else { throw DeltaError.notFinite(parameter: entry.parameter.name, file: source) }
@@ -205,7 +207,7 @@ extension ParameterID {
     public init?(name: String) {
         let parts = name.split(separator: ".")
         guard parts.count == 4, parts[0] == "blk", parts[3] == "weight", let layer = Int(parts[1]),
-              let kind = Kind(rawValue: String(parts[2]))
+            let kind = Kind(rawValue: String(parts[2]))
         else { return nil }
         self.init(layer: layer, kind)
     }
@@ -215,7 +217,10 @@ extension Tensor {
     /// Whether every element is finite.
     var isFinite: Bool {
         var ok = true
-        for i in 0..<count where !pointer[i].isFinite { ok = false; break }
+        for i in 0..<count where !pointer[i].isFinite {
+            ok = false
+            break
+        }
         return ok
     }
 }
@@ -284,7 +289,8 @@ extension WeightDelta {
             if file.shape(of: key) != nil {
                 entries.append(Entry(id, .dense(try read(key))))
             } else {
-                let left = try read(key + ".left"), right = try read(key + ".right")
+                let left = try read(key + ".left")
+                let right = try read(key + ".right")
                 guard left.shape[1] == right.shape[0] else {
                     throw DeltaError.malformed(file: name, detail: "\(key): factors \(left.shape) and \(right.shape) do not multiply")
                 }

@@ -25,8 +25,10 @@ public struct EvalCase: Sendable, Hashable {
     /// has them, the other formats none.
     public var generationPrompts: [String]
 
-    public init(id: String, kind: BenchmarkKind, requests: [EditRequest], probes: [Probe],
-                generationPrompts: [String] = []) {
+    public init(
+        id: String, kind: BenchmarkKind, requests: [EditRequest], probes: [Probe],
+        generationPrompts: [String] = []
+    ) {
         self.id = id
         self.kind = kind
         self.requests = requests
@@ -101,8 +103,10 @@ public struct Dataset: Sendable {
     /// target is empty, as EasyEdit skips them), so that reports can say why cases < records.
     public var skipped: [String]
 
-    public init(kind: BenchmarkKind, format: String, path: String, sha256: String, cases: [EvalCase],
-                skipped: [String] = []) {
+    public init(
+        kind: BenchmarkKind, format: String, path: String, sha256: String, cases: [EvalCase],
+        skipped: [String] = []
+    ) {
         self.kind = kind
         self.format = format
         self.path = path

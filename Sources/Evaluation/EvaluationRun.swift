@@ -90,9 +90,15 @@ public struct CaseResult: Sendable, Codable {
     public var knownChanged: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case caseID = "case_id", method, requests, batch, editSeconds = "edit_seconds"
-        case evaluationSeconds = "evaluation_seconds", metrics, preMetrics = "pre_metrics"
-        case deltaNorms = "delta_norms", probes, error, knownChanged = "known_changed"
+        case caseID = "case_id"
+        case method, requests, batch
+        case editSeconds = "edit_seconds"
+        case evaluationSeconds = "evaluation_seconds"
+        case metrics
+        case preMetrics = "pre_metrics"
+        case deltaNorms = "delta_norms"
+        case probes, error
+        case knownChanged = "known_changed"
     }
 }
 
@@ -124,8 +130,10 @@ public final class EvaluationRun {
     /// The known facts of the unedited model, once selected.
     private var retention: KnownFactRetention?
 
-    public init(model: LanguageModel, dataset: Dataset, editors: [any Editor], options: EvaluationOptions,
-                directory: URL) throws {
+    public init(
+        model: LanguageModel, dataset: Dataset, editors: [any Editor], options: EvaluationOptions,
+        directory: URL
+    ) throws {
         self.model = model
         self.dataset = dataset
         self.editors = editors
@@ -139,12 +147,13 @@ public final class EvaluationRun {
             chat = template
         }
         scorer = ProbeScorer(model: model, chatTemplate: chat, generationTokens: options.generationTokens)
-        let family: String = switch dataset.kind {
-        case .zsre: "zsre-token-accuracy"
-        case .counterfact: "counterfact-probability"
-        case .mquake: "mquake"
-        case .custom: "custom"
-        }
+        let family: String =
+            switch dataset.kind {
+            case .zsre: "zsre-token-accuracy"
+            case .counterfact: "counterfact-probability"
+            case .mquake: "mquake"
+            case .custom: "custom"
+            }
         settings = EvaluationSettings(
             metricFamily: family, protocolKind: options.editProtocol.name, batchSize: options.editProtocol.batchSize,
             evaluateEvery: options.evaluateEvery, topK: options.topK, chatTemplate: options.chatTemplate,
@@ -215,8 +224,9 @@ public final class EvaluationRun {
             defer { applied.revert() }
             let known = try measureKnownFacts(after: cases)
             for c in cases {
-                var result = try evaluate(c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre,
-                                          known: known)
+                var result = try evaluate(
+                    c, editor: editor, batch: index, editSeconds: editSeconds, norms: norms, pre: pre,
+                    known: known)
                 result.evaluationSeconds += applySeconds / Double(cases.count)
                 try save(result)
             }
@@ -234,7 +244,9 @@ public final class EvaluationRun {
         var applied: [AppliedDelta] = []
         defer { for a in applied.reversed() { a.revert() } }
         var edited: [EvalCase] = []
-        var editSeconds: [String: Double] = [:], batchOf: [String: Int] = [:], errors: [String: String] = [:]
+        var editSeconds: [String: Double] = [:]
+        var batchOf: [String: Int] = [:]
+        var errors: [String: String] = [:]
         var curve: [CurvePoint] = []
         var nextCurvePoint = options.evaluateEvery
         for (index, batch) in batches.enumerated() {
@@ -275,8 +287,9 @@ public final class EvaluationRun {
                 try save(failedResult(c, editor: editor, batch: batchOf[c.id] ?? 0, error: message, pre: pre))
                 continue
             }
-            let result = try evaluate(c, editor: editor, batch: batchOf[c.id] ?? 0, editSeconds: editSeconds[c.id] ?? 0,
-                                      norms: [:], pre: pre, known: known)
+            let result = try evaluate(
+                c, editor: editor, batch: batchOf[c.id] ?? 0, editSeconds: editSeconds[c.id] ?? 0,
+                norms: [:], pre: pre, known: known)
             finalMetrics.append(result.metrics)
             try save(result)
         }
@@ -291,8 +304,10 @@ public final class EvaluationRun {
     }
 
     /// Probes of one case on the model as it stands; `known`, the model's known-fact retention.
-    private func evaluate(_ c: EvalCase, editor: any Editor, batch: Int, editSeconds: Double, norms: [ParameterID: Double],
-                          pre: [String: [ProbeOutcome]], known: (retention: Double, changed: [String])?) throws -> CaseResult {
+    private func evaluate(
+        _ c: EvalCase, editor: any Editor, batch: Int, editSeconds: Double, norms: [ParameterID: Double],
+        pre: [String: [ProbeOutcome]], known: (retention: Double, changed: [String])?
+    ) throws -> CaseResult {
         let start = Date()
         let outcomes = try scorer.score(c.probes)
         let seconds = Date().timeIntervalSince(start)
@@ -307,18 +322,22 @@ public final class EvaluationRun {
             probes: outcomes, error: nil, knownChanged: known?.changed)
     }
 
-    private func failedResult(_ c: EvalCase, editor: any Editor, batch: Int, error: String,
-                              pre: [String: [ProbeOutcome]]) -> CaseResult {
+    private func failedResult(
+        _ c: EvalCase, editor: any Editor, batch: Int, error: String,
+        pre: [String: [ProbeOutcome]]
+    ) -> CaseResult {
         let preOutcomes = pre[c.id] ?? []
-        return CaseResult(caseID: c.id, method: editor.name, requests: c.requests, batch: batch, editSeconds: 0,
-                          evaluationSeconds: 0, metrics: [:],
-                          preMetrics: Metrics.caseMetrics(preOutcomes, pre: preOutcomes, topK: options.topK),
-                          deltaNorms: [:], probes: [], error: error)
+        return CaseResult(
+            caseID: c.id, method: editor.name, requests: c.requests, batch: batch, editSeconds: 0,
+            evaluationSeconds: 0, metrics: [:],
+            preMetrics: Metrics.caseMetrics(preOutcomes, pre: preOutcomes, topK: options.topK),
+            deltaNorms: [:], probes: [], error: error)
     }
 
     /// Tokenised requests of a batch, and the cases whose requests are invalid for this model.
     private func prepare(_ batch: [EvalCase]) -> ([PreparedRequest], [(EvalCase, String)]) {
-        var prepared: [PreparedRequest] = [], failures: [(EvalCase, String)] = []
+        var prepared: [PreparedRequest] = []
+        var failures: [(EvalCase, String)] = []
         for c in batch {
             do {
                 prepared += try c.requests.enumerated().map { try $1.prepared(for: model, index: $0) }
@@ -347,7 +366,8 @@ public final class EvaluationRun {
         let cacheURL = (options.cacheDirectory ?? directory).appendingPathComponent("pre-edit/\(key).json")
         var cache = PreEditCache(modelSHA256: modelHash, datasetSHA256: dataset.sha256, cases: [:])
         if let data = try? Data(contentsOf: cacheURL), let cached = try? JSONDecoder().decode(PreEditCache.self, from: data),
-           cached.modelSHA256 == modelHash, cached.datasetSHA256 == dataset.sha256 {
+            cached.modelSHA256 == modelHash, cached.datasetSHA256 == dataset.sha256
+        {
             cache = cached
         }
         let missing = dataset.cases.filter { cache.cases[$0.id]?.count != $0.probes.count }
@@ -373,8 +393,10 @@ public final class EvaluationRun {
     /// What pre-edit outcomes depend on: model, dataset file, and the settings that change
     /// tokens or scoring.
     private func preEditKey(modelHash: String) -> String {
-        let text = [modelHash, dataset.sha256, dataset.kind.rawValue, options.zsreTarget.rawValue, "\(options.chatTemplate)",
-                    "\(options.generationTokens)"].joined(separator: "|")
+        let text = [
+            modelHash, dataset.sha256, dataset.kind.rawValue, options.zsreTarget.rawValue, "\(options.chatTemplate)",
+            "\(options.generationTokens)",
+        ].joined(separator: "|")
         return String(Data(text.utf8).withUnsafeBytes { SHA256.hex($0) }.prefix(24))
     }
 
@@ -394,7 +416,11 @@ public final class EvaluationRun {
             }
             for key in ["model_sha256", "dataset_sha256", "dataset_kind", "cases", "settings", "methods"]
             where old[key] != params[key] {
-                throw RunError.mismatch(file: paramsURL.path, detail: "`\(key)` differs from this invocation's; resume with the same model, dataset, number of cases, settings and methods")
+                throw RunError.mismatch(
+                    file: paramsURL.path,
+                    detail:
+                        "`\(key)` differs from this invocation's; resume with the same model, dataset, number of cases, settings and methods"
+                )
             }
             return
         }
@@ -412,19 +438,23 @@ public final class EvaluationRun {
         ]
         settingsObject.updateValue(.int(Int(truncatingIfNeeded: settings.seed)), forKey: "seed")
         if let file = options.knownFacts, let retention {
-            settingsObject.updateValue(.object([
-                "path": .string(file.path), "sha256": .string(file.sha256), "tried": .int(retention.tried),
-                "known": .int(retention.known.count),
-            ]), forKey: "known_facts")
+            settingsObject.updateValue(
+                .object([
+                    "path": .string(file.path), "sha256": .string(file.sha256), "tried": .int(retention.tried),
+                    "known": .int(retention.known.count),
+                ]), forKey: "known_facts")
         }
         var object: JSONObject = [
             "model_path": .string(model.url.path), "model_sha256": .string(modelHash),
             "dataset_kind": .string(dataset.kind.rawValue), "dataset_format": .string(dataset.format),
             "dataset_path": .string(dataset.path), "dataset_sha256": .string(dataset.sha256),
             "cases": .int(dataset.cases.count), "settings": .object(settingsObject),
-            "methods": .array(editors.map {
-                .object(["method": .string($0.name), "hyperparameters": $0.hyperparameters, "statistics": .string($0.statistics.description)])
-            }),
+            "methods": .array(
+                editors.map {
+                    .object([
+                        "method": .string($0.name), "hyperparameters": $0.hyperparameters, "statistics": .string($0.statistics.description),
+                    ])
+                }),
         ]
         for (key, value) in provenance.sorted(by: { $0.key < $1.key }) { object.updateValue(.string(value), forKey: key) }
         return object
@@ -480,10 +510,12 @@ public final class EvaluationRun {
                 curve = (try? JSONDecoder().decode([CurvePoint].self, from: data)) ?? []
             }
             let mean = { (values: [Double]) in values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
-            methods.append(MethodSummary(
-                method: editor.name, hyperparameters: editor.hyperparameters, statistics: editor.statistics.description, cases: done.count,
-                metrics: metrics, preMetrics: preMetrics, editSecondsMean: mean(done.map(\.editSeconds)),
-                evaluationSecondsMean: mean(done.map(\.evaluationSeconds)), curve: curve))
+            methods.append(
+                MethodSummary(
+                    method: editor.name, hyperparameters: editor.hyperparameters, statistics: editor.statistics.description,
+                    cases: done.count,
+                    metrics: metrics, preMetrics: preMetrics, editSecondsMean: mean(done.map(\.editSeconds)),
+                    evaluationSecondsMean: mean(done.map(\.evaluationSeconds)), curve: curve))
             if done.count < results.count {
                 let failed = results.filter { $0.error != nil }
                 warning?("\(editor.name): \(failed.count) of \(results.count) cases could not be edited, e.g. \(failed[0].error!)")
@@ -504,7 +536,9 @@ struct PreEditCache: Codable {
     var cases: [String: [ProbeOutcome]]
 
     enum CodingKeys: String, CodingKey {
-        case modelSHA256 = "model_sha256", datasetSHA256 = "dataset_sha256", cases
+        case modelSHA256 = "model_sha256"
+        case datasetSHA256 = "dataset_sha256"
+        case cases
     }
 }
 

@@ -34,8 +34,10 @@ public struct KnownFactsFile: Sendable {
             let id = try record.id("known_id")
             try ids.insert(id, field: "known_id", of: record)
             record.location.caseID = id
-            facts.append(KnownFact(id: id, subject: try record.string("subject"), prompt: try record.string("prompt"),
-                                   attribute: try record.string("attribute")))
+            facts.append(
+                KnownFact(
+                    id: id, subject: try record.string("subject"), prompt: try record.string("prompt"),
+                    attribute: try record.string("attribute")))
         }
         return KnownFactsFile(path: path, sha256: file.sha256, facts: facts)
     }
@@ -96,8 +98,9 @@ public struct KnownFactRetention: Sendable {
             let indices = facts.indices.filter { lengths[$0] == length }
             for start in stride(from: 0, to: indices.count, by: group) {
                 let part = Array(indices[start..<min(indices.count, start + group)])
-                let outputs = try model.greedyContinuations(part.map { prompts[$0] }, maxTokens: length,
-                                                            stopTokens: model.tokenizer.stopTokenIDs)
+                let outputs = try model.greedyContinuations(
+                    part.map { prompts[$0] }, maxTokens: length,
+                    stopTokens: model.tokenizer.stopTokenIDs)
                 for (i, output) in zip(part, outputs) { answers[i] = output }
             }
         }

@@ -32,7 +32,8 @@ public enum Metrics {
             case .rewrite, .paraphrase, .neighborhood:
                 guard let alternative = o.alternativeNLL else { continue }
                 let prefix = o.role == .rewrite ? "efficacy" : o.role == .paraphrase ? "paraphrase" : "neighborhood"
-                let pNew = exp(-o.nll), pTrue = exp(-alternative)
+                let pNew = exp(-o.nll)
+                let pTrue = exp(-alternative)
                 if o.role == .neighborhood {
                     add(prefix + "_score", alternative < o.nll ? 1 : 0)
                     add(prefix + "_magnitude", pTrue - pNew)
@@ -52,7 +53,8 @@ public enum Metrics {
                     add(o.role.rawValue + "_gen", TextMetrics.generatedAnswerMatches(generated: generated, answers: [o.target]) ? 1 : 0)
                 case .multiHop:
                     let aliases = [o.target] + (o.aliases ?? [])
-                    multiHopGeneratedAny = (multiHopGeneratedAny ?? false)
+                    multiHopGeneratedAny =
+                        (multiHopGeneratedAny ?? false)
                         || TextMetrics.generatedAnswerMatches(generated: generated, answers: aliases)
                 case .rewrite, .paraphrase:
                     add("fluency", TextMetrics.generationEntropy(generated))
@@ -113,8 +115,14 @@ public enum Metrics {
             ("fluency", "GE", "generation entropy (2/3·H₂ + 4/3·H₃)/2 of greedy generations after the rewrite and paraphrase prompts"),
             ("edited_fact_score", "Fact", "MQuAKE edit-wise: P(new) > P(true) on each edited fact's cloze"),
             ("edited_fact_accuracy", "Fact acc.", "MQuAKE edit-wise token accuracy of the new object (\(tf))"),
-            ("multi_hop_score", "MH (tf)", "MQuAKE multi-hop, teacher-forced variant: any of the questions has NLL(new answer) < NLL(old answer)"),
-            ("known_retention", "Known", "known-fact retention: of the facts the unedited model completes correctly (greedy), the share whose greedy answer tokens the edit left unchanged (facts about an edited subject left out)"),
+            (
+                "multi_hop_score", "MH (tf)",
+                "MQuAKE multi-hop, teacher-forced variant: any of the questions has NLL(new answer) < NLL(old answer)"
+            ),
+            (
+                "known_retention", "Known",
+                "known-fact retention: of the facts the unedited model completes correctly (greedy), the share whose greedy answer tokens the edit left unchanged (facts about an edited subject left out)"
+            ),
             ("multi_hop_gen", "MH", "MQuAKE multi-hop accuracy: any question's greedy answer matches the new answer or an alias"),
         ]
         return catalogue.filter { names.contains($0.0) }.map { MetricInfo(name: $0.0, label: $0.1, definition: $0.2 + chat) }

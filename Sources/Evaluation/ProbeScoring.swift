@@ -24,8 +24,11 @@ public struct ProbeOutcome: Sendable, Codable, Equatable {
     public var aliases: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case role, prompt, target, targetTokens = "target_tokens", argmax, ranks, nll
-        case alternativeNLL = "alternative_nll", generated, aliases
+        case role, prompt, target
+        case targetTokens = "target_tokens"
+        case argmax, ranks, nll
+        case alternativeNLL = "alternative_nll"
+        case generated, aliases
     }
 }
 
@@ -63,15 +66,17 @@ public struct ProbeScorer {
             prompts.append(prompt)
             requests.append(ContinuationRequest(prompt: prompt, target: model.encodeContinuation(EditRequest.continuation(probe.target))))
             if let alternative = probe.alternative {
-                requests.append(ContinuationRequest(prompt: prompt, target: model.encodeContinuation(EditRequest.continuation(alternative))))
+                requests.append(
+                    ContinuationRequest(prompt: prompt, target: model.encodeContinuation(EditRequest.continuation(alternative))))
             }
         }
         let scores = try model.score(requests)
         var generations: [Int: String] = [:]
         if generationTokens > 0 {
             let indices = probes.indices.filter { Self.generatedRoles.contains(probes[$0].role) }
-            let continuations = try model.greedyContinuations(indices.map { prompts[$0] }, maxTokens: generationTokens,
-                                                              stopTokens: model.tokenizer.stopTokenIDs)
+            let continuations = try model.greedyContinuations(
+                indices.map { prompts[$0] }, maxTokens: generationTokens,
+                stopTokens: model.tokenizer.stopTokenIDs)
             for (i, tokens) in zip(indices, continuations) {
                 generations[i] = model.tokenizer.decode(tokens, skipSpecialTokens: true)
             }
@@ -85,10 +90,11 @@ public struct ProbeScorer {
                 alternativeNLL = -Double(scores[next].meanLogProb)
                 next += 1
             }
-            return ProbeOutcome(role: probe.role, prompt: probe.prompt, target: probe.target, targetTokens: s.target,
-                                argmax: s.argmaxTokens, ranks: s.ranks, nll: -Double(s.meanLogProb),
-                                alternativeNLL: alternativeNLL, generated: generations[i],
-                                aliases: probe.aliases.isEmpty ? nil : probe.aliases)
+            return ProbeOutcome(
+                role: probe.role, prompt: probe.prompt, target: probe.target, targetTokens: s.target,
+                argmax: s.argmaxTokens, ranks: s.ranks, nll: -Double(s.meanLogProb),
+                alternativeNLL: alternativeNLL, generated: generations[i],
+                aliases: probe.aliases.isEmpty ? nil : probe.aliases)
         }
     }
 }

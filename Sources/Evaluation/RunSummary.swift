@@ -37,8 +37,10 @@ public struct EvaluationSettings: Sendable, Codable, Hashable {
     public var zsreTarget: ZsRETarget
     public var seed: UInt64
 
-    public init(metricFamily: String, protocolKind: String, batchSize: Int, evaluateEvery: Int, topK: Int,
-                chatTemplate: Bool, generation: Bool, zsreTarget: ZsRETarget, seed: UInt64) {
+    public init(
+        metricFamily: String, protocolKind: String, batchSize: Int, evaluateEvery: Int, topK: Int,
+        chatTemplate: Bool, generation: Bool, zsreTarget: ZsRETarget, seed: UInt64
+    ) {
         self.metricFamily = metricFamily
         self.protocolKind = protocolKind
         self.batchSize = batchSize
@@ -51,9 +53,15 @@ public struct EvaluationSettings: Sendable, Codable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case metricFamily = "metric_family", protocolKind = "protocol", batchSize = "batch_size"
-        case evaluateEvery = "evaluate_every", topK = "top_k", chatTemplate = "chat_template"
-        case generation, zsreTarget = "zsre_target", seed
+        case metricFamily = "metric_family"
+        case protocolKind = "protocol"
+        case batchSize = "batch_size"
+        case evaluateEvery = "evaluate_every"
+        case topK = "top_k"
+        case chatTemplate = "chat_template"
+        case generation
+        case zsreTarget = "zsre_target"
+        case seed
     }
 }
 
@@ -84,9 +92,11 @@ public struct MethodSummary: Sendable, Codable {
     /// Sequential protocol: metrics over the edits made so far, every `evaluate_every` edits.
     public var curve: [CurvePoint]
 
-    public init(method: String, hyperparameters: JSONValue, statistics: String, cases: Int,
-                metrics: [String: Double], preMetrics: [String: Double], editSecondsMean: Double,
-                evaluationSecondsMean: Double, curve: [CurvePoint]) {
+    public init(
+        method: String, hyperparameters: JSONValue, statistics: String, cases: Int,
+        metrics: [String: Double], preMetrics: [String: Double], editSecondsMean: Double,
+        evaluationSecondsMean: Double, curve: [CurvePoint]
+    ) {
         self.method = method
         self.hyperparameters = hyperparameters
         self.statistics = statistics
@@ -100,8 +110,10 @@ public struct MethodSummary: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case method, hyperparameters, statistics, cases, metrics
-        case preMetrics = "pre_metrics", editSecondsMean = "edit_seconds_mean"
-        case evaluationSecondsMean = "evaluation_seconds_mean", curve
+        case preMetrics = "pre_metrics"
+        case editSecondsMean = "edit_seconds_mean"
+        case evaluationSecondsMean = "evaluation_seconds_mean"
+        case curve
     }
 }
 
@@ -120,9 +132,11 @@ public struct RunSummary: Sendable, Codable {
     /// ISO 8601.
     public var created: String
 
-    public init(run: String, modelPath: String, modelSHA256: String, datasetKind: String, datasetFormat: String,
-                datasetPath: String, settings: EvaluationSettings, metricInfo: [MetricInfo], methods: [MethodSummary],
-                created: String) {
+    public init(
+        run: String, modelPath: String, modelSHA256: String, datasetKind: String, datasetFormat: String,
+        datasetPath: String, settings: EvaluationSettings, metricInfo: [MetricInfo], methods: [MethodSummary],
+        created: String
+    ) {
         self.run = run
         self.modelPath = modelPath
         self.modelSHA256 = modelSHA256
@@ -136,9 +150,15 @@ public struct RunSummary: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case run, modelPath = "model_path", modelSHA256 = "model_sha256", datasetKind = "dataset_kind"
-        case datasetFormat = "dataset_format", datasetPath = "dataset_path", settings
-        case metricInfo = "metric_info", methods, created
+        case run
+        case modelPath = "model_path"
+        case modelSHA256 = "model_sha256"
+        case datasetKind = "dataset_kind"
+        case datasetFormat = "dataset_format"
+        case datasetPath = "dataset_path"
+        case settings
+        case metricInfo = "metric_info"
+        case methods, created
     }
 
     /// Reads `summary.json` from a run directory.

@@ -41,7 +41,10 @@ public enum WordSplitter {
         var start = text.startIndex
         var index = text.startIndex
         while index < text.endIndex {
-            guard !text[index].isWhitespace else { index = text.index(after: index); continue }
+            guard !text[index].isWhitespace else {
+                index = text.index(after: index)
+                continue
+            }
             let wordStart = index
             while index < text.endIndex, !text[index].isWhitespace { index = text.index(after: index) }
             let word = text[wordStart..<index]

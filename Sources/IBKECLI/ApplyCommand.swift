@@ -8,24 +8,27 @@ struct Apply: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Apply saved deltas to a model and export the edited model (GGUF, Hugging Face) or the edits as a LoRA adapter.",
         discussion: """
-        Examples: ibke apply --delta eiffel.safetensors --out edited.gguf
-                  ibke apply --delta eiffel.safetensors --out eiffel-lora.gguf --format lora
-        Each delta must have been made for this model (its ibke.model_sha256 is checked). Without --format, \
-        an --out path ending in .gguf gets a copy of the source GGUF in which only the edited tensors are \
-        rewritten, and any other path gets a Hugging Face folder. --format lora writes a llama.cpp LoRA \
-        adapter (a .gguf to load with `llama-cli --lora` on the unedited model), --format peft a PEFT \
-        adapter folder for transformers and vLLM. The source model is never changed.
-        """)
+            Examples: ibke apply --delta eiffel.safetensors --out edited.gguf
+                      ibke apply --delta eiffel.safetensors --out eiffel-lora.gguf --format lora
+            Each delta must have been made for this model (its ibke.model_sha256 is checked). Without --format, \
+            an --out path ending in .gguf gets a copy of the source GGUF in which only the edited tensors are \
+            rewritten, and any other path gets a Hugging Face folder. --format lora writes a llama.cpp LoRA \
+            adapter (a .gguf to load with `llama-cli --lora` on the unedited model), --format peft a PEFT \
+            adapter folder for transformers and vLLM. The source model is never changed.
+            """)
 
     @OptionGroup var model: ModelOptions
-    @Option(name: .customLong("delta"), help: ArgumentHelp(
-        "A delta file from `ibke edit --save-delta` (repeatable; applied in order).", valueName: "path"))
+    @Option(
+        name: .customLong("delta"),
+        help: ArgumentHelp(
+            "A delta file from `ibke edit --save-delta` (repeatable; applied in order).", valueName: "path"))
     var deltas: [String] = []
     @Option(help: ArgumentHelp("Where to write the edited model: a .gguf file or a folder.", valueName: "path"))
     var out: String
-    @Option(help: ArgumentHelp(
-        "What to write: gguf or hf (the edited model), lora or peft (the edits as an adapter). Default: gguf for a .gguf --out, hf otherwise.",
-        valueName: "format"))
+    @Option(
+        help: ArgumentHelp(
+            "What to write: gguf or hf (the edited model), lora or peft (the edits as an adapter). Default: gguf for a .gguf --out, hf otherwise.",
+            valueName: "format"))
     var format: OutputFormat?
     @Option(name: .customLong("out-dtype"), help: "How rewritten tensors are stored: f32 or f16.")
     var outDtype: String = "f32"
@@ -52,7 +55,9 @@ struct Apply: ParsableCommand {
         case .gguf?, .lora?:
             guard isGGUF else { throw ValidationError("--format \(format!.rawValue) writes a file: give an --out path ending in .gguf") }
         case .hf?, .peft?:
-            guard !isGGUF else { throw ValidationError("--format \(format!.rawValue) writes a folder: give an --out path not ending in .gguf") }
+            guard !isGGUF else {
+                throw ValidationError("--format \(format!.rawValue) writes a folder: give an --out path not ending in .gguf")
+            }
         case nil: break
         }
         if format == .lora || format == .peft, outDtype != "f32" {
@@ -79,8 +84,9 @@ struct Apply: ParsableCommand {
         case .gguf:
             let copied = (loaded.ggufFile?.tensorNames.count ?? 0) - result.rewrittenTensors.count
             let stored = requantize ? "in their source types" : "as \(outDtype.uppercased())"
-            print("wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten \(stored) "
-                + "(\(result.rewrittenTensors.joined(separator: ", "))), \(copied) copied byte for byte")
+            print(
+                "wrote \(out) (GGUF): \(result.rewrittenTensors.count) tensors rewritten \(stored) "
+                    + "(\(result.rewrittenTensors.joined(separator: ", "))), \(copied) copied byte for byte")
         case .huggingFace:
             print("wrote \(out) (Hugging Face folder): \(result.rewrittenTensors.count) tensors as \(outDtype.uppercased())")
         }
@@ -103,8 +109,9 @@ struct Apply: ParsableCommand {
 
     private func writeAdapter(_ format: AdapterExport.Format, to destination: URL) throws {
         let loaded = try model.load()
-        let result = try AdapterExport.write(try loadDeltas(for: loaded).map(\.1), of: loaded, to: destination,
-                                             format: format, overwrite: force)
+        let result = try AdapterExport.write(
+            try loadDeltas(for: loaded).map(\.1), of: loaded, to: destination,
+            format: format, overwrite: force)
         let kind = format == .lora ? "llama.cpp LoRA adapter" : "PEFT adapter folder"
         print("wrote \(out) (\(kind), rank \(result.rank), alpha \(result.rank)):")
         for module in result.modules {

@@ -27,22 +27,33 @@ struct Bench: ParsableCommand {
     @Option(help: "Layer of the delta in the gradient measurement.") var gradientLayer = 8
     @Option(help: "Prompts of 20 tokens in the gradient measurement.") var gradientPrompts = 10
     @Option(help: "Steps of the delta optimisation in the gradient measurement.") var gradientSteps = 20
-    @Option(help: ArgumentHelp("Measure seconds per single edit of these methods instead (e.g. rome,memit,alphaedit).",
-                               valueName: "methods"))
+    @Option(
+        help: ArgumentHelp(
+            "Measure seconds per single edit of these methods instead (e.g. rome,memit,alphaedit).",
+            valueName: "methods"))
     var edits: String?
     @Option(help: "Timed edits per method in the edit measurement (at most \(EditBenchmark.requests.count - 1)).") var editCount = 10
-    @Option(help: ArgumentHelp("Measure covariance collection instead: tokens/s over this many tokens of --stats-corpus, layers 4-8.",
-                               valueName: "tokens"))
+    @Option(
+        help: ArgumentHelp(
+            "Measure covariance collection instead: tokens/s over this many tokens of --stats-corpus, layers 4-8.",
+            valueName: "tokens"))
     var statsThroughput: Int?
     @OptionGroup var statistics: StatisticsArguments
-    @Option(name: .customLong("editor"), parsing: .upToNextOption,
-            help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend for --edits (default: the committed one).",
-                               valueName: "method=file"))
+    @Option(
+        name: .customLong("editor"), parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "METHOD=FILE: the trained editor of ibke or mend for --edits (default: the committed one).",
+            valueName: "method=file"))
     var editorFiles: [String] = []
-    @Option(help: ArgumentHelp("Measure how --dtype native and native-int8 move the next-token distributions from f32 instead: top-1 agreement and KL over this many positions of --stats-corpus, on the prefill and the decode path.",
-                               valueName: "positions"))
+    @Option(
+        help: ArgumentHelp(
+            "Measure how --dtype native and native-int8 move the next-token distributions from f32 instead: top-1 agreement and KL over this many positions of --stats-corpus, on the prefill and the decode path.",
+            valueName: "positions"))
     var agreement: Int?
-    @Flag(help: "Measure the quantized matrix-vector kernels instead: each GGUF format on a 8192×8192 matrix, against float32 sgemv and the memory bound (no model is loaded).")
+    @Flag(
+        help:
+            "Measure the quantized matrix-vector kernels instead: each GGUF format on a 8192×8192 matrix, against float32 sgemv and the memory bound (no model is loaded)."
+    )
     var kernels = false
 
     func run() throws {
@@ -58,36 +69,47 @@ struct Bench: ParsableCommand {
         let transformer = loaded.transformer
         let config = transformer.config
         let weights = Double(config.matmulWeightsPerToken)
-        log("model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads")
+        log(
+            "model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads"
+        )
         if gradients {
             guard (0..<config.layerCount).contains(gradientLayer) else {
                 throw CLIError("--gradient-layer must be a layer of the model (0-\(config.layerCount - 1)), not \(gradientLayer)")
             }
-            guard gradientPrompts >= 1 && gradientSteps >= 1 else { throw CLIError("--gradient-prompts and --gradient-steps must be at least 1") }
-            try benchGradients(transformer, layer: gradientLayer, prompts: gradientPrompts, tokens: 20, steps: gradientSteps, repeats: repeats)
+            guard gradientPrompts >= 1 && gradientSteps >= 1 else {
+                throw CLIError("--gradient-prompts and --gradient-steps must be at least 1")
+            }
+            try benchGradients(
+                transformer, layer: gradientLayer, prompts: gradientPrompts, tokens: 20, steps: gradientSteps, repeats: repeats)
             return
         }
         if let edits {
             let bar = ProgressBar()
-            try EditBenchmark.run(methods: edits.split(separator: ",").map { try EditingMethod(parsing: String($0)) },
-                                  count: min(editCount, EditBenchmark.requests.count - 1), model: loaded,
-                                  editorFiles: try Eval.methodFiles(editorFiles, option: "--editor"),
-                                  statistics: try statistics.secondMoments(for: loaded, bar: bar)) {
+            try EditBenchmark.run(
+                methods: edits.split(separator: ",").map { try EditingMethod(parsing: String($0)) },
+                count: min(editCount, EditBenchmark.requests.count - 1), model: loaded,
+                editorFiles: try Eval.methodFiles(editorFiles, option: "--editor"),
+                statistics: try statistics.secondMoments(for: loaded, bar: bar)
+            ) {
                 try statistics.prepare($0, bar: bar)
             }
             return
         }
         if let statsThroughput {
-            try EditBenchmark.statisticsThroughput(model: loaded, layers: Array(4...8).filter { $0 < config.layerCount },
-                                                   corpus: try statistics.givenCorpus.map { URL(fileURLWithPath: $0.path) }
-                                                       ?? StatisticsArguments.sample(),
-                                                   tokens: statsThroughput, gemmPeak: measureGEMMPeak())
+            try EditBenchmark.statisticsThroughput(
+                model: loaded, layers: Array(4...8).filter { $0 < config.layerCount },
+                corpus: try statistics.givenCorpus.map { URL(fileURLWithPath: $0.path) }
+                    ?? StatisticsArguments.sample(),
+                tokens: statsThroughput, gemmPeak: measureGEMMPeak())
             return
         }
 
         let gemmPeak = measureGEMMPeak()
         let bandwidth = measureReadBandwidth()
-        print(String(format: "machine: sgemm 2048² %.1f GFLOP/s, streaming read %.1f GB/s (live); MACHINE.md: 205 GFLOP/s, 38.3 GB/s", gemmPeak / 1e9, bandwidth / 1e9))
+        print(
+            String(
+                format: "machine: sgemm 2048² %.1f GFLOP/s, streaming read %.1f GB/s (live); MACHINE.md: 205 GFLOP/s, 38.3 GB/s",
+                gemmPeak / 1e9, bandwidth / 1e9))
 
         var rng = SplitMix64(seed: 42)
         func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(config.vocabularySize)) } }
@@ -97,7 +119,10 @@ struct Bench: ParsableCommand {
             let prompt = tokens(n)
             let seconds = best(of: repeats) { _ = try? transformer.forward([prompt], logits: .all) }
             let flops = 2 * weights * Double(n) / seconds
-            print(String(format: "prefill %4d tokens: %8.1f tokens/s  %6.1f ms  %6.1f GFLOP/s effective", n, Double(n) / seconds, seconds * 1e3, flops / 1e9))
+            print(
+                String(
+                    format: "prefill %4d tokens: %8.1f tokens/s  %6.1f ms  %6.1f GFLOP/s effective", n, Double(n) / seconds, seconds * 1e3,
+                    flops / 1e9))
             if n == 512 { prefill512 = flops }
         }
 
@@ -115,9 +140,18 @@ struct Bench: ParsableCommand {
         }
         let bytesPerToken = 4 * weights
         let decodeBandwidth = bytesPerToken / decodeSeconds
-        print(String(format: "decode (after 32 tokens): %6.1f tokens/s  %6.2f ms/token  %6.1f GB/s of fp32 weights", 1 / decodeSeconds, decodeSeconds * 1e3, decodeBandwidth / 1e9))
-        print(String(format: "ratio prefill-512 / GEMM peak: %.0f%% (live) %.0f%% (MACHINE.md 205 GFLOP/s)", 100 * prefill512 / gemmPeak, 100 * prefill512 / 205e9))
-        print(String(format: "ratio decode / bandwidth bound: %.0f%% (live) %.0f%% (MACHINE.md 38.3 GB/s)", 100 * decodeBandwidth / bandwidth, 100 * decodeBandwidth / 38.3e9))
+        print(
+            String(
+                format: "decode (after 32 tokens): %6.1f tokens/s  %6.2f ms/token  %6.1f GB/s of fp32 weights", 1 / decodeSeconds,
+                decodeSeconds * 1e3, decodeBandwidth / 1e9))
+        print(
+            String(
+                format: "ratio prefill-512 / GEMM peak: %.0f%% (live) %.0f%% (MACHINE.md 205 GFLOP/s)", 100 * prefill512 / gemmPeak,
+                100 * prefill512 / 205e9))
+        print(
+            String(
+                format: "ratio decode / bandwidth bound: %.0f%% (live) %.0f%% (MACHINE.md 38.3 GB/s)", 100 * decodeBandwidth / bandwidth,
+                100 * decodeBandwidth / 38.3e9))
     }
 }
 
@@ -129,8 +163,9 @@ extension Bench {
         }
         var exact = model
         exact.dtype = .float32
-        try benchPrecisionAgreement(url: try model.modelURL(), exact: try exact.load(), corpus: URL(fileURLWithPath: corpus.path),
-                                    positions: agreement!)
+        try benchPrecisionAgreement(
+            url: try model.modelURL(), exact: try exact.load(), corpus: URL(fileURLWithPath: corpus.path),
+            positions: agreement!)
     }
 }
 
@@ -139,17 +174,23 @@ extension Bench {
 /// OpenBLAS's float32 product of a matrix of the same shape and the streaming-read bound.
 func benchQuantizedKernels(threads: Int, repeats: Int) {
     ComputeThreads.set(threads)
-    let rows = 8192, columns = 8192, weights = Double(rows * columns)
+    let rows = 8192
+    let columns = 8192
+    let weights = Double(rows * columns)
     let bandwidth = measureReadBandwidth()
-    print(String(format: "machine: streaming read %.1f GB/s (live), %d threads; quantized kernels: %@", bandwidth / 1e9, threads,
-                 QuantizedKernels.usesAVX2 ? "AVX2" : "portable C"))
+    print(
+        String(
+            format: "machine: streaming read %.1f GB/s (live), %d threads; quantized kernels: %@", bandwidth / 1e9, threads,
+            QuantizedKernels.usesAVX2 ? "AVX2" : "portable C"))
     var rng = SplitMix64(seed: 7)
     let x = Tensor(shape: [columns], values: (0..<columns).map { _ in 2 * rng.nextUnit() - 1 })
     let y = Tensor(zeros: [rows])
     let dense = Tensor(shape: [rows, columns], values: (0..<(rows * columns)).map { _ in 2 * rng.nextUnit() - 1 })
     let f32 = best(of: repeats) { MatMul.linear(x.pointer, rows: 1, ldx: columns, weight: dense, into: y.pointer, ldy: rows) }
-    print(String(format: "f32   sgemv: %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound)", weights / f32 / 1e9,
-                 4 * weights / f32 / 1e9, 100 * 4 * weights / f32 / bandwidth))
+    print(
+        String(
+            format: "f32   sgemv: %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound)", weights / f32 / 1e9,
+            4 * weights / f32 / 1e9, 100 * 4 * weights / f32 / bandwidth))
     for format in QuantizedFormat.allCases {
         let bytes = rows * columns / format.blockSize * format.bytesPerBlock
         let storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -159,17 +200,22 @@ func benchQuantizedKernels(threads: Int, repeats: Int) {
         let seconds = best(of: repeats) {
             QuantizedKernels.matrixVector(format, weights: storage, rows: rows, columns: columns, x.pointer, into: y.pointer)
         }
-        print(String(format: "%-5@ gemv:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32",
-                     "\(format)", weights / seconds / 1e9, Double(bytes) / seconds / 1e9,
-                     100 * Double(bytes) / seconds / bandwidth, f32 / seconds))
+        print(
+            String(
+                format: "%-5@ gemv:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32",
+                "\(format)", weights / seconds / 1e9, Double(bytes) / seconds / 1e9,
+                100 * Double(bytes) / seconds / bandwidth, f32 / seconds))
         guard QuantizedKernels.hasIntegerKernel(format) else { continue }
         let integer = best(of: repeats) {
-            QuantizedKernels.matrixVectorQuantizedActivations(format, weights: storage, rows: rows, columns: columns, x.pointer,
-                                                              into: y.pointer)
+            QuantizedKernels.matrixVectorQuantizedActivations(
+                format, weights: storage, rows: rows, columns: columns, x.pointer,
+                into: y.pointer)
         }
-        print(String(format: "%-5@ int8:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32 (activations quantized to int8)",
-                     "\(format)", weights / integer / 1e9, Double(bytes) / integer / 1e9,
-                     100 * Double(bytes) / integer / bandwidth, f32 / integer))
+        print(
+            String(
+                format: "%-5@ int8:  %6.2f Gweights/s  %5.1f GB/s (%3.0f%% of the read bound), %.2f× f32 (activations quantized to int8)",
+                "\(format)", weights / integer / 1e9, Double(bytes) / integer / 1e9,
+                100 * Double(bytes) / integer / bandwidth, f32 / integer))
     }
 }
 
@@ -191,7 +237,8 @@ func times(_ repeats: Int, _ body: () -> Void) -> [Double] {
 /// The median of `values` (the mean of the middle two for an even count).
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2]
+    return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2]
         : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
@@ -222,4 +269,3 @@ func measureReadBandwidth() -> Double {
     // dot reads the same array twice from one pointer: one stream of 4 bytes per element.
     return Double(count * 4) / seconds
 }
-

@@ -24,16 +24,20 @@ enum EditBenchmark {
     ].map { try! EditRequest(prompt: $0.0, subject: $0.1, targetNew: $0.2) }
 
     /// Median, fastest and slowest seconds per single edit, after one untimed edit.
-    static func run(methods: [EditingMethod], count: Int, model: LanguageModel, editorFiles: [EditingMethod: URL] = [:],
-                    statistics: SecondMoments, prepare: (SecondMoments) throws -> Void) throws {
+    static func run(
+        methods: [EditingMethod], count: Int, model: LanguageModel, editorFiles: [EditingMethod: URL] = [:],
+        statistics: SecondMoments, prepare: (SecondMoments) throws -> Void
+    ) throws {
         let requests = try requests.prefix(count + 1).enumerated().map { try $1.prepared(for: model, index: $0) }
         let editors = try methods.map {
-            try EditorRegistry.make($0, model: model, statistics: statistics,
-                                    editorFile: try DefaultEditors.file($0, given: editorFiles[$0]?.path, model: model))
+            try EditorRegistry.make(
+                $0, model: model, statistics: statistics,
+                editorFile: try DefaultEditors.file($0, given: editorFiles[$0]?.path, model: model))
         }
         try prepare(statistics)
-        print("single edits: \(requests.count - 1) CounterFact-style requests, one untimed warm-up edit per method "
-            + "(context templates, C factors, projectors); statistics: \(statistics.label)")
+        print(
+            "single edits: \(requests.count - 1) CounterFact-style requests, one untimed warm-up edit per method "
+                + "(context templates, C factors, projectors); statistics: \(statistics.label)")
         for editor in editors {
             _ = try editor.edit([requests[0]], in: model)
             var seconds: [Double] = []
@@ -43,10 +47,15 @@ enum EditBenchmark {
                 seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
             seconds.sort()
-            let median = seconds.count % 2 == 1 ? seconds[seconds.count / 2]
+            let median =
+                seconds.count % 2 == 1
+                ? seconds[seconds.count / 2]
                 : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
-            print(String(format: "%@ median %6.2f s per edit (fastest %.2f, slowest %.2f; %d edits)",
-                         editor.name.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, median, seconds.first!, seconds.last!, seconds.count))
+            print(
+                String(
+                    format: "%@ median %6.2f s per edit (fastest %.2f, slowest %.2f; %d edits)",
+                    editor.name.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, median, seconds.first!, seconds.last!,
+                    seconds.count))
         }
     }
 
@@ -63,12 +72,16 @@ enum EditBenchmark {
         options.samples = tokens
         options.maxLength = min(512, c.contextLength)
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try StatisticsCollector.collect(options, model: model, cache: StatisticsCache(directory: directory, ibkeVersion: IBKECommand.version))
+        _ = try StatisticsCollector.collect(
+            options, model: model, cache: StatisticsCache(directory: directory, ibkeVersion: IBKECommand.version))
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let rate = Double(tokens) / seconds
-        print(String(format: "statistics: layers %@, %d tokens (%@) in %.1f s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s live)",
-                     layers.map(String.init).joined(separator: ",") as NSString, tokens,
-                     (corpus?.lastPathComponent ?? "model samples") as NSString, seconds, rate,
-                     rate * flopsPerToken / 1e9, 100 * rate * flopsPerToken / gemmPeak, gemmPeak / 1e9))
+        print(
+            String(
+                format:
+                    "statistics: layers %@, %d tokens (%@) in %.1f s: %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s live)",
+                layers.map(String.init).joined(separator: ",") as NSString, tokens,
+                (corpus?.lastPathComponent ?? "model samples") as NSString, seconds, rate,
+                rate * flopsPerToken / 1e9, 100 * rate * flopsPerToken / gemmPeak, gemmPeak / 1e9))
     }
 }

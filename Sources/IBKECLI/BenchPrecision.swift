@@ -10,7 +10,8 @@ import TensorCore
 func benchPrecisionAgreement(url: URL, exact: LanguageModel, corpus: URL, positions: Int, window: Int = 128) throws {
     let text = try TextCorpus(url: corpus)
     let v = exact.config.vocabularySize
-    var windows: [[Int]] = [], total = 0
+    var windows: [[Int]] = []
+    var total = 0
     for document in text.documents where total < positions {
         let tokens = exact.encode(document)
         var start = 0
@@ -27,7 +28,8 @@ func benchPrecisionAgreement(url: URL, exact: LanguageModel, corpus: URL, positi
         var agree = 0, count = 0, kl = 0.0, worstKL = 0.0
         mutating func add(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, v: Int) {
             if argmax(p, count: v) == argmax(q, count: v) { agree += 1 }
-            let lp = Kernels.logSumExp(p, count: v), lq = Kernels.logSumExp(q, count: v)
+            let lp = Kernels.logSumExp(p, count: v)
+            let lq = Kernels.logSumExp(q, count: v)
             var sum = 0.0
             for i in 0..<v {
                 let a = Double(p[i] - lp)
@@ -39,14 +41,16 @@ func benchPrecisionAgreement(url: URL, exact: LanguageModel, corpus: URL, positi
             count += 1
         }
         var line: String {
-            String(format: "top-1 agreement %.2f%% (%d of %d), mean KL from f32 %.5f nats, largest %.4f",
-                   100 * Double(agree) / Double(count), agree, count, kl / Double(count), worstKL)
+            String(
+                format: "top-1 agreement %.2f%% (%d of %d), mean KL from f32 %.5f nats, largest %.4f",
+                100 * Double(agree) / Double(count), agree, count, kl / Double(count), worstKL)
         }
     }
     print("against f32 on \(total) positions of \(text.identity) (windows of \(window) tokens):")
     for precision in [WeightPrecision.native, .nativeInt8] {
         let native = try LanguageModel.load(url, precision: precision)
-        var prefill = Tally(), decode = Tally()
+        var prefill = Tally()
+        var decode = Tally()
         for tokens in windows {
             let reference = try exact.transformer.forward([tokens])
             let whole = try native.transformer.forward([tokens])

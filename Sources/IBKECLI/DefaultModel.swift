@@ -56,7 +56,8 @@ enum DefaultEditors {
         try manager.createDirectory(at: installed, withIntermediateDirectories: true)
         var copied: [String] = []
         for name in names.sorted() where name.hasSuffix(".safetensors") {
-            let source = checkout.appendingPathComponent(name), target = installed.appendingPathComponent(name)
+            let source = checkout.appendingPathComponent(name)
+            let target = installed.appendingPathComponent(name)
             if manager.fileExists(atPath: target.path), try SHA256.hex(file: target) == SHA256.hex(file: source) { continue }
             let mapped = try MappedFile(url: source)
             try AtomicFile.write(to: target, failure: { CLIError("\(target.path): \($0)") }) { try $0.write(mapped.bytes) }

@@ -9,20 +9,23 @@ struct Edit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Edit one fact (or a JSONL file of them) and print the model's behaviour before and after.",
         discussion: """
-        Example: ibke edit --prompt "{} is located in the city of" --subject "The Eiffel Tower" --target Rome \
-        --check "The Eiffel Tower stands in the city of"
-        --batch FILE edits every request of a JSONL file (Docs/datasets.md; prompt, subject, target_new, optional \
-        target_true) in one editor call; --sequential FILE edits them one after another, each on the model with the \
-        earlier ones. The model file is never changed; --save-delta writes the update as safetensors.
-        """)
+            Example: ibke edit --prompt "{} is located in the city of" --subject "The Eiffel Tower" --target Rome \
+            --check "The Eiffel Tower stands in the city of"
+            --batch FILE edits every request of a JSONL file (Docs/datasets.md; prompt, subject, target_new, optional \
+            target_true) in one editor call; --sequential FILE edits them one after another, each on the model with the \
+            earlier ones. The model file is never changed; --save-delta writes the update as safetensors.
+            """)
 
     @OptionGroup var model: ModelOptions
-    @Option(help: "Editing method (\(EditingMethod.namesWithAliases.joined(separator: ", "))). (default: ft-m)",
-            transform: EditingMethod.init(parsing:))
+    @Option(
+        help: "Editing method (\(EditingMethod.namesWithAliases.joined(separator: ", "))). (default: ft-m)",
+        transform: EditingMethod.init(parsing:))
     var method = EditingMethod.ftM
     @Option(name: .customLong("hparams"), help: "Hyperparameters (JSON or YAML) for the method.") var hyperparameters: String?
-    @Option(help: ArgumentHelp("The trained editor of --method ibke or mend (default: the committed one for the default model).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The trained editor of --method ibke or mend (default: the committed one for the default model).",
+            valueName: "file"))
     var editor: String?
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: "The prompt: a template with {} for the subject, or text that contains the subject.") var prompt: String?
@@ -47,14 +50,18 @@ struct Edit: ParsableCommand {
         }
         if let file = batch ?? sequential {
             guard !single else {
-                throw ValidationError("--\(batch != nil ? "batch" : "sequential") \(file) takes the edits from the file; drop --prompt, --subject and --target")
+                throw ValidationError(
+                    "--\(batch != nil ? "batch" : "sequential") \(file) takes the edits from the file; drop --prompt, --subject and --target"
+                )
             }
         } else if prompt == nil || subject == nil || target == nil {
             throw ValidationError("give --prompt, --subject and --target, or --batch FILE / --sequential FILE")
         }
         guard generations >= 0 else { throw ValidationError("--generations must be 0 or more") }
         if editor != nil && !method.isTrained {
-            throw ValidationError("--editor is for the trained methods (\(EditingMethod.trained.map(\.rawValue).joined(separator: ", "))); \(method.rawValue) takes none")
+            throw ValidationError(
+                "--editor is for the trained methods (\(EditingMethod.trained.map(\.rawValue).joined(separator: ", "))); \(method.rawValue) takes none"
+            )
         }
     }
 
@@ -62,9 +69,10 @@ struct Edit: ParsableCommand {
         let loaded = try model.load()
         let bar = ProgressBar()
         let moments = try statistics.secondMoments(for: loaded, bar: bar)
-        let editor = try EditorRegistry.make(method, model: loaded,
-                                             hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) },
-                                             statistics: moments, editorFile: try DefaultEditors.file(method, given: self.editor, model: loaded))
+        let editor = try EditorRegistry.make(
+            method, model: loaded,
+            hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) },
+            statistics: moments, editorFile: try DefaultEditors.file(method, given: self.editor, model: loaded))
         if let file = batch ?? sequential {
             // Read the file before statistics that may take minutes.
             let requests = try Self.requests(file, model: loaded)
@@ -81,12 +89,16 @@ struct Edit: ParsableCommand {
     private func editOne(_ request: PreparedRequest, editor: any Editor, model loaded: LanguageModel) throws {
         let target = request.request.targetNew
         // The original answer: the unedited model's greedy continuation of the prompt, as long as the target.
-        let original = try loaded.greedyContinuations([request.prompt], maxTokens: request.target.count,
-                                                      stopTokens: loaded.tokenizer.stopTokenIDs)[0]
-        let before = try Snapshot(loaded, request: request, original: original, checks: check, unrelated: unrelated,
-                                  maxTokens: maxTokens)
+        let original = try loaded.greedyContinuations(
+            [request.prompt], maxTokens: request.target.count,
+            stopTokens: loaded.tokenizer.stopTokenIDs)[0]
+        let before = try Snapshot(
+            loaded, request: request, original: original, checks: check, unrelated: unrelated,
+            maxTokens: maxTokens)
         if original == request.target {
-            log("note: the model already answers \(quoted(EditRequest.continuation(request.request.targetNew))) here; the edit reinforces it")
+            log(
+                "note: the model already answers \(quoted(EditRequest.continuation(request.request.targetNew))) here; the edit reinforces it"
+            )
         }
 
         let start = Date()
@@ -94,19 +106,27 @@ struct Edit: ParsableCommand {
         delta.metadata["ibke.model_sha256"] = try loaded.contentHash()
         let applied = try loaded.transformer.apply(delta, source: method.rawValue)
         let seconds = Date().timeIntervalSince(start)
-        let after = try Snapshot(loaded, request: request, original: original, checks: check, unrelated: unrelated,
-                                 maxTokens: maxTokens)
+        let after = try Snapshot(
+            loaded, request: request, original: original, checks: check, unrelated: unrelated,
+            maxTokens: maxTokens)
         applied.revert()
 
         let text = request.request.text
-        print("edit: \(quoted(text)) → \(quoted(EditRequest.continuation(target))) with \(method)\(statisticsNote(editor)) "
-            + "in \(String(format: "%.2f", seconds)) s")
+        print(
+            "edit: \(quoted(text)) → \(quoted(EditRequest.continuation(target))) with \(method)\(statisticsNote(editor)) "
+                + "in \(String(format: "%.2f", seconds)) s")
         let originalText = loaded.tokenizer.decode(original, skipSpecialTokens: true)
-        printTable([("", "before", "after"),
-                    ("P(\(quoted(EditRequest.continuation(target))))", String(format: "%.4f", before.targetProbability),
-                     String(format: "%.4f", after.targetProbability)),
-                    ("P(\(quoted(originalText))) (original answer)", String(format: "%.4f", before.originalProbability),
-                     String(format: "%.4f", after.originalProbability))])
+        printTable([
+            ("", "before", "after"),
+            (
+                "P(\(quoted(EditRequest.continuation(target))))", String(format: "%.4f", before.targetProbability),
+                String(format: "%.4f", after.targetProbability)
+            ),
+            (
+                "P(\(quoted(originalText))) (original answer)", String(format: "%.4f", before.originalProbability),
+                String(format: "%.4f", after.originalProbability)
+            ),
+        ])
         print("top-5 before: \(before.top)")
         print("top-5 after:  \(after.top)")
         for (b, a) in zip(before.generations, after.generations) {
@@ -116,16 +136,20 @@ struct Edit: ParsableCommand {
     }
 
     /// `--batch` / `--sequential`: every request of a file.
-    private func editFile(_ file: String, requests: [PreparedRequest], sequentially: Bool, editor: any Editor,
-                          model loaded: LanguageModel) throws {
+    private func editFile(
+        _ file: String, requests: [PreparedRequest], sequentially: Bool, editor: any Editor,
+        model loaded: LanguageModel
+    ) throws {
         // The original answer: `target_true` when the line gives one, else the unedited model's greedy
         // continuation of the prompt, as long as the target.
-        let greedy = try loaded.greedyContinuations(requests.map(\.prompt), maxTokens: requests.map(\.target.count).max() ?? 1,
-                                                    stopTokens: loaded.tokenizer.stopTokenIDs)
+        let greedy = try loaded.greedyContinuations(
+            requests.map(\.prompt), maxTokens: requests.map(\.target.count).max() ?? 1,
+            stopTokens: loaded.tokenizer.stopTokenIDs)
         let originals = zip(requests, greedy).map { r, g in r.targetTrue ?? Array(g.prefix(r.target.count)) }
         let generated = Array(requests.prefix(generations))
-        let before = try FileSnapshot(loaded, requests: requests, originals: originals, generated: generated, checks: check,
-                                      unrelated: unrelated, maxTokens: maxTokens)
+        let before = try FileSnapshot(
+            loaded, requests: requests, originals: originals, generated: generated, checks: check,
+            unrelated: unrelated, maxTokens: maxTokens)
 
         let start = Date()
         var delta: WeightDelta
@@ -147,8 +171,9 @@ struct Edit: ParsableCommand {
         delta.metadata["ibke.model_sha256"] = try loaded.contentHash()
         let after: FileSnapshot
         do {
-            after = try FileSnapshot(loaded, requests: requests, originals: originals, generated: generated, checks: check,
-                                     unrelated: unrelated, maxTokens: maxTokens)
+            after = try FileSnapshot(
+                loaded, requests: requests, originals: originals, generated: generated, checks: check,
+                unrelated: unrelated, maxTokens: maxTokens)
         } catch {
             revert()
             throw error
@@ -157,23 +182,31 @@ struct Edit: ParsableCommand {
 
         let name = URL(fileURLWithPath: file).lastPathComponent
         let how = sequentially ? "one after another" : "in one batch"
-        print("edit: \(requests.count) request\(requests.count == 1 ? "" : "s") from \(name), \(how), with \(method)"
-            + "\(statisticsNote(editor)) in \(String(format: "%.2f", seconds)) s")
+        print(
+            "edit: \(requests.count) request\(requests.count == 1 ? "" : "s") from \(name), \(how), with \(method)"
+                + "\(statisticsNote(editor)) in \(String(format: "%.2f", seconds)) s")
         let topBefore = zip(requests, before.top).filter { $0.target.first == $1.id }.count
         let topAfter = zip(requests, after.top).filter { $0.target.first == $1.id }.count
-        print("target's first token ranked first: \(topBefore)/\(requests.count) before, \(topAfter)/\(requests.count) after"
-            + (sequentially ? " (after: on the model with every edit)" : ""))
+        print(
+            "target's first token ranked first: \(topBefore)/\(requests.count) before, \(topAfter)/\(requests.count) after"
+                + (sequentially ? " (after: on the model with every edit)" : ""))
         for (i, request) in requests.enumerated() {
             let target = quoted(EditRequest.continuation(request.request.targetNew))
             let originalText = quoted(loaded.tokenizer.decode(originals[i], skipSpecialTokens: true))
             let originalKind = request.targetTrue != nil ? "target_true" : "original answer"
             print("\n[\(i + 1)] \(quoted(request.request.text)) → \(target)")
-            var rows = [("", "before", "after"),
-                        ("P(\(target))", String(format: "%.4f", before.targetProbabilities[i]),
-                         String(format: "%.4f", after.targetProbabilities[i])),
-                        ("P(\(originalText)) (\(originalKind))", String(format: "%.4f", before.originalProbabilities[i]),
-                         String(format: "%.4f", after.originalProbabilities[i])),
-                        ("top-1", topText(before.top[i], loaded), topText(after.top[i], loaded))]
+            var rows = [
+                ("", "before", "after"),
+                (
+                    "P(\(target))", String(format: "%.4f", before.targetProbabilities[i]),
+                    String(format: "%.4f", after.targetProbabilities[i])
+                ),
+                (
+                    "P(\(originalText)) (\(originalKind))", String(format: "%.4f", before.originalProbabilities[i]),
+                    String(format: "%.4f", after.originalProbabilities[i])
+                ),
+                ("top-1", topText(before.top[i], loaded), topText(after.top[i], loaded)),
+            ]
             if sequentially { rows.append(("P(\(target)) right after its own edit", "", String(format: "%.4f", rightAfter[i]))) }
             printTable(rows, indent: "    ")
         }
@@ -237,16 +270,21 @@ private struct Snapshot {
     var top: String
     var generations: [(String, String)]
 
-    init(_ model: LanguageModel, request: PreparedRequest, original: [Int], checks: [String], unrelated: String,
-         maxTokens: Int) throws {
-        let scores = try model.score([ContinuationRequest(prompt: request.prompt, target: request.target),
-                                      ContinuationRequest(prompt: request.prompt, target: original.isEmpty ? request.target : original)])
+    init(
+        _ model: LanguageModel, request: PreparedRequest, original: [Int], checks: [String], unrelated: String,
+        maxTokens: Int
+    ) throws {
+        let scores = try model.score([
+            ContinuationRequest(prompt: request.prompt, target: request.target),
+            ContinuationRequest(prompt: request.prompt, target: original.isEmpty ? request.target : original),
+        ])
         targetProbability = exp(Double(scores[0].totalLogProb))
         originalProbability = exp(Double(scores[1].totalLogProb))
         top = try model.topNextTokens(request.prompt, k: 5).map {
             "\(quoted(model.tokenizer.decode([$0.id], skipSpecialTokens: false))) \(String(format: "%.3f", exp($0.logProb)))"
         }.joined(separator: ", ")
-        let prompts = [("prompt: " + request.request.text, request.prompt)]
+        let prompts =
+            [("prompt: " + request.request.text, request.prompt)]
             + checks.map { ("paraphrase: " + $0, model.encode($0)) }
             + [("unrelated: " + unrelated, model.encode(unrelated))]
         let outputs = try model.greedyContinuations(prompts.map(\.1), maxTokens: maxTokens, stopTokens: model.tokenizer.stopTokenIDs)
@@ -262,16 +300,22 @@ private struct FileSnapshot {
     /// The prompts of `generated`, then the checks and the unrelated prompt.
     var generations: [(String, String)]
 
-    init(_ model: LanguageModel, requests: [PreparedRequest], originals: [[Int]], generated: [PreparedRequest],
-         checks: [String], unrelated: String, maxTokens: Int) throws {
-        let scores = try model.score(zip(requests, originals).flatMap { r, o in
-            [ContinuationRequest(prompt: r.prompt, target: r.target),
-             ContinuationRequest(prompt: r.prompt, target: o.isEmpty ? r.target : o)]
-        })
+    init(
+        _ model: LanguageModel, requests: [PreparedRequest], originals: [[Int]], generated: [PreparedRequest],
+        checks: [String], unrelated: String, maxTokens: Int
+    ) throws {
+        let scores = try model.score(
+            zip(requests, originals).flatMap { r, o in
+                [
+                    ContinuationRequest(prompt: r.prompt, target: r.target),
+                    ContinuationRequest(prompt: r.prompt, target: o.isEmpty ? r.target : o),
+                ]
+            })
         targetProbabilities = stride(from: 0, to: scores.count, by: 2).map { exp(Double(scores[$0].totalLogProb)) }
         originalProbabilities = stride(from: 1, to: scores.count, by: 2).map { exp(Double(scores[$0].totalLogProb)) }
         top = try requests.map { try model.topNextTokens($0.prompt, k: 1)[0] }
-        let prompts = generated.map { ($0.request.text, $0.prompt) }
+        let prompts =
+            generated.map { ($0.request.text, $0.prompt) }
             + checks.map { ("paraphrase: " + $0, model.encode($0)) }
             + [("unrelated: " + unrelated, model.encode(unrelated))]
         let outputs = try model.greedyContinuations(prompts.map(\.1), maxTokens: maxTokens, stopTokens: model.tokenizer.stopTokenIDs)

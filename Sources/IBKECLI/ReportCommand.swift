@@ -8,7 +8,9 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Compare evaluation runs: a Markdown table on standard output, an HTML page with charts.",
-        discussion: "Reads summary.json from each run directory. Warns when runs differ in settings that make their numbers incomparable (protocol, metric family, top-k, chat template, zsRE target, model).")
+        discussion:
+            "Reads summary.json from each run directory. Warns when runs differ in settings that make their numbers incomparable (protocol, metric family, top-k, chat template, zsRE target, model)."
+    )
 
     @Argument(help: ArgumentHelp("Run directories written by `ibke eval` (each holds summary.json).", valueName: "run-dir"))
     var runs: [String] = []

@@ -9,30 +9,40 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the model over HTTP: OpenAI-compatible completions, live edits and a web playground.",
         discussion: """
-        Example: ibke serve --state runs/server, then open http://127.0.0.1:8080/ or point an OpenAI client at \
-        http://127.0.0.1:8080/v1. Requests name "model": "edited" (the default) or "original". With --state DIR every \
-        acknowledged edit is journaled there and applied again when the server restarts. SIGTERM or Ctrl-C stops it \
-        gracefully. Routes: Docs/server.md.
-        """)
+            Example: ibke serve --state runs/server, then open http://127.0.0.1:8080/ or point an OpenAI client at \
+            http://127.0.0.1:8080/v1. Requests name "model": "edited" (the default) or "original". With --state DIR every \
+            acknowledged edit is journaled there and applied again when the server restarts. SIGTERM or Ctrl-C stops it \
+            gracefully. Routes: Docs/server.md.
+            """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: "Address to bind (loopback by default; 0.0.0.0 for every interface).") var host = "127.0.0.1"
     @Option(help: "Port.") var port = 8080
-    @Option(help: ArgumentHelp("Require `Authorization: Bearer KEY` on every route (default: $IBKE_API_KEY when set).",
-                               valueName: "key"))
+    @Option(
+        help: ArgumentHelp(
+            "Require `Authorization: Bearer KEY` on every route (default: $IBKE_API_KEY when set).",
+            valueName: "key"))
     var apiKey: String?
-    @Option(help: ArgumentHelp("Folder that keeps the acknowledged edits (a journal and one delta per edit).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Folder that keeps the acknowledged edits (a journal and one delta per edit).",
+            valueName: "dir"))
     var state: String?
-    @Option(help: "Editing method the playground starts with (as `ibke edit`: ft-m; rome, memit and alphaedit need statistics, see --stats-corpus). (default: ft-m)",
-            transform: EditingMethod.init(parsing:))
+    @Option(
+        help:
+            "Editing method the playground starts with (as `ibke edit`: ft-m; rome, memit and alphaedit need statistics, see --stats-corpus). (default: ft-m)",
+        transform: EditingMethod.init(parsing:))
     var defaultMethod = EditingMethod.ftM
-    @Option(help: ArgumentHelp("The trained editor of the ibke method (default: the committed one for the default model).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The trained editor of the ibke method (default: the committed one for the default model).",
+            valueName: "file"))
     var ibkeEditor: String?
-    @Option(help: ArgumentHelp("The trained editor of the mend method (default: the committed one for the default model).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The trained editor of the mend method (default: the committed one for the default model).",
+            valueName: "file"))
     var mendEditor: String?
 
     func validate() throws {
@@ -45,13 +55,15 @@ struct Serve: ParsableCommand {
         let ibke = try DefaultEditors.file(.ibke, given: ibkeEditor, model: loaded)
         let mend = try DefaultEditors.file(.mend, given: mendEditor, model: loaded)
         let journal = state.map { EditJournal(directory: URL(fileURLWithPath: $0)) }
-        let modelHost = try ModelHost(model: loaded, statistics: moments, editorFile: { method in
-            switch method {
-            case .ibke: ibke
-            case .mend: mend
-            default: nil
-            }
-        }, journal: journal)
+        let modelHost = try ModelHost(
+            model: loaded, statistics: moments,
+            editorFile: { method in
+                switch method {
+                case .ibke: ibke
+                case .mend: mend
+                default: nil
+                }
+            }, journal: journal)
 
         var settings = ServerSettings()
         settings.host = self.host

@@ -82,7 +82,10 @@ struct Generate: ParsableCommand {
         emit("\n")
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if showIds { log("ids: \(result.ids.map(String.init).joined(separator: " "))") }
-        log(String(format: "%d tokens in %.2f s (%.1f tokens/s, prompt included)", result.ids.count, seconds, Double(result.ids.count) / seconds))
+        log(
+            String(
+                format: "%d tokens in %.2f s (%.1f tokens/s, prompt included)", result.ids.count, seconds,
+                Double(result.ids.count) / seconds))
     }
 }
 
@@ -98,8 +101,18 @@ struct Score: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     struct Report: Encodable {
-        struct Token: Encodable { let id: Int; let piece: String; let logProb: Float; let argmax: Int; let argmaxPiece: String }
-        struct Candidate: Encodable { let id: Int; let piece: String; let probability: Float }
+        struct Token: Encodable {
+            let id: Int
+            let piece: String
+            let logProb: Float
+            let argmax: Int
+            let argmaxPiece: String
+        }
+        struct Candidate: Encodable {
+            let id: Int
+            let piece: String
+            let probability: Float
+        }
         let prompt: String, target: String
         let tokens: [Token]
         let totalLogProb: Float, probability: Float, tokenAccuracy: Float
@@ -120,15 +133,25 @@ struct Score: ParsableCommand {
                 .init(id: $0, piece: piece($0), logProb: $1.0, argmax: $1.1, argmaxPiece: piece($1.1))
             },
             totalLogProb: score.totalLogProb, probability: exp(score.totalLogProb), tokenAccuracy: score.tokenAccuracy,
-            topNext: try loaded.topNextTokens(promptIDs, k: top).map { .init(id: $0.id, piece: piece($0.id), probability: exp($0.logProb)) })
+            topNext: try loaded.topNextTokens(promptIDs, k: top).map { .init(id: $0.id, piece: piece($0.id), probability: exp($0.logProb)) }
+        )
         if json {
             print(try jsonString(report))
             return
         }
         for t in report.tokens {
-            print(String(format: "%-16@ log P = %8.4f   (argmax %@)", t.piece.debugDescription as NSString, t.logProb, t.argmaxPiece.debugDescription as NSString))
+            print(
+                String(
+                    format: "%-16@ log P = %8.4f   (argmax %@)", t.piece.debugDescription as NSString, t.logProb,
+                    t.argmaxPiece.debugDescription as NSString))
         }
-        print(String(format: "total log P = %.4f   P = %.4g   token accuracy %.2f", report.totalLogProb, report.probability, report.tokenAccuracy))
-        print("top next tokens: " + report.topNext.map { String(format: "%@ %.3f", $0.piece.debugDescription as NSString, $0.probability) }.joined(separator: ", "))
+        print(
+            String(
+                format: "total log P = %.4f   P = %.4g   token accuracy %.2f", report.totalLogProb, report.probability, report.tokenAccuracy
+            ))
+        print(
+            "top next tokens: "
+                + report.topNext.map { String(format: "%@ %.3f", $0.piece.debugDescription as NSString, $0.probability) }.joined(
+                    separator: ", "))
     }
 }

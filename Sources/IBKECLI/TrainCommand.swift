@@ -8,7 +8,7 @@ import TensorCore
 import Training
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `ibke train`: meta-trains a MEND or IBKE editor for a model.
@@ -16,35 +16,47 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a hypernetwork editor (IBKE or MEND) for a model.",
         discussion: """
-        Writes OUT (the editor with the best validation score), OUT.checkpoint/ (to --resume from), \
-        OUT.steps.csv, OUT.validation.csv and OUT.training.html (the curves).
-        Example: ibke train --method ibke --train zsre:data/zsre/zsre_mend_train-1k.json --locality-corpus data/text_corpus --out ibke.safetensors
-        """)
+            Writes OUT (the editor with the best validation score), OUT.checkpoint/ (to --resume from), \
+            OUT.steps.csv, OUT.validation.csv and OUT.training.html (the curves).
+            Example: ibke train --method ibke --train zsre:data/zsre/zsre_mend_train-1k.json --locality-corpus data/text_corpus --out ibke.safetensors
+            """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var statistics: StatisticsArguments
     @Option(help: "ibke (information bottleneck: Design A, or --set design=gated|gated_mend) or mend.") var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
     var train: String
-    @Option(help: ArgumentHelp("Validation data (KIND:PATH); default: the last --val-count records of the first --train file, held out.",
-                               valueName: "kind:path"))
+    @Option(
+        help: ArgumentHelp(
+            "Validation data (KIND:PATH); default: the last --val-count records of the first --train file, held out.",
+            valueName: "kind:path"))
     var val: String?
     @Option(help: "Validation records.") var valCount = 100
     @Option(help: "Use only the first N training records (after holding out validation).") var limit: Int?
-    @Option(help: ArgumentHelp("Text for the corpus locality sample of each training record (IBKE.md §4.1); off when not given.",
-                               valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "Text for the corpus locality sample of each training record (IBKE.md §4.1); off when not given.",
+            valueName: "path"))
     var localityCorpus: String?
-    @Option(name: .customLong("hparams"), help: "Settings (JSON or YAML): editor architecture and training keys.") var hyperparameters: String?
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override one setting (repeatable): beta=0.01, steps=5000, latent_size=64, …",
-                                                         valueName: "key=value"))
+    @Option(name: .customLong("hparams"), help: "Settings (JSON or YAML): editor architecture and training keys.") var hyperparameters:
+        String?
+    @Option(
+        name: .customLong("set"),
+        help: ArgumentHelp(
+            "Override one setting (repeatable): beta=0.01, steps=5000, latent_size=64, …",
+            valueName: "key=value"))
     var overrides: [String] = []
     @Option(help: "The editor file to write.") var out: String
     @Flag(help: "Continue from OUT.checkpoint/ with the same settings, or a larger steps once β has warmed up.") var resume = false
-    @Option(help: ArgumentHelp("Start from the networks of a trained editor of the same architecture (fine-tuning, e.g. with --set neighbours=N).",
-                               valueName: "editor.safetensors"))
+    @Option(
+        help: ArgumentHelp(
+            "Start from the networks of a trained editor of the same architecture (fine-tuning, e.g. with --set neighbours=N).",
+            valueName: "editor.safetensors"))
     var initial: String?
-    @Option(help: ArgumentHelp("Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
-                               valueName: "step"))
+    @Option(
+        help: ArgumentHelp(
+            "Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
+            valueName: "step"))
     var stopAt: Int?
     @Flag(help: "Store OUT's network weights in float16 at the end (half the file; the checkpoint stays float32).")
     var f16 = false
@@ -74,11 +86,14 @@ struct Train: ParsableCommand {
         guard !specs.isEmpty, specs.allSatisfy({ [.zsre, .counterfact].contains($0.kind) }) else {
             throw CLIError("--train: one or more zsre:PATH or counterfact:PATH")
         }
-        var trainingCases: [EvalCase] = [], validationCases: [EvalCase] = []
+        var trainingCases: [EvalCase] = []
+        var validationCases: [EvalCase] = []
         for (i, spec) in specs.enumerated() {
             var cases = try Dataset.load(spec).cases
             if i == 0 && val == nil {
-                guard cases.count > valCount else { throw CLIError("--train \(spec): \(cases.count) records, not more than --val-count \(valCount)") }
+                guard cases.count > valCount else {
+                    throw CLIError("--train \(spec): \(cases.count) records, not more than --val-count \(valCount)")
+                }
                 validationCases = Array(cases.suffix(valCount))
                 cases.removeLast(valCount)
             }
@@ -89,8 +104,9 @@ struct Train: ParsableCommand {
         let sentences = try localityCorpus.map { LocalitySentences(corpus: try TextCorpus(url: URL(fileURLWithPath: $0))) }
         let corpusTokens = trainingSettings.corpusLocalityTokens
         let training = try trainingCases.enumerated().compactMap { i, c in
-            try TrainingSample.make(c, model: loaded, corpusSentence: sentences?.sentence(for: i, seed: trainingSettings.seed),
-                                    corpusTokens: corpusTokens)
+            try TrainingSample.make(
+                c, model: loaded, corpusSentence: sentences?.sentence(for: i, seed: trainingSettings.seed),
+                corpusTokens: corpusTokens)
         }
         let validation = try validationCases.compactMap {
             try TrainingSample.make($0, model: loaded, corpusSentence: nil, corpusTokens: 0)
@@ -116,24 +132,32 @@ struct Train: ParsableCommand {
             editor = try TrainingRun.checkpointEditor(for: output, model: loaded)
         } else if let initial {
             editor = try HypernetworkEditor.load(from: URL(fileURLWithPath: initial), for: loaded)
-            var started = editor.settings, wanted = editorSettings
+            var started = editor.settings
+            var wanted = editorSettings
             (started.neighbours, started.neighbourSubjects, started.neighbourRescale) = (0, [], 1)
             (wanted.neighbours, wanted.neighbourSubjects, wanted.neighbourRescale) = (0, [], 1)
             guard editor.name == name, started == wanted else {
-                throw CLIError("--initial \(initial): its settings (\(editor.settings.json.serialized(indent: 0))) differ from these beyond the neighbour settings")
+                throw CLIError(
+                    "--initial \(initial): its settings (\(editor.settings.json.serialized(indent: 0))) differ from these beyond the neighbour settings"
+                )
             }
-            var reader = HyperparameterReader(object: ["neighbours": .int(editorSettings.neighbours),
-                                                       "neighbour_subjects": .array(editorSettings.neighbourSubjects.map { .string($0) }),
-                                                       "neighbour_rescale": .double(editorSettings.neighbourRescale)],
-                                              file: "--set")
+            var reader = HyperparameterReader(
+                object: [
+                    "neighbours": .int(editorSettings.neighbours),
+                    "neighbour_subjects": .array(editorSettings.neighbourSubjects.map { .string($0) }),
+                    "neighbour_rescale": .double(editorSettings.neighbourRescale),
+                ],
+                file: "--set")
             try editor.overrideEditSettings(&reader)
         } else {
             editor = try HypernetworkEditor(name: name, settings: editorSettings, model: loaded, keyMoments: keyMoments)
         }
-        let trainer = HypernetworkTrainer(model: loaded, editor: editor, settings: trainingSettings,
-                                          training: training, validation: validation)
+        let trainer = HypernetworkTrainer(
+            model: loaded, editor: editor, settings: trainingSettings,
+            training: training, validation: validation)
         var provenance = Provenance.fields().reduce(into: [String: String]()) { $0["ibke.training.\($1.key)"] = $1.value }
-        provenance["ibke.training.data"] = specs.map(\.description).joined(separator: ",")
+        provenance["ibke.training.data"] =
+            specs.map(\.description).joined(separator: ",")
             + (val == nil ? " (last \(valCount) of the first held out for validation)" : "")
         provenance["ibke.training.validation_data"] = val ?? "held out"
         provenance["ibke.training.records"] = String(training.count)
@@ -142,11 +166,13 @@ struct Train: ParsableCommand {
         if let initial { provenance["ibke.training.initial"] = URL(fileURLWithPath: initial).lastPathComponent }
         let run = TrainingRun(trainer: trainer, output: output, provenance: provenance)
         if resume { try run.resume() }
-        log("\(name): \(editor.parameterCount) parameters (\(String(format: "%.1f", Double(editor.parameterCount) * 4 / 1e6)) MB), "
-            + "\(training.count) training and \(validation.count) validation records, \(trainingSettings.steps) steps"
-            + (resume ? ", resuming at step \(trainer.step)" : ""))
+        log(
+            "\(name): \(editor.parameterCount) parameters (\(String(format: "%.1f", Double(editor.parameterCount) * 4 / 1e6)) MB), "
+                + "\(training.count) training and \(validation.count) validation records, \(trainingSettings.steps) steps"
+                + (resume ? ", resuming at step \(trainer.step)" : ""))
 
-        let bar = ProgressBar(), interactive = isatty(STDERR_FILENO) != 0
+        let bar = ProgressBar()
+        let interactive = isatty(STDERR_FILENO) != 0
         var window: [HypernetworkTrainer.StepReport] = []
         let summary = try run.run(stopAt: stopAt) { event in
             switch event {
@@ -156,22 +182,29 @@ struct Train: ParsableCommand {
                 bar.update(phase: "training", done: r.step + 1, total: trainingSettings.steps)
                 if !interactive && (r.step + 1) % 100 == 0 {
                     let mean = { (f: (HypernetworkTrainer.StepReport) -> Double) in window.map(f).reduce(0, +) / Double(window.count) }
-                    log(String(format: "step %d: loss %.4f, reliability NLL %.3f, generality NLL %.3f, locality KL %.4f, latent KL/row %.3f (β %.2g)",
-                               r.step + 1, mean(\.loss), mean(\.reliabilityNLL), mean(\.generalityNLL), mean(\.localityKL),
-                               mean(\.latentKL), r.beta))
+                    log(
+                        String(
+                            format:
+                                "step %d: loss %.4f, reliability NLL %.3f, generality NLL %.3f, locality KL %.4f, latent KL/row %.3f (β %.2g)",
+                            r.step + 1, mean(\.loss), mean(\.reliabilityNLL), mean(\.generalityNLL), mean(\.localityKL),
+                            mean(\.latentKL), r.beta))
                 }
             case .validation(let step, let v, let best):
                 bar.finish()
-                log(String(format: "validation at step %d: reliability %.1f, generality %.1f, locality %.1f%@", step,
-                           v.reliability * 100, v.generality * 100, v.locality * 100, best ? " (best so far: saved)" : ""))
+                log(
+                    String(
+                        format: "validation at step %d: reliability %.1f, generality %.1f, locality %.1f%@", step,
+                        v.reliability * 100, v.generality * 100, v.locality * 100, best ? " (best so far: saved)" : ""))
             case .stoppedEarly(let step, let bestStep):
                 log("stopping early at step \(step): no better validation since step \(bestStep)")
             }
         }
         bar.finish()
         if f16 { try HypernetworkEditor.load(from: output, for: loaded).save(to: output, halfPrecision: true) }
-        log(String(format: "done: %d steps in %@; best at step %d: reliability %.1f, generality %.1f, locality %.1f; wrote %@",
-                   summary.steps, ProgressBar.duration(summary.seconds), summary.bestStep, summary.best.reliability * 100,
-                   summary.best.generality * 100, summary.best.locality * 100, out))
+        log(
+            String(
+                format: "done: %d steps in %@; best at step %d: reliability %.1f, generality %.1f, locality %.1f; wrote %@",
+                summary.steps, ProgressBar.duration(summary.seconds), summary.bestStep, summary.best.reliability * 100,
+                summary.best.generality * 100, summary.best.locality * 100, out))
     }
 }

@@ -32,7 +32,8 @@ final class Context: @unchecked Sendable {
         let folder = scratch.appendingPathComponent("hf")
         try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for file in ["model.safetensors", "tokenizer.json"] {
-            try? FileManager.default.copyItem(at: fixtures.appendingPathComponent("tiny-llama/\(file)"), to: folder.appendingPathComponent(file))
+            try? FileManager.default.copyItem(
+                at: fixtures.appendingPathComponent("tiny-llama/\(file)"), to: folder.appendingPathComponent(file))
         }
     }
 
@@ -115,6 +116,7 @@ func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CC
         return 2
     }
     context = Context(target: target)
-    var count = argc, arguments = argv
+    var count = argc
+    var arguments = argv
     return runDriver(&count, &arguments) { fuzzOne($0, $1) }
 }

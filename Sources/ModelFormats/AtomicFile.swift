@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-    @preconcurrency import Glibc
+@preconcurrency import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// A file written atomically: to a temporary file in the destination's folder, flushed to disk
@@ -93,9 +93,9 @@ public struct AtomicFile {
     /// `write(2)`; named apart because `write` here means the methods.
     private func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
         #if canImport(Glibc)
-            Glibc.write(fd, pointer, count)
+        Glibc.write(fd, pointer, count)
         #else
-            Darwin.write(fd, pointer, count)
+        Darwin.write(fd, pointer, count)
         #endif
     }
 

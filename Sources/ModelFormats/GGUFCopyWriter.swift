@@ -44,8 +44,10 @@ extension GGUFFile {
     ///
     /// - Parameter addedStrings: string metadata appended after the source's, for keys the
     ///   source does not have (a key it has keeps its value).
-    public func writeCopy(to url: URL, replacing replacements: [String: GGUFTensorData],
-                          addedStrings: [(key: String, value: String)] = []) throws {
+    public func writeCopy(
+        to url: URL, replacing replacements: [String: GGUFTensorData],
+        addedStrings: [(key: String, value: String)] = []
+    ) throws {
         let added = addedStrings.filter { metadata[$0.key] == nil }
         let destination = url.lastPathComponent
         for (name, data) in replacements {

@@ -116,7 +116,8 @@ public final class GGUFFile: TensorSource {
 
     public func quantizedBlocks(of name: String) -> (format: QuantizedFormat, bytes: UnsafeRawBufferPointer, owner: AnyObject)? {
         guard let info = tensorInfo(name), let format = QuantizedFormat(rawValue: Int32(info.type.rawValue)),
-              let bytes = rawBytes(of: name) else { return nil }
+            let bytes = rawBytes(of: name)
+        else { return nil }
         return (format, bytes, self)
     }
 
@@ -125,7 +126,9 @@ public final class GGUFFile: TensorSource {
     /// Values are bit-identical to gguf-py's `gguf.quants.dequantize` (0.19.0).
     /// - Throws: ``GGUFError`` if there is no such tensor, its type cannot be dequantized, or
     ///   `destination.count` differs from the tensor's element count.
-    public func readFloats(_ name: String, into destination: UnsafeMutableBufferPointer<Float>)
+    public func readFloats(
+        _ name: String, into destination: UnsafeMutableBufferPointer<Float>
+    )
         throws
     {
         let file = url.lastPathComponent
@@ -295,7 +298,9 @@ struct GGUFHeaderParser {
             alignment: alignment, dataOffset: dataOffset, metadataRange: metadataRange)
     }
 
-    private static func alignment(from metadata: [String: GGUFValue], file: String)
+    private static func alignment(
+        from metadata: [String: GGUFValue], file: String
+    )
         throws(GGUFError) -> Int
     {
         let key = "general.alignment"
@@ -313,7 +318,9 @@ struct GGUFHeaderParser {
 
     // MARK: Tensor infos
 
-    private mutating func readTensorInfo(index: Int, alignment: Int) throws(GGUFError)
+    private mutating func readTensorInfo(
+        index: Int, alignment: Int
+    ) throws(GGUFError)
         -> GGUFTensorInfo
     {
         let name = try readString("the name of tensor #\(index)")
@@ -388,7 +395,9 @@ struct GGUFHeaderParser {
         }
     }
 
-    private mutating func readValue(type: UInt32, key: String, depth: Int) throws(GGUFError)
+    private mutating func readValue(
+        type: UInt32, key: String, depth: Int
+    ) throws(GGUFError)
         -> GGUFValue
     {
         switch type {
@@ -436,7 +445,9 @@ struct GGUFHeaderParser {
     // MARK: Primitive reads
 
     /// Throws unless `count` items of at least `minimumBytes` each fit in the rest of the file.
-    private func requireCount(_ count: UInt64, minimumBytes: Int, _ what: @autoclosure () -> String)
+    private func requireCount(
+        _ count: UInt64, minimumBytes: Int, _ what: @autoclosure () -> String
+    )
         throws(GGUFError)
     {
         let remaining = UInt64(bytes.count - offset)
@@ -455,7 +466,9 @@ struct GGUFHeaderParser {
         }
     }
 
-    private mutating func read<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String)
+    private mutating func read<T: FixedWidthInteger>(
+        _: T.Type, _ what: @autoclosure () -> String
+    )
         throws(GGUFError) -> T
     {
         let size = MemoryLayout<T>.size
@@ -466,20 +479,17 @@ struct GGUFHeaderParser {
         return T(littleEndian: value)
     }
 
-    private mutating func readUInt32(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt32
-    {
+    private mutating func readUInt32(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt32 {
         try read(UInt32.self, what())
     }
 
-    private mutating func readUInt64(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt64
-    {
+    private mutating func readUInt64(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt64 {
         try read(UInt64.self, what())
     }
 
     /// A GGUF string: uint64 byte length, then UTF-8 bytes (not NUL-terminated). Invalid UTF-8
     /// is repaired with U+FFFD rather than rejected, as llama.cpp does not validate it either.
-    private mutating func readString(_ what: @autoclosure () -> String) throws(GGUFError) -> String
-    {
+    private mutating func readString(_ what: @autoclosure () -> String) throws(GGUFError) -> String {
         let length = try readUInt64(what())
         guard length <= UInt64(bytes.count - offset) else {
             throw .truncated(

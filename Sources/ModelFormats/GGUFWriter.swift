@@ -36,8 +36,9 @@ public enum GGUFWriter {
             let count = tensor.dimensions.reduce(1, *)
             let type = tensor.data.type
             guard !tensor.dimensions.isEmpty, tensor.dimensions.allSatisfy({ $0 > 0 }),
-                  tensor.dimensions[0] % type.blockSize == 0,
-                  tensor.data.bytes.count == count / type.blockSize * type.bytesPerBlock else {
+                tensor.dimensions[0] % type.blockSize == 0,
+                tensor.data.bytes.count == count / type.blockSize * type.bytesPerBlock
+            else {
                 throw GGUFError.invalidTensorInfo(
                     file: destination, tensor: tensor.name,
                     problem: "\(tensor.data.bytes.count) bytes of \(type) do not fit dimensions \(tensor.dimensions)")

@@ -46,7 +46,9 @@ public enum JSONValue: Sendable, Equatable {
     /// `duplicateKeys` is ``DuplicateKeys/useLast``.
     ///
     /// - Throws: ``ParseError`` with a one-line reason and the byte offset.
-    public static func parse(_ data: Data, duplicateKeys: DuplicateKeys = .reject)
+    public static func parse(
+        _ data: Data, duplicateKeys: DuplicateKeys = .reject
+    )
         throws(ParseError) -> JSONValue
     {
         let result = data.withUnsafeBytes { raw in
@@ -272,9 +274,15 @@ private struct JSONParser {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw error("unexpected \(describeCurrent())")
         }
@@ -324,7 +332,9 @@ private struct JSONParser {
             guard index < bytes.count else { throw error("unexpected end of input in object") }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(object)
+            case UInt8(ascii: "}"):
+                index += 1
+                return .object(object)
             default: throw error("expected ',' or '}', found \(describeCurrent())")
             }
         }
@@ -344,7 +354,9 @@ private struct JSONParser {
             guard index < bytes.count else { throw error("unexpected end of input in array") }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "]"): index += 1; return .array(array)
+            case UInt8(ascii: "]"):
+                index += 1
+                return .array(array)
             default: throw error("expected ',' or ']', found \(describeCurrent())")
             }
         }
@@ -392,7 +404,9 @@ private struct JSONParser {
     /// `utf8` as a `String`, which must be valid UTF-8. `String(decoding:)` would repair it
     /// silently, so its result is compared with the input (faster than the generic
     /// `String(validating:as:)`).
-    private func makeString(_ utf8: UnsafeBufferPointer<UInt8>) throws(JSONValue.ParseError)
+    private func makeString(
+        _ utf8: UnsafeBufferPointer<UInt8>
+    ) throws(JSONValue.ParseError)
         -> String
     {
         var text = String(decoding: utf8, as: UTF8.self)

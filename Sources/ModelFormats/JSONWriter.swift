@@ -29,7 +29,10 @@ extension JSONValue {
             }
         case .string(let s): Self.writeString(s, into: &out)
         case .array(let items):
-            guard !items.isEmpty else { out += "[]"; return }
+            guard !items.isEmpty else {
+                out += "[]"
+                return
+            }
             // Arrays of scalars stay on one line (vectors of numbers in summaries and curves).
             let scalars = items.allSatisfy { if case .array = $0 { false } else if case .object = $0 { false } else { true } }
             if scalars || indent == 0 {
@@ -49,7 +52,10 @@ extension JSONValue {
             }
             out += pad(level) + "]"
         case .object(let object):
-            guard !object.isEmpty else { out += "{}"; return }
+            guard !object.isEmpty else {
+                out += "{}"
+                return
+            }
             out += "{" + newline
             for (i, member) in object.enumerated() {
                 out += pad(level + 1)
@@ -99,11 +105,17 @@ extension JSONValue: Codable {
             return
         }
         let single = try decoder.singleValueContainer()
-        if single.decodeNil() { self = .null }
-        else if let b = try? single.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? single.decode(Int.self) { self = .int(i) }
-        else if let d = try? single.decode(Double.self) { self = .double(d) }
-        else { self = .string(try single.decode(String.self)) }
+        if single.decodeNil() {
+            self = .null
+        } else if let b = try? single.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? single.decode(Int.self) {
+            self = .int(i)
+        } else if let d = try? single.decode(Double.self) {
+            self = .double(d)
+        } else {
+            self = .string(try single.decode(String.self))
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -58,7 +58,8 @@ public enum Quantize {
 
     /// Q4_1 / Q5_1: `d = (max − min) / (levels − 1)`, `q = trunc((x − min) / d + 0.5)` clamped.
     private static func offset(_ x: UnsafeBufferPointer<Float>, levels: Int, into out: inout [UInt8]) {
-        let lo = x.min()!, hi = x.max()!
+        let lo = x.min()!
+        let hi = x.max()!
         let d = (hi - lo) / Float(levels - 1)
         let id: Float = d == 0 ? 0 : 1 / d
         let q = x.map { UInt8(min(Float(levels - 1), max(0, (($0 - lo) * id + 0.5).rounded(.towardZero)))) }

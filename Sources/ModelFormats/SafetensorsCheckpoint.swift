@@ -131,7 +131,9 @@ public struct SafetensorsCheckpoint: TensorSource {
         file(containing: name)?.typeName(of: name)
     }
 
-    public func readFloats(_ name: String, into destination: UnsafeMutableBufferPointer<Float>)
+    public func readFloats(
+        _ name: String, into destination: UnsafeMutableBufferPointer<Float>
+    )
         throws
     {
         guard let file = file(containing: name) else {

@@ -7,10 +7,21 @@ import TensorCore
 /// checked; only ``f32``, ``f16`` and ``bf16`` convert to floats.
 public enum SafetensorsDType: String, Sendable, CaseIterable {
     case bool = "BOOL"
-    case u8 = "U8", i8 = "I8", u16 = "U16", i16 = "I16"
-    case u32 = "U32", i32 = "I32", u64 = "U64", i64 = "I64"
-    case f8E4M3 = "F8_E4M3", f8E5M2 = "F8_E5M2", f8E8M0 = "F8_E8M0"
-    case f16 = "F16", bf16 = "BF16", f32 = "F32", f64 = "F64"
+    case u8 = "U8"
+    case i8 = "I8"
+    case u16 = "U16"
+    case i16 = "I16"
+    case u32 = "U32"
+    case i32 = "I32"
+    case u64 = "U64"
+    case i64 = "I64"
+    case f8E4M3 = "F8_E4M3"
+    case f8E5M2 = "F8_E5M2"
+    case f8E8M0 = "F8_E8M0"
+    case f16 = "F16"
+    case bf16 = "BF16"
+    case f32 = "F32"
+    case f64 = "F64"
 
     /// Bytes per element.
     public var byteSize: Int {
@@ -168,7 +179,9 @@ public struct SafetensorsFile: TensorSource {
     /// - Throws: ``SafetensorsError/tensorNotFound(file:tensor:)``,
     ///   ``SafetensorsError/unsupportedDType(file:tensor:dtype:)`` or
     ///   ``SafetensorsError/destinationSizeMismatch(file:tensor:expected:actual:)``.
-    public func readFloats(_ name: String, into destination: UnsafeMutableBufferPointer<Float>)
+    public func readFloats(
+        _ name: String, into destination: UnsafeMutableBufferPointer<Float>
+    )
         throws
     {
         guard let info = infos[name] else {
@@ -311,16 +324,16 @@ enum SafetensorsConversion {
         switch dtype {
         case .f32:
             #if _endian(little)
-                UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
+            UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
             #else
-                forEachChunk(count) { range in
-                    for i in range {
-                        destination[i] = Float(
-                            bitPattern: UInt32(
-                                littleEndian: source.loadUnaligned(
-                                    fromByteOffset: 4 * i, as: UInt32.self)))
-                    }
+            forEachChunk(count) { range in
+                for i in range {
+                    destination[i] = Float(
+                        bitPattern: UInt32(
+                            littleEndian: source.loadUnaligned(
+                                fromByteOffset: 4 * i, as: UInt32.self)))
                 }
+            }
             #endif
         case .f16:
             forEachChunk(count) { range in

@@ -103,9 +103,9 @@ public enum SafetensorsWriter {
                 switch entry.payload {
                 case .floats(let values):
                     #if _endian(little)
-                        try file.write(values)
+                    try file.write(values)
                     #else
-                        try file.write(values.map { $0.bitPattern.littleEndian })
+                    try file.write(values.map { $0.bitPattern.littleEndian })
                     #endif
                 case .bytes(let bytes):
                     try file.write(bytes)

@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-    @preconcurrency import Glibc
+@preconcurrency import Glibc
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// The names of the temporary files and folders IBKE writes beside a destination before
@@ -27,7 +27,7 @@ public enum TemporaryName {
         for name in names where name.hasPrefix(prefix) {
             let parts = name.dropFirst(prefix.count).split(separator: ".")
             guard parts.count == 3, ["tmp", "old"].contains(parts[2]), UUID(uuidString: String(parts[1])) != nil,
-                  let pid = Int32(parts[0]), pid > 0, !isRunning(pid)
+                let pid = Int32(parts[0]), pid > 0, !isRunning(pid)
             else { continue }
             try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
         }

@@ -46,9 +46,10 @@ public struct ChatTemplate: Sendable, Equatable {
             return messages.map { "<|im_start|>\($0.role)\n\($0.content)<|im_end|>\n" }.joined()
                 + "<|im_start|>assistant\n"
         case .llama3:
-            return "<|begin_of_text|>" + messages.map {
-                "<|start_header_id|>\($0.role)<|end_header_id|>\n\n\($0.content)<|eot_id|>"
-            }.joined() + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+            return "<|begin_of_text|>"
+                + messages.map {
+                    "<|start_header_id|>\($0.role)<|end_header_id|>\n\n\($0.content)<|eot_id|>"
+                }.joined() + "<|start_header_id|>assistant<|end_header_id|>\n\n"
         case .instruct:
             var text = "<s>"
             var system = ""
@@ -69,7 +70,7 @@ public struct ChatTemplate: Sendable, Equatable {
     /// prompt of a ChatML template sits in a `{{ '…' }}` expression).
     private static func literal(in template: String, after start: String, before end: String) -> String? {
         guard let open = template.range(of: start),
-              let close = template.range(of: end, range: open.upperBound..<template.endIndex)
+            let close = template.range(of: end, range: open.upperBound..<template.endIndex)
         else { return nil }
         let text = String(template[open.upperBound..<close.lowerBound])
         return text.contains("{") || text.contains("'") || text.contains("+") ? nil : text

@@ -93,10 +93,12 @@ struct CheckpointReader {
     /// The parts' blocks as one quantized matrix, or nil when a part is not in such blocks.
     /// Every segment points into the file: a reordered part becomes runs of evenly spaced rows.
     private func quantizedMatrix(_ parts: [MatrixPart], columns: Int) -> QuantizedMatrix? {
-        var segments: [QuantizedMatrix.Segment] = [], owners: [AnyObject] = []
+        var segments: [QuantizedMatrix.Segment] = []
+        var owners: [AnyObject] = []
         for part in parts {
             guard let (format, bytes, owner) = source.quantizedBlocks(of: part.name),
-                  columns % format.blockSize == 0 else { return nil }
+                columns % format.blockSize == 0
+            else { return nil }
             let rowBytes = columns / format.blockSize * format.bytesPerBlock
             guard bytes.count == rowBytes * part.rows, let base = bytes.baseAddress else { return nil }
             owners.append(owner)
@@ -114,7 +116,8 @@ struct CheckpointReader {
         var result: [(first: Int, step: Int, count: Int)] = []
         var i = 0
         while i < order.count {
-            var count = 1, step = 1
+            var count = 1
+            var step = 1
             if i + 1 < order.count, order[i + 1] > order[i] {
                 step = order[i + 1] - order[i]
                 count = 2
@@ -163,7 +166,8 @@ struct CheckpointReader {
         let stored = [shape[1], shape[0]]
         try checkShape(name, stored)
         let temporary = try tensor(name, stored)
-        let rows = shape[0], columns = shape[1]
+        let rows = shape[0]
+        let columns = shape[1]
         for i in 0..<columns {
             for o in 0..<rows { destination[o * columns + i] = temporary.pointer[i * rows + o] }
         }

@@ -17,8 +17,10 @@ public struct GenerationOptions: Sendable {
     /// Generation stops after one of these (it is included in the result, not in the text).
     public var stopTokens: Set<Int> = []
 
-    public init(maxTokens: Int = 64, temperature: Float = 0, topK: Int = 0, topP: Float = 1,
-                seed: UInt64 = 0, stopTokens: Set<Int> = []) {
+    public init(
+        maxTokens: Int = 64, temperature: Float = 0, topK: Int = 0, topP: Float = 1,
+        seed: UInt64 = 0, stopTokens: Set<Int> = []
+    ) {
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.topK = topK
@@ -43,7 +45,9 @@ public struct Sampler: Sendable {
         let limit = options.topK > 0 ? min(options.topK, count) : count
         // Candidates best first where a limit needs the order (a full sort only for top-p without
         // top-k); plain temperature sampling draws from every token in vocabulary order.
-        var candidates = limit < count ? topK(logits, count: count, k: limit)
+        var candidates =
+            limit < count
+            ? topK(logits, count: count, k: limit)
             : options.topP < 1 ? Array(0..<count).sorted { logits[$0] > logits[$1] } : Array(0..<count)
         var probabilities = candidates.map { logits[$0] / options.temperature }
         probabilities.withUnsafeMutableBufferPointer { _ = Kernels.softmax($0.baseAddress!, count: $0.count) }
@@ -123,8 +127,9 @@ extension LanguageModel {
     /// Greedy continuations of several prompts at once (see
     /// ``continuations(_:maxTokens:stopTokens:samplers:)``).
     public func greedyContinuations(_ prompts: [[Int]], maxTokens: Int, stopTokens: Set<Int>) throws -> [[Int]] {
-        try continuations(prompts, maxTokens: maxTokens, stopTokens: stopTokens,
-                          samplers: prompts.map { _ in Sampler(GenerationOptions()) })
+        try continuations(
+            prompts, maxTokens: maxTokens, stopTokens: stopTokens,
+            samplers: prompts.map { _ in Sampler(GenerationOptions()) })
     }
 
     /// Continuations of several prompts at once, each drawn by its own sampler: one ragged

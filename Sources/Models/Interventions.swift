@@ -112,7 +112,8 @@ public struct Prefix: Sendable {
     /// The prefix of some of the sequences, in the order given (an optimiser drops those that
     /// have converged): their residual and capture rows, sharing their caches.
     public func selecting(_ sequenceIndices: [Int]) -> Prefix {
-        var starts: [Int] = [], total = 0
+        var starts: [Int] = []
+        var total = 0
         for tokens in sequences {
             starts.append(total)
             total += tokens.count
@@ -123,17 +124,20 @@ public struct Prefix: Sendable {
         }
         let rows = ranges.reduce(0) { $0 + $1.count }
         func gather(_ t: Tensor) -> Tensor {
-            let width = t.shape[1], result = Tensor(zeros: [rows, width])
+            let width = t.shape[1]
+            let result = Tensor(zeros: [rows, width])
             var next = 0
             for range in ranges {
-                (result.pointer + next * width).update(from: t.pointer + range.lowerBound * width,
-                                                      count: range.count * width)
+                (result.pointer + next * width).update(
+                    from: t.pointer + range.lowerBound * width,
+                    count: range.count * width)
                 next += range.count
             }
             return result
         }
-        return Prefix(sequences: sequenceIndices.map { sequences[$0] }, layer: layer, residual: gather(residual),
-                      captures: captures.mapValues(gather), caches: caches.map { c in sequenceIndices.map { c[$0] } })
+        return Prefix(
+            sequences: sequenceIndices.map { sequences[$0] }, layer: layer, residual: gather(residual),
+            captures: captures.mapValues(gather), caches: caches.map { c in sequenceIndices.map { c[$0] } })
     }
 }
 
@@ -144,8 +148,9 @@ extension Prefix {
     public static func joined(_ prefixes: [Prefix]) -> Prefix {
         precondition(!prefixes.isEmpty, "no prefixes to join")
         let layer = prefixes[0].layer
-        precondition(prefixes.allSatisfy { $0.layer == layer && $0.caches == nil && $0.captures.isEmpty },
-                     "joined prefixes must start at one layer, without past or captures")
+        precondition(
+            prefixes.allSatisfy { $0.layer == layer && $0.caches == nil && $0.captures.isEmpty },
+            "joined prefixes must start at one layer, without past or captures")
         if prefixes.count == 1 { return prefixes[0] }
         let width = prefixes[0].residual.shape[1]
         let rows = prefixes.reduce(0) { $0 + $1.residual.shape[0] }
@@ -254,15 +259,17 @@ final class InterventionSet: @unchecked Sendable {
                 hooks[HookKey(point, layer: layer), default: []].append(i)
             case .add(let point, let layer, let delta, let rows):
                 if let config {
-                    precondition(delta.count == point.width(config),
-                                 "delta of \(delta.count) for \(point) of width \(point.width(config))")
+                    precondition(
+                        delta.count == point.width(config),
+                        "delta of \(delta.count) for \(point) of width \(point.width(config))")
                 }
                 for r in rows { precondition(r >= 0 && r < n, "row \(r) outside the batch of \(n)") }
                 hooks[HookKey(point, layer: layer), default: []].append(i)
             case .replace(let point, let layer, let values):
                 if let config {
-                    precondition(values.count == n * point.width(config),
-                                 "replacement \(values.shape) for \(n) rows of \(point)")
+                    precondition(
+                        values.count == n * point.width(config),
+                        "replacement \(values.shape) for \(n) rows of \(point)")
                 }
                 hooks[HookKey(point, layer: layer), default: []].append(i)
             case .weightDelta(let id, let delta):
@@ -341,7 +348,8 @@ extension Transformer {
     /// - Returns: `start(s) + p` for each sequence `s` and position `p`, in order.
     public static func packedRows(_ sequences: [[Int]], positions: [[Int]]) -> [Int] {
         precondition(positions.count == sequences.count, "one position list per sequence")
-        var start = 0, rows: [Int] = []
+        var start = 0
+        var rows: [Int] = []
         for (s, tokens) in sequences.enumerated() {
             for p in positions[s] {
                 precondition(p >= 0 && p < tokens.count, "position \(p) outside sequence \(s)")

@@ -11,7 +11,10 @@ import Tokenizers
 /// `@unchecked Sendable`: the one mutable property, `cachedContentHash`, is touched only under
 /// `hashLock`.
 public final class LanguageModel: @unchecked Sendable {
-    public enum Format: String, Sendable { case gguf, huggingFace = "hf" }
+    public enum Format: String, Sendable {
+        case gguf
+        case huggingFace = "hf"
+    }
 
     public let transformer: Transformer
     public let tokenizer: any Tokenizer
@@ -54,8 +57,10 @@ public final class LanguageModel: @unchecked Sendable {
         return hash
     }
 
-    init(transformer: Transformer, tokenizer: any Tokenizer, url: URL, format: Format,
-         source: any TensorSource, ggufFile: GGUFFile?) {
+    init(
+        transformer: Transformer, tokenizer: any Tokenizer, url: URL, format: Format,
+        source: any TensorSource, ggufFile: GGUFFile?
+    ) {
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.url = url
@@ -82,8 +87,9 @@ public final class LanguageModel: @unchecked Sendable {
             let transformer = try ModelLoader.transformer(huggingFace: url, checkpoint: checkpoint)
             // The loader reads tokenizer_config.json beside tokenizer.json when there is one.
             let tokenizer = try Tokenizers.load(tokenizerJSON: tokenizerURL)
-            return LanguageModel(transformer: transformer, tokenizer: tokenizer, url: url, format: .huggingFace,
-                                 source: checkpoint, ggufFile: nil)
+            return LanguageModel(
+                transformer: transformer, tokenizer: tokenizer, url: url, format: .huggingFace,
+                source: checkpoint, ggufFile: nil)
         }
         let file = try GGUFFile(url: url)
         let transformer = try ModelLoader.transformer(gguf: file, precision: precision)
@@ -91,8 +97,9 @@ public final class LanguageModel: @unchecked Sendable {
             throw ModelLoadError.missingTokenizer(file: url.lastPathComponent, detail: "no tokenizer.ggml.model metadata")
         }
         let tokenizer = try Tokenizers.load(ggufMetadata: file.metadata, source: url.lastPathComponent)
-        return LanguageModel(transformer: transformer, tokenizer: tokenizer, url: url, format: .gguf,
-                             source: file, ggufFile: file)
+        return LanguageModel(
+            transformer: transformer, tokenizer: tokenizer, url: url, format: .gguf,
+            source: file, ggufFile: file)
     }
 
     // MARK: Text
@@ -124,7 +131,8 @@ public final class LanguageModel: @unchecked Sendable {
         results.reserveCapacity(requests.count)
         var start = 0
         while start < requests.count {
-            var end = start, tokens = 0
+            var end = start
+            var tokens = 0
             repeat {
                 tokens += requests[end].prompt.count + requests[end].target.count
                 end += 1
@@ -147,7 +155,9 @@ public final class LanguageModel: @unchecked Sendable {
         let v = config.vocabularySize
         var row = 0
         return requests.map { r in
-            var logProbs: [Float] = [], argmaxes: [Int] = [], ranks: [Int] = []
+            var logProbs: [Float] = []
+            var argmaxes: [Int] = []
+            var ranks: [Int] = []
             for token in r.target {
                 let values = logits.pointer + row * v
                 let lse = Kernels.logSumExp(values, count: v)

@@ -9,7 +9,8 @@ public enum ModelLoader {
         let fileName = file.url.lastPathComponent
         if file.string("general.type") == "adapter" {
             throw ModelLoadError.notAModel(
-                file: fileName, detail: "it is \(file.string("adapter.type").map { "a \($0)" } ?? "an") adapter for a model, not a model "
+                file: fileName,
+                detail: "it is \(file.string("adapter.type").map { "a \($0)" } ?? "an") adapter for a model, not a model "
                     + "(load it on its base model, e.g. llama.cpp's --lora)")
         }
         guard let name = file.architecture else {
@@ -49,7 +50,9 @@ public enum ModelLoader {
         var reader = CheckpointReader(source)
         let weights = try architecture.family.weights(&reader, config: config, naming: .huggingFace)
         // Non-persistent buffers that older exports still carry.
-        try reader.finish(ignoring: { $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || $0.hasSuffix("rotary_emb.inv_freq") })
+        try reader.finish(ignoring: {
+            $0.hasSuffix(".attn.bias") || $0.hasSuffix(".attn.masked_bias") || $0.hasSuffix("rotary_emb.inv_freq")
+        })
         return Transformer(config: config, weights: weights)
     }
 }

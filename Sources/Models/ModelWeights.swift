@@ -97,7 +97,9 @@ extension ModelWeights {
     public func matrix(_ id: ParameterID, config: TransformerConfig) -> (matrix: WeightMatrix, rows: Range<Int>)? {
         guard id.layer >= 0 && id.layer < blocks.count else { return nil }
         let block = blocks[id.layer]
-        let q = config.queryWidth, kv = config.keyValueWidth, f = config.feedForwardSize
+        let q = config.queryWidth
+        let kv = config.keyValueWidth
+        let f = config.feedForwardSize
         switch id.kind {
         case .attentionNorm, .feedForwardNorm: return nil
         case .attentionQuery: return (block.qkv, 0..<q)

@@ -61,8 +61,10 @@ extension Transformer {
         if past.contains(where: { !$0.isEmpty }) {
             _ = try run(past, caches: caches, selection: .none)
         }
-        let residual = try run(sequences, caches: caches, advanceCaches: false, selection: .none, interventions: plan,
-                               stopLayer: layers).residual!
+        let residual = try run(
+            sequences, caches: caches, advanceCaches: false, selection: .none, interventions: plan,
+            stopLayer: layers
+        ).residual!
         return Prefix(sequences: sequences, layer: layers, residual: residual, captures: plan.captures, caches: caches)
     }
 
@@ -72,8 +74,10 @@ extension Transformer {
         _ prefix: Prefix, interventions: [Intervention] = [], logits selection: LogitSelection = .all
     ) throws -> ForwardResult {
         let plan = checkedPlan(interventions, from: prefix)
-        let logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
-                             interventions: plan, firstLayer: prefix.layer, residual: prefix.residual).logits!
+        let logits = try run(
+            prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
+            interventions: plan, firstLayer: prefix.layer, residual: prefix.residual
+        ).logits!
         return ForwardResult(logits: logits, captures: plan.captures)
     }
 
@@ -105,9 +109,11 @@ extension Transformer {
     ) throws -> Tape {
         let plan = checkedPlan(interventions, from: prefix)
         let tape = Tape(model: self, plan: plan, request: request, firstLayer: prefix.layer)
-        tape.logits = try run(prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
-                              interventions: plan, firstLayer: prefix.layer, residual: prefix.residual,
-                              tape: tape).logits!
+        tape.logits = try run(
+            prefix.sequences, caches: prefix.caches, advanceCaches: false, selection: selection,
+            interventions: plan, firstLayer: prefix.layer, residual: prefix.residual,
+            tape: tape
+        ).logits!
         return tape
     }
 
@@ -225,16 +231,19 @@ public final class Tape: @unchecked Sendable {
         pastLengths = caches?.map(\.count) ?? Array(repeating: 0, count: sequences.count)
         let c = model.config
         records = Array(repeating: nil, count: c.layerCount)
-        let n = sequences.joined().count, layers = c.layerCount - lowestLayer
+        let n = sequences.joined().count
+        let layers = c.layerCount - lowestLayer
         if layers > 0 && n > 0 { arena = model.scratch.take([layers * n * LayerRecord.width(c)]) }
     }
 
     /// The record of `layer` when the backward reaches it.
     func record(layer: Int) -> LayerRecord? {
         guard layer >= lowestLayer, let arena else { return nil }
-        let c = model.config, n = sequences.joined().count
-        let record = LayerRecord(c, rows: n, storage: arena.storage,
-                                 offset: arena.offset + (layer - lowestLayer) * n * LayerRecord.width(c))
+        let c = model.config
+        let n = sequences.joined().count
+        let record = LayerRecord(
+            c, rows: n, storage: arena.storage,
+            offset: arena.offset + (layer - lowestLayer) * n * LayerRecord.width(c))
         records[layer] = record
         return record
     }
@@ -260,11 +269,15 @@ public final class Tape: @unchecked Sendable {
     /// - Parameter dLogits: `[R, V]`, `∂L/∂logits` (from ``Losses``).
     /// - Returns: the gradients of the interventions, requested parameters and token pairs.
     public func backward(dLogits: Tensor) -> Gradients {
-        let c = model.config, w = c.hiddenSize, v = c.vocabularySize
-        let n = sequences.joined().count, rowCount = headRows.count
+        let c = model.config
+        let w = c.hiddenSize
+        let v = c.vocabularySize
+        let n = sequences.joined().count
+        let rowCount = headRows.count
         precondition(dLogits.count == rowCount * v, "dLogits \(dLogits.shape) for \(rowCount) rows of \(v)")
-        var result = Gradients(interventions: Array(repeating: nil, count: plan.list.count), parameters: [:],
-                               tokenPairs: [:], activations: [:])
+        var result = Gradients(
+            interventions: Array(repeating: nil, count: plan.list.count), parameters: [:],
+            tokenPairs: [:], activations: [:])
         let weights = model.weights
 
         // Output head: logits = norm(x[rows]) · Eᵀ.
@@ -272,14 +285,18 @@ public final class Tape: @unchecked Sendable {
         if rowCount > 0 {
             let dSelected = Tensor(zeros: [rowCount, w])
             weights.output.linearInput(dLogits.pointer, rows: rowCount, ldDY: v, into: dSelected.pointer, ldDX: w)
-            normBackward(headInput.pointer, rows: rowCount, weight: weights.outputNorm, dY: dSelected.pointer,
-                         into: dSelected.pointer, accumulate: false, dWeight: nil)
+            normBackward(
+                headInput.pointer, rows: rowCount, weight: weights.outputNorm, dY: dSelected.pointer,
+                into: dSelected.pointer, accumulate: false, dWeight: nil)
             for (i, r) in headRows.enumerated() {
                 Kernels.addScaled(dSelected.pointer + i * w, 1, into: dx.pointer + r * w, count: w)
             }
         }
 
-        let f = c.feedForwardSize, inRows = c.feedForwardInputRows, fused = c.fusedQKVRows, qw = c.queryWidth
+        let f = c.feedForwardSize
+        let inRows = c.feedForwardInputRows
+        let fused = c.fusedQKVRows
+        let qw = c.queryWidth
         let dOut = Tensor(zeros: [n, w])
         let dHidden = Tensor(zeros: [n, f])
         let dPre = Tensor(zeros: [n, inRows])
@@ -287,7 +304,8 @@ public final class Tape: @unchecked Sendable {
         let dAttention = Tensor(zeros: [n, qw])
         let dQKV = Tensor(zeros: [n, fused])
         for layer in stride(from: c.layerCount - 1, through: lowestLayer, by: -1) {
-            let record = records[layer]!, block = weights.blocks[layer]
+            let record = records[layer]!
+            let block = weights.blocks[layer]
             func id(_ kind: ParameterID.Kind) -> ParameterID { ParameterID(layer: layer, kind) }
 
             hookBackward(.layerOutput, layer: layer, dx.pointer, rows: n, width: w, ld: w, into: &result)
@@ -296,27 +314,37 @@ public final class Tape: @unchecked Sendable {
             if let norm = block.postFeedForwardNorm, let input = record.feedForwardProjection {
                 normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
             }
-            hookBackward(.feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result)
-            linearGradients(id(.feedForwardDown), input: record.hidden.pointer, ldx: f, dY: dOut.pointer, ldDY: w,
-                            rows: n, into: &result)
-            linearInputGradient(block.feedForwardDown, [.feedForwardDown], layer: layer, dY: dOut.pointer, ldDY: w,
-                                rows: n, into: dHidden.pointer, ldDX: f)
-            hookBackward(.feedForwardHidden, layer: layer, dHidden.pointer, rows: n, width: f, ld: f,
-                          into: &result)
+            hookBackward(
+                .feedForwardOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                into: &result)
+            linearGradients(
+                id(.feedForwardDown), input: record.hidden.pointer, ldx: f, dY: dOut.pointer, ldDY: w,
+                rows: n, into: &result)
+            linearInputGradient(
+                block.feedForwardDown, [.feedForwardDown], layer: layer, dY: dOut.pointer, ldDY: w,
+                rows: n, into: dHidden.pointer, ldDX: f)
+            hookBackward(
+                .feedForwardHidden, layer: layer, dHidden.pointer, rows: n, width: f, ld: f,
+                into: &result)
             let activation = model.activation
-            let pre = record.preActivation.pointer, dh = dHidden.pointer, dp = dPre.pointer
+            let pre = record.preActivation.pointer
+            let dh = dHidden.pointer
+            let dp = dPre.pointer
             parallelFor(n) { r in activation.backward(pre: pre + r * inRows, dHidden: dh + r * f, into: dp + r * inRows) }
             for kind in c.feedForward.isGated ? [ParameterID.Kind.feedForwardGate, .feedForwardUp] : [.feedForwardUp] {
-                linearGradients(id(kind), input: record.h2.pointer, ldx: w, dY: dPre.pointer, ldDY: inRows, rows: n,
-                                into: &result)
+                linearGradients(
+                    id(kind), input: record.h2.pointer, ldx: w, dY: dPre.pointer, ldDY: inRows, rows: n,
+                    into: &result)
             }
-            linearInputGradient(block.feedForwardInput, [.feedForwardGate, .feedForwardUp], layer: layer,
-                                dY: dPre.pointer, ldDY: inRows, rows: n, into: dH.pointer, ldDX: w)
-            hookBackward(.feedForwardInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
-                          into: &result)
-            normBackward(record.x1.pointer, rows: n, weight: block.feedForwardNorm, dY: dH.pointer, into: dx.pointer,
-                         accumulate: true, dWeight: normWeightGradient(id(.feedForwardNorm), into: &result))
+            linearInputGradient(
+                block.feedForwardInput, [.feedForwardGate, .feedForwardUp], layer: layer,
+                dY: dPre.pointer, ldDY: inRows, rows: n, into: dH.pointer, ldDX: w)
+            hookBackward(
+                .feedForwardInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
+                into: &result)
+            normBackward(
+                record.x1.pointer, rows: n, weight: block.feedForwardNorm, dY: dH.pointer, into: dx.pointer,
+                accumulate: true, dWeight: normWeightGradient(id(.feedForwardNorm), into: &result))
             if layer == lowestLayer && !needsLowestAttention { break }
 
             // Attention: x1 = x0 + attn_output(attend(rope(qkv(norm(x0))))).
@@ -324,27 +352,35 @@ public final class Tape: @unchecked Sendable {
             if let norm = block.postAttentionNorm, let input = record.attentionProjection {
                 normBackward(input.pointer, rows: n, weight: norm, dY: dOut.pointer, into: dOut.pointer, accumulate: false, dWeight: nil)
             }
-            hookBackward(.attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
-                          into: &result)
-            linearGradients(id(.attentionOutput), input: record.attention.pointer, ldx: qw, dY: dOut.pointer,
-                            ldDY: w, rows: n, into: &result)
-            linearInputGradient(block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
-                                rows: n, into: dAttention.pointer, ldDX: qw)
-            model.attention.backward(qkv: record.qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
-                                     pastLengths: pastLengths, dAttention: dAttention, into: dQKV, scratch: model.scratch)
+            hookBackward(
+                .attentionOutput, layer: layer, dOut.pointer, rows: n, width: w, ld: w,
+                into: &result)
+            linearGradients(
+                id(.attentionOutput), input: record.attention.pointer, ldx: qw, dY: dOut.pointer,
+                ldDY: w, rows: n, into: &result)
+            linearInputGradient(
+                block.attentionOutput, [.attentionOutput], layer: layer, dY: dOut.pointer, ldDY: w,
+                rows: n, into: dAttention.pointer, ldDX: qw)
+            model.attention.backward(
+                qkv: record.qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
+                pastLengths: pastLengths, dAttention: dAttention, into: dQKV, scratch: model.scratch)
             if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let input = record.queryKeyInput {
                 model.attention.normalizeHeadsBackward(input, queryNorm: queryNorm, keyNorm: keyNorm, into: dQKV)
             }
             for kind in [ParameterID.Kind.attentionQuery, .attentionKey, .attentionValue] {
-                linearGradients(id(kind), input: record.h1.pointer, ldx: w, dY: dQKV.pointer, ldDY: fused, rows: n,
-                                into: &result)
+                linearGradients(
+                    id(kind), input: record.h1.pointer, ldx: w, dY: dQKV.pointer, ldDY: fused, rows: n,
+                    into: &result)
             }
-            linearInputGradient(block.qkv, [.attentionQuery, .attentionKey, .attentionValue], layer: layer,
-                                dY: dQKV.pointer, ldDY: fused, rows: n, into: dH.pointer, ldDX: w)
-            hookBackward(.attentionInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
-                          into: &result)
-            normBackward(record.x0.pointer, rows: n, weight: block.attentionNorm, dY: dH.pointer, into: dx.pointer,
-                         accumulate: true, dWeight: normWeightGradient(id(.attentionNorm), into: &result))
+            linearInputGradient(
+                block.qkv, [.attentionQuery, .attentionKey, .attentionValue], layer: layer,
+                dY: dQKV.pointer, ldDY: fused, rows: n, into: dH.pointer, ldDX: w)
+            hookBackward(
+                .attentionInput, layer: layer, dH.pointer, rows: n, width: w, ld: w,
+                into: &result)
+            normBackward(
+                record.x0.pointer, rows: n, weight: block.attentionNorm, dY: dH.pointer, into: dx.pointer,
+                accumulate: true, dWeight: normWeightGradient(id(.attentionNorm), into: &result))
         }
         return result
     }
@@ -373,8 +409,9 @@ public final class Tape: @unchecked Sendable {
         weight.linearInput(dY, rows: n, ldDY: ldDY, into: dX, ldDX: ldDX)
         for kind in kinds {
             guard let delta = plan.weightDelta(ParameterID(layer: layer, kind)) else { continue }
-            Backward.linearInput(dY + model.config.fusedRowOffset(kind), rows: n, ldDY: ldDY, weight: delta.pointer,
-                                 outputs: delta.shape[0], inputs: k, into: dX, ldDX: ldDX, accumulate: true)
+            Backward.linearInput(
+                dY + model.config.fusedRowOffset(kind), rows: n, ldDY: ldDY, weight: delta.pointer,
+                outputs: delta.shape[0], inputs: k, into: dX, ldDX: ldDX, accumulate: true)
         }
     }
 
@@ -385,20 +422,25 @@ public final class Tape: @unchecked Sendable {
         into result: inout Gradients
     ) {
         let deltaIndex = plan.weightDeltas[id]
-        let wantsParameter = request.parameters.contains(id), wantsPairs = request.tokenPairs.contains(id)
+        let wantsParameter = request.parameters.contains(id)
+        let wantsPairs = request.tokenPairs.contains(id)
         guard wantsParameter || deltaIndex != nil || wantsPairs,
-              let shape = model.weights.shape(of: id, config: model.config) else { return }
-        let outputs = shape[0], inputs = shape[1]
+            let shape = model.weights.shape(of: id, config: model.config)
+        else { return }
+        let outputs = shape[0]
+        let inputs = shape[1]
         let dYView = dY + model.config.fusedRowOffset(id.kind)
         if wantsParameter || deltaIndex != nil {
             let dW = Tensor(zeros: [outputs, inputs])
-            Backward.linearWeight(dYView, rows: n, ldDY: ldDY, input: input, ldx: ldx, outputs: outputs,
-                                  inputs: inputs, into: dW.pointer)
+            Backward.linearWeight(
+                dYView, rows: n, ldDY: ldDY, input: input, ldx: ldx, outputs: outputs,
+                inputs: inputs, into: dW.pointer)
             if wantsParameter { result.parameters[id] = dW }
             if let deltaIndex { result.interventions[deltaIndex] = wantsParameter ? dW.copy() : dW }
         }
         if wantsPairs {
-            let x = Tensor(zeros: [n, inputs]), g = Tensor(zeros: [n, outputs])
+            let x = Tensor(zeros: [n, inputs])
+            let g = Tensor(zeros: [n, outputs])
             for r in 0..<n {
                 (x.pointer + r * inputs).update(from: input + r * ldx, count: inputs)
                 (g.pointer + r * outputs).update(from: dYView + r * ldDY, count: outputs)

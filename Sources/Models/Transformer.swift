@@ -72,8 +72,9 @@ public final class Transformer: @unchecked Sendable {
         let stopLayer = stopLayer ?? c.layerCount
         if let caches { precondition(caches.count == sequences.count, "one cache per sequence") }
         // The layers below `firstLayer` of the new tokens are never written.
-        precondition(firstLayer == 0 || caches == nil || !advanceCaches,
-                     "a pass from a cached residual cannot extend KV caches")
+        precondition(
+            firstLayer == 0 || caches == nil || !advanceCaches,
+            "a pass from a cached residual cannot extend KV caches")
         let given = caches
         let caches = caches ?? sequences.map { KVCache(config: c, capacity: $0.count) }
         var starts: [Int] = []  // row offset of each sequence in the packed batch
@@ -90,7 +91,8 @@ public final class Transformer: @unchecked Sendable {
             starts.append(total)
             total += tokens.count
         }
-        let n = total, width = c.hiddenSize
+        let n = total
+        let width = c.hiddenSize
         tape?.begin(sequences: sequences, starts: starts, caches: given)
 
         let x = scratch.take([n, width])
@@ -130,8 +132,9 @@ public final class Transformer: @unchecked Sendable {
             plan.apply(.attentionInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
             record?.h1.pointer.update(from: h.pointer, count: n * width)
             block.qkv.linear(h.pointer, rows: n, ldx: width, bias: block.qkvBias, into: qkv.pointer, ldy: c.fusedQKVRows)
-            applyWeightDeltas(plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
-                              input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
+            applyWeightDeltas(
+                plan, layer: layer, [.attentionQuery, .attentionKey, .attentionValue],
+                input: h.pointer, ldx: width, rows: n, output: qkv.pointer, ldy: c.fusedQKVRows)
             if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm {
                 if let saved = record?.queryKeyInput {
                     let width = c.queryWidth + c.keyValueWidth
@@ -139,25 +142,30 @@ public final class Transformer: @unchecked Sendable {
                 }
                 attention.normalizeHeads(qkv, rows: n, queryNorm: queryNorm, keyNorm: keyNorm)
             }
-            attention.storeKeysAndValues(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
-                                         angles: angles)
+            attention.storeKeysAndValues(
+                qkv, layer: layer, sequences: sequences, starts: starts, caches: caches,
+                angles: angles)
             record?.qkv.pointer.update(from: qkv.pointer, count: n * c.fusedQKVRows)
-            attention.attend(qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attended,
-                             scratch: scratch)
+            attention.attend(
+                qkv, layer: layer, sequences: sequences, starts: starts, caches: caches, into: attended,
+                scratch: scratch)
             record?.attention.pointer.update(from: attended.pointer, count: n * c.queryWidth)
-            projectIntoResidual(plan, .attentionOutput, .attentionOutput, layer: layer, input: attended.pointer,
-                                ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
-                                bias: block.attentionOutputBias, postNorm: block.postAttentionNorm,
-                                savingPreNorm: record?.attentionProjection, residual: x, scratch: out)
+            projectIntoResidual(
+                plan, .attentionOutput, .attentionOutput, layer: layer, input: attended.pointer,
+                ldx: c.queryWidth, rows: n, weight: block.attentionOutput,
+                bias: block.attentionOutputBias, postNorm: block.postAttentionNorm,
+                savingPreNorm: record?.attentionProjection, residual: x, scratch: out)
             record?.x1.pointer.update(from: x.pointer, count: n * width)
 
             norm(x, block.feedForwardNorm, block.feedForwardNormBias, into: h)
             plan.apply(.feedForwardInput, layer: layer, h.pointer, rows: n, width: width, ld: width)
             record?.h2.pointer.update(from: h.pointer, count: n * width)
-            block.feedForwardInput.linear(h.pointer, rows: n, ldx: width, bias: block.feedForwardInputBias,
-                                          into: ffn.pointer, ldy: c.feedForwardInputRows)
-            applyWeightDeltas(plan, layer: layer, [.feedForwardGate, .feedForwardUp],
-                              input: h.pointer, ldx: width, rows: n, output: ffn.pointer, ldy: c.feedForwardInputRows)
+            block.feedForwardInput.linear(
+                h.pointer, rows: n, ldx: width, bias: block.feedForwardInputBias,
+                into: ffn.pointer, ldy: c.feedForwardInputRows)
+            applyWeightDeltas(
+                plan, layer: layer, [.feedForwardGate, .feedForwardUp],
+                input: h.pointer, ldx: width, rows: n, output: ffn.pointer, ldy: c.feedForwardInputRows)
             record?.preActivation.pointer.update(from: ffn.pointer, count: n * c.feedForwardInputRows)
             activate(ffn, rows: n)
             plan.apply(.feedForwardHidden, layer: layer, ffn.pointer, rows: n, width: f, ld: c.feedForwardInputRows)
@@ -166,10 +174,11 @@ public final class Transformer: @unchecked Sendable {
                     (record.hidden.pointer + r * f).update(from: ffn.pointer + r * c.feedForwardInputRows, count: f)
                 }
             }
-            projectIntoResidual(plan, .feedForwardOutput, .feedForwardDown, layer: layer, input: ffn.pointer,
-                                ldx: c.feedForwardInputRows, rows: n, weight: block.feedForwardDown,
-                                bias: block.feedForwardDownBias, postNorm: block.postFeedForwardNorm,
-                                savingPreNorm: record?.feedForwardProjection, residual: x, scratch: out)
+            projectIntoResidual(
+                plan, .feedForwardOutput, .feedForwardDown, layer: layer, input: ffn.pointer,
+                ldx: c.feedForwardInputRows, rows: n, weight: block.feedForwardDown,
+                bias: block.feedForwardDownBias, postNorm: block.postFeedForwardNorm,
+                savingPreNorm: record?.feedForwardProjection, residual: x, scratch: out)
             plan.apply(.layerOutput, layer: layer, x.pointer, rows: n, width: width, ld: width)
         }
         if stopLayer < c.layerCount { return (nil, x.copy()) }
@@ -237,8 +246,9 @@ public final class Transformer: @unchecked Sendable {
         guard !plan.weightDeltas.isEmpty else { return }
         for kind in kinds {
             guard let delta = plan.weightDelta(ParameterID(layer: layer, kind)) else { continue }
-            MatMul.linear(input, rows: n, ldx: ldx, weight: delta, into: output + config.fusedRowOffset(kind),
-                          ldy: ldy, accumulate: true)
+            MatMul.linear(
+                input, rows: n, ldx: ldx, weight: delta, into: output + config.fusedRowOffset(kind),
+                ldy: ldy, accumulate: true)
         }
     }
 
@@ -249,7 +259,9 @@ public final class Transformer: @unchecked Sendable {
 
     /// The feed-forward nonlinearity of every row, in place (``FeedForwardActivation``).
     func activate(_ ffn: Tensor, rows: Int) {
-        let activation = activation, ld = config.feedForwardInputRows, p = ffn.pointer
+        let activation = activation
+        let ld = config.feedForwardInputRows
+        let p = ffn.pointer
         let chunk = 8
         parallelFor((rows + chunk - 1) / chunk) { i in
             for r in (i * chunk)..<min(rows, (i + 1) * chunk) { activation.forward(p + r * ld) }

@@ -114,24 +114,37 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// - Throws: ``ModelLoadError/invalidConfig(key:value:expected:file:)``.
     public func validate(tensorElements: Int, file: String) throws {
         guard headCount % keyValueHeadCount == 0 else {
-            throw ModelLoadError.invalidConfig(key: "key-value head count", value: "\(keyValueHeadCount)",
-                                               expected: "a divisor of the head count \(headCount)", file: file)
+            throw ModelLoadError.invalidConfig(
+                key: "key-value head count", value: "\(keyValueHeadCount)",
+                expected: "a divisor of the head count \(headCount)", file: file)
         }
         // Overflow-checked, so that absurd dimensions cannot wrap around to a small count.
         func product(_ values: Int...) -> Int? {
-            values.reduce(Int?(1)) { p, v in p.flatMap { let r = $0.multipliedReportingOverflow(by: v); return r.overflow ? nil : r.partialValue } }
+            values.reduce(Int?(1)) { p, v in
+                p.flatMap {
+                    let r = $0.multipliedReportingOverflow(by: v)
+                    return r.overflow ? nil : r.partialValue
+                }
+            }
         }
-        let perBlock = [product(hiddenSize, headCount + 2 * keyValueHeadCount, headDim), product(headCount, headDim, hiddenSize),
-                        product(hiddenSize, feedForwardSize, feedForward.isGated ? 3 : 2)]
+        let perBlock = [
+            product(hiddenSize, headCount + 2 * keyValueHeadCount, headDim), product(headCount, headDim, hiddenSize),
+            product(hiddenSize, feedForwardSize, feedForward.isGated ? 3 : 2),
+        ]
         var needed = product(vocabularySize, hiddenSize)
         for part in perBlock {
             needed = needed.flatMap { n in
-                part.flatMap { product($0, layerCount) }.flatMap { let r = n.addingReportingOverflow($0); return r.overflow ? nil : r.partialValue }
+                part.flatMap { product($0, layerCount) }.flatMap {
+                    let r = n.addingReportingOverflow($0)
+                    return r.overflow ? nil : r.partialValue
+                }
             }
         }
         guard let needed, needed <= tensorElements else {
             throw ModelLoadError.invalidConfig(
-                key: "dimensions", value: "vocabulary \(vocabularySize), hidden \(hiddenSize), MLP \(feedForwardSize), \(layerCount) layers, \(headCount)×\(headDim) heads",
+                key: "dimensions",
+                value:
+                    "vocabulary \(vocabularySize), hidden \(hiddenSize), MLP \(feedForwardSize), \(layerCount) layers, \(headCount)×\(headDim) heads",
                 expected: "sizes that fit the \(tensorElements) weights in the file", file: file)
         }
     }
@@ -139,7 +152,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Number of weights multiplied per token by the linear layers and the output head
     /// (the "2 FLOP per weight per token" count of a forward pass).
     public var matmulWeightsPerToken: Int {
-        let perBlock = hiddenSize * fusedQKVRows + queryWidth * hiddenSize
+        let perBlock =
+            hiddenSize * fusedQKVRows + queryWidth * hiddenSize
             + hiddenSize * feedForwardInputRows + feedForwardSize * hiddenSize
         return layerCount * perBlock + vocabularySize * hiddenSize
     }

@@ -58,8 +58,9 @@ public struct EditJournal: Sendable {
             throw ServingError.journal("\(journalURL.path): not a readable edit journal (\(error))")
         }
         guard contents.model_sha256 == modelHash else {
-            throw ServingError.journal("\(journalURL.path): the journal was written for the model with sha256 "
-                + "\(contents.model_sha256), not this one (\(modelHash)); use another state folder for this model")
+            throw ServingError.journal(
+                "\(journalURL.path): the journal was written for the model with sha256 "
+                    + "\(contents.model_sha256), not this one (\(modelHash)); use another state folder for this model")
         }
         let edits = try contents.edits.map { record in
             let delta = try WeightDelta.load(from: deltaURL(record.id))

@@ -63,7 +63,9 @@ public struct EditProbe: Sendable, Encodable {
     public var generation: String
 
     enum CodingKeys: String, CodingKey {
-        case targetProbability = "target_probability", originalProbability = "original_probability", top, generation
+        case targetProbability = "target_probability"
+        case originalProbability = "original_probability"
+        case top, generation
     }
 }
 
@@ -128,8 +130,10 @@ public final class ModelHost: @unchecked Sendable {
     ///   - journal: where acknowledged edits are kept; the edits it holds are applied now, in order.
     /// - Throws: ``ServingError/journal(_:)`` for a journal of another model, or what loading
     ///   and applying its deltas throws.
-    public init(model: LanguageModel, statistics: SecondMoments?,
-                editorFile: @escaping @Sendable (EditingMethod) throws -> URL?, journal: EditJournal?) throws {
+    public init(
+        model: LanguageModel, statistics: SecondMoments?,
+        editorFile: @escaping @Sendable (EditingMethod) throws -> URL?, journal: EditJournal?
+    ) throws {
         self.model = model
         self.modelHash = try model.contentHash()
         self.statistics = statistics
@@ -202,9 +206,11 @@ public final class ModelHost: @unchecked Sendable {
         let editor = try makeEditor(submission)
         if let statistics, !statistics.expectedLayers.isEmpty { try statistics.prepare(layers: statistics.expectedLayers) }
 
-        let originals = try model.greedyContinuations(requests.map(\.prompt), maxTokens: requests.map(\.target.count).max()!,
-                                                      stopTokens: model.tokenizer.stopTokenIDs)
-            .enumerated().map { Array($1.prefix(requests[$0].target.count)) }
+        let originals = try model.greedyContinuations(
+            requests.map(\.prompt), maxTokens: requests.map(\.target.count).max()!,
+            stopTokens: model.tokenizer.stopTokenIDs
+        )
+        .enumerated().map { Array($1.prefix(requests[$0].target.count)) }
         let before = try zip(requests, originals).map { try probe($0, original: $1) }
         let start = Date()
         var delta = try editor.edit(requests, in: model)
@@ -212,9 +218,10 @@ public final class ModelHost: @unchecked Sendable {
         delta.metadata["ibke.model_sha256"] = modelHash
         delta.metadata["ibke.method"] = submission.method.rawValue
         let id = "e\(nextID)"
-        let record = EditRecord(id: id, method: submission.method.rawValue,
-                                requests: submission.requests.map { .init(prompt: $0.prompt, subject: $0.subject, target: $0.targetNew) },
-                                created: Int(Date().timeIntervalSince1970), seconds: seconds)
+        let record = EditRecord(
+            id: id, method: submission.method.rawValue,
+            requests: submission.requests.map { .init(prompt: $0.prompt, subject: $0.subject, target: $0.targetNew) },
+            created: Int(Date().timeIntervalSince1970), seconds: seconds)
         let handle = try model.transformer.apply(delta, source: id)
         do {
             if let journal {
@@ -229,8 +236,9 @@ public final class ModelHost: @unchecked Sendable {
         applied.append((record, handle))
         nextID += 1
         let outcomes = try requests.indices.map { i in
-            EditReport.Outcome(originalAnswer: model.tokenizer.decode(originals[i], skipSpecialTokens: true),
-                               before: before[i], after: try probe(requests[i], original: originals[i]))
+            EditReport.Outcome(
+                originalAnswer: model.tokenizer.decode(originals[i], skipSpecialTokens: true),
+                before: before[i], after: try probe(requests[i], original: originals[i]))
         }
         return EditReport(record: record, outcomes: outcomes)
     }
@@ -245,24 +253,29 @@ public final class ModelHost: @unchecked Sendable {
         }
         defer { if let file { try? FileManager.default.removeItem(at: file) } }
         do {
-            return try EditorRegistry.make(submission.method, model: model, hyperparameters: file,
-                                           statistics: statistics, editorFile: try editorFile(submission.method))
+            return try EditorRegistry.make(
+                submission.method, model: model, hyperparameters: file,
+                statistics: statistics, editorFile: try editorFile(submission.method))
         } catch let error as EditorError {
             throw ServingError.badRequest("hparams: \(error)".replacingOccurrences(of: file?.path ?? "\u{0}", with: "hparams"))
         }
     }
 
     private func probe(_ request: PreparedRequest, original: [Int]) throws -> EditProbe {
-        let scores = try model.score([ContinuationRequest(prompt: request.prompt, target: request.target),
-                                      ContinuationRequest(prompt: request.prompt, target: original.isEmpty ? request.target : original)])
+        let scores = try model.score([
+            ContinuationRequest(prompt: request.prompt, target: request.target),
+            ContinuationRequest(prompt: request.prompt, target: original.isEmpty ? request.target : original),
+        ])
         let top = try model.topNextTokens(request.prompt, k: 5).map {
             EditProbe.Candidate(token: model.tokenizer.decode([$0.id], skipSpecialTokens: false), probability: exp(Double($0.logProb)))
         }
-        let generation = try model.greedyContinuations([request.prompt], maxTokens: reportTokens,
-                                                       stopTokens: model.tokenizer.stopTokenIDs)[0]
-        return EditProbe(targetProbability: exp(Double(scores[0].totalLogProb)),
-                         originalProbability: exp(Double(scores[1].totalLogProb)), top: top,
-                         generation: request.request.text + model.tokenizer.decode(generation, skipSpecialTokens: true))
+        let generation = try model.greedyContinuations(
+            [request.prompt], maxTokens: reportTokens,
+            stopTokens: model.tokenizer.stopTokenIDs)[0]
+        return EditProbe(
+            targetProbability: exp(Double(scores[0].totalLogProb)),
+            originalProbability: exp(Double(scores[1].totalLogProb)), top: top,
+            generation: request.request.text + model.tokenizer.decode(generation, skipSpecialTokens: true))
     }
 
     /// Reverts one edit, bit for bit, whatever was applied after it: the later edits are
@@ -292,8 +305,10 @@ public final class ModelHost: @unchecked Sendable {
     /// stream's consumer goes away.
     ///
     /// - Parameter stop: strings that end the generation (not included in the text).
-    public func generate(_ prompt: [Int], variant: ModelVariant, options: GenerationOptions,
-                         stop: [String] = []) -> AsyncThrowingStream<GenerationEvent, any Error> {
+    public func generate(
+        _ prompt: [Int], variant: ModelVariant, options: GenerationOptions,
+        stop: [String] = []
+    ) -> AsyncThrowingStream<GenerationEvent, any Error> {
         AsyncThrowingStream { continuation in
             let cancelled = CancelFlag()
             continuation.onTermination = { _ in cancelled.set() }
@@ -312,8 +327,10 @@ public final class ModelHost: @unchecked Sendable {
         }
     }
 
-    private func generateNow(_ ids: [Int], options: GenerationOptions, stop: [String], cancelled: CancelFlag,
-                             emit: (GenerationEvent) -> Void) throws {
+    private func generateNow(
+        _ ids: [Int], options: GenerationOptions, stop: [String], cancelled: CancelFlag,
+        emit: (GenerationEvent) -> Void
+    ) throws {
         guard !ids.isEmpty else { throw ServingError.badRequest("prompt: the prompt is empty") }
         guard ids.count < model.config.contextLength else {
             throw ServingError.badRequest("prompt: \(ids.count) tokens, more than the model's context of \(model.config.contextLength)")
@@ -388,7 +405,10 @@ private final class Waiter<T: Sendable>: @unchecked Sendable {
 
     func resume(with result: Result<T, any Error>) {
         lock.lock()
-        guard !done else { lock.unlock(); return }
+        guard !done else {
+            lock.unlock()
+            return
+        }
         done = true
         guard let continuation else {
             early = result

@@ -47,8 +47,9 @@ struct SamplingFields: Decodable {
         if let n, n != 1 { throw ServingError.badRequest("n: only 1 completion per request is supported") }
         let stops = stop?.values ?? []
         guard stops.count <= 4 else { throw ServingError.badRequest("stop: at most 4 sequences") }
-        let options = GenerationOptions(maxTokens: maxTokens, temperature: Float(temperature), topP: Float(topP),
-                                        seed: UInt64(bitPattern: Int64(seed ?? Int.random(in: 0...Int.max))))
+        let options = GenerationOptions(
+            maxTokens: maxTokens, temperature: Float(temperature), topP: Float(topP),
+            seed: UInt64(bitPattern: Int64(seed ?? Int.random(in: 0...Int.max))))
         return (variant, options, stops)
     }
 }
@@ -231,8 +232,9 @@ struct EditResponse: Encodable {
         let r = report.record
         (id, method, created, seconds) = (r.id, r.method, r.created, r.seconds)
         let outcomes = zip(r.requests, report.outcomes).map {
-            Outcome(prompt: $0.prompt, subject: $0.subject, target: $0.target, original_answer: $1.originalAnswer,
-                    before: $1.before, after: $1.after)
+            Outcome(
+                prompt: $0.prompt, subject: $0.subject, target: $0.target, original_answer: $1.originalAnswer,
+                before: $1.before, after: $1.after)
         }
         if outcomes.count == 1 { single = outcomes[0] } else { batch = outcomes }
     }

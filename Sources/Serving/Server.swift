@@ -46,9 +46,10 @@ public enum EditingServer {
         router.add(middleware: ErrorMiddleware())
         if let key = settings.apiKey { router.add(middleware: BearerMiddleware(key: key)) }
         Routes(host: host, settings: settings).register(on: router)
-        return Application(router: router,
-                           configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "ibke"),
-                           logger: logger)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "ibke"),
+            logger: logger)
     }
 }
 
@@ -73,9 +74,11 @@ private struct Routes: Sendable {
             try json(ModelList(data: ModelVariant.allCases.map { .init(id: $0.rawValue, created: started) }))
         }
         router.get("/v1/info") { _, _ in
-            try json(Info(model: host.model.url.lastPathComponent, methods: settings.methods.map(\.rawValue),
-                          default_method: settings.defaultMethod.rawValue, auth: settings.apiKey != nil,
-                          edits: try await host.edits().count))
+            try json(
+                Info(
+                    model: host.model.url.lastPathComponent, methods: settings.methods.map(\.rawValue),
+                    default_method: settings.defaultMethod.rawValue, auth: settings.apiKey != nil,
+                    edits: try await host.edits().count))
         }
         router.post("/v1/completions") { request, _ in
             let body = try await decode(CompletionRequest.self, request)
@@ -85,7 +88,8 @@ private struct Routes: Sendable {
             let body = try await decode(ChatRequest.self, request)
             guard !body.messages.isEmpty else { throw ServingError.badRequest("messages: at least one message") }
             guard let source = host.model.tokenizer.chatTemplate, let template = ChatTemplate(template: source) else {
-                throw ServingError.badRequest("\(host.model.url.lastPathComponent) has no chat template this server knows; use /v1/completions")
+                throw ServingError.badRequest(
+                    "\(host.model.url.lastPathComponent) has no chat template this server knows; use /v1/completions")
             }
             for (i, m) in body.messages.enumerated() where !["system", "user", "assistant"].contains(m.role) {
                 throw ServingError.badRequest("messages[\(i)].role: \(m.role.debugDescription) is not system, user or assistant")
@@ -100,12 +104,14 @@ private struct Routes: Sendable {
             let body = try decode(EditBody.self, data)
             let methodName = body.method ?? settings.defaultMethod.rawValue
             guard let method = EditingMethod(name: methodName), settings.methods.contains(method) else {
-                throw ServingError.badRequest("method: unknown method \(methodName.debugDescription) "
-                    + "(this server has \(settings.methods.map(\.rawValue).joined(separator: ", ")))")
+                throw ServingError.badRequest(
+                    "method: unknown method \(methodName.debugDescription) "
+                        + "(this server has \(settings.methods.map(\.rawValue).joined(separator: ", ")))")
             }
-            let submission = EditSubmission(method: method,
-                                            requests: try body.facts().map { EditRequest(prompt: $0.prompt, subject: $0.subject, targetNew: $0.target) },
-                                            hyperparameters: try hyperparameters(data))
+            let submission = EditSubmission(
+                method: method,
+                requests: try body.facts().map { EditRequest(prompt: $0.prompt, subject: $0.subject, targetNew: $0.target) },
+                hyperparameters: try hyperparameters(data))
             return try json(EditResponse(try await host.edit(submission)))
         }
         router.get("/v1/edits") { _, _ in try json(EditList(data: try await host.edits())) }
@@ -122,9 +128,11 @@ private struct Routes: Sendable {
             let maxTokens = body.max_tokens ?? 16
             guard (1...256).contains(maxTokens) else { throw ServingError.badRequest("max_tokens: must be 1 to 256") }
             let outputs = try await host.compare(body.prompts, maxTokens: maxTokens)
-            return try json(EvaluateResponse(results: zip(body.prompts, outputs).map {
-                .init(prompt: $0, original: $1.original, edited: $1.edited)
-            }))
+            return try json(
+                EvaluateResponse(
+                    results: zip(body.prompts, outputs).map {
+                        .init(prompt: $0, original: $1.original, edited: $1.edited)
+                    }))
         }
         router.post("/v1/export") { request, _ in try await export(try await decode(ExportBody.self, request)) }
     }
@@ -146,9 +154,13 @@ private struct Routes: Sendable {
             defer { try? FileManager.default.removeItem(at: file) }
             try await host.withEditedModel { model, _ in _ = try ModelExport.write(model, to: file, precision: precision) }
             let data = try Data(contentsOf: file, options: .alwaysMapped)
-            return Response(status: .ok, headers: [.contentType: "application/octet-stream",
-                                                   .contentDisposition: "attachment; filename=\"edited.gguf\""],
-                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "application/octet-stream",
+                    .contentDisposition: "attachment; filename=\"edited.gguf\"",
+                ],
+                body: .init(byteBuffer: ByteBuffer(bytes: data)))
         case "hf":
             let folder = try exportFolder(body.path ?? "edited-hf")
             let result = try await host.withEditedModel { model, _ in
@@ -163,9 +175,13 @@ private struct Routes: Sendable {
                 try AdapterExport.write(edits.map(\.delta), of: model, to: file, format: .lora)
             }
             let data = try Data(contentsOf: file, options: .alwaysMapped)
-            return Response(status: .ok, headers: [.contentType: "application/octet-stream",
-                                                   .contentDisposition: "attachment; filename=\"edits-lora.gguf\""],
-                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "application/octet-stream",
+                    .contentDisposition: "attachment; filename=\"edits-lora.gguf\"",
+                ],
+                body: .init(byteBuffer: ByteBuffer(bytes: data)))
         case "peft":
             let folder = try exportFolder(body.path ?? "edits-peft")
             let result = try await host.withEditedModel { model, edits in
@@ -198,9 +214,12 @@ private struct Routes: Sendable {
         // Checked before the status line goes out: a streamed response cannot turn into a 400.
         let ids = host.encode(prompt)
         let tokens = ids.count
-        guard tokens > 0 else { throw ServingError.badRequest(chat ? "messages: the conversation is empty" : "prompt: the prompt is empty") }
+        guard tokens > 0 else {
+            throw ServingError.badRequest(chat ? "messages: the conversation is empty" : "prompt: the prompt is empty")
+        }
         guard tokens < host.model.config.contextLength else {
-            throw ServingError.badRequest("\(chat ? "messages" : "prompt"): \(tokens) tokens, more than the model's context of \(host.model.config.contextLength)")
+            throw ServingError.badRequest(
+                "\(chat ? "messages" : "prompt"): \(tokens) tokens, more than the model's context of \(host.model.config.contextLength)")
         }
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased()
         let created = Int(Date().timeIntervalSince1970)
@@ -209,56 +228,70 @@ private struct Routes: Sendable {
 
         guard sampling.stream == true else {
             // Not streamed: wait for the whole text. Errors before the first event are the client's.
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
-                var text = ""
-                var finish = FinishReason.length
-                var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
-                for try await event in events {
-                    switch event {
-                    case .text(let piece): text += piece
-                    case .finished(let reason, let p, let c):
-                        finish = reason
-                        usage = Usage(prompt_tokens: p, completion_tokens: c, total_tokens: p + c)
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody { writer in
+                    var text = ""
+                    var finish = FinishReason.length
+                    var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
+                    for try await event in events {
+                        switch event {
+                        case .text(let piece): text += piece
+                        case .finished(let reason, let p, let c):
+                            finish = reason
+                            usage = Usage(prompt_tokens: p, completion_tokens: c, total_tokens: p + c)
+                        }
                     }
-                }
-                let data: Data = chat
-                    ? try encodeJSON(ChatResponse(id: id, object: "chat.completion", created: created, model: model,
-                                                  choices: [.init(message: .init(role: "assistant", content: text), finish_reason: finish)],
-                                                  usage: usage))
-                    : try encodeJSON(CompletionResponse(id: id, created: created, model: model,
-                                                        choices: [.init(text: text, finish_reason: finish)], usage: usage))
-                try await writer.write(ByteBuffer(bytes: data))
-                try await writer.finish(nil)
-            })
+                    let data: Data =
+                        chat
+                        ? try encodeJSON(
+                            ChatResponse(
+                                id: id, object: "chat.completion", created: created, model: model,
+                                choices: [.init(message: .init(role: "assistant", content: text), finish_reason: finish)],
+                                usage: usage))
+                        : try encodeJSON(
+                            CompletionResponse(
+                                id: id, created: created, model: model,
+                                choices: [.init(text: text, finish_reason: finish)], usage: usage))
+                    try await writer.write(ByteBuffer(bytes: data))
+                    try await writer.finish(nil)
+                })
         }
 
         // Server-sent events, one chunk per piece of text, then the finish reason and [DONE].
         @Sendable func chunk(_ text: String?, role: String? = nil, finish: FinishReason? = nil) throws -> ByteBuffer {
-            let data: Data = chat
-                ? try encodeJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                              choices: [.init(delta: .init(role: role, content: text), finish_reason: finish)]))
-                : try encodeJSON(CompletionResponse(id: id, created: created, model: model,
-                                                    choices: [.init(text: text ?? "", finish_reason: finish)]))
+            let data: Data =
+                chat
+                ? try encodeJSON(
+                    ChatResponse(
+                        id: id, object: "chat.completion.chunk", created: created, model: model,
+                        choices: [.init(delta: .init(role: role, content: text), finish_reason: finish)]))
+                : try encodeJSON(
+                    CompletionResponse(
+                        id: id, created: created, model: model,
+                        choices: [.init(text: text ?? "", finish_reason: finish)]))
             return ByteBuffer(bytes: Data("data: ".utf8) + data + Data("\n\n".utf8))
         }
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            do {
-                if chat { try await writer.write(try chunk("", role: "assistant")) }
-                for try await event in events {
-                    switch event {
-                    case .text(let piece): try await writer.write(try chunk(piece))
-                    case .finished(let reason, _, _): try await writer.write(try chunk(chat ? nil : "", finish: reason))
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    if chat { try await writer.write(try chunk("", role: "assistant")) }
+                    for try await event in events {
+                        switch event {
+                        case .text(let piece): try await writer.write(try chunk(piece))
+                        case .finished(let reason, _, _): try await writer.write(try chunk(chat ? nil : "", finish: reason))
+                        }
                     }
+                } catch {
+                    // The status line is gone already: the error travels as an event.
+                    let body = ErrorBody(error: .init(message: "\(error)", type: "server_error", code: nil))
+                    try await writer.write(ByteBuffer(bytes: Data("data: ".utf8) + (try encodeJSON(body)) + Data("\n\n".utf8)))
                 }
-            } catch {
-                // The status line is gone already: the error travels as an event.
-                let body = ErrorBody(error: .init(message: "\(error)", type: "server_error", code: nil))
-                try await writer.write(ByteBuffer(bytes: Data("data: ".utf8) + (try encodeJSON(body)) + Data("\n\n".utf8)))
-            }
-            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-            try await writer.finish(nil)
-        })
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
     }
 
     // MARK: Bodies
@@ -288,7 +321,7 @@ private struct Routes: Sendable {
     /// `hparams` of an edit body, re-encoded as a JSON object, or nil.
     private func hyperparameters(_ data: Data) throws -> Data? {
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let h = object["hparams"],
-              !(h is NSNull)
+            !(h is NSNull)
         else { return nil }
         guard h is [String: Any] else { throw ServingError.badRequest("hparams: expected an object of hyperparameters") }
         return try JSONSerialization.data(withJSONObject: h)
@@ -354,7 +387,8 @@ private struct ErrorMiddleware: RouterMiddleware {
         } catch let error as RequestTooLarge {
             return try failure(.contentTooLarge, "body: larger than the limit of \(error.limit) bytes", type: "invalid_request_error")
         } catch let error as HTTPError {
-            let message = error.body ?? (error.status == .notFound ? "no route \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
+            let message =
+                error.body ?? (error.status == .notFound ? "no route \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             return try failure(error.status, message, type: "invalid_request_error")
         } catch let error as EditRequestError {
             return try failure(.badRequest, error.description, type: "invalid_request_error")
@@ -381,7 +415,7 @@ private struct BearerMiddleware: RouterMiddleware {
         let given = request.headers[.authorization] ?? ""
         let expected = "Bearer " + key
         guard given.utf8.count == expected.utf8.count,
-              zip(given.utf8, expected.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
+            zip(given.utf8, expected.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
         else {
             throw HTTPError(.unauthorized, message: given.isEmpty ? "missing Authorization: Bearer API key" : "wrong API key")
         }

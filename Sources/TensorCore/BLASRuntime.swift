@@ -16,7 +16,9 @@ public enum BLASRuntime {
     }
 
     /// Generic fallbacks OpenBLAS uses for CPUs it does not recognise.
-    static let fallbackCores: Set<String> = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Katmai", "Northwood", "Banias", "Atom"]
+    static let fallbackCores: Set<String> = [
+        "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Katmai", "Northwood", "Banias", "Atom",
+    ]
 
     /// The `OPENBLAS_CORETYPE` that would run faster here, or nil when OpenBLAS's own choice
     /// should stand (the user set one, or OpenBLAS recognised the CPU).
@@ -34,8 +36,8 @@ public enum BLASRuntime {
     /// The CPU feature flags from /proc/cpuinfo (empty where there is none).
     public static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
-              let colon = line.firstIndex(of: ":")
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+            let colon = line.firstIndex(of: ":")
         else { return [] }
         return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
     }

@@ -34,14 +34,16 @@ public enum Backward {
             // by blocks of columns.
             let block = 256
             parallelFor((k + block - 1) / block) { b in
-                let start = b * block, count = min(block, k - start)
+                let start = b * block
+                let count = min(block, k - start)
                 if !accumulate { (dX + start).update(repeating: 0, count: count) }
                 for j in 0..<n { Kernels.addScaled(weight + j * k + start, dY[j], into: dX + start, count: count) }
             }
             return
         }
-        MatMul.parallelGEMM(m: m, n: k, k: n, a: dY, lda: ldDY, b: weight, ldb: k,
-                            beta: accumulate ? 1 : 0, c: dX, ldc: ldDX)
+        MatMul.parallelGEMM(
+            m: m, n: k, k: n, a: dY, lda: ldDY, b: weight, ldb: k,
+            beta: accumulate ? 1 : 0, c: dX, ldc: ldDX)
     }
 
     /// Weight gradient of a linear layer `Y = X · Wᵀ`: `dW[N, K] = dYᵀ · X = Σ_r dY[r]ᵀ X[r]`
@@ -56,7 +58,8 @@ public enum Backward {
             let block = 64
             parallelFor((n + block - 1) / block) { b in
                 for j in (b * block)..<min(n, (b + 1) * block) {
-                    let row = dW + j * k, scale = dY[j]
+                    let row = dW + j * k
+                    let scale = dY[j]
                     for i in stride(from: 0, to: k, by: 16) {
                         let c = min(16, k - i)
                         storeSIMD(loadSIMD(x + i, c) * scale, row + i, c, accumulate: accumulate)
@@ -65,8 +68,9 @@ public enum Backward {
             }
             return
         }
-        MatMul.parallelGEMM(transA: true, m: n, n: k, k: m, a: dY, lda: ldDY, b: x, ldb: ldx,
-                            beta: accumulate ? 1 : 0, c: dW, ldc: k)
+        MatMul.parallelGEMM(
+            transA: true, m: n, n: k, k: m, a: dY, lda: ldDY, b: x, ldb: ldx,
+            beta: accumulate ? 1 : 0, c: dW, ldc: k)
     }
 
     /// Bias gradient of a linear layer: the column sums `dBias[j] = Σ_r dY[r, j]`
@@ -92,7 +96,9 @@ public enum Backward {
         dWeight: UnsafeMutablePointer<Float>?
     ) {
         for r in 0..<rows {
-            let xr = x + r * ldx, gr = dY + r * ldDY, dxr = dX + r * ldDX
+            let xr = x + r * ldx
+            let gr = dY + r * ldDY
+            let dxr = dX + r * ldDX
             let s = 1 / (MatMul.dot(xr, xr, width) / Float(width) + eps).squareRoot()
             var gx = SIMD16<Float>()
             for i in stride(from: 0, to: width, by: 16) {
@@ -102,7 +108,8 @@ public enum Backward {
             let k = gx.sum() * s * s / Float(width)
             for i in stride(from: 0, to: width, by: 16) {
                 let c = min(16, width - i)
-                let xv = loadSIMD(xr + i, c), dy = loadSIMD(gr + i, c)
+                let xv = loadSIMD(xr + i, c)
+                let dy = loadSIMD(gr + i, c)
                 let g = dy * loadSIMD(weight + i, c)
                 storeSIMD((g - xv * k) * s, dxr + i, c, accumulate: accumulate)
                 if let dWeight { storeSIMD(dy * xv * s, dWeight + i, c, accumulate: true) }
@@ -122,11 +129,15 @@ public enum Backward {
     ) {
         let n = Float(width)
         for r in 0..<rows {
-            let xr = x + r * ldx, gr = dY + r * ldDY, dxr = dX + r * ldDX
+            let xr = x + r * ldx
+            let gr = dY + r * ldDY
+            let dxr = dX + r * ldDX
             var sum = SIMD16<Float>()
             for i in stride(from: 0, to: width, by: 16) { sum += loadSIMD(xr + i, min(16, width - i)) }
             let mean = sum.sum() / n
-            var squares = SIMD16<Float>(), gSum = SIMD16<Float>(), gxSum = SIMD16<Float>()
+            var squares = SIMD16<Float>()
+            var gSum = SIMD16<Float>()
+            var gxSum = SIMD16<Float>()
             for i in stride(from: 0, to: width, by: 16) {
                 let c = min(16, width - i)
                 var d = loadSIMD(xr + i, c) - mean
@@ -137,10 +148,12 @@ public enum Backward {
                 gxSum += g * d
             }
             let s = 1 / (squares.sum() / n + eps).squareRoot()
-            let gMean = gSum.sum() / n, gxMean = gxSum.sum() * s / n
+            let gMean = gSum.sum() / n
+            let gxMean = gxSum.sum() * s / n
             for i in stride(from: 0, to: width, by: 16) {
                 let c = min(16, width - i)
-                let xHat = (loadSIMD(xr + i, c) - mean) * s, dy = loadSIMD(gr + i, c)
+                let xHat = (loadSIMD(xr + i, c) - mean) * s
+                let dy = loadSIMD(gr + i, c)
                 let g = dy * loadSIMD(weight + i, c)
                 storeSIMD((g - gMean - xHat * gxMean) * s, dxr + i, c, accumulate: accumulate)
                 if let dWeight { storeSIMD(dy * xHat, dWeight + i, c, accumulate: true) }
@@ -175,7 +188,9 @@ public enum Backward {
     ) {
         for i in stride(from: 0, to: count, by: 16) {
             let c = min(16, count - i)
-            let g = loadSIMD(gate + i, c), u = loadSIMD(up + i, c), d = loadSIMD(dOut + i, c)
+            let g = loadSIMD(gate + i, c)
+            let u = loadSIMD(up + i, c)
+            let d = loadSIMD(dOut + i, c)
             let sigma = 1 / (1 + VectorMath.exp(-g))
             let silu = g * sigma
             let dSilu = sigma * (1 + g * (1 - sigma))
@@ -256,11 +271,15 @@ public enum Backward {
         window: Int = .max, accumulate: Bool = false
     ) {
         precondition(kvHeads > 0 && heads % kvHeads == 0, "\(heads) heads for \(kvHeads) KV heads")
-        let group = heads / kvHeads, length = p + t, blockRows = 64
+        let group = heads / kvHeads
+        let length = p + t
+        let blockRows = 64
         let scale = 1 / Float(d).squareRoot()
         parallelFor(kvHeads, dynamic: true) { kvHead in
-            let keys = k + kvHead * d, values = v + kvHead * d
-            let dKeys = dK + kvHead * d, dValues = dV + kvHead * d
+            let keys = k + kvHead * d
+            let values = v + kvHead * d
+            let dKeys = dK + kvHead * d
+            let dValues = dV + kvHead * d
             if !accumulate {
                 for j in 0..<length {
                     (dKeys + j * ldDK).update(repeating: 0, count: d)
@@ -281,7 +300,8 @@ public enum Backward {
                 dScores.deallocate()
             }
             for first in stride(from: 0, to: t, by: blockRows) {
-                let rows = min(blockRows, t - first), stacked = group * rows
+                let rows = min(blockRows, t - first)
+                let stacked = group * rows
                 let keyCount = p + first + rows  // the block's last query sees these
                 // Stack the group's query heads: row g·rows + r is head (kvHead·group + g), query first + r.
                 for g in 0..<group {
@@ -291,14 +311,18 @@ public enum Backward {
                         (dContext + (g * rows + r) * d).update(from: dOut + (first + r) * ldDOut + column, count: d)
                     }
                 }
-                MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
-                            b: keys, ldb: ldk, c: probabilities, ldc: keyCount)
-                MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, a: dContext, lda: d,
-                            b: values, ldb: ldv, c: dScores, ldc: keyCount)
+                MatMul.gemm(
+                    transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
+                    b: keys, ldb: ldk, c: probabilities, ldc: keyCount)
+                MatMul.gemm(
+                    transB: true, m: stacked, n: keyCount, k: d, a: dContext, lda: d,
+                    b: values, ldb: ldv, c: dScores, ldc: keyCount)
                 for g in 0..<group {
                     for r in 0..<rows {
-                        let visible = p + first + r + 1, oldest = max(0, visible - window)
-                        let a = probabilities + (g * rows + r) * keyCount, da = dScores + (g * rows + r) * keyCount
+                        let visible = p + first + r + 1
+                        let oldest = max(0, visible - window)
+                        let a = probabilities + (g * rows + r) * keyCount
+                        let da = dScores + (g * rows + r) * keyCount
                         Kernels.softmax(a + oldest, count: visible - oldest)
                         softmax(a + oldest, dP: da + oldest, count: visible - oldest, into: da + oldest)
                         a.update(repeating: 0, count: oldest)
@@ -307,16 +331,20 @@ public enum Backward {
                         (da + visible).update(repeating: 0, count: keyCount - visible)
                     }
                 }
-                MatMul.gemm(transA: true, m: keyCount, n: d, k: stacked, a: probabilities, lda: keyCount,
-                            b: dContext, ldb: d, beta: 1, c: dValues, ldc: ldDV)
-                MatMul.gemm(transA: true, m: keyCount, n: d, k: stacked, alpha: scale, a: dScores, lda: keyCount,
-                            b: queries, ldb: d, beta: 1, c: dKeys, ldc: ldDK)
-                MatMul.gemm(m: stacked, n: d, k: keyCount, alpha: scale, a: dScores, lda: keyCount,
-                            b: keys, ldb: ldk, c: dQueries, ldc: d)
+                MatMul.gemm(
+                    transA: true, m: keyCount, n: d, k: stacked, a: probabilities, lda: keyCount,
+                    b: dContext, ldb: d, beta: 1, c: dValues, ldc: ldDV)
+                MatMul.gemm(
+                    transA: true, m: keyCount, n: d, k: stacked, alpha: scale, a: dScores, lda: keyCount,
+                    b: queries, ldb: d, beta: 1, c: dKeys, ldc: ldDK)
+                MatMul.gemm(
+                    m: stacked, n: d, k: keyCount, alpha: scale, a: dScores, lda: keyCount,
+                    b: keys, ldb: ldk, c: dQueries, ldc: d)
                 for g in 0..<group {
                     let column = (kvHead * group + g) * d
                     for r in 0..<rows {
-                        let source = dQueries + (g * rows + r) * d, target = dQ + (first + r) * ldDQ + column
+                        let source = dQueries + (g * rows + r) * d
+                        let target = dQ + (first + r) * ldDQ + column
                         if accumulate {
                             Kernels.addScaled(source, 1, into: target, count: d)
                         } else {

@@ -19,7 +19,10 @@ public enum DenseSolve {
             ComputeThreads.singleThreadedBLAS
             var f = a
             for i in 0..<n { f[i * n + i] += ridge }
-            var order = Int32(n), lda = Int32(n), info: Int32 = 0, uplo = CChar(UInt8(ascii: "L"))
+            var order = Int32(n)
+            var lda = Int32(n)
+            var info: Int32 = 0
+            var uplo = CChar(UInt8(ascii: "L"))
             dpotrf_(&uplo, &order, &f, &lda, &info)
             guard info == 0 else { throw CholeskyError.notPositiveDefinite(minor: Int(info), order: n) }
             self.order = n
@@ -59,7 +62,11 @@ public enum DenseSolve {
             precondition(b.count == count * order, "right-hand sides of \(b.count) for \(count) × \(order)")
             if count == 0 { return [] }
             ComputeThreads.singleThreadedBLAS
-            var x = b, n = Int32(order), lda = Int32(order), nrhs = Int32(count), info: Int32 = 0
+            var x = b
+            var n = Int32(order)
+            var lda = Int32(order)
+            var nrhs = Int32(count)
+            var info: Int32 = 0
             var uplo = CChar(UInt8(ascii: "L"))
             factor.withUnsafeBufferPointer { f in
                 dpotrs_(&uplo, &n, &nrhs, f.baseAddress!, &lda, &x, &lda, &info)
@@ -79,7 +86,11 @@ public enum DenseSolve {
         ComputeThreads.singleThreadedBLAS
         var columnMajor = [Double](repeating: 0, count: n * n)
         for i in 0..<n { for j in 0..<n { columnMajor[j * n + i] = a[i * n + j] } }
-        var x = b, order = Int32(n), lda = Int32(n), nrhs = Int32(count), info: Int32 = 0
+        var x = b
+        var order = Int32(n)
+        var lda = Int32(n)
+        var nrhs = Int32(count)
+        var info: Int32 = 0
         var pivots = [Int32](repeating: 0, count: n)
         dgesv_(&order, &nrhs, &columnMajor, &lda, &pivots, &x, &lda, &info)
         guard info == 0 else {
@@ -96,9 +107,10 @@ public enum DenseSolve {
         var c = [Double](repeating: 0, count: m * n)
         if m == 0 || n == 0 { return c }
         ComputeThreads.singleThreadedBLAS
-        cblas_dgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), 1, a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n), 0,
-                    &c, Int32(n))
+        cblas_dgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), 1, a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n), 0,
+            &c, Int32(n))
         return c
     }
 
@@ -116,16 +128,24 @@ public enum DenseSolve {
         precondition(matrix.shape == [n, n], "matrix \(matrix.shape) is not square")
         ComputeThreads.singleThreadedBLAS
         let a = matrix.copy()
-        var order = Int32(n), lda = Int32(n), info: Int32 = 0, lwork: Int32 = -1, liwork: Int32 = -1
+        var order = Int32(n)
+        var lda = Int32(n)
+        var info: Int32 = 0
+        var lwork: Int32 = -1
+        var liwork: Int32 = -1
         // Row-major upper = column-major lower; the eigenvectors come back as columns, i.e. rows here.
-        var jobz = CChar(UInt8(ascii: "V")), uplo = CChar(UInt8(ascii: "L"))
-        var values = [Float](repeating: 0, count: n), workSize: Float = 0, iworkSize: Int32 = 0
+        var jobz = CChar(UInt8(ascii: "V"))
+        var uplo = CChar(UInt8(ascii: "L"))
+        var values = [Float](repeating: 0, count: n)
+        var workSize: Float = 0
+        var iworkSize: Int32 = 0
         ssyevd_(&jobz, &uplo, &order, a.pointer, &lda, &values, &workSize, &lwork, &iworkSize, &liwork, &info)
         // The workspace size comes back as a Float, which rounds sizes above 2²⁴ (n > 2,896) down:
         // never ask for less than LAPACK's documented minimum.
         lwork = Self.workspace(workSize, minimum: 1 + 6 * n + 2 * n * n)
         liwork = max(iworkSize, Int32(3 + 5 * n))
-        var work = [Float](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
+        var work = [Float](repeating: 0, count: Int(lwork))
+        var iwork = [Int32](repeating: 0, count: Int(liwork))
         ssyevd_(&jobz, &uplo, &order, a.pointer, &lda, &values, &work, &lwork, &iwork, &liwork, &info)
         guard info == 0 else {
             if info > 0 { throw CholeskyError.noConvergence(order: n) }
@@ -141,23 +161,32 @@ public enum DenseSolve {
         precondition(matrix.shape.count == 2, "matrix \(matrix.shape) is not two-dimensional")
         let (m, n) = (matrix.shape[0], matrix.shape[1])
         let k = min(m, n)
-        let u = Tensor(zeros: [m, k]), vt = Tensor(zeros: [k, n])
+        let u = Tensor(zeros: [m, k])
+        let vt = Tensor(zeros: [k, n])
         var s = [Float](repeating: 0, count: k)
         if k == 0 { return (u, s, vt) }
         ComputeThreads.singleThreadedBLAS
         // Row-major A is column-major Aᵀ = V S Uᵀ: LAPACK's "U" of Aᵀ (n × k, column-major) is
         // our Vᵀ read row-major, and its "Vᵀ" (k × m) is our U.
         let a = matrix.copy()
-        var rows = Int32(n), columns = Int32(m), lda = Int32(n), ldu = Int32(n), ldvt = Int32(k)
-        var info: Int32 = 0, lwork: Int32 = -1, workSize: Float = 0
+        var rows = Int32(n)
+        var columns = Int32(m)
+        var lda = Int32(n)
+        var ldu = Int32(n)
+        var ldvt = Int32(k)
+        var info: Int32 = 0
+        var lwork: Int32 = -1
+        var workSize: Float = 0
         var jobz = CChar(UInt8(ascii: "S"))
         var iwork = [Int32](repeating: 0, count: 8 * k)
-        sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
-                &workSize, &lwork, &iwork, &info)
+        sgesdd_(
+            &jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
+            &workSize, &lwork, &iwork, &info)
         lwork = Self.workspace(workSize, minimum: 3 * k * k + max(max(m, n), 4 * k * k + 4 * k))  // as ssyevd's above
         var work = [Float](repeating: 0, count: Int(lwork))
-        sgesdd_(&jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
-                &work, &lwork, &iwork, &info)
+        sgesdd_(
+            &jobz, &rows, &columns, a.pointer, &lda, &s, vt.pointer, &ldu, u.pointer, &ldvt,
+            &work, &lwork, &iwork, &info)
         guard info == 0 else {
             if info > 0 { throw CholeskyError.noConvergence(order: k) }
             preconditionFailure("sgesdd argument \(-info) is invalid")

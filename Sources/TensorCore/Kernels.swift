@@ -13,7 +13,8 @@ public enum Kernels {
         into y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
         for r in 0..<rows {
-            let xr = x + r * ldx, yr = y + r * ldy
+            let xr = x + r * ldx
+            let yr = y + r * ldy
             let meanSquare = MatMul.dot(xr, xr, width) / Float(width)
             let scale = 1 / (meanSquare + eps).squareRoot()
             for i in 0..<width { yr[i] = (xr[i] * scale) * weight[i] }
@@ -27,7 +28,8 @@ public enum Kernels {
         into y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
         for r in 0..<rows {
-            let xr = x + r * ldx, yr = y + r * ldy
+            let xr = x + r * ldx
+            let yr = y + r * ldy
             var sum: Float = 0
             for i in 0..<width { sum += xr[i] }
             let mean = sum / Float(width)
@@ -127,7 +129,9 @@ public enum Kernels {
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
         into out: UnsafeMutablePointer<Float>
     ) {
-        let g = UnsafeRawPointer(gate), u = UnsafeRawPointer(up), o = UnsafeMutableRawPointer(out)
+        let g = UnsafeRawPointer(gate)
+        let u = UnsafeRawPointer(up)
+        let o = UnsafeMutableRawPointer(out)
         var i = 0
         while i + 16 <= count {
             let gv = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
@@ -157,10 +161,12 @@ public enum Kernels {
     public static func addScaled(
         _ x: UnsafePointer<Float>, _ a: Float, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
-        let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
+        let xr = UnsafeRawPointer(x)
+        let yr = UnsafeMutableRawPointer(y)
         var i = 0
         while i + 16 <= count {
-            let v = yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            let v =
+                yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
                 + xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * a
             yr.storeBytes(of: v, toByteOffset: i * 4, as: SIMD16<Float>.self)
             i += 16
@@ -211,7 +217,8 @@ public struct RotaryEmbedding: Sendable {
             let wavelength = 2 * Double.pi / f
             if wavelength < highWavelength { return f32 }
             if wavelength > lowWavelength { return Float(f / factor) }
-            let smooth = (originalMaxPositions / wavelength - lowFrequencyFactor)
+            let smooth =
+                (originalMaxPositions / wavelength - lowFrequencyFactor)
                 / (highFrequencyFactor - lowFrequencyFactor)
             return Float((1 - smooth) * f / factor + smooth * f)
         }
@@ -248,7 +255,9 @@ public struct RotaryEmbedding: Sendable {
         for h in 0..<heads {
             let v = x + h * headDim
             for i in 0..<half {
-                let a = v[i], b = v[i + half], s = direction * sin[i]
+                let a = v[i]
+                let b = v[i + half]
+                let s = direction * sin[i]
                 v[i] = a * cos[i] - b * s
                 v[i + half] = b * cos[i] + a * s
             }

@@ -64,8 +64,10 @@ public enum Losses {
         defer { losses.deallocate() }
         parallelFor(rows) { r in
             let w = weights?[r] ?? 1 / Float(rows)
-            let a = reference + r * ldReference, b = edited + r * ldEdited
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: 2 * v), q = p + v
+            let a = reference + r * ldReference
+            let b = edited + r * ldEdited
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: 2 * v)
+            let q = p + v
             defer { p.deallocate() }
             p.update(from: a, count: v)
             q.update(from: b, count: v)

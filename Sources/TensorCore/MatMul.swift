@@ -44,21 +44,26 @@ public enum MatMul {
         let threads = ComputeThreads.count
         // Below ~2 MFLOP a split costs more in synchronisation than it saves.
         guard threads > 1, m * n * k >= 1 << 20, n >= 32 * threads else {
-            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
-        let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
+        let aAddress = UInt(bitPattern: a)
+        let bAddress = UInt(bitPattern: b)
+        let cAddress = UInt(bitPattern: c)
         parallelFor(threads) { t in
             // Column blocks aligned to 16 floats (one cache line).
-            let start = (n * t / threads) & ~15, end = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
+            let start = (n * t / threads) & ~15
+            let end = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
             guard end > start else { return }
             let b = UnsafePointer<Float>(bitPattern: bAddress)!
             // Column j of op(B) starts at row j of B when transposed, else at element j.
             let bStart = transB ? b + start * ldb : b + start
-            gemm(transA: transA, transB: transB, m: m, n: end - start, k: k, alpha: alpha,
-                 a: UnsafePointer<Float>(bitPattern: aAddress)!, lda: lda, b: bStart, ldb: ldb, beta: beta,
-                 c: UnsafeMutablePointer<Float>(bitPattern: cAddress)! + start, ldc: ldc)
+            gemm(
+                transA: transA, transB: transB, m: m, n: end - start, k: k, alpha: alpha,
+                a: UnsafePointer<Float>(bitPattern: aAddress)!, lda: lda, b: bStart, ldb: ldb, beta: beta,
+                c: UnsafeMutablePointer<Float>(bitPattern: cAddress)! + start, ldc: ldc)
         }
     }
 
@@ -70,12 +75,14 @@ public enum MatMul {
         into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false
     ) {
         precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
-        let n = weight.shape[0], k = weight.shape[1]
+        let n = weight.shape[0]
+        let k = weight.shape[1]
         if m == 1 {
             gemv(weight.pointer, rows: n, columns: k, x, y, accumulate: accumulate)
         } else {
-            parallelGEMM(transB: true, m: m, n: n, k: k, a: x, lda: ldx, b: weight.pointer, ldb: k,
-                         beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+            parallelGEMM(
+                transB: true, m: m, n: n, k: k, a: x, lda: ldx, b: weight.pointer, ldb: k,
+                beta: accumulate ? 1 : 0, c: y, ldc: ldy)
         }
         if let bias {
             precondition(bias.count == n, "bias of \(bias.count) for \(n) outputs")
@@ -99,7 +106,8 @@ public enum MatMul {
     ) {
         let rowsPerChunk = 64
         let chunks = (n + rowsPerChunk - 1) / rowsPerChunk
-        let wAddress = UInt(bitPattern: w), xAddress = UInt(bitPattern: x)
+        let wAddress = UInt(bitPattern: w)
+        let xAddress = UInt(bitPattern: x)
         let yAddress = UInt(bitPattern: y)
         parallelFor(chunks) { chunk in
             let w = UnsafePointer<Float>(bitPattern: wAddress)!
@@ -116,10 +124,12 @@ public enum MatMul {
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
         var acc = SIMD16<Float>()
-        let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+        let ar = UnsafeRawPointer(a)
+        let br = UnsafeRawPointer(b)
         var i = 0
         while i + 16 <= k {
-            acc += ar.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            acc +=
+                ar.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
                 * br.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
             i += 16
         }

@@ -58,12 +58,14 @@ extension Optimizer {
     /// One step: `gradients[i]` (same element count as `parameters[i]`) updates parameter `i`;
     /// nil skips it and leaves its state untouched. Like `optimizer.step()` after `backward()`.
     public func step(gradients: [Tensor?]) {
-        precondition(gradients.count == parameters.count,
-                     "\(gradients.count) gradients for \(parameters.count) parameters")
+        precondition(
+            gradients.count == parameters.count,
+            "\(gradients.count) gradients for \(parameters.count) parameters")
         for (index, gradient) in gradients.enumerated() {
             guard let gradient else { continue }
-            precondition(gradient.count == parameters[index].count,
-                         "gradient of \(gradient.shape) for parameter \(index) of \(parameters[index].shape)")
+            precondition(
+                gradient.count == parameters[index].count,
+                "gradient of \(gradient.shape) for parameter \(index) of \(parameters[index].shape)")
             step(index, gradient: UnsafePointer(gradient.pointer))
         }
     }
@@ -129,15 +131,18 @@ public final class Adam: Optimizer {
     public func state(of index: Int) -> (firstMoment: [Float], secondMoment: [Float], step: Int)? {
         guard let s = states[index] else { return nil }
         let count = parameters[index].count
-        return (Array(UnsafeBufferPointer(start: s.firstMoment.pointer, count: count)),
-                Array(UnsafeBufferPointer(start: s.secondMoment.pointer, count: count)), s.step)
+        return (
+            Array(UnsafeBufferPointer(start: s.firstMoment.pointer, count: count)),
+            Array(UnsafeBufferPointer(start: s.secondMoment.pointer, count: count)), s.step
+        )
     }
 
     /// Restores parameter `index`'s moments and step count from a checkpoint (``state(of:)``).
     public func restoreState(of index: Int, firstMoment: [Float], secondMoment: [Float], step: Int) {
         let count = parameters[index].count
         precondition(firstMoment.count == count && secondMoment.count == count && step >= 1, "state of the wrong size")
-        let m = TensorStorage(count: count), v = TensorStorage(count: count)
+        let m = TensorStorage(count: count)
+        let v = TensorStorage(count: count)
         m.pointer.update(from: firstMoment, count: count)
         v.pointer.update(from: secondMoment, count: count)
         states[index] = State(firstMoment: m, secondMoment: v, step: step)
@@ -150,8 +155,11 @@ public final class Adam: Optimizer {
     public func step(_ index: Int, gradient: UnsafePointer<Float>) {
         let parameter = parameters[index]
         let count = parameter.count
-        var state = states[index] ?? State(firstMoment: TensorStorage(count: count),
-                                           secondMoment: TensorStorage(count: count), step: 0)
+        var state =
+            states[index]
+            ?? State(
+                firstMoment: TensorStorage(count: count),
+                secondMoment: TensorStorage(count: count), step: 0)
         state.step += 1
         states[index] = state
 
@@ -161,20 +169,26 @@ public final class Adam: Optimizer {
         let biasCorrection2 = 1 - pow(beta2, t)
         let negativeStepSize = Float(-(learningRate / biasCorrection1))
         let biasCorrection2Root = Float(biasCorrection2.squareRoot())
-        let oneMinusBeta1 = Float(1 - beta1), beta2 = Float(self.beta2), oneMinusBeta2 = Float(1 - self.beta2)
+        let oneMinusBeta1 = Float(1 - beta1)
+        let beta2 = Float(self.beta2)
+        let oneMinusBeta2 = Float(1 - self.beta2)
         let eps = Float(self.eps)
-        var l2: Float = 0, decayFactor: Float = 1
+        var l2: Float = 0
+        var decayFactor: Float = 1
         switch weightDecay {
         case .none: break
         case .l2(let λ): l2 = Float(λ)
         case .decoupled(let λ): decayFactor = Float(1 - learningRate * λ)
         }
 
-        let theta = parameter.pointer, m = state.firstMoment.pointer, v = state.secondMoment.pointer
+        let theta = parameter.pointer
+        let m = state.firstMoment.pointer
+        let v = state.secondMoment.pointer
         forEachBlock(count) { start, blockCount in
             for i in stride(from: start, to: start + blockCount, by: 16) {
                 let c = min(16, start + blockCount - i)
-                var p = loadSIMD(theta + i, c), g = loadSIMD(gradient + i, c)
+                var p = loadSIMD(theta + i, c)
+                var g = loadSIMD(gradient + i, c)
                 if l2 != 0 { g = g + p * l2 }
                 if decayFactor != 1 { p = p * decayFactor }
                 let m0 = loadSIMD(m + i, c)
@@ -216,8 +230,9 @@ public final class SGD: Optimizer {
         precondition(learningRate >= 0, "invalid learning rate \(learningRate)")
         precondition(momentum >= 0, "invalid momentum \(momentum)")
         precondition(weightDecay >= 0, "invalid weight decay \(weightDecay)")
-        precondition(!nesterov || (momentum > 0 && dampening == 0),
-                     "Nesterov momentum requires a momentum and zero dampening")
+        precondition(
+            !nesterov || (momentum > 0 && dampening == 0),
+            "Nesterov momentum requires a momentum and zero dampening")
         self.parameters = parameters
         self.learningRate = learningRate
         self.momentum = momentum
@@ -234,8 +249,10 @@ public final class SGD: Optimizer {
     public func step(_ index: Int, gradient: UnsafePointer<Float>) {
         let parameter = parameters[index]
         let count = parameter.count
-        let negativeLearningRate = Float(-learningRate), decay = Float(weightDecay)
-        let mu = Float(momentum), oneMinusDampening = Float(1 - dampening)
+        let negativeLearningRate = Float(-learningRate)
+        let decay = Float(weightDecay)
+        let mu = Float(momentum)
+        let oneMinusDampening = Float(1 - dampening)
         // PyTorch's first momentum step copies the gradient into the buffer, undampened.
         let first = momentum != 0 && buffers[index] == nil
         if momentum != 0 && first { buffers[index] = TensorStorage(count: count, zeroed: false) }

@@ -124,7 +124,8 @@ private final class WorkerPool: @unchecked Sendable {
     func run(_ loop: Loop) {
         while workerCount < loop.threads - 1 {
             workerCount += 1
-            let index = workerCount, current = announcement.load(ordering: .relaxed)
+            let index = workerCount
+            let current = announcement.load(ordering: .relaxed)
             let thread = Thread { [self] in work(as: index, after: current) }
             thread.name = "ibke-worker-\(index)"
             thread.start()

@@ -2,7 +2,15 @@ import CQuantKernels
 
 /// A GGUF block format that the quantized kernels compute with directly.
 public enum QuantizedFormat: Int32, Sendable, CaseIterable {
-    case f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
+    case f16 = 1
+    case q4_0 = 2
+    case q4_1 = 3
+    case q5_0 = 6
+    case q8_0 = 8
+    case q4_K = 12
+    case q5_K = 13
+    case q6_K = 14
+    case bf16 = 30
 
     /// Elements per block.
     public var blockSize: Int {
@@ -53,14 +61,17 @@ public enum QuantizedKernels {
         _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>
     ) {
         precondition(columns % format.blockSize == 0, "\(columns) columns are not whole \(format) blocks")
-        let blocks = columns / format.blockSize, rowBytes = blocks * format.bytesPerBlock
+        let blocks = columns / format.blockSize
+        let rowBytes = blocks * format.bytesPerBlock
         // The sums of each 32 activations, once for all rows (the offset terms of Q4_1 and Q4_K).
         let sums = columns % 32 == 0 ? (0..<(columns / 32)).map { b in (0..<32).reduce(Float(0)) { $0 + x[32 * b + $1] } } : []
         let chunk = 64
         sums.withUnsafeBufferPointer { sums in
             parallelFor((rows + chunk - 1) / chunk) { c in
                 for r in (c * chunk)..<min(rows, (c + 1) * chunk) {
-                    y[r] = sums.isEmpty ? ibke_quant_dot(format.rawValue, weights + r * rowBytes, x, Int32(blocks))
+                    y[r] =
+                        sums.isEmpty
+                        ? ibke_quant_dot(format.rawValue, weights + r * rowBytes, x, Int32(blocks))
                         : ibke_quant_dot_sums(format.rawValue, weights + r * rowBytes, x, sums.baseAddress!, Int32(blocks))
                 }
             }
@@ -82,13 +93,19 @@ public enum QuantizedKernels {
             matrixVector(format, weights: weights, rows: rows, columns: columns, x, into: y)
             return
         }
-        precondition(columns % 256 == 0 || (format.blockSize == 32 && columns % 32 == 0),
-                     "\(columns) columns are not whole \(format) blocks")
-        let blocks = columns / format.blockSize, rowBytes = blocks * format.bytesPerBlock
+        precondition(
+            columns % 256 == 0 || (format.blockSize == 32 && columns % 32 == 0),
+            "\(columns) columns are not whole \(format) blocks")
+        let blocks = columns / format.blockSize
+        let rowBytes = blocks * format.bytesPerBlock
         let codes = UnsafeMutablePointer<Int8>.allocate(capacity: columns)
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: columns / 32)
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: columns / 32)
-        defer { codes.deallocate(); scales.deallocate(); sums.deallocate() }
+        defer {
+            codes.deallocate()
+            scales.deallocate()
+            sums.deallocate()
+        }
         ibke_quantize_activations(x, Int32(columns), codes, scales, sums)
         let chunk = 64
         parallelFor((rows + chunk - 1) / chunk) { c in
@@ -111,7 +128,9 @@ public enum QuantizedKernels {
             sums = [Float](repeating: 0, count: count / 32)
             codes.withUnsafeMutableBufferPointer { q in
                 scales.withUnsafeMutableBufferPointer { d in
-                    sums.withUnsafeMutableBufferPointer { ibke_quantize_activations(x, Int32(count), q.baseAddress, d.baseAddress, $0.baseAddress) }
+                    sums.withUnsafeMutableBufferPointer {
+                        ibke_quantize_activations(x, Int32(count), q.baseAddress, d.baseAddress, $0.baseAddress)
+                    }
                 }
             }
         }
@@ -121,8 +140,10 @@ public enum QuantizedKernels {
     }
 
     /// `Σ w·x̂` over `blocks` blocks at `row` (dispatching, or the portable C kernel).
-    public static func dot(_ format: QuantizedFormat, row: UnsafeRawPointer, _ x: QuantizedActivations, blocks: Int,
-                           portable: Bool = false) -> Float {
+    public static func dot(
+        _ format: QuantizedFormat, row: UnsafeRawPointer, _ x: QuantizedActivations, blocks: Int,
+        portable: Bool = false
+    ) -> Float {
         x.codes.withUnsafeBufferPointer { q in
             x.scales.withUnsafeBufferPointer { d in
                 x.sums.withUnsafeBufferPointer { s in

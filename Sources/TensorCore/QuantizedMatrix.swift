@@ -48,7 +48,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// - Precondition: each segment's rows are whole blocks of its format.
     public init(columns: Int, segments: [Segment], owners: [AnyObject], integerActivations: Bool = false) {
-        var starts: [Int] = [], rowBytes: [Int] = [], strides: [Int] = [], total = 0
+        var starts: [Int] = []
+        var rowBytes: [Int] = []
+        var strides: [Int] = []
+        var total = 0
         for s in segments {
             precondition(columns % s.format.blockSize == 0, "\(columns) columns are not whole \(s.format) blocks")
             starts.append(total)
@@ -133,14 +136,16 @@ public final class QuantizedMatrix: @unchecked Sendable {
             multiplyByDots(x, rows: m, ldx: ldx, into: y, ldy: ldy, accumulate: accumulate)
             return
         }
-        let tiles = chunks(of: 32), k = columns
+        let tiles = chunks(of: 32)
+        let k = columns
         parallelFor(tiles.count, dynamic: true) { t in
             let range = tiles[t]
             let tile = UnsafeMutablePointer<Float>.allocate(capacity: range.count * k)
             defer { tile.deallocate() }
             dequantize(rows: range, into: tile)
-            MatMul.gemm(transB: true, m: m, n: range.count, k: k, a: x, lda: ldx, b: tile, ldb: k,
-                        beta: accumulate ? 1 : 0, c: y + range.lowerBound, ldc: ldy)
+            MatMul.gemm(
+                transB: true, m: m, n: range.count, k: k, a: x, lda: ldx, b: tile, ldb: k,
+                beta: accumulate ? 1 : 0, c: y + range.lowerBound, ldc: ldy)
         }
     }
 
@@ -150,13 +155,19 @@ public final class QuantizedMatrix: @unchecked Sendable {
         _ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool
     ) {
         let k = columns
-        let integer = integerActivations && k % 32 == 0 && segments.allSatisfy {
-            QuantizedKernels.hasIntegerKernel($0.format) && (k % 256 == 0 || $0.format.blockSize == 32)
-        }
+        let integer =
+            integerActivations && k % 32 == 0
+            && segments.allSatisfy {
+                QuantizedKernels.hasIntegerKernel($0.format) && (k % 256 == 0 || $0.format.blockSize == 32)
+            }
         let codes = UnsafeMutablePointer<Int8>.allocate(capacity: integer ? m * k : 0)
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: integer ? m * k / 32 : 0)
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: integer ? m * k / 32 : 0)
-        defer { codes.deallocate(); scales.deallocate(); sums.deallocate() }
+        defer {
+            codes.deallocate()
+            scales.deallocate()
+            sums.deallocate()
+        }
         if integer {
             for i in 0..<m { ibke_quantize_activations(x + i * ldx, Int32(k), codes + i * k, scales + i * k / 32, sums + i * k / 32) }
         }
@@ -177,15 +188,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let chunks = chunks(of: 32)
         parallelFor(chunks.count) { c in
             let range = chunks[c]
-            let (first, format) = row(range.lowerBound), stride = strides[locate(range.lowerBound).segment]
+            let (first, format) = row(range.lowerBound)
+            let stride = strides[locate(range.lowerBound).segment]
             let blocks = Int32(k / format.blockSize)
             for (n, r) in range.enumerated() {
                 let bytes = first + n * stride
                 for i in 0..<m {
-                    let value = integer
+                    let value =
+                        integer
                         ? ibke_quant_dot_q8(format.rawValue, bytes, codes + i * k, scales + i * k / 32, sums + i * k / 32, blocks)
-                        : floatSums ? ibke_quant_dot_sums(format.rawValue, bytes, x + i * ldx, xsums + i * k / 32, blocks)
-                        : ibke_quant_dot(format.rawValue, bytes, x + i * ldx, blocks)
+                        : floatSums
+                            ? ibke_quant_dot_sums(format.rawValue, bytes, x + i * ldx, xsums + i * k / 32, blocks)
+                            : ibke_quant_dot(format.rawValue, bytes, x + i * ldx, blocks)
                     if accumulate { y[i * ldy + r] += value } else { y[i * ldy + r] = value }
                 }
             }
@@ -212,8 +226,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
             defer { buffer.deallocate() }
             for range in stride(from: t, to: tiles.count, by: threads).map({ tiles[$0] }) {
                 dequantize(rows: range, into: buffer)
-                MatMul.gemm(m: m, n: k, k: range.count, a: dY + range.lowerBound, lda: ldDY, b: buffer, ldb: k,
-                            beta: 1, c: partials[t].pointer, ldc: k)
+                MatMul.gemm(
+                    m: m, n: k, k: range.count, a: dY + range.lowerBound, lda: ldDY, b: buffer, ldb: k,
+                    beta: 1, c: partials[t].pointer, ldc: k)
             }
         }
         for i in 0..<m {

@@ -89,8 +89,9 @@ public struct Tensor: Sendable {
 
     /// A new tensor holding `values` (row-major) with the given shape.
     public init(shape: [Int], values: [Float]) {
-        precondition(shape.reduce(1, *) == values.count,
-                     "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+        precondition(
+            shape.reduce(1, *) == values.count,
+            "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
         self.init(zeros: shape)
         values.withUnsafeBufferPointer { src in
             if let base = src.baseAddress { storage.pointer.update(from: base, count: values.count) }
@@ -99,8 +100,9 @@ public struct Tensor: Sendable {
 
     /// A view of existing storage.
     public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
-        precondition(offset >= 0 && offset + shape.reduce(1, *) <= storage.count,
-                     "view \(shape) at offset \(offset) exceeds storage of \(storage.count)")
+        precondition(
+            offset >= 0 && offset + shape.reduce(1, *) <= storage.count,
+            "view \(shape) at offset \(offset) exceeds storage of \(storage.count)")
         self.shape = shape
         self.storage = storage
         self.offset = offset
@@ -132,11 +134,13 @@ public struct Tensor: Sendable {
 
     /// A view of rows `range` along the first dimension (no copy).
     public func rows(_ range: Range<Int>) -> Tensor {
-        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
-                     "rows \(range) out of range for \(shape)")
+        precondition(
+            rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
+            "rows \(range) out of range for \(shape)")
         let n = shape.dropFirst().reduce(1, *)
-        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage,
-                      offset: offset + range.lowerBound * n)
+        return Tensor(
+            shape: [range.count] + shape.dropFirst(), storage: storage,
+            offset: offset + range.lowerBound * n)
     }
 
     /// An independent copy.

@@ -92,8 +92,9 @@ public final class WeightMatrix: @unchecked Sendable {
         accumulate: Bool = false
     ) {
         if let dense {
-            Backward.linearInput(dY, rows: m, ldDY: ldDY, weight: dense.pointer, outputs: rows, inputs: columns,
-                                 into: dX, ldDX: ldDX, accumulate: accumulate)
+            Backward.linearInput(
+                dY, rows: m, ldDY: ldDY, weight: dense.pointer, outputs: rows, inputs: columns,
+                into: dX, ldDX: ldDX, accumulate: accumulate)
         } else {
             blocks!.multiplyTransposed(dY, rows: m, ldDY: ldDY, into: dX, ldDX: ldDX, accumulate: accumulate)
         }

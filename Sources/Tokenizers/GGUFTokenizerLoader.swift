@@ -43,7 +43,8 @@ private struct GGUFTokenizerBuilder {
 
     /// llama.cpp token types (`llama_token_type`).
     enum TokenType: Int {
-        case undefined = 0, normal, unknown, control, userDefined, unused, byte
+        case undefined = 0
+        case normal, unknown, control, userDefined, unused, byte
     }
 
     func build(preTokenizerOverride: PreTokenizer?) throws -> any Tokenizer {

@@ -49,7 +49,9 @@ public enum Normalizer: Sendable {
 
     /// Literal replacement on Unicode scalars (not grapheme clusters, which would keep `▁` from
     /// matching before a combining mark).
-    private static func replacing(_ pattern: String, with content: String, in text: String)
+    private static func replacing(
+        _ pattern: String, with content: String, in text: String
+    )
         -> String
     {
         let source = Array(text.unicodeScalars)

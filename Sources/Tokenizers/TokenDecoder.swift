@@ -73,7 +73,9 @@ public enum TokenDecoder: Sendable {
         }
     }
 
-    private static func replacing(_ pattern: String, with content: String, in token: String)
+    private static func replacing(
+        _ pattern: String, with content: String, in token: String
+    )
         -> String
     {
         guard !pattern.isEmpty, token.unicodeScalars.contains(pattern.unicodeScalars.first ?? " ")

@@ -38,7 +38,8 @@ public func load(tokenizerJSON: URL, configJSON: URL? = nil) throws -> any Token
     for folder in [configURL?.deletingLastPathComponent(), directory].compactMap({ $0 }) {
         let url = folder.appendingPathComponent("chat_template.jinja")
         if templateFile == nil, FileManager.default.fileExists(atPath: url.path),
-           let data = try? MappedFile.contents(of: url), let text = String(data: data, encoding: .utf8) {
+            let data = try? MappedFile.contents(of: url), let text = String(data: data, encoding: .utf8)
+        {
             templateFile = text
         }
     }

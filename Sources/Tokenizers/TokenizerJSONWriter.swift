@@ -33,14 +33,17 @@ extension BPETokenizer {
         let ordered = model.merges.map { pair, value in
             (priority: Int(value >> 32), merged: Int(value & 0xFFFF_FFFF), left: Int(pair >> 32), right: Int(pair & 0xFFFF_FFFF))
         }.sorted { ($0.priority, $0.merged, $0.left) < ($1.priority, $1.merged, $1.left) }
-        var byteFallback = false, unknown = unknownTokenID, fuseUnknown = false
+        var byteFallback = false
+        var unknown = unknownTokenID
+        var fuseUnknown = false
         if case .scalars(_, let fallback, let unknownID, let fuse) = model.symbols {
             // Tokens matched whole before the model runs are never formed by merges.
             let whole = Set(addedTokenList.map(\.id))
             var tokenAtPriority: [Int: Int] = [:]
             for merge in ordered where !whole.contains(merge.merged) {
                 if let other = tokenAtPriority.updateValue(merge.merged, forKey: merge.priority), other != merge.merged {
-                    throw unsupported("of a SentencePiece vocabulary whose tokens \"\(tokens[other])\" and \"\(tokens[merge.merged])\" share a score")
+                    throw unsupported(
+                        "of a SentencePiece vocabulary whose tokens \"\(tokens[other])\" and \"\(tokens[merge.merged])\" share a score")
                 }
             }
             byteFallback = fallback != nil
@@ -71,8 +74,10 @@ extension BPETokenizer {
     private var postProcessorJSON: JSONValue {
         var byteLevel: JSONValue?
         if case .bytes = model.symbols {
-            byteLevel = .object(["type": .string("ByteLevel"), "add_prefix_space": .bool(true),
-                                 "trim_offsets": .bool(false), "use_regex": .bool(true)])
+            byteLevel = .object([
+                "type": .string("ByteLevel"), "add_prefix_space": .bool(true),
+                "trim_offsets": .bool(false), "use_regex": .bool(true),
+            ])
         }
         guard !prefix.isEmpty || !suffix.isEmpty else { return byteLevel ?? .null }
         func special(_ id: Int, _ typeID: Int) -> JSONValue {
@@ -85,12 +90,16 @@ extension BPETokenizer {
         let pair = single + prefix.map { special($0, 1) } + [sequence("B", 1)] + suffix.map { special($0, 1) }
         var specials = JSONObject()
         for id in Set(prefix + suffix).sorted() {
-            let entry: JSONObject = ["id": .string(tokens[id]), "ids": .array([.int(id)]),
-                                     "tokens": .array([.string(tokens[id])])]
+            let entry: JSONObject = [
+                "id": .string(tokens[id]), "ids": .array([.int(id)]),
+                "tokens": .array([.string(tokens[id])]),
+            ]
             specials.updateValue(.object(entry), forKey: tokens[id])
         }
-        let template: JSONValue = .object(["type": .string("TemplateProcessing"), "single": .array(single), "pair": .array(pair),
-                                           "special_tokens": .object(specials)])
+        let template: JSONValue = .object([
+            "type": .string("TemplateProcessing"), "single": .array(single), "pair": .array(pair),
+            "special_tokens": .object(specials),
+        ])
         guard let byteLevel else { return template }
         return .object(["type": .string("Sequence"), "processors": .array([byteLevel, template])])
     }
@@ -103,8 +112,10 @@ extension BPETokenizer {
             config.updateValue(.bool(addsBOS), forKey: "add_bos_token")
             config.updateValue(.bool(addsEOS), forKey: "add_eos_token")
         }
-        for (key, id) in [("bos_token", bosTokenID), ("eos_token", eosTokenID), ("unk_token", unknownTokenID),
-                          ("pad_token", paddingTokenID)] {
+        for (key, id) in [
+            ("bos_token", bosTokenID), ("eos_token", eosTokenID), ("unk_token", unknownTokenID),
+            ("pad_token", paddingTokenID),
+        ] {
             if let id { config.updateValue(.string(tokens[id]), forKey: key) }
         }
         if let chatTemplate { config.updateValue(.string(chatTemplate), forKey: "chat_template") }
@@ -119,8 +130,10 @@ extension BPETokenizer {
 
 extension AddedToken {
     var json: JSONValue {
-        .object(["id": .int(id), "content": .string(content), "single_word": .bool(singleWord), "lstrip": .bool(lstrip),
-                 "rstrip": .bool(rstrip), "normalized": .bool(normalized), "special": .bool(special)])
+        .object([
+            "id": .int(id), "content": .string(content), "single_word": .bool(singleWord), "lstrip": .bool(lstrip),
+            "rstrip": .bool(rstrip), "normalized": .bool(normalized), "special": .bool(special),
+        ])
     }
 }
 
@@ -145,15 +158,21 @@ extension PreTokenizer {
     var json: JSONValue {
         switch self {
         case .split(let pattern):
-            .object(["type": .string("Split"), "pattern": .object(["Regex": .string(pattern.regex)]), "behavior": .string("Isolated"),
-                     "invert": .bool(false)])
+            .object([
+                "type": .string("Split"), "pattern": .object(["Regex": .string(pattern.regex)]), "behavior": .string("Isolated"),
+                "invert": .bool(false),
+            ])
         case .digits(let individual): .object(["type": .string("Digits"), "individual_digits": .bool(individual)])
         case .byteLevel(let addPrefixSpace, let useRegex):
-            .object(["type": .string("ByteLevel"), "add_prefix_space": .bool(addPrefixSpace), "trim_offsets": .bool(true),
-                     "use_regex": .bool(useRegex)])
+            .object([
+                "type": .string("ByteLevel"), "add_prefix_space": .bool(addPrefixSpace), "trim_offsets": .bool(true),
+                "use_regex": .bool(useRegex),
+            ])
         case .metaspace(let replacement, let scheme, let split):
-            .object(["type": .string("Metaspace"), "replacement": .string(String(replacement)),
-                     "prepend_scheme": .string(scheme.rawValue), "split": .bool(split)])
+            .object([
+                "type": .string("Metaspace"), "replacement": .string(String(replacement)),
+                "prepend_scheme": .string(scheme.rawValue), "split": .bool(split),
+            ])
         case .sequence(let stages): .object(["type": .string("Sequence"), "pretokenizers": .array(stages.map(\.json))])
         }
     }
@@ -163,8 +182,10 @@ extension TokenDecoder {
     var json: JSONValue {
         switch self {
         case .byteLevel:
-            .object(["type": .string("ByteLevel"), "add_prefix_space": .bool(true), "trim_offsets": .bool(true),
-                     "use_regex": .bool(true)])
+            .object([
+                "type": .string("ByteLevel"), "add_prefix_space": .bool(true), "trim_offsets": .bool(true),
+                "use_regex": .bool(true),
+            ])
         case .replace(let pattern, let content):
             .object(["type": .string("Replace"), "pattern": .object(["String": .string(pattern)]), "content": .string(content)])
         case .byteFallback: .object(["type": .string("ByteFallback")])
@@ -172,8 +193,10 @@ extension TokenDecoder {
         case .strip(let content, let start, let stop):
             .object(["type": .string("Strip"), "content": .string(String(content)), "start": .int(start), "stop": .int(stop)])
         case .metaspace(let replacement, let scheme):
-            .object(["type": .string("Metaspace"), "replacement": .string(String(replacement)),
-                     "prepend_scheme": .string(scheme.rawValue), "split": .bool(true)])
+            .object([
+                "type": .string("Metaspace"), "replacement": .string(String(replacement)),
+                "prepend_scheme": .string(scheme.rawValue), "split": .bool(true),
+            ])
         case .sequence(let steps): .object(["type": .string("Sequence"), "decoders": .array(steps.map(\.json))])
         }
     }

@@ -30,8 +30,10 @@ public final class HypernetworkTrainer: @unchecked Sendable {
     /// Pre-edit argmax at each validation sample's locality positions.
     private var validationReference: [Int: [Int]] = [:]
 
-    public init(model: LanguageModel, editor: HypernetworkEditor, settings: TrainingSettings,
-                training: [TrainingSample], validation: [TrainingSample]) {
+    public init(
+        model: LanguageModel, editor: HypernetworkEditor, settings: TrainingSettings,
+        training: [TrainingSample], validation: [TrainingSample]
+    ) {
         precondition(!training.isEmpty, "no training samples")
         self.model = model
         self.editor = editor
@@ -64,9 +66,11 @@ public final class HypernetworkTrainer: @unchecked Sendable {
     /// The training samples of step `step`: an epoch-wise permutation seeded by the seed and the
     /// epoch, so a resumed run sees the same order.
     func batch(at step: Int) -> [Int] {
-        let n = training.count, b = settings.batchSize
+        let n = training.count
+        let b = settings.batchSize
         return (0..<b).map { j in
-            let position = step * b + j, epoch = position / n
+            let position = step * b + j
+            let epoch = position / n
             var rng = SplitMix64(seed: settings.seed &+ 0x5851_F42D &* UInt64(epoch + 1))
             var order = Array(0..<n)
             order.shuffle(using: &rng)
@@ -84,7 +88,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
 
     /// One training step.
     public func trainStep() throws -> StepReport {
-        let transformer = model.transformer, v = model.config.vocabularySize
+        let transformer = model.transformer
+        let v = model.config.vocabularySize
         let indices = batch(at: step)
         let samples = indices.map { training[$0] }
         let prefixes = try zip(samples, indices).map { try prefix($0, index: $1, validation: false) }
@@ -93,17 +98,22 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         // model with the earlier ones' updates).
         var noise = SplitMix64(seed: settings.seed ^ (0xA076_1D64_78BD_642F &* UInt64(step + 1)))
         let (passes, updates, preEditLoss) = try withUnsafeMutablePointer(to: &noise) { rng in
-            try edit(samples.map(\.edit), prefix: Prefix.joined(prefixes.map { $0.selecting([0]) }),
-                     updatingStatistics: settings.freezeStatisticsAfter.map { step < $0 } ?? true,
-                     noise: editor.settings.design == .mend ? nil : rng)
+            try edit(
+                samples.map(\.edit), prefix: Prefix.joined(prefixes.map { $0.selecting([0]) }),
+                updatingStatistics: settings.freezeStatisticsAfter.map { step < $0 } ?? true,
+                noise: editor.settings.design == .mend ? nil : rng)
         }
 
         // Sequences: edits, then paraphrases (cross-entropy), then locality prompts (KL).
         let b = samples.count
-        var ceParts: [Prefix] = [], klParts: [Prefix] = []
-        var ceTargets: [Int] = [], ceWeights: [Float] = [], cePositions: [[Int]] = []
+        var ceParts: [Prefix] = []
+        var klParts: [Prefix] = []
+        var ceTargets: [Int] = []
+        var ceWeights: [Float] = []
+        var cePositions: [[Int]] = []
         var reliabilityRows = 0
-        var klPositions: [[Int]] = [], klWeights: [Float] = []
+        var klPositions: [[Int]] = []
+        var klWeights: [Float] = []
         for (s, p) in zip(samples, prefixes) {
             ceParts.append(p.selecting([0]))
             cePositions.append(GradientSignal.teacherForced([s.edit]).positions[0])
@@ -133,10 +143,14 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let klPrefix = Prefix.joined(klParts)
         let reference = try transformer.forward(klPrefix, logits: .positions(klPositions)).logits
         // The new object after the neighbourhood prompts (unlikelihood; none when its weight is 0).
-        var ulParts: [Prefix] = [], ulPositions: [[Int]] = [], ulTargets: [Int] = [], ulWeights: [Float] = []
+        var ulParts: [Prefix] = []
+        var ulPositions: [[Int]] = []
+        var ulTargets: [Int] = []
+        var ulWeights: [Float] = []
         if settings.unlikelihoodWeight > 0 {
             for (s, p) in zip(samples, prefixes) where s.neighbourhood.contains(true) {
-                let first = 1 + s.generality.count + s.locality.count, negatives = s.neighbourTargets
+                let first = 1 + s.generality.count + s.locality.count
+                let negatives = s.neighbourTargets
                 ulParts.append(p.selecting(Array(first..<(first + negatives.count))))
                 for n in negatives {
                     ulPositions.append(TrainingSample.positions(n))
@@ -147,35 +161,45 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         }
 
         let interventions = zip(editor.modules, updates).map { Intervention.weightDelta($0, $1) }
-        let tape = try transformer.record(Prefix.joined(ceParts + klParts + ulParts), interventions: interventions,
-                                          logits: .positions(cePositions + klPositions + ulPositions))
-        let ceRows = ceTargets.count, klRows = klWeights.count, ulRows = ulTargets.count
+        let tape = try transformer.record(
+            Prefix.joined(ceParts + klParts + ulParts), interventions: interventions,
+            logits: .positions(cePositions + klPositions + ulPositions))
+        let ceRows = ceTargets.count
+        let klRows = klWeights.count
+        let ulRows = ulTargets.count
         let dLogits = Tensor(zeros: [ceRows + klRows + ulRows, v])
         let logits = tape.logits.pointer
         // Reliability and generality rows are contiguous; each part's NLL is its own mean.
-        let relWeights = Array(ceWeights.prefix(reliabilityRows)), genWeights = Array(ceWeights.dropFirst(reliabilityRows))
-        let reliability = crossEntropy(logits, rows: 0..<reliabilityRows, targets: ceTargets, weights: relWeights,
-                                       dLogits: dLogits, scale: settings.reliabilityWeight)
-        let generality = crossEntropy(logits, rows: reliabilityRows..<ceRows, targets: ceTargets, weights: genWeights,
-                                      dLogits: dLogits, scale: settings.generalityWeight)
+        let relWeights = Array(ceWeights.prefix(reliabilityRows))
+        let genWeights = Array(ceWeights.dropFirst(reliabilityRows))
+        let reliability = crossEntropy(
+            logits, rows: 0..<reliabilityRows, targets: ceTargets, weights: relWeights,
+            dLogits: dLogits, scale: settings.reliabilityWeight)
+        let generality = crossEntropy(
+            logits, rows: reliabilityRows..<ceRows, targets: ceTargets, weights: genWeights,
+            dLogits: dLogits, scale: settings.generalityWeight)
         let locality = klWeights.withUnsafeBufferPointer { w in
-            Losses.klDivergence(reference: reference.pointer, ldReference: v, edited: logits + ceRows * v, ldEdited: v,
-                                rows: klRows, vocabularySize: v, weights: w.baseAddress!,
-                                dEdited: dLogits.pointer + ceRows * v, ldDEdited: v)
+            Losses.klDivergence(
+                reference: reference.pointer, ldReference: v, edited: logits + ceRows * v, ldEdited: v,
+                rows: klRows, vocabularySize: v, weights: w.baseAddress!,
+                dEdited: dLogits.pointer + ceRows * v, ldDEdited: v)
         }
         NormClipping.scale(dLogits.pointer + ceRows * v, count: klRows * v, by: Float(settings.localityWeight))
-        let unlikelihood = Self.unlikelihood(logits + (ceRows + klRows) * v, rows: ulRows, vocabularySize: v, targets: ulTargets,
-                                             weights: ulWeights, scale: Float(settings.unlikelihoodWeight),
-                                             dLogits: dLogits.pointer + (ceRows + klRows) * v)
+        let unlikelihood = Self.unlikelihood(
+            logits + (ceRows + klRows) * v, rows: ulRows, vocabularySize: v, targets: ulTargets,
+            weights: ulWeights, scale: Float(settings.unlikelihoodWeight),
+            dLogits: dLogits.pointer + (ceRows + klRows) * v)
 
         let beta = settings.beta(atStep: step)
         let latentCount = passes.reduce(0) { $0 + $1.latentCount }
         let latentKL = latentCount > 0 ? passes.reduce(0) { $0 + $1.klSum } / Double(latentCount) : 0
-        let total = settings.reliabilityWeight * Double(reliability) + settings.generalityWeight * Double(generality)
+        let total =
+            settings.reliabilityWeight * Double(reliability) + settings.generalityWeight * Double(generality)
             + settings.localityWeight * Double(locality) + settings.unlikelihoodWeight * unlikelihood + beta * latentKL
-        var report = StepReport(step: step, loss: total, reliabilityNLL: Double(reliability), generalityNLL: Double(generality),
-                                localityKL: Double(locality), latentKL: latentKL, beta: beta,
-                                preEditNLL: Double(preEditLoss), gradientNorm: 0, skipped: false)
+        var report = StepReport(
+            step: step, loss: total, reliabilityNLL: Double(reliability), generalityNLL: Double(generality),
+            localityKL: Double(locality), latentKL: latentKL, beta: beta,
+            preEditNLL: Double(preEditLoss), gradientNorm: 0, skipped: false)
         defer { step += 1 }
         guard total.isFinite else { throw EditorError.notFinite(method: editor.name, detail: "the training loss at step \(step)") }
         if let last = lastAcceptedLoss, total > settings.discardLossThreshold, total > settings.discardLossMultiple * last {
@@ -191,8 +215,9 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         // Every iteration's update adds to the edited weights, so each receives the same G_m;
         // later iterations' inputs are taken as given (first order, as a learned optimiser's unroll).
         for pass in passes {
-            editor.backward(pass, updateGradients: updateGradients, klScale: latentCount > 0 ? Float(beta) / Float(latentCount) : 0,
-                            into: networkGradients, stepSizeGradient: stepSizeGradient)
+            editor.backward(
+                pass, updateGradients: updateGradients, klScale: latentCount > 0 ? Float(beta) / Float(latentCount) : 0,
+                into: networkGradients, stepSizeGradient: stepSizeGradient)
         }
         let norm = NormClipping.clipGradientNorm(networkGradients + [stepSizeGradient], maxNorm: Float(settings.gradientClip))
         report.gradientNorm = Double(norm)
@@ -211,15 +236,19 @@ public final class HypernetworkTrainer: @unchecked Sendable {
     private func edit(
         _ requests: [PreparedRequest], prefix: Prefix, updatingStatistics: Bool, noise: UnsafeMutablePointer<SplitMix64>?
     ) throws -> (passes: [HypernetworkEditor.Pass], updates: [Tensor], preEditLoss: Float) {
-        var passes: [HypernetworkEditor.Pass] = [], total: [Tensor] = [], preEditLoss: Float = 0
+        var passes: [HypernetworkEditor.Pass] = []
+        var total: [Tensor] = []
+        var preEditLoss: Float = 0
         let neighbours = try editor.neighbourSpans(requests, model: model)
         for iteration in 0..<editor.settings.iterations {
             let interventions = zip(editor.modules, total).map { Intervention.weightDelta($0, $1) }
-            let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: editor.modules,
-                                                    rows: editor.settings.rows, prefix: prefix, interventions: interventions)
+            let signal = try GradientSignal.capture(
+                requests, transformer: model.transformer, modules: editor.modules,
+                rows: editor.settings.rows, prefix: prefix, interventions: interventions)
             if iteration == 0 { preEditLoss = signal.loss }
-            let pass = try editor.run(editor.encode(signal, updatingStatistics: updatingStatistics), signal: signal,
-                                      neighbours: neighbours, noise: noise)
+            let pass = try editor.run(
+                editor.encode(signal, updatingStatistics: updatingStatistics), signal: signal,
+                neighbours: neighbours, noise: noise)
             let updates = editor.denseUpdates(pass)
             if total.isEmpty {
                 total = updates
@@ -240,15 +269,20 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         var total = 0.0
         var p = [Float](repeating: 0, count: v)
         for r in 0..<rows {
-            let z = logits + r * v, y = targets[r]
+            let z = logits + r * v
+            let y = targets[r]
             var maximum = -Float.infinity
             for j in 0..<v { maximum = max(maximum, z[j]) }
             var sum: Float = 0
-            for j in 0..<v { p[j] = expf(z[j] - maximum); sum += p[j] }
+            for j in 0..<v {
+                p[j] = expf(z[j] - maximum)
+                sum += p[j]
+            }
             for j in 0..<v { p[j] /= sum }
             let py = min(p[y], 1 - 1e-6)
             total += Double(weights[r]) * -log(1 - Double(py))
-            let factor = scale * weights[r] * py / (1 - py), d = dLogits + r * v
+            let factor = scale * weights[r] * py / (1 - py)
+            let d = dLogits + r * v
             for j in 0..<v { d[j] = -factor * p[j] }
             d[y] += factor
         }
@@ -263,9 +297,10 @@ public final class HypernetworkTrainer: @unchecked Sendable {
         let v = model.config.vocabularySize
         let loss = targets[rows].withUnsafeBufferPointer { t in
             weights.withUnsafeBufferPointer { w in
-                Losses.crossEntropy(logits: logits + rows.lowerBound * v, rows: rows.count, vocabularySize: v, ldLogits: v,
-                                    targets: t.baseAddress!, weights: w.baseAddress!,
-                                    dLogits: dLogits.pointer + rows.lowerBound * v, ldDLogits: v)
+                Losses.crossEntropy(
+                    logits: logits + rows.lowerBound * v, rows: rows.count, vocabularySize: v, ldLogits: v,
+                    targets: t.baseAddress!, weights: w.baseAddress!,
+                    dLogits: dLogits.pointer + rows.lowerBound * v, ldDLogits: v)
             }
         }
         NormClipping.scale(dLogits.pointer + rows.lowerBound * v, count: rows.count * v, by: Float(factor))
@@ -288,7 +323,9 @@ public final class HypernetworkTrainer: @unchecked Sendable {
     public func validate() throws -> Validation {
         precondition(!validation.isEmpty, "no validation samples")
         let transformer = model.transformer
-        var reliability = 0.0, generality = 0.0, locality = 0.0
+        var reliability = 0.0
+        var generality = 0.0
+        var locality = 0.0
         for (i, sample) in validation.enumerated() {
             let p = try prefix(sample, index: i, validation: true)
             let localityIndices = Array((1 + sample.generality.count)..<(1 + sample.generality.count + sample.locality.count))
@@ -299,7 +336,8 @@ public final class HypernetworkTrainer: @unchecked Sendable {
             }
             let updates = try edit([sample.edit], prefix: p.selecting([0]), updatingStatistics: false, noise: nil).updates
             let interventions = zip(editor.modules, updates).map { Intervention.weightDelta($0, $1) }
-            let positions = [GradientSignal.teacherForced([sample.edit]).positions[0]]
+            let positions =
+                [GradientSignal.teacherForced([sample.edit]).positions[0]]
                 + sample.generality.map(TrainingSample.positions) + localityPositions
             let scored = p.selecting(Array(0..<(1 + sample.generality.count + sample.locality.count)))
             let predicted = argmaxRows(try transformer.forward(scored, interventions: interventions, logits: .positions(positions)).logits)

@@ -82,8 +82,9 @@ public final class TrainingRun {
         }
         let seconds = secondsBefore + Date().timeIntervalSince(start)
         let bestValidation = validations.first { $0.step == best?.step }?.result ?? validations.last!.result
-        return Summary(steps: trainer.step, bestStep: best?.step ?? 0, best: bestValidation, seconds: seconds,
-                       stoppedEarly: stoppedEarly)
+        return Summary(
+            steps: trainer.step, bestStep: best?.step ?? 0, best: bestValidation, seconds: seconds,
+            stoppedEarly: stoppedEarly)
     }
 
     /// Validates; saves the editor to ``output`` when the score is the best so far.
@@ -97,8 +98,9 @@ public final class TrainingRun {
             var metadata = provenance
             metadata["ibke.training.settings"] = trainer.settings.json.serialized(indent: 0)
             metadata["ibke.training.best_step"] = String(trainer.step)
-            metadata["ibke.training.validation"] = String(format: "reliability %.4f, generality %.4f, locality %.4f",
-                                                          result.reliability, result.generality, result.locality)
+            metadata["ibke.training.validation"] = String(
+                format: "reliability %.4f, generality %.4f, locality %.4f",
+                result.reliability, result.generality, result.locality)
             trainer.editor.provenance = metadata
             try trainer.editor.save(to: output)
         }
@@ -108,8 +110,10 @@ public final class TrainingRun {
     }
 
     private static func row(_ r: HypernetworkTrainer.StepReport) -> String {
-        [String(r.step), f(r.loss), f(r.reliabilityNLL), f(r.generalityNLL), f(r.localityKL), f(r.latentKL), f(r.beta),
-         f(r.preEditNLL), f(r.gradientNorm), r.skipped ? "1" : "0"].joined(separator: ",")
+        [
+            String(r.step), f(r.loss), f(r.reliabilityNLL), f(r.generalityNLL), f(r.localityKL), f(r.latentKL), f(r.beta),
+            f(r.preEditNLL), f(r.gradientNorm), r.skipped ? "1" : "0",
+        ].joined(separator: ",")
     }
 
     private static func f(_ x: Double) -> String { String(format: "%.6g", x) }
@@ -120,11 +124,14 @@ public final class TrainingRun {
         let failure = { (reason: String) in TrainingError.writeFailed(reason) }
         try AtomicFile.write(Data(([Self.stepHeader] + stepRows).joined(separator: "\n").utf8 + [10]), to: stepsCSV, failure: failure)
         let validationRows = validations.map { v in
-            [String(v.step), Self.f(v.result.reliability), Self.f(v.result.generality), Self.f(v.result.locality),
-             Self.f(v.result.score)].joined(separator: ",")
+            [
+                String(v.step), Self.f(v.result.reliability), Self.f(v.result.generality), Self.f(v.result.locality),
+                Self.f(v.result.score),
+            ].joined(separator: ",")
         }
-        try AtomicFile.write(Data(([Self.validationHeader] + validationRows).joined(separator: "\n").utf8 + [10]),
-                             to: validationCSV, failure: failure)
+        try AtomicFile.write(
+            Data(([Self.validationHeader] + validationRows).joined(separator: "\n").utf8 + [10]),
+            to: validationCSV, failure: failure)
         try AtomicFile.write(Data(chart().utf8), to: chartHTML, failure: failure)
     }
 
@@ -138,18 +145,20 @@ public final class TrainingRun {
                 return (chunk.last![0] + 1, chunk.reduce(0) { $0 + $1[index] } / Double(chunk.count))
             }
         }
-        let losses = CurveChart(series: [
-            .init(label: "reliability NLL", points: smoothed(2), colour: 0),
-            .init(label: "generality NLL", points: smoothed(3), colour: 1),
-            .init(label: "locality KL ×10", points: smoothed(4).map { ($0.x, $0.y * 10) }, colour: 2),
-            .init(label: "latent KL per row ÷10", points: smoothed(5).map { ($0.x, $0.y / 10) }, colour: 3),
-        ], xLabel: "training steps", xUnit: "steps", minimumTop: 1,
-           title: "Training losses (means over \(window) step\(window == 1 ? "" : "s"))")
-        let accuracy = CurveChart(series: [
-            .init(label: "reliability", points: validations.map { (Double($0.step), $0.result.reliability * 100) }, colour: 0),
-            .init(label: "generality", points: validations.map { (Double($0.step), $0.result.generality * 100) }, colour: 1),
-            .init(label: "locality", points: validations.map { (Double($0.step), $0.result.locality * 100) }, colour: 2),
-        ], xLabel: "training steps", xUnit: "steps", title: "Validation token accuracy ×100")
+        let losses = CurveChart(
+            series: [
+                .init(label: "reliability NLL", points: smoothed(2), colour: 0),
+                .init(label: "generality NLL", points: smoothed(3), colour: 1),
+                .init(label: "locality KL ×10", points: smoothed(4).map { ($0.x, $0.y * 10) }, colour: 2),
+                .init(label: "latent KL per row ÷10", points: smoothed(5).map { ($0.x, $0.y / 10) }, colour: 3),
+            ], xLabel: "training steps", xUnit: "steps", minimumTop: 1,
+            title: "Training losses (means over \(window) step\(window == 1 ? "" : "s"))")
+        let accuracy = CurveChart(
+            series: [
+                .init(label: "reliability", points: validations.map { (Double($0.step), $0.result.reliability * 100) }, colour: 0),
+                .init(label: "generality", points: validations.map { (Double($0.step), $0.result.generality * 100) }, colour: 1),
+                .init(label: "locality", points: validations.map { (Double($0.step), $0.result.locality * 100) }, colour: 2),
+            ], xLabel: "training steps", xUnit: "steps", title: "Validation token accuracy ×100")
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>\(output.lastPathComponent): training</title>
             <style>body{font-family:system-ui,sans-serif;max-width:700px;margin:2em auto;color:#222}</style></head><body>
@@ -185,19 +194,27 @@ public final class TrainingRun {
             "editor_settings": trainer.editor.settings.json,
             "stale_validations": .int(stale),
             "seconds": .double(seconds),
-            "validations": .array(validations.map { .array([.int($0.step), .double($0.result.reliability),
-                                                             .double($0.result.generality), .double($0.result.locality)]) }),
+            "validations": .array(
+                validations.map {
+                    .array([
+                        .int($0.step), .double($0.result.reliability),
+                        .double($0.result.generality), .double($0.result.locality),
+                    ])
+                }),
         ]
         state.updateValue(trainer.lastAcceptedLoss.map { .double($0) } ?? .null, forKey: "last_accepted_loss")
         state.updateValue(best.map { .int($0.step) } ?? .null, forKey: "best_step")
-        try AtomicFile.write(Data(JSONValue.object(state).serialized(indent: 2).utf8), to: directory.appendingPathComponent("state.json"),
-                             failure: { TrainingError.writeFailed($0) })
+        try AtomicFile.write(
+            Data(JSONValue.object(state).serialized(indent: 2).utf8), to: directory.appendingPathComponent("state.json"),
+            failure: { TrainingError.writeFailed($0) })
     }
 
     /// The editor saved in `output`'s checkpoint, to build the trainer of a resumed run.
     public static func checkpointEditor(for output: URL, model: LanguageModel) throws -> HypernetworkEditor {
         let url = URL(fileURLWithPath: output.path + ".checkpoint").appendingPathComponent("editor.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError.noCheckpoint(url.deletingLastPathComponent().path) }
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainingError.noCheckpoint(url.deletingLastPathComponent().path)
+        }
         return try HypernetworkEditor.load(from: url, for: model)
     }
 
@@ -218,17 +235,18 @@ public final class TrainingRun {
         let directory = checkpointDirectory
         let stateURL = directory.appendingPathComponent("state.json")
         guard let data = try? Data(contentsOf: stateURL), let state = (try? JSONValue.parse(data))?.objectValue,
-              let step = state["step"]?.intValue
+            let step = state["step"]?.intValue
         else { throw TrainingError.noCheckpoint(directory.path) }
         guard Self.canContinue(saved: state["settings"], at: step, with: trainer.settings),
-              state["editor_settings"] == trainer.editor.settings.json
+            state["editor_settings"] == trainer.editor.settings.json
         else { throw TrainingError.settingsChanged(stateURL.path) }
         let optimizer = try SafetensorsFile(url: directory.appendingPathComponent("optimizer.safetensors"))
         for (label, adam) in [("network", trainer.networkOptimizer), ("step_size", trainer.stepSizeOptimizer)] {
             for i in adam.parameters.indices {
                 guard let s = optimizer.metadata["\(label)\(i)"].flatMap(Int.init) else { continue }
-                adam.restoreState(of: i, firstMoment: try optimizer.readFloats("\(label)\(i).m"),
-                                  secondMoment: try optimizer.readFloats("\(label)\(i).v"), step: s)
+                adam.restoreState(
+                    of: i, firstMoment: try optimizer.readFloats("\(label)\(i).m"),
+                    secondMoment: try optimizer.readFloats("\(label)\(i).v"), step: s)
             }
         }
         trainer.step = step
@@ -237,7 +255,8 @@ public final class TrainingRun {
         secondsBefore = state["seconds"]?.doubleValue ?? 0
         validations = (state["validations"]?.arrayValue ?? []).compactMap { v in
             guard let a = v.arrayValue, a.count == 4, let s = a[0].intValue, let r = a[1].doubleValue,
-                  let g = a[2].doubleValue, let l = a[3].doubleValue else { return nil }
+                let g = a[2].doubleValue, let l = a[3].doubleValue
+            else { return nil }
             return (s, HypernetworkTrainer.Validation(reliability: r, generality: g, locality: l))
         }
         if let bestStep = state["best_step"]?.intValue, let v = validations.first(where: { $0.step == bestStep }) {
@@ -260,7 +279,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .writeFailed(let reason): "writing training output failed: \(reason)"
         case .noCheckpoint(let path): "\(path): no checkpoint to resume from"
-        case .settingsChanged(let path): "\(path): the checkpoint was made with other settings; resume with the same ones, or start a new run"
+        case .settingsChanged(let path):
+            "\(path): the checkpoint was made with other settings; resume with the same ones, or start a new run"
         }
     }
 }

@@ -46,13 +46,18 @@ public struct TrainingSample: Sendable {
             let t = model.encodeContinuation(EditRequest.continuation(target))
             return t.isEmpty ? nil : ContinuationRequest(prompt: model.encode(prompt), target: t)
         }
-        var generality: [ContinuationRequest] = [], locality: [ContinuationRequest] = [], neighbourhood: [Bool] = []
+        var generality: [ContinuationRequest] = []
+        var locality: [ContinuationRequest] = []
+        var neighbourhood: [Bool] = []
         for probe in evalCase.probes {
             switch probe.role {
             case .generality, .paraphrase:
                 if let c = continuation(probe.prompt, probe.target) { generality.append(c) }
             case .locality:
-                if let c = continuation(probe.prompt, probe.target) { locality.append(c); neighbourhood.append(false) }
+                if let c = continuation(probe.prompt, probe.target) {
+                    locality.append(c)
+                    neighbourhood.append(false)
+                }
             case .neighborhood:
                 // The neighbour's true object, which the edit must not change.
                 if let c = continuation(probe.prompt, probe.alternative ?? probe.target) {
@@ -68,8 +73,10 @@ public struct TrainingSample: Sendable {
             let tokens = model.encode(corpusSentence)
             let first = tokens.first == model.tokenizer.bosTokenID ? 2 : 1
             if tokens.count > first + 1 {
-                locality.append(ContinuationRequest(prompt: Array(tokens.prefix(first)),
-                                                    target: Array(tokens.dropFirst(first).prefix(corpusTokens))))
+                locality.append(
+                    ContinuationRequest(
+                        prompt: Array(tokens.prefix(first)),
+                        target: Array(tokens.dropFirst(first).prefix(corpusTokens))))
                 neighbourhood.append(false)
             }
         }

@@ -85,13 +85,16 @@ public struct TrainingSettings: Sendable, Equatable {
         discardLossThreshold = try reader.double("discard_loss_threshold", default: discardLossThreshold)
         discardLossMultiple = try reader.double("discard_loss_multiple", default: discardLossMultiple)
         seed = UInt64(try reader.int("training_seed", default: Int(seed)))
-        guard reliabilityWeight >= 0, generalityWeight >= 0, localityWeight >= 0, neighbourhoodWeight >= 0, unlikelihoodWeight >= 0, beta >= 0, (0...1).contains(betaWarmup),
-              learningRate > 0, stepSizeLearningRate >= 0, gradientClip > 0, batchSize >= 1, steps >= 1,
-              validateEvery >= 1, patience >= 0, corpusLocalityTokens >= 0
+        guard reliabilityWeight >= 0, generalityWeight >= 0, localityWeight >= 0, neighbourhoodWeight >= 0, unlikelihoodWeight >= 0,
+            beta >= 0, (0...1).contains(betaWarmup),
+            learningRate > 0, stepSizeLearningRate >= 0, gradientClip > 0, batchSize >= 1, steps >= 1,
+            validateEvery >= 1, patience >= 0, corpusLocalityTokens >= 0
         else {
             throw EditorError.invalidHyperparameter(
                 file: reader.file, key: "training settings",
-                expected: "non-negative weights and β, beta_warmup in [0, 1], lr > 0, grad_clip > 0, batch_size ≥ 1, steps ≥ 1, validate_every ≥ 1")
+                expected:
+                    "non-negative weights and β, beta_warmup in [0, 1], lr > 0, grad_clip > 0, batch_size ≥ 1, steps ≥ 1, validate_every ≥ 1"
+            )
         }
     }
 

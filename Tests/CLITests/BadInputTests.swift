@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A broken checkpoint, built in a temporary folder from the tiny fixtures, and what the error
 /// line must say about it.
@@ -13,74 +13,117 @@ struct BadInput: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
-    static let all: [BadInput] = [
-        BadInput(name: "GGUF truncated in the header", make: { folder in
-            try GGUFBytes.tiny().prefix(200).write(to: folder.appendingPathComponent("truncated.gguf"))
-        }, problem: ["truncated"]),
-        BadInput(name: "GGUF truncated in the vocabulary", make: { folder in
-            let bytes = try GGUFBytes.tiny()
-            let tokens = try #require(bytes.occurrences(of: GGUFBytes.string("tokenizer.ggml.tokens")).first)
-            return try bytes.prefix(tokens + 1000).write(to: folder.appendingPathComponent("truncated-vocabulary.gguf"))
-        }, problem: ["truncated", "offset"]),
-        BadInput(name: "GGUF truncated in the tensor infos", make: { folder in
-            let bytes = try GGUFBytes.tiny()
-            let info = try bytes.tensorInfo("blk.0.attn_q.weight")
-            return try bytes.prefix(info + 6).write(to: folder.appendingPathComponent("truncated-tensors.gguf"))
-        }, problem: ["truncated", "offset"]),
-        BadInput(name: "GGUF with a wrong magic", make: { folder in
-            var bytes = try GGUFBytes.tiny()
-            bytes.replaceSubrange(0..<4, with: Array("GGJT".utf8))
-            return try bytes.write(to: folder.appendingPathComponent("wrong-magic.gguf"))
-        }, problem: ["not a GGUF file", "magic"]),
-        BadInput(name: "GGUF whose tensor data runs past the end of the file", make: { folder in
-            try GGUFBytes.tiny().dropLast(1000).write(to: folder.appendingPathComponent("short-data.gguf"))
-        }, problem: ["output.weight", "past end of file"]),
-        BadInput(name: "GGUF tensor of an unknown quantization type", make: { folder in
-            var bytes = try GGUFBytes.tiny()
-            try bytes.setTensorType("blk.1.ffn_up.weight", to: 99)
-            return try bytes.write(to: folder.appendingPathComponent("unknown-type.gguf"))
-        }, problem: ["blk.1.ffn_up.weight", "unknown GGML type 99"]),
-        BadInput(name: "GGUF of an unsupported architecture", make: { folder in
-            var bytes = try GGUFBytes.tiny()
-            try bytes.replaceStringValue(key: "general.architecture", "llama", with: "mamba")
-            return try bytes.write(to: folder.appendingPathComponent("mamba.gguf"))
-        }, problem: ["unsupported architecture 'mamba'"]),
-        BadInput(name: "Hugging Face folder of an unsupported architecture", make: { folder in
-            try huggingFaceFolder(in: folder, named: "tiny-mamba", config: { $0.replacingOccurrences(
-                of: #""model_type": "llama""#, with: #""model_type": "mamba""#) })
-        }, problem: ["config.json", "unsupported architecture 'mamba'"]),
-        BadInput(name: "GGUF without tokenizer metadata", make: { folder in
-            var bytes = try GGUFBytes.tiny()
-            // Renames every tokenizer.ggml.* key (same length, so the file stays valid).
-            try bytes.replaceAll("tokenizer.ggml.", with: "tokenizer.none.")
-            return try bytes.write(to: folder.appendingPathComponent("no-tokenizer.gguf"))
-        }, problem: ["no tokenizer", "tokenizer.ggml.model"]),
-        BadInput(name: "Hugging Face folder without tokenizer.json", make: { folder in
-            try huggingFaceFolder(in: folder, named: "no-tokenizer", tokenizer: false)
-        }, problem: ["no tokenizer", "tokenizer.json"]),
-        BadInput(name: "safetensors header whose data_offsets run past the data", make: { folder in
-            try huggingFaceFolder(in: folder, named: "lying-offsets", safetensors: {
-                try SafetensorsBytes.rewritingOffsets(of: "model.norm.weight", in: $0) { begin, end in [begin, end + 4096] }
-            })
-        }, problem: ["model.safetensors", "model.norm.weight", "data_offsets", "out of bounds"]),
-        BadInput(name: "safetensors header whose data_offsets overlap another tensor", make: { folder in
-            try huggingFaceFolder(in: folder, named: "overlapping-offsets", safetensors: {
-                try SafetensorsBytes.rewritingOffsets(of: "model.norm.weight", in: $0) { begin, end in [0, end - begin] }
-            })
-        }, problem: ["model.safetensors", "model.norm.weight"]),
-        BadInput(name: "nonexistent path", make: { folder in
-            folder.appendingPathComponent("no-such-model.gguf")
-        }, problem: ["no such file or folder"]),
-        BadInput(name: "GGUF tensor of the wrong shape", make: { folder in
-            var bytes = try GGUFBytes.tiny()
-            try bytes.swapTensorDimensions("blk.0.ffn_down.weight")
-            return try bytes.write(to: folder.appendingPathComponent("wrong-shape.gguf"))
-        }, problem: ["blk.0.ffn_down.weight", "wrong shape", "expected [64, 128], got [128, 64]"]),
-        BadInput(name: "Hugging Face folder whose tensors do not fit config.json", make: { folder in
-            try huggingFaceFolder(in: folder, named: "wrong-shape", config: { $0.replacingOccurrences(
-                of: #""intermediate_size": 128"#, with: #""intermediate_size": 96"#) })
-        }, problem: ["mlp.", "wrong shape", "expected [96, 64], got [128, 64]"]),
-    ] + absurdDimensions
+    static let all: [BadInput] =
+        [
+            BadInput(
+                name: "GGUF truncated in the header",
+                make: { folder in
+                    try GGUFBytes.tiny().prefix(200).write(to: folder.appendingPathComponent("truncated.gguf"))
+                }, problem: ["truncated"]),
+            BadInput(
+                name: "GGUF truncated in the vocabulary",
+                make: { folder in
+                    let bytes = try GGUFBytes.tiny()
+                    let tokens = try #require(bytes.occurrences(of: GGUFBytes.string("tokenizer.ggml.tokens")).first)
+                    return try bytes.prefix(tokens + 1000).write(to: folder.appendingPathComponent("truncated-vocabulary.gguf"))
+                }, problem: ["truncated", "offset"]),
+            BadInput(
+                name: "GGUF truncated in the tensor infos",
+                make: { folder in
+                    let bytes = try GGUFBytes.tiny()
+                    let info = try bytes.tensorInfo("blk.0.attn_q.weight")
+                    return try bytes.prefix(info + 6).write(to: folder.appendingPathComponent("truncated-tensors.gguf"))
+                }, problem: ["truncated", "offset"]),
+            BadInput(
+                name: "GGUF with a wrong magic",
+                make: { folder in
+                    var bytes = try GGUFBytes.tiny()
+                    bytes.replaceSubrange(0..<4, with: Array("GGJT".utf8))
+                    return try bytes.write(to: folder.appendingPathComponent("wrong-magic.gguf"))
+                }, problem: ["not a GGUF file", "magic"]),
+            BadInput(
+                name: "GGUF whose tensor data runs past the end of the file",
+                make: { folder in
+                    try GGUFBytes.tiny().dropLast(1000).write(to: folder.appendingPathComponent("short-data.gguf"))
+                }, problem: ["output.weight", "past end of file"]),
+            BadInput(
+                name: "GGUF tensor of an unknown quantization type",
+                make: { folder in
+                    var bytes = try GGUFBytes.tiny()
+                    try bytes.setTensorType("blk.1.ffn_up.weight", to: 99)
+                    return try bytes.write(to: folder.appendingPathComponent("unknown-type.gguf"))
+                }, problem: ["blk.1.ffn_up.weight", "unknown GGML type 99"]),
+            BadInput(
+                name: "GGUF of an unsupported architecture",
+                make: { folder in
+                    var bytes = try GGUFBytes.tiny()
+                    try bytes.replaceStringValue(key: "general.architecture", "llama", with: "mamba")
+                    return try bytes.write(to: folder.appendingPathComponent("mamba.gguf"))
+                }, problem: ["unsupported architecture 'mamba'"]),
+            BadInput(
+                name: "Hugging Face folder of an unsupported architecture",
+                make: { folder in
+                    try huggingFaceFolder(
+                        in: folder, named: "tiny-mamba",
+                        config: {
+                            $0.replacingOccurrences(
+                                of: #""model_type": "llama""#, with: #""model_type": "mamba""#)
+                        })
+                }, problem: ["config.json", "unsupported architecture 'mamba'"]),
+            BadInput(
+                name: "GGUF without tokenizer metadata",
+                make: { folder in
+                    var bytes = try GGUFBytes.tiny()
+                    // Renames every tokenizer.ggml.* key (same length, so the file stays valid).
+                    try bytes.replaceAll("tokenizer.ggml.", with: "tokenizer.none.")
+                    return try bytes.write(to: folder.appendingPathComponent("no-tokenizer.gguf"))
+                }, problem: ["no tokenizer", "tokenizer.ggml.model"]),
+            BadInput(
+                name: "Hugging Face folder without tokenizer.json",
+                make: { folder in
+                    try huggingFaceFolder(in: folder, named: "no-tokenizer", tokenizer: false)
+                }, problem: ["no tokenizer", "tokenizer.json"]),
+            BadInput(
+                name: "safetensors header whose data_offsets run past the data",
+                make: { folder in
+                    try huggingFaceFolder(
+                        in: folder, named: "lying-offsets",
+                        safetensors: {
+                            try SafetensorsBytes.rewritingOffsets(of: "model.norm.weight", in: $0) { begin, end in [begin, end + 4096] }
+                        })
+                }, problem: ["model.safetensors", "model.norm.weight", "data_offsets", "out of bounds"]),
+            BadInput(
+                name: "safetensors header whose data_offsets overlap another tensor",
+                make: { folder in
+                    try huggingFaceFolder(
+                        in: folder, named: "overlapping-offsets",
+                        safetensors: {
+                            try SafetensorsBytes.rewritingOffsets(of: "model.norm.weight", in: $0) { begin, end in [0, end - begin] }
+                        })
+                }, problem: ["model.safetensors", "model.norm.weight"]),
+            BadInput(
+                name: "nonexistent path",
+                make: { folder in
+                    folder.appendingPathComponent("no-such-model.gguf")
+                }, problem: ["no such file or folder"]),
+            BadInput(
+                name: "GGUF tensor of the wrong shape",
+                make: { folder in
+                    var bytes = try GGUFBytes.tiny()
+                    try bytes.swapTensorDimensions("blk.0.ffn_down.weight")
+                    return try bytes.write(to: folder.appendingPathComponent("wrong-shape.gguf"))
+                }, problem: ["blk.0.ffn_down.weight", "wrong shape", "expected [64, 128], got [128, 64]"]),
+            BadInput(
+                name: "Hugging Face folder whose tensors do not fit config.json",
+                make: { folder in
+                    try huggingFaceFolder(
+                        in: folder, named: "wrong-shape",
+                        config: {
+                            $0.replacingOccurrences(
+                                of: #""intermediate_size": 128"#, with: #""intermediate_size": 96"#)
+                        })
+                }, problem: ["mlp.", "wrong shape", "expected [96, 64], got [128, 64]"]),
+        ] + absurdDimensions
 
     /// Dimensions that are negative, zero, huge or that the weights do not hold: refused before
     /// anything is allocated (each once trapped or aborted in an allocation).
@@ -103,10 +146,13 @@ struct BadInput: Sendable, CustomTestStringConvertible {
             ("tiny-llama", #""rope_type": "llama3""#, #""rope_type": "yarn""#, ["rope_type", "yarn"]),
         ]
         let configs = huggingFace.enumerated().map { i, change in
-            BadInput(name: "config.json with \(change.2)", make: { folder in
-                try huggingFaceFolder(in: folder, named: "absurd-\(i)", source: change.0,
-                                      config: { $0.replacingOccurrences(of: change.1, with: change.2) })
-            }, problem: ["config.json"] + change.3)
+            BadInput(
+                name: "config.json with \(change.2)",
+                make: { folder in
+                    try huggingFaceFolder(
+                        in: folder, named: "absurd-\(i)", source: change.0,
+                        config: { $0.replacingOccurrences(of: change.1, with: change.2) })
+                }, problem: ["config.json"] + change.3)
         }
         let gguf: [(String, UInt64, [String])] = [
             ("llama.feed_forward_length", 1 << 31, ["llama.feed_forward_length", limit]),
@@ -114,13 +160,16 @@ struct BadInput: Sendable, CustomTestStringConvertible {
             ("llama.attention.head_count", 0, ["llama.attention.head_count", limit]),
             ("llama.block_count", 4096, ["dimensions", "fit the"]),
         ]
-        return configs + gguf.map { key, value, problem in
-            BadInput(name: "GGUF with \(key) = \(value)", make: { folder in
-                var bytes = try GGUFBytes.tiny()
-                try bytes.setIntegerValue(key: key, to: value)
-                return try bytes.write(to: folder.appendingPathComponent("absurd-\(key).gguf"))
-            }, problem: problem)
-        }
+        return configs
+            + gguf.map { key, value, problem in
+                BadInput(
+                    name: "GGUF with \(key) = \(value)",
+                    make: { folder in
+                        var bytes = try GGUFBytes.tiny()
+                        try bytes.setIntegerValue(key: key, to: value)
+                        return try bytes.write(to: folder.appendingPathComponent("absurd-\(key).gguf"))
+                    }, problem: problem)
+            }
     }()
 
     /// A copy of tiny-llama in `folder/name`: symbolic links to the committed files, except those
@@ -188,7 +237,8 @@ struct BadInputTests {
     @Test func fileContentCannotControlTheTerminal() throws {
         let folder = try TemporaryDirectory()
         var bytes = try GGUFBytes.tiny()
-        let name = "blk.1.ffn_up.weight", hostile = "\u{1B}]0;x\u{07}\n\u{1B}[2J\u{9B}\u{202E}abc"
+        let name = "blk.1.ffn_up.weight"
+        let hostile = "\u{1B}]0;x\u{07}\n\u{1B}[2J\u{9B}\u{202E}abc"
         try #require(hostile.utf8.count == name.utf8.count)
         try bytes.setTensorType(name, to: 99)
         try bytes.replaceAll(name, with: hostile)
@@ -196,16 +246,19 @@ struct BadInputTests {
         let result = try IBKE.run(["inspect", path.path], timeout: 20)
         #expect(result.status == 1, "\(result)")
         #expect(result.stderrLines.count == 1, "\(result)")
-        #expect(!result.stderr.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x9B || $0.value == 0x202E },
-                "\(result)")
+        #expect(
+            !result.stderr.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x9B || $0.value == 0x202E },
+            "\(result)")
         #expect(result.stderr.contains(#"\u{1B}]0;x\u{7}\u{A}\u{1B}[2J\u{9B}\u{202E}abc"#), "\(result)")
     }
 
     @Test("without --model and without the default model, commands say to run `ibke model fetch`")
     func missingDefaultModel() throws {
         let home = try TemporaryDirectory()
-        for arguments in [["generate", "Hello"], ["inspect"], ["tokenize", "Hello"],
-                          ["score", "--prompt", "Hello", "--target", " world"]] {
+        for arguments in [
+            ["generate", "Hello"], ["inspect"], ["tokenize", "Hello"],
+            ["score", "--prompt", "Hello", "--target", " world"],
+        ] {
             let result = try IBKE.run(arguments, environment: ["IBKE_HOME": home.url.path], timeout: 20)
             #expect(result.status == 1, "\(result)")
             #expect(result.stdout.isEmpty, "\(result)")
@@ -277,7 +330,8 @@ struct GGUFBytes {
     mutating func swapTensorDimensions(_ name: String) throws {
         let info = try tensorInfo(name)
         try #require(read(UInt32.self, at: info) == 2)
-        let ne0 = read(UInt64.self, at: info + 4), ne1 = read(UInt64.self, at: info + 12)
+        let ne0 = read(UInt64.self, at: info + 4)
+        let ne1 = read(UInt64.self, at: info + 12)
         write(ne1, at: info + 4)
         write(ne0, at: info + 12)
     }
@@ -296,7 +350,8 @@ struct GGUFBytes {
     mutating func setIntegerValue(key: String, to value: UInt64) throws {
         let found = occurrences(of: Self.string(key))
         try #require(found.count == 1, "metadata \(key) found \(found.count) times")
-        let type = read(UInt32.self, at: found[0] + Self.string(key).count), at = found[0] + Self.string(key).count + 4
+        let type = read(UInt32.self, at: found[0] + Self.string(key).count)
+        let at = found[0] + Self.string(key).count + 4
         switch type {
         case 4, 5: write(UInt32(truncatingIfNeeded: value), at: at)
         case 10, 11: write(value, at: at)

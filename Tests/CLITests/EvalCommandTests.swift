@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `ibke eval` end to end on the tiny Llama and the committed dataset fixtures.
 @Suite struct EvalCommandTests {
@@ -10,9 +10,11 @@ import TestSupport
     @Test func evalWritesARunAndResumeFinishesIt() throws {
         let folder = try TemporaryDirectory()
         let out = folder.appending("run")
-        let arguments = ["eval", "--model", Fixtures.model("tiny-llama").path,
-                         "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
-                         "--methods", "ft-l,ft-m", "--limit", "3", "--out", out.path]
+        let arguments = [
+            "eval", "--model", Fixtures.model("tiny-llama").path,
+            "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
+            "--methods", "ft-l,ft-m", "--limit", "3", "--out", out.path,
+        ]
         let first = try IBKE.run(arguments, timeout: 120)
         #expect(first.status == 0, "\(first)")
         #expect(first.stdout.contains("| ft-m |"), "\(first)")
@@ -39,12 +41,20 @@ import TestSupport
             (["--dataset", "zsre:" + malformed.path, "--methods", "ft-m"], ["bad.json", "record 0", "src"]),
             (["--dataset", "nonsense:" + malformed.path, "--methods", "ft-m"], ["nonsense"]),
             (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "rome2"], ["rome2"]),
-            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m",
-              "--protocol", "batch"], ["protocol batch: expected single, batch:N or sequential:N (N ≥ 1) (--protocol)"]),
-            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m,ft-m"],
-             ["a method is listed twice: ft-m,ft-m (--methods)"]),
-            (["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m", "--resume"],
-             ["holds no run to resume (no params.json) (run without --resume to start one)"]),
+            (
+                [
+                    "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m",
+                    "--protocol", "batch",
+                ], ["protocol batch: expected single, batch:N or sequential:N (N ≥ 1) (--protocol)"]
+            ),
+            (
+                ["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m,ft-m"],
+                ["a method is listed twice: ft-m,ft-m (--methods)"]
+            ),
+            (
+                ["--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path, "--methods", "ft-m", "--resume"],
+                ["holds no run to resume (no params.json) (run without --resume to start one)"]
+            ),
         ]
         for (arguments, pieces) in cases {
             let result = try IBKE.run(["eval", "--model", model] + arguments + ["--out", folder.appending("r").path])
@@ -57,22 +67,28 @@ import TestSupport
     @Test func romeRunsRecordTheirStatistics() throws {
         let folder = try TemporaryDirectory()
         let out = folder.appending("run")
-        let result = try IBKE.run(["eval", "--model", Fixtures.model("tiny-llama").path,
-                                   "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
-                                   "--methods", "rome,ft-m", "--limit", "2", "--protocol", "sequential:2",
-                                   "--stats-corpus", Fixtures.folder.appendingPathComponent("tiny-corpus").path,
-                                   "--stats-samples", "300", "--out", out.path],
-                                  environment: ["IBKE_HOME": folder.appending("home").path], timeout: 120)
+        let result = try IBKE.run(
+            [
+                "eval", "--model", Fixtures.model("tiny-llama").path,
+                "--dataset", "jsonl:" + Self.datasets.appendingPathComponent("custom.jsonl").path,
+                "--methods", "rome,ft-m", "--limit", "2", "--protocol", "sequential:2",
+                "--stats-corpus", Fixtures.folder.appendingPathComponent("tiny-corpus").path,
+                "--stats-samples", "300", "--out", out.path,
+            ],
+            environment: ["IBKE_HOME": folder.appending("home").path], timeout: 120)
         #expect(result.status == 0, "\(result)")
         let label = "corpus articles.txt,more/history.tokens,notes.jsonl (sha256 "
         #expect(result.stderr.contains("statistics for layer 0: \(label)"), "\(result)")
-        #expect(result.stdout.contains("**rome** (statistics: \(label)") && result.stdout.contains("**ft-m** (statistics: none)"),
-                "\(result)")
+        #expect(
+            result.stdout.contains("**rome** (statistics: \(label)") && result.stdout.contains("**ft-m** (statistics: none)"),
+            "\(result)")
         for file in ["summary.json", "params.json"] {
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(file))) as? [String: Any]
             let methods = try #require(json?["methods"] as? [[String: Any]], "\(file)")
             let statistics = methods.map { $0["statistics"] as? String ?? "missing" }
-            #expect(statistics.count == 2 && statistics[0].hasPrefix(label) && statistics[0].hasSuffix("…), 300 tokens"), "\(file): \(statistics)")
+            #expect(
+                statistics.count == 2 && statistics[0].hasPrefix(label) && statistics[0].hasSuffix("…), 300 tokens"),
+                "\(file): \(statistics)")
             #expect(statistics[1] == "none", "\(file)")
         }
     }

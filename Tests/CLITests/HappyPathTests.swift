@@ -95,7 +95,9 @@ struct HappyPathTests {
                 "--top-k", "100", "--top-p", "0.95", "--seed", "\(seed)", "--show-ids",
             ])
         }
-        let first = try sample(7), second = try sample(7), other = try sample(8)
+        let first = try sample(7)
+        let second = try sample(7)
+        let other = try sample(8)
         let ids = try Self.generatedIDs(first)
         #expect(ids.count == 12 || ids.last == 1, "\(first)")
         #expect(try Self.generatedIDs(second) == ids)
@@ -105,7 +107,8 @@ struct HappyPathTests {
 
     @Test("score --json has one entry per target token", arguments: Fixtures.allModels)
     func scoreJSON(_ model: ModelFixture) throws {
-        let prompt = "The capital of France is", target = " Paris, and Rome"
+        let prompt = "The capital of France is"
+        let target = " Paris, and Rome"
         let targetIDs = try IBKE.succeed(["tokenize", "--model", model.path.path, "--ids-only", "--no-special", target])
             .stdout.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
         try #require(targetIDs.count > 1)
@@ -144,14 +147,20 @@ struct HelpTests {
         (["model", "path"], ["USAGE", "<name>"]),
         (["inspect"], ["<path>", "--json", "--model", "--threads"]),
         (["tokenize"], ["<text>", "--model", "--threads", "--ids-only", "--no-special"]),
-        (["generate"], ["<prompt>", "--model", "--threads", "--max-tokens", "--temperature", "--top-k", "--top-p",
-                        "--seed", "--chat", "--system", "--show-ids"]),
+        (
+            ["generate"],
+            [
+                "<prompt>", "--model", "--threads", "--max-tokens", "--temperature", "--top-k", "--top-p",
+                "--seed", "--chat", "--system", "--show-ids",
+            ]
+        ),
         (["score"], ["--model", "--threads", "--prompt", "--target", "--top", "--json"]),
         (["bench"], ["--model", "--threads", "--repeats", "--decode-tokens"]),
     ]
 
-    @Test("--help of ibke and of every subcommand exits 0 and lists its subcommands and options",
-          arguments: commands.map(\.arguments))
+    @Test(
+        "--help of ibke and of every subcommand exits 0 and lists its subcommands and options",
+        arguments: commands.map(\.arguments))
     func help(_ arguments: [String]) throws {
         let mentions = Self.commands.first { $0.arguments == arguments }!.mentions
         for form in [arguments + ["--help"], ["help"] + arguments] {

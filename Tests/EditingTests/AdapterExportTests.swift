@@ -3,6 +3,7 @@ import ModelFormats
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// Deltas written as LoRA adapters: read back, `B·A` must be exactly what the edit changed in
@@ -13,13 +14,17 @@ import Testing
     static let fixtures = ["tiny-llama.gguf", "tiny-llama", "tiny-qwen2", "tiny-gpt2", "tiny-gemma3"]
 
     /// What the edit changed in each checkpoint tensor, in the checkpoint's layout.
-    static func changes(_ model: LanguageModel, naming: CheckpointNaming, edit: (LanguageModel) throws -> Void) rethrows
-        -> [String: (shape: [Int], difference: [Float])] {
+    static func changes(
+        _ model: LanguageModel, naming: CheckpointNaming, edit: (LanguageModel) throws -> Void
+    ) rethrows
+        -> [String: (shape: [Int], difference: [Float])]
+    {
         let before = Dictionary(uniqueKeysWithValues: model.transformer.checkpointTensors(naming).map { ($0.name, $0.values()) })
         try edit(model)
         var changes: [String: (shape: [Int], difference: [Float])] = [:]
         for tensor in model.transformer.checkpointTensors(naming) {
-            let after = tensor.values(), old = before[tensor.name]!
+            let after = tensor.values()
+            let old = before[tensor.name]!
             guard after != old else { continue }
             changes[tensor.name] = (tensor.shape, zip(after, old).map { $0 - $1 })
         }
@@ -62,12 +67,14 @@ import Testing
             #expect(Set(file.tensorNames) == Set(changes.keys.flatMap { [$0 + ".lora_a", $0 + ".lora_b"] }))
             for (tensor, change) in changes {
                 let (out, columns) = (change.shape[0], change.shape[1])
-                let a = file.tensorInfo(tensor + ".lora_a")!, b = file.tensorInfo(tensor + ".lora_b")!
+                let a = file.tensorInfo(tensor + ".lora_a")!
+                let b = file.tensorInfo(tensor + ".lora_b")!
                 // llama.cpp's checks: a's ne[0] and b's ne[1] are the base tensor's, a's ne[1] is b's ne[0].
                 #expect(a.dimensions == [columns, result.rank] && b.dimensions == [result.rank, out], "\(tensor)")
-                let product = Self.product(b: try file.readFloats(tensor + ".lora_b"), a: try file.readFloats(tensor + ".lora_a"),
-                                           out: out, rank: result.rank, in: columns, scale: Float(alpha) / Float(result.rank),
-                                           transposed: false)
+                let product = Self.product(
+                    b: try file.readFloats(tensor + ".lora_b"), a: try file.readFloats(tensor + ".lora_a"),
+                    out: out, rank: result.rank, in: columns, scale: Float(alpha) / Float(result.rank),
+                    transposed: false)
                 Self.expectClose(product, change.difference, tensor)
             }
             // Random dense updates have full rank; the low-rank ones keep theirs (2).
@@ -102,8 +109,9 @@ import Testing
                 let (rows, columns) = transposed ? (change.shape[1], change.shape[0]) : (change.shape[0], change.shape[1])
                 #expect(file.shape(of: module + ".lora_A.weight") == [result.rank, columns], "\(tensor)")
                 #expect(file.shape(of: module + ".lora_B.weight") == [rows, result.rank], "\(tensor)")
-                let product = Self.product(b: try file.readFloats(module + ".lora_B.weight"), a: try file.readFloats(module + ".lora_A.weight"),
-                                           out: rows, rank: result.rank, in: columns, scale: 1, transposed: transposed)
+                let product = Self.product(
+                    b: try file.readFloats(module + ".lora_B.weight"), a: try file.readFloats(module + ".lora_A.weight"),
+                    out: rows, rank: result.rank, in: columns, scale: 1, transposed: transposed)
                 Self.expectClose(product, change.difference, tensor)
             }
         }
@@ -122,10 +130,13 @@ import Testing
             let out = folder.appendingPathComponent("two.gguf")
             let result = try AdapterExport.write([first, second], of: model, to: out, format: .lora)
             #expect(result.rank == 4 && result.modules == [.init(tensor: id.name, rank: 4, denseRanks: [])])
-            let file = try GGUFFile(url: out), change = changes[id.name]!
-            Self.expectClose(Self.product(b: try file.readFloats(id.name + ".lora_b"), a: try file.readFloats(id.name + ".lora_a"),
-                                          out: change.shape[0], rank: 4, in: change.shape[1], scale: 1, transposed: false),
-                             change.difference, id.name)
+            let file = try GGUFFile(url: out)
+            let change = changes[id.name]!
+            Self.expectClose(
+                Self.product(
+                    b: try file.readFloats(id.name + ".lora_b"), a: try file.readFloats(id.name + ".lora_a"),
+                    out: change.shape[0], rank: 4, in: change.shape[1], scale: 1, transposed: false),
+                change.difference, id.name)
         }
     }
 
@@ -147,7 +158,8 @@ import Testing
         let model = try LanguageModel.load(source)
         let delta = WeightDelta(entries: [TestModels.randomEntry(model, ParameterID(layer: 0, .feedForwardDown), seed: 3, lowRank: true)])
         try Support.withFolder { folder throws in
-            let gguf = folder.appendingPathComponent("a.gguf"), dir = folder.appendingPathComponent("a")
+            let gguf = folder.appendingPathComponent("a.gguf")
+            let dir = folder.appendingPathComponent("a")
             #expect(throws: ExportError.self) { try AdapterExport.write([delta], of: model, to: dir, format: .lora) }
             #expect(throws: ExportError.self) { try AdapterExport.write([delta], of: model, to: gguf, format: .peft) }
             #expect(throws: ExportError.destinationIsSource(path: source.path)) {
@@ -165,7 +177,9 @@ import Testing
             try AdapterExport.write([delta], of: model, to: dir, format: .peft)
             try AdapterExport.write([delta], of: model, to: dir, format: .peft, overwrite: true)
             #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)) == ["a.gguf", "b.gguf", "a"])
-            #expect(throws: ExportError.self) { try AdapterExport.write([WeightDelta()], of: model, to: folder.appendingPathComponent("c.gguf"), format: .lora) }
+            #expect(throws: ExportError.self) {
+                try AdapterExport.write([WeightDelta()], of: model, to: folder.appendingPathComponent("c.gguf"), format: .lora)
+            }
         }
     }
 }

@@ -13,7 +13,8 @@ import Testing
         let modified = try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date
         Thread.sleep(forTimeInterval: 0.01)
         #expect(try CorpusSample.file(in: folder) == url)
-        #expect(try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date == modified, "an identical copy is kept")
+        #expect(
+            try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date == modified, "an identical copy is kept")
 
         let corpus = try TextCorpus(url: url)
         #expect(corpus.documents.count == 68)
@@ -31,15 +32,17 @@ import Testing
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-sample-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
         let model = try TestModels.tinyLlama()
-        let moments = SecondMoments(model: model, corpus: try CorpusSample.file(in: folder), samples: 64,
-                                    cache: StatisticsCache(directory: folder.appendingPathComponent("stats"), ibkeVersion: "test"))
+        let moments = SecondMoments(
+            model: model, corpus: try CorpusSample.file(in: folder), samples: 64,
+            cache: StatisticsCache(directory: folder.appendingPathComponent("stats"), ibkeVersion: "test"))
         _ = try moments.matrix(layer: 0)
         #expect(moments.label == "the corpus sample shipped with ibke (68 Wikipedia article openings), 64 tokens")
         // The same text under another name is an ordinary corpus.
         let renamed = folder.appendingPathComponent("other.txt")
         try Data(CorpusSample.bytes).write(to: renamed)
-        let other = SecondMoments(model: model, corpus: renamed, samples: 64,
-                                  cache: StatisticsCache(directory: folder.appendingPathComponent("stats"), ibkeVersion: "test"))
+        let other = SecondMoments(
+            model: model, corpus: renamed, samples: 64,
+            cache: StatisticsCache(directory: folder.appendingPathComponent("stats"), ibkeVersion: "test"))
         #expect(other.label.hasPrefix("corpus other.txt (sha256 "))
     }
 }

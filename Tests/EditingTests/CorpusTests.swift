@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Editing
 
 /// Reading statistics corpora and cutting them into token windows.
@@ -30,15 +31,18 @@ import Testing
 
     @Test func wikiTextFilesAreSplitAtTitlesAndDetokenised() throws {
         let corpus = try TextCorpus(url: Self.fixture.appendingPathComponent("more/history.tokens"))
-        #expect(corpus.documents == ["""
-        = Harbour Bridge =
+        #expect(
+            corpus.documents == [
+                """
+                = Harbour Bridge =
 
-        The bridge was opened in 1932, after eight years of work. It carries a road-rail deck 1,149 metres long, 48.8 metres wide.
+                The bridge was opened in 1932, after eight years of work. It carries a road-rail deck 1,149 metres long, 48.8 metres wide.
 
-        = = Construction = =
+                = = Construction = =
 
-        Two arches were built out from each shore (one on either side) and joined in the middle.
-        """])
+                Two arches were built out from each shore (one on either side) and joined in the middle.
+                """
+            ])
         #expect(Array(try TextCorpus(url: Self.fixture.appendingPathComponent("more/history.tokens")).fileNames) == ["history.tokens"])
     }
 
@@ -57,15 +61,20 @@ import Testing
     }
 
     @Test func unreadableOrEmptyInputNamesTheFile() throws {
-        let folder = try Self.folder(["empty.txt": " \n\n", "bad.jsonl": "{\"text\": \"ok\"}\n{\"title\": 1}\n",
-                                      "other/readme.md": "not a corpus file", "latin1.txt": ""])
+        let folder = try Self.folder([
+            "empty.txt": " \n\n", "bad.jsonl": "{\"text\": \"ok\"}\n{\"title\": 1}\n",
+            "other/readme.md": "not a corpus file", "latin1.txt": "",
+        ])
         try Data([0x63, 0x61, 0x66, 0xE9]).write(to: folder.appendingPathComponent("latin1.txt"))
         let empty = folder.appendingPathComponent("empty.txt").path
         #expect(throws: StatisticsError.empty(file: empty, detail: "no text in the file")) {
             try TextCorpus(url: URL(fileURLWithPath: empty))
         }
-        #expect(throws: StatisticsError.badJSONLine(file: folder.appendingPathComponent("bad.jsonl").path, line: 2,
-                                                    detail: "expected an object with a string \"text\" field")) {
+        #expect(
+            throws: StatisticsError.badJSONLine(
+                file: folder.appendingPathComponent("bad.jsonl").path, line: 2,
+                detail: "expected an object with a string \"text\" field")
+        ) {
             try TextCorpus(url: folder.appendingPathComponent("bad.jsonl"))
         }
         #expect(throws: StatisticsError.unreadable(file: folder.appendingPathComponent("latin1.txt").path, reason: "not UTF-8 text")) {
@@ -94,7 +103,8 @@ import Testing
         #expect(Array(some.dropLast()) == Array(all.prefix(some.count - 1)), "a smaller sample is a prefix of a larger one")
         #expect(all[some.count - 1].starts(with: some[some.count - 1]))
         let reshuffled = TokenWindows.make(documents: documents, maxLength: 10, samples: nil, seed: 8, encode: encode)
-        #expect(reshuffled != all && reshuffled.sorted { $0.lexicographicallyPrecedes($1) } == all.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(
+            reshuffled != all && reshuffled.sorted { $0.lexicographicallyPrecedes($1) } == all.sorted { $0.lexicographicallyPrecedes($1) })
     }
 
     @Test func batchesHoldAtMostTheTokenBudget() {

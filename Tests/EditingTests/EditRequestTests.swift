@@ -1,5 +1,6 @@
 import Models
 import Testing
+
 @testable import Editing
 
 @Suite struct EditRequestTests {

@@ -2,6 +2,7 @@ import Foundation
 import ModelFormats
 import Models
 import Testing
+
 @testable import Editing
 
 /// The default model (SmolLM2-135M-Instruct, Q4_1 GGUF), when it has been fetched: a small edit
@@ -10,8 +11,10 @@ import Testing
 struct ExportDefaultModelTests {
     @Test func editedDefaultModelExportsReproduceItsLogits() throws {
         let model = try TestModels.defaultModel()
-        let prompts = [model.encode("The Eiffel Tower is located in the city of"),
-                       model.encode("<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n")]
+        let prompts = [
+            model.encode("The Eiffel Tower is located in the city of"),
+            model.encode("<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n"),
+        ]
         let before = try model.logits(prompts)
         _ = try ExportTestSupport.edit(model, layers: [4, 9])
         #expect(try zip(model.logits(prompts), before).contains { $0.scalars != $1.scalars }, "the edit changed nothing")
@@ -19,7 +22,8 @@ struct ExportDefaultModelTests {
             let gguf = folder.appendingPathComponent("edited.gguf")
             let result = try ModelExport.write(model, to: gguf)
             #expect(result.rewrittenTensors.count == 6)
-            let source = try GGUFFile(url: TestModels.defaultModelURL), copy = try GGUFFile(url: gguf)
+            let source = try GGUFFile(url: TestModels.defaultModelURL)
+            let copy = try GGUFFile(url: gguf)
             for name in source.tensorNames where !result.rewrittenTensors.contains(name) {
                 #expect(copy.tensorInfo(name)?.type == source.tensorInfo(name)?.type, "\(name)")
                 #expect(copy.rawBytes(of: name)!.elementsEqual(source.rawBytes(of: name)!), "\(name)")

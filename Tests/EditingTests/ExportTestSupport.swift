@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import Testing
+
 @testable import Editing
 
 /// What the export tests share: the edit they apply, logit comparison and scratch folders.
@@ -12,8 +13,10 @@ enum ExportTestSupport {
     /// fused matrix), dense and low-rank: the matrices editors touch and every layout the
     /// exporters undo. Matrices a model lacks (GPT-2's gate) are left out.
     static func edit(_ model: LanguageModel, layers: [Int] = [0, 1]) throws -> WeightDelta {
-        let kinds: [ParameterID.Kind] = [.feedForwardDown, .attentionQuery, .attentionKey, .attentionValue,
-                                         .feedForwardGate, .feedForwardUp]
+        let kinds: [ParameterID.Kind] = [
+            .feedForwardDown, .attentionQuery, .attentionKey, .attentionValue,
+            .feedForwardGate, .feedForwardUp,
+        ]
         var entries: [WeightDelta.Entry] = []
         for (i, kind) in kinds.enumerated() {
             let id = ParameterID(layer: layers[i % layers.count], kind)
@@ -44,21 +47,26 @@ enum ExportTestSupport {
 
     /// Texts whose encodings an exported tokenizer must reproduce (special tokens, digits,
     /// whitespace runs, non-ASCII).
-    static let texts = ["The capital of Italy is Rome.", "Numbers like 12345 and 2024", "She said: \"It's\"\n\n  x",
-                        "<|begin_of_text|>Hello<|end_of_text|>", "<|im_start|>user\nHi<|im_end|>", "ünïcödé 🚀  x  1"]
+    static let texts = [
+        "The capital of Italy is Rome.", "Numbers like 12345 and 2024", "She said: \"It's\"\n\n  x",
+        "<|begin_of_text|>Hello<|end_of_text|>", "<|im_start|>user\nHi<|im_end|>", "ünïcödé 🚀  x  1",
+    ]
 
     /// Checks that two tokenizers encode and decode `texts` alike and agree on special tokens.
     static func expectSameTokenizer(_ a: LanguageModel, _ b: LanguageModel, sourceLocation: SourceLocation = #_sourceLocation) {
         for text in texts {
             let ids = b.encode(text)
             #expect(a.encode(text) == ids, "\(text.debugDescription)", sourceLocation: sourceLocation)
-            #expect(a.tokenizer.decode(ids, skipSpecialTokens: false) == b.tokenizer.decode(ids, skipSpecialTokens: false),
-                    sourceLocation: sourceLocation)
+            #expect(
+                a.tokenizer.decode(ids, skipSpecialTokens: false) == b.tokenizer.decode(ids, skipSpecialTokens: false),
+                sourceLocation: sourceLocation)
         }
-        #expect(a.tokenizer.bosTokenID == b.tokenizer.bosTokenID && a.tokenizer.eosTokenID == b.tokenizer.eosTokenID,
-                sourceLocation: sourceLocation)
-        #expect(a.tokenizer.addsBOS == b.tokenizer.addsBOS && a.tokenizer.specialTokenIDs == b.tokenizer.specialTokenIDs,
-                sourceLocation: sourceLocation)
+        #expect(
+            a.tokenizer.bosTokenID == b.tokenizer.bosTokenID && a.tokenizer.eosTokenID == b.tokenizer.eosTokenID,
+            sourceLocation: sourceLocation)
+        #expect(
+            a.tokenizer.addsBOS == b.tokenizer.addsBOS && a.tokenizer.specialTokenIDs == b.tokenizer.specialTokenIDs,
+            sourceLocation: sourceLocation)
         #expect(a.tokenizer.chatTemplate == b.tokenizer.chatTemplate, sourceLocation: sourceLocation)
         #expect(a.tokenizer.vocabularySize == b.tokenizer.vocabularySize, sourceLocation: sourceLocation)
     }

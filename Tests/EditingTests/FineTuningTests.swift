@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import Testing
+
 @testable import Editing
 
 @Suite struct FineTuningTests {
@@ -40,8 +41,10 @@ import Testing
     func ftMEditsTheDefaultModel() throws {
         let model = try TestModels.defaultModel()
         let editor = try FineTuning.make(.targetNew, config: model.config)
-        let request = try EditRequest(prompt: "The Eiffel Tower is located in the city of", subject: "The Eiffel Tower",
-                                      targetNew: "Rome").prepared(for: model)
+        let request = try EditRequest(
+            prompt: "The Eiffel Tower is located in the city of", subject: "The Eiffel Tower",
+            targetNew: "Rome"
+        ).prepared(for: model)
         let before = try model.score([ContinuationRequest(prompt: request.prompt, target: request.target)])[0]
         let applied = try model.transformer.apply(try editor.edit([request], in: model))
         defer { applied.revert() }

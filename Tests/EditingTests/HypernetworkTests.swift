@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// The MEND/IBKE editor network: gradients against finite differences, the initial update,
@@ -29,10 +30,14 @@ import Testing
     }
 
     /// L = Σ_m ⟨ΔW_m, R_m⟩ + c·KL, with the latent noise fixed by its seed.
-    static func loss(_ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], klScale: Float, noisy: Bool,
-                     signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil) throws -> Double {
+    static func loss(
+        _ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], klScale: Float, noisy: Bool,
+        signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil
+    ) throws -> Double {
         var rng = SplitMix64(seed: 99)
-        let pass = noisy ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
+        let pass =
+            noisy
+            ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
             : try editor.run(x, signal: signal, neighbours: neighbours)
         var total = Double(klScale) * pass.klSum
         for (dw, ri) in zip(editor.denseUpdates(pass), r) {
@@ -61,8 +66,10 @@ import Testing
     static func editAlice(_ editor: HypernetworkEditor, model: LanguageModel) throws -> (PreparedRequest, WeightDelta) {
         for i in 0..<editor.stepSizes.count { editor.stepSizes.pointer[i] = 1e-2 }
         let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
-        _ = editor.encode(try GradientSignal.capture([request], transformer: model.transformer, modules: editor.modules,
-                                                     rows: editor.settings.rows), updatingStatistics: true)
+        _ = editor.encode(
+            try GradientSignal.capture(
+                [request], transformer: model.transformer, modules: editor.modules,
+                rows: editor.settings.rows), updatingStatistics: true)
         let before = editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars }
         let delta = try editor.edit([request], in: model)
         #expect(editor.modules.map { model.transformer.weights.tensor($0, config: model.config)!.scalars } == before)
@@ -84,11 +91,15 @@ import Testing
     }
 
     /// The analytic gradient of ``loss(_:_:_:klScale:noisy:signal:neighbours:)`` against central differences.
-    static func checkGradients(_ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], signal: GradientSignal? = nil,
-                               neighbours: [NeighbourSpan]? = nil, noisy: Bool, step h: Float = 1e-2) throws {
+    static func checkGradients(
+        _ editor: HypernetworkEditor, _ x: [Tensor], _ r: [Tensor], signal: GradientSignal? = nil,
+        neighbours: [NeighbourSpan]? = nil, noisy: Bool, step h: Float = 1e-2
+    ) throws {
         let klScale: Float = 0.3
         var rng = SplitMix64(seed: 99)
-        let pass = noisy ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
+        let pass =
+            noisy
+            ? try withUnsafeMutablePointer(to: &rng) { try editor.run(x, signal: signal, neighbours: neighbours, noise: $0) }
             : try editor.run(x, signal: signal, neighbours: neighbours)
         let gradients = editor.parameterBanks.map { $0.makeGradient() }
         let stepGradient = Tensor(zeros: editor.stepSizes.shape)
@@ -145,7 +156,8 @@ import Testing
         let x = Self.inputs(editor, seed: 4)
         let updates = editor.denseUpdates(try editor.run(x))
         for (i, dw) in updates.enumerated() {
-            let s = editor.shapes[editor.placement[i].shape], d = s.inWidth + s.outWidth
+            let s = editor.shapes[editor.placement[i].shape]
+            let d = s.inWidth + s.outWidth
             var worst: Float = 0
             for o in 0..<s.outWidth {
                 for j in 0..<s.inWidth {
@@ -178,8 +190,9 @@ import Testing
     @Test(arguments: HypernetworkSettings.Design.allCases)
     func editSaveLoadRevertAndRefuseAnotherModel(design: HypernetworkSettings.Design) throws {
         let model = try TestModels.tinyLlama()
-        let editor = try HypernetworkEditor(name: design == .mend ? "mend" : "ibke", settings: Self.settings(design, model: model),
-                                            model: model)
+        let editor = try HypernetworkEditor(
+            name: design == .mend ? "mend" : "ibke", settings: Self.settings(design, model: model),
+            model: model)
         for (k, bank) in editor.parameterBanks.enumerated() {
             let noise = Self.random([bank.count], seed: 20 + UInt64(k), scale: 0.1)
             Kernels.add(noise.pointer, into: bank.values.pointer, count: bank.count)

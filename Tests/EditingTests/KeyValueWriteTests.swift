@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// The key-value write of the hypernetwork editors (``HypernetworkSettings/Write/keyValue``):
@@ -21,22 +22,25 @@ import Testing
     /// A random positive definite C `[f, f]` per layer.
     static func moments(_ model: LanguageModel, layers: [Int]) -> [Int: Tensor] {
         let f = model.config.feedForwardSize
-        return Dictionary(uniqueKeysWithValues: layers.map { layer in
-            let a = HypernetworkTests.random([f, 2 * f], seed: 30 + UInt64(layer))
-            let c = Tensor(zeros: [f, f])
-            MatMul.gemm(transB: true, m: f, n: f, k: 2 * f, alpha: 1 / Float(2 * f), a: a.pointer, lda: 2 * f, b: a.pointer,
-                        ldb: 2 * f, c: c.pointer, ldc: f)
-            for i in 0..<f { c.pointer[i * f + i] += 0.1 }
-            return (layer, c)
-        })
+        return Dictionary(
+            uniqueKeysWithValues: layers.map { layer in
+                let a = HypernetworkTests.random([f, 2 * f], seed: 30 + UInt64(layer))
+                let c = Tensor(zeros: [f, f])
+                MatMul.gemm(
+                    transB: true, m: f, n: f, k: 2 * f, alpha: 1 / Float(2 * f), a: a.pointer, lda: 2 * f, b: a.pointer,
+                    ldb: 2 * f, c: c.pointer, ldc: f)
+                for i in 0..<f { c.pointer[i * f + i] += 0.1 }
+                return (layer, c)
+            })
     }
 
     /// A signal of `rows` random keys and gradients per module.
     static func signal(_ editor: HypernetworkEditor, model: LanguageModel, rows: Int, seed: UInt64) -> GradientSignal {
         var pairs: [ParameterID: TokenPairs] = [:]
         for (i, id) in editor.modules.enumerated() {
-            pairs[id] = TokenPairs(input: HypernetworkTests.random([rows, model.config.feedForwardSize], seed: seed + UInt64(i)),
-                                   outputGradient: HypernetworkTests.random([rows, model.config.hiddenSize], seed: seed + 50 + UInt64(i)))
+            pairs[id] = TokenPairs(
+                input: HypernetworkTests.random([rows, model.config.feedForwardSize], seed: seed + UInt64(i)),
+                outputGradient: HypernetworkTests.random([rows, model.config.hiddenSize], seed: seed + 50 + UInt64(i)))
         }
         return GradientSignal(pairs: pairs, loss: 1)
     }
@@ -56,7 +60,9 @@ import Testing
         let pass = try editor.run(x, signal: signal)
         let f = model.config.feedForwardSize
         for (i, id) in editor.modules.enumerated() {
-            let keys = signal.pairs[id]!.input, solved = pass.right![i], c = moments[id.layer]!
+            let keys = signal.pairs[id]!.input
+            let solved = pass.right![i]
+            let c = moments[id.layer]!
             for t in 0..<2 {
                 for row in stride(from: 0, to: f, by: 17) {
                     var lhs = 0.0
@@ -69,7 +75,9 @@ import Testing
                 }
             }
         }
-        let r = editor.modules.map { id in HypernetworkTests.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 7) }
+        let r = editor.modules.map { id in
+            HypernetworkTests.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 7)
+        }
         try HypernetworkTests.checkGradients(editor, x, r, signal: signal, noisy: design != .mend, step: 1e-3)
     }
 
@@ -78,11 +86,15 @@ import Testing
     @Test func iteratedEditsAndTheFileRoundTrip() throws {
         let model = try TestModels.tinyLlama()
         let settings = Self.settings(.gatedMEND, model: model, iterations: 3)
-        let editor = try HypernetworkEditor(name: "ibke", settings: settings, model: model,
-                                            keyMoments: Self.moments(model, layers: settings.layers))
+        let editor = try HypernetworkEditor(
+            name: "ibke", settings: settings, model: model,
+            keyMoments: Self.moments(model, layers: settings.layers))
         let (request, delta) = try HypernetworkTests.editAlice(editor, model: model)
         for entry in delta.entries {
-            guard case .lowRank(let left, let right) = entry.update else { Issue.record("not low rank"); continue }
+            guard case .lowRank(let left, let right) = entry.update else {
+                Issue.record("not low rank")
+                continue
+            }
             #expect(left.shape[1] == 3 && right.shape[0] == 3, "one row per iteration: \(left.shape) \(right.shape)")
         }
 
@@ -96,7 +108,8 @@ import Testing
             #expect(loaded.settings == editor.settings)
             let again = try loaded.edit([request], in: model)
             for (a, b) in zip(delta.entries, again.entries) {
-                let x = a.update.materialized().scalars, y = b.update.materialized().scalars
+                let x = a.update.materialized().scalars
+                let y = b.update.materialized().scalars
                 // float16 networks and C: the same update to a few parts in a thousand.
                 let norm = x.reduce(0) { $0 + Double($1 * $1) }.squareRoot()
                 let error = zip(x, y).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }.squareRoot()

@@ -3,6 +3,7 @@ import ModelFormats
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 @Suite struct MassEditingTests {
@@ -22,7 +23,9 @@ import Testing
 
     /// `left · right` in float64, `[C, F]`.
     static func product(_ update: (left: Tensor, right: Tensor)) -> [Double] {
-        let c = update.left.shape[0], n = update.left.shape[1], f = update.right.shape[1]
+        let c = update.left.shape[0]
+        let n = update.left.shape[1]
+        let f = update.right.shape[1]
         return DenseSolve.multiply(update.left.scalars.map(Double.init), update.right.scalars.map(Double.init), m: c, n: f, k: n)
     }
 
@@ -30,7 +33,10 @@ import Testing
 
     /// MEMIT's Woodbury form solves `ΔW (λC + KKᵀ) = R Kᵀ`.
     @Test func memitUpdateSolvesTheNormalEquations() throws {
-        let f = 16, width = 8, n = 3, lambda = 5.0
+        let f = 16
+        let width = 8
+        let n = 3
+        let lambda = 5.0
         let c = Self.secondMoment(f, seed: 1)
         let targets = MassEditing.LayerTargets(keys: Self.vectors(n, f, seed: 2), residuals: Self.vectors(n, width, seed: 3))
         let update = try MEMIT.update(targets, factor: try DenseSolve.CholeskyFactor(regularizing: c), lambda: lambda)
@@ -46,7 +52,10 @@ import Testing
     /// AlphaEdit's update solves `(P S + αI) M = P K`, leaves the preserved directions (C's large
     /// eigenvectors) unchanged, and the n×n form equals the F×F one with an empty key cache.
     @Test func alphaEditUpdateStaysInTheNullSpace() throws {
-        let f = 16, width = 8, n = 2, alpha = 0.5
+        let f = 16
+        let width = 8
+        let n = 2
+        let alpha = 0.5
         let c = Self.secondMoment(f, seed: 4)
         let (values, vectors) = try DenseSolve.symmetricEigen(c)
         let threshold = Double(values[f / 2])
@@ -95,9 +104,11 @@ import Testing
         h.mom2UpdateWeight = 0.1  // C here is random: let the keys dominate
         h.optimization.learningRate = 0.5
         let c = Self.secondMoment(model.config.feedForwardSize, seed: 8)
-        let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
-                            EditRequest(prompt: "{} works at", subject: "Bob", targetNew: "a small shop")]
-            .enumerated().map { try $1.prepared(for: model, index: $0) }
+        let requests = try [
+            EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
+            EditRequest(prompt: "{} works at", subject: "Bob", targetNew: "a small shop"),
+        ]
+        .enumerated().map { try $1.prepared(for: model, index: $0) }
         let before = try model.score(requests.map { ContinuationRequest(prompt: $0.prompt, target: $0.target) })
         let weights = model.transformer.weights.blocks[0].feedForwardDown.scalars
         var alpha = h
@@ -127,7 +138,8 @@ import Testing
     /// far closer than writing the residual as the input change.
     @Test func normInputChangeMovesTheNormOutput() {
         var rng = SplitMix64(seed: 21)
-        let c = 640, eps: Float = 1e-6
+        let c = 640
+        let eps: Float = 1e-6
         func random(_ scale: Float) -> [Float] { (0..<c).map { _ in scale * (2 * rng.nextUnit() - 1) } }
         let m = random(3)
         var w = (0..<c).map { _ in Float(exp(4 * rng.nextUnit())) }  // 1 to 55, as Gemma's weights spread
@@ -143,8 +155,10 @@ import Testing
             let change = MassEditing.normInputChange(moving: r, output: m, weight: w, epsilon: eps)
             let input = zip(m, change).map { $0 + $1 }
             let moved = norm(input)
-            return (length(y.indices.map { moved[$0] - y[$0] - Double(r[$0]) }),
-                    length(input.map(Double.init)) / length(m.map(Double.init)))
+            return (
+                length(y.indices.map { moved[$0] - y[$0] - Double(r[$0]) }),
+                length(input.map(Double.init)) / length(m.map(Double.init))
+            )
         }
         // Reachable: the output change of a nearby input.
         let reachable = zip(norm(zip(m, random(0.3)).map { $0 + $1 }), y).map { Float($0 - $1) }
@@ -165,8 +179,10 @@ import Testing
             var reader = HyperparameterReader(object: object, file: "h.yaml")
             return try MassEditingHyperparameters(reading: &reader, layerCount: 30, alphaEdit: alpha)
         }
-        let h = try read(["layers": .array([.int(3), .int(4)]), "mom2_update_weight": .double(2e4), "v_num_grad_steps": .int(10),
-                          "alg_name": .string("MEMIT"), "mom2_dataset": .string("wikipedia")])
+        let h = try read([
+            "layers": .array([.int(3), .int(4)]), "mom2_update_weight": .double(2e4), "v_num_grad_steps": .int(10),
+            "alg_name": .string("MEMIT"), "mom2_dataset": .string("wikipedia"),
+        ])
         #expect(h.layers == [3, 4] && h.mom2UpdateWeight == 2e4 && h.optimization.steps == 10)
         let a = try read(["nullspace_threshold": .double(1e-3), "L2": .double(1), "mom2_update_weight": .double(1)], alpha: true)
         #expect(a.nullspaceThreshold == 1e-3 && a.l2 == 1)
@@ -186,9 +202,11 @@ import Testing
         h.optimization.steps = 6
         h.optimization.clampNormFactor = 4
         let optimization = h.valueOptimization(method: "memit")
-        let requests = try [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
-                            EditRequest(prompt: "Everyone knows that {} works at", subject: "Bob Smith", targetNew: "a shop")]
-            .enumerated().map { try $1.prepared(for: model, index: $0) }
+        let requests = try [
+            EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city"),
+            EditRequest(prompt: "Everyone knows that {} works at", subject: "Bob Smith", targetNew: "a shop"),
+        ]
+        .enumerated().map { try $1.prepared(for: model, index: $0) }
         let templates = try ContextTemplates.generate(model, seed: 3)
         let contexts = try requests.map { try LocateThenEdit.inContexts($0, templates: templates, model: model) }
         let together = try optimization.run(requests, contexts: contexts, model: model)
@@ -215,8 +233,10 @@ import Testing
         let h = MassEditingHyperparameters.defaults(layerCount: 30)
         let request = try EditRequest(prompt: "{} is located in the city of", subject: "The Eiffel Tower", targetNew: "Rome")
             .prepared(for: model)
-        for editor in [MEMIT(hyperparameters: h, statistics: SecondMomentSource { c[$0]! }) as any Editor,
-                       AlphaEdit(hyperparameters: h, statistics: SecondMomentSource { c[$0]! })] {
+        for editor in [
+            MEMIT(hyperparameters: h, statistics: SecondMomentSource { c[$0]! }) as any Editor,
+            AlphaEdit(hyperparameters: h, statistics: SecondMomentSource { c[$0]! }),
+        ] {
             let applied = try model.transformer.apply(try editor.edit([request], in: model))
             defer { applied.revert() }
             let top = try model.topNextTokens(request.prompt, k: 1)[0]

@@ -2,6 +2,7 @@ import Foundation
 import ModelFormats
 import Models
 import Testing
+
 @testable import Editing
 
 /// Edited tiny models exported as GGUF and as Hugging Face folders, reloaded, and compared with
@@ -19,16 +20,21 @@ import Testing
             let result = try ModelExport.write(model, to: out)
             // q/k/v and gate/up are fused in memory; the parts not edited (layer 0's Q8_0 attn_v,
             // layer 1's F16 ffn_gate) keep their bytes.
-            #expect(Set(result.rewrittenTensors) == ["blk.0.ffn_down.weight", "blk.1.attn_q.weight", "blk.0.attn_k.weight",
-                                                     "blk.1.attn_v.weight", "blk.0.ffn_gate.weight", "blk.1.ffn_up.weight"])
-            let source = try GGUFFile(url: Self.tinyGGUF), copy = try GGUFFile(url: out)
+            #expect(
+                Set(result.rewrittenTensors) == [
+                    "blk.0.ffn_down.weight", "blk.1.attn_q.weight", "blk.0.attn_k.weight",
+                    "blk.1.attn_v.weight", "blk.0.ffn_gate.weight", "blk.1.ffn_up.weight",
+                ])
+            let source = try GGUFFile(url: Self.tinyGGUF)
+            let copy = try GGUFFile(url: out)
             #expect(copy.version == source.version && copy.alignment == source.alignment)
             #expect(copy.metadataKeys == source.metadataKeys + ["ibke.export"])
             #expect(copy.metadata.filter { $0.key != "ibke.export" } == source.metadata)
             #expect(copy.tensorNames == source.tensorNames)
             var quantizedCopies = 0
             for name in source.tensorNames {
-                let before = source.tensorInfo(name)!, after = copy.tensorInfo(name)!
+                let before = source.tensorInfo(name)!
+                let after = copy.tensorInfo(name)!
                 #expect(after.dimensions == before.dimensions, "\(name)")
                 if result.rewrittenTensors.contains(name) {
                     #expect(after.type == .f32, "\(name)")
@@ -93,12 +99,15 @@ import Testing
         try Support.withFolder { folder throws in
             let out = folder.appendingPathComponent("copy.gguf")
             #expect(try ModelExport.write(model, to: out).rewrittenTensors.isEmpty)
-            let source = try GGUFFile(url: Self.tinyGGUF), copy = try GGUFFile(url: out)
+            let source = try GGUFFile(url: Self.tinyGGUF)
+            let copy = try GGUFFile(url: out)
             #expect(copy.metadataKeys == source.metadataKeys + ["ibke.export"])
-            let sourceBytes = try Data(contentsOf: Self.tinyGGUF), copyBytes = try Data(contentsOf: out)
+            let sourceBytes = try Data(contentsOf: Self.tinyGGUF)
+            let copyBytes = try Data(contentsOf: out)
             #expect(copyBytes.suffix(from: copy.dataOffset) == sourceBytes.suffix(from: source.dataOffset))
             // Written again from the copy, nothing changes: the marker is not added twice.
-            let model2 = try LanguageModel.load(out), again = folder.appendingPathComponent("again.gguf")
+            let model2 = try LanguageModel.load(out)
+            let again = folder.appendingPathComponent("again.gguf")
             try ModelExport.write(model2, to: again)
             #expect(try Data(contentsOf: again) == copyBytes)
         }
@@ -172,7 +181,8 @@ import Testing
             }
             #expect(try Data(contentsOf: other) == Data(contentsOf: Self.tinyGGUF))
             // Earlier exports, GGUF and Hugging Face, are replaced.
-            let gguf = folder.appendingPathComponent("edited.gguf"), hf = folder.appendingPathComponent("edited-hf")
+            let gguf = folder.appendingPathComponent("edited.gguf")
+            let hf = folder.appendingPathComponent("edited-hf")
             for out in [gguf, hf] {
                 try ModelExport.write(model, to: out)
                 try ModelExport.write(model, to: out, overwrite: true)

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// Counterfactual neighbours: the update's input factors projected off the span of the edited
@@ -46,8 +47,11 @@ import Testing
         #expect(spans.allSatisfy { $0.rows == tokens }, "every position of the four neighbour prompts")
         let updates = editor.denseUpdates(try editor.run(x, neighbours: spans))
         for (i, dw) in updates.enumerated() {
-            let span = spans[i], n = span.width, out = dw.shape[0]
-            var worst = 0.0, scale = 0.0
+            let span = spans[i]
+            let n = span.width
+            let out = dw.shape[0]
+            var worst = 0.0
+            var scale = 0.0
             for r in 0..<span.rows {
                 for o in 0..<out {
                     var y = 0.0
@@ -58,7 +62,9 @@ import Testing
             for v in dw.scalars { scale = max(scale, Double(abs(v))) }
             #expect(worst < 1e-3 * max(scale, 1e-12) * Double(n), "module \(i): ΔW k = \(worst) on a neighbour input (ΔW up to \(scale))")
         }
-        let r = editor.modules.map { id in HypernetworkTests.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 9) }
+        let r = editor.modules.map { id in
+            HypernetworkTests.random(model.transformer.weights.tensor(id, config: model.config)!.shape, seed: 9)
+        }
         try HypernetworkTests.checkGradients(editor, x, r, neighbours: spans, noisy: true, step: 1e-3)
     }
 
@@ -66,7 +72,8 @@ import Testing
     /// `min(limit, ‖U‖/‖PU‖)`: the update grows by that factor.
     @Test func rescaleRestoresTheUpdateUpToTheLimit() throws {
         let model = try TestModels.tinyLlama()
-        let editor = try Self.editor(model), rescaling = try Self.editor(model, rescale: 3)
+        let editor = try Self.editor(model)
+        let rescaling = try Self.editor(model, rescale: 3)
         let request = try EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "the big city").prepared(for: model)
         let x = HypernetworkTests.inputs(editor, seed: 5)
         let spans = try #require(try editor.neighbourSpans([request], model: model))
@@ -78,7 +85,9 @@ import Testing
         for i in editor.modules.indices {
             let inW = plain[i].shape[1]
             // ‖U‖ and ‖PU‖ of module i's input factors.
-            let u = unprojected.output(i), rows = u.shape[0], d = u.shape[1]
+            let u = unprojected.output(i)
+            let rows = u.shape[0]
+            let d = u.shape[1]
             var full = 0.0
             for t in 0..<rows { for j in 0..<inW { full += Double(u.pointer[t * d + j] * u.pointer[t * d + j]) } }
             let projected = norm(try #require(rescaledPass.right)[i]) / Double(try #require(rescaledPass.rightScales)[i])

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Editing
 @testable import Models
 
@@ -15,10 +16,12 @@ struct QuantizedBaseTests {
         """
 
     static func kl(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, count: Int) -> Double {
-        let lp = Kernels.logSumExp(p, count: count), lq = Kernels.logSumExp(q, count: count)
+        let lp = Kernels.logSumExp(p, count: count)
+        let lq = Kernels.logSumExp(q, count: count)
         var sum = 0.0
         for v in 0..<count {
-            let a = Double(p[v] - lp), b = Double(q[v] - lq)
+            let a = Double(p[v] - lp)
+            let b = Double(q[v] - lq)
             sum += exp(a) * (a - b)
         }
         return sum
@@ -39,7 +42,8 @@ struct QuantizedBaseTests {
         // A whole sequence: tiles of dequantized rows and BLAS, exact up to summation order.
         let tokens = native.encode(Self.text)
         let v = native.config.vocabularySize
-        let a = try exact.transformer.forward([tokens]), b = try native.transformer.forward([tokens])
+        let a = try exact.transformer.forward([tokens])
+        let b = try native.transformer.forward([tokens])
         var worst: Float = 0
         for i in 0..<a.count { worst = max(worst, abs(a.pointer[i] - b.pointer[i])) }
         #expect(worst < 2e-3, "prefill logits differ by \(worst)")
@@ -49,16 +53,19 @@ struct QuantizedBaseTests {
         let int8 = try LanguageModel.load(TestModels.defaultModelURL, precision: .nativeInt8)
         for (model, minimumAgreement, maximumKL) in [(native, 1.0, 1e-5), (int8, 0.85, 0.01)] {
             let cache = KVCache(config: model.config)
-            var agree = 0, kl = 0.0
+            var agree = 0
+            var kl = 0.0
             for (t, token) in tokens.enumerated() {
                 let step = try model.transformer.forward([[token]], caches: [cache], logits: .last)
                 let row = a.pointer + t * v
                 if Self.argmax(step.pointer, count: v) == Self.argmax(row, count: v) { agree += 1 }
                 kl += Self.kl(row, step.pointer, count: v)
             }
-            let agreement = Double(agree) / Double(tokens.count), meanKL = kl / Double(tokens.count)
-            #expect(agreement >= minimumAgreement && meanKL < maximumKL,
-                    "\(model.transformer.precision): top-1 agreement \(agreement), mean KL \(meanKL) over \(tokens.count) positions")
+            let agreement = Double(agree) / Double(tokens.count)
+            let meanKL = kl / Double(tokens.count)
+            #expect(
+                agreement >= minimumAgreement && meanKL < maximumKL,
+                "\(model.transformer.precision): top-1 agreement \(agreement), mean KL \(meanKL) over \(tokens.count) positions")
         }
     }
 
@@ -78,13 +85,15 @@ struct QuantizedBaseTests {
         let applied = try native.transformer.apply(delta)
         let weights = native.transformer.weights
         #expect(!weights.blocks[3].feedForwardDown.isQuantized && !weights.blocks[5].qkv.isQuantized)
-        #expect(weights.blocks[4].feedForwardDown.isQuantized && weights.blocks[3].qkv.isQuantized
-                    && weights.blocks[3].feedForwardInput.isQuantized)
+        #expect(
+            weights.blocks[4].feedForwardDown.isQuantized && weights.blocks[3].qkv.isQuantized
+                && weights.blocks[3].feedForwardInput.isQuantized)
         let edited = try native.transformer.forward([tokens])
         let exactApplied = try exact.transformer.apply(delta)
         let reference = try exact.transformer.forward([tokens])
         exactApplied.revert()
-        var changed: Float = 0, worst: Float = 0
+        var changed: Float = 0
+        var worst: Float = 0
         for i in 0..<edited.count {
             changed = max(changed, abs(edited.pointer[i] - before[i]))
             worst = max(worst, abs(edited.pointer[i] - reference.pointer[i]))
@@ -107,11 +116,13 @@ struct QuantizedBaseTests {
         func gradients(_ model: LanguageModel) throws -> (delta: [Float], weight: [Float]) {
             let v = model.config.vocabularySize
             let delta = Tensor(zeros: [model.config.hiddenSize])
-            let tape = try model.transformer.record([tokens], interventions: [.add(.feedForwardOutput, layer: 4, delta: delta, rows: [tokens.count - 1])],
-                                                    logits: .last, gradients: GradientRequest(parameters: [down]))
+            let tape = try model.transformer.record(
+                [tokens], interventions: [.add(.feedForwardOutput, layer: 4, delta: delta, rows: [tokens.count - 1])],
+                logits: .last, gradients: GradientRequest(parameters: [down]))
             let dLogits = Tensor(zeros: tape.logits.shape)
-            _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: 1, vocabularySize: v, ldLogits: v, targets: [target],
-                                    dLogits: dLogits.pointer, ldDLogits: v)
+            _ = Losses.crossEntropy(
+                logits: tape.logits.pointer, rows: 1, vocabularySize: v, ldLogits: v, targets: [target],
+                dLogits: dLogits.pointer, ldDLogits: v)
             let result = tape.backward(dLogits: dLogits)
             return (result.interventions[0]!.scalars, result.parameters[down]!.scalars)
         }
@@ -120,8 +131,9 @@ struct QuantizedBaseTests {
             let difference = zip(x, y).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
             return (difference / max(x.reduce(0) { $0 + $1 * $1 }, 1e-30)).squareRoot()
         }
-        #expect(relative(a.delta, b.delta) < 1e-4 && relative(a.weight, b.weight) < 1e-4,
-                "delta gradient off by \(relative(a.delta, b.delta)), weight gradient by \(relative(a.weight, b.weight))")
+        #expect(
+            relative(a.delta, b.delta) < 1e-4 && relative(a.weight, b.weight) < 1e-4,
+            "delta gradient off by \(relative(a.delta, b.delta)), weight gradient by \(relative(a.weight, b.weight))")
         #expect(native.transformer.weights.blocks.allSatisfy { $0.feedForwardDown.isQuantized && $0.qkv.isQuantized })
     }
 
@@ -130,13 +142,15 @@ struct QuantizedBaseTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-native-export-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        var files: [Data] = [], rewritten: [[String]] = []
+        var files: [Data] = []
+        var rewritten: [[String]] = []
         for precision in [WeightPrecision.float32, .native] {
             let model = try LanguageModel.load(TestModels.defaultModelURL, precision: precision)
-            try model.transformer.apply(WeightDelta(entries: [
-                TestModels.randomEntry(model, ParameterID(layer: 5, .attentionQuery), seed: 4, lowRank: true),
-                TestModels.randomEntry(model, ParameterID(layer: 7, .feedForwardDown), seed: 5, lowRank: true),
-            ]))
+            try model.transformer.apply(
+                WeightDelta(entries: [
+                    TestModels.randomEntry(model, ParameterID(layer: 5, .attentionQuery), seed: 4, lowRank: true),
+                    TestModels.randomEntry(model, ParameterID(layer: 7, .feedForwardDown), seed: 5, lowRank: true),
+                ]))
             let url = folder.appendingPathComponent("\(precision.rawValue).gguf")
             rewritten.append(try ModelExport.write(model, to: url).rewrittenTensors)
             files.append(try Data(contentsOf: url))

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 @Suite struct ROMETests {
@@ -23,7 +24,10 @@ import Testing
         let templates = try ContextTemplates.generate(model, lengths: [(4, 2)], seed: 1)
         #expect(templates.count == 3 && templates[0] == "{}" && templates.dropFirst().allSatisfy { $0.hasSuffix(". {}") })
         let (entry, key, value) = try editor.update(request, model: model, templates: templates)
-        guard case .lowRank(let left, let right) = entry.update else { Issue.record("ROME's update should be low-rank"); return }
+        guard case .lowRank(let left, let right) = entry.update else {
+            Issue.record("ROME's update should be low-rank")
+            return
+        }
         #expect(left.shape == [model.config.hiddenSize, 1] && right.shape == [1, model.config.feedForwardSize])
         let applied = try model.transformer.apply(WeightDelta(entries: [entry]))
         defer { applied.revert() }

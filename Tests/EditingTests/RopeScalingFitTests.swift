@@ -1,13 +1,16 @@
 import Foundation
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// Llama 3 `rope_scaling` recovered from llama.cpp's `rope_freqs.weight` divisors.
 @Suite struct RopeScalingFitTests {
     /// The divisors llama.cpp's converter stores (`LlamaModel.generate_extra_tensors`, float64
     /// then float32) and the frequencies IBKE's GGUF loader derives from them.
-    static func ggufDivisors(headDim: Int, theta: Double, factor: Double, low: Double, high: Double, original: Double)
+    static func ggufDivisors(
+        headDim: Int, theta: Double, factor: Double, low: Double, high: Double, original: Double
+    )
         -> (divisors: [Double], frequencies: [Float])
     {
         let standard = RotaryEmbedding.standard(headDim: headDim, base: theta)

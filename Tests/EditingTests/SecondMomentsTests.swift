@@ -3,6 +3,7 @@ import ModelFormats
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// `SecondMoments` (the statistics editors share), the registry's wiring of it into ROME, the
@@ -17,8 +18,10 @@ import Testing
         var collections: [String] { all.filter { $0.hasPrefix("collecting") } }
     }
 
-    func moments(_ model: LanguageModel, corpus: URL? = CorpusTests.fixture, samples: Int = 200,
-                 cache: StatisticsCache = StatisticsTests.temporaryCache(), phases: Phases = Phases()) -> SecondMoments {
+    func moments(
+        _ model: LanguageModel, corpus: URL? = CorpusTests.fixture, samples: Int = 200,
+        cache: StatisticsCache = StatisticsTests.temporaryCache(), phases: Phases = Phases()
+    ) -> SecondMoments {
         SecondMoments(model: model, corpus: corpus, samples: samples, cache: cache) { phases.add($0) }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// How many tokens the second moment needs (Docs/statistics.md): C of the default model at
@@ -24,24 +25,28 @@ import Testing
         let model = try TestModels.defaultModel()
         let text = try TextCorpus(url: URL(fileURLWithPath: Self.corpus!))
         var start = Date()
-        let windows = TokenWindows.make(documents: text.documents, maxLength: 512, samples: Self.sizes.last!, seed: 1,
-                                        encode: model.encode)
+        let windows = TokenWindows.make(
+            documents: text.documents, maxLength: 512, samples: Self.sizes.last!, seed: 1,
+            encode: model.encode)
         print("tokenised \(text.documents.count) documents in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
 
         // k* at each layer: the key at the subject's last token of each prompt.
         let prepared = try Self.requests.map { try $0.prepared(for: model) }
         let stars = try StatisticsCollector.keys(of: prepared.map(\.prompt), layers: Self.layers, in: model).map { keys in
-            let f = keys.shape[1], rows = Transformer.packedRows(prepared.map(\.prompt), positions: prepared.map { [$0.subjectLast] })
+            let f = keys.shape[1]
+            let rows = Transformer.packedRows(prepared.map(\.prompt), positions: prepared.map { [$0.subjectLast] })
             return Tensor(shape: [rows.count, f], values: rows.flatMap { Array(keys.rows($0..<($0 + 1)).buffer) })
         }
 
         // One pass; snapshots of every layer's mean at each size.
         start = Date()
         let accumulators = Self.layers.map { _ in SecondMomentAccumulator(width: model.config.feedForwardSize) }
-        var snapshots: [[Tensor]] = [], seconds: [Double] = []
+        var snapshots: [[Tensor]] = []
+        var seconds: [Double] = []
         for batch in TokenWindows.batches(windows, tokens: 2048) {
             let keys = try StatisticsCollector.keys(of: batch, layers: Self.layers, in: model)
-            var row = 0, n = keys[0].shape[0]
+            var row = 0
+            var n = keys[0].shape[0]
             while row < n {
                 let done = accumulators[0].tokenCount
                 let next = Self.sizes.first { $0 > done } ?? Int.max
@@ -60,8 +65,9 @@ import Testing
         for (i, snapshot) in snapshots.enumerated() {
             var cells: [String] = []
             for (l, c) in snapshot.enumerated() {
-                let key = StatisticsKey(modelSHA256: "", layer: Self.layers[l], source: .corpus, corpus: "", corpusSHA256: "",
-                                        sampling: "", samples: nil, windowLength: 512)
+                let key = StatisticsKey(
+                    modelSHA256: "", layer: Self.layers[l], source: .corpus, corpus: "", corpusSHA256: "",
+                    sampling: "", samples: nil, windowLength: 512)
                 let u = try SecondMoment(key: key, matrix: c, tokenCount: Self.sizes[i], windowCount: 0).solve(stars[l])
                 let reference = try SecondMoment(key: key, matrix: largest[l], tokenCount: 0, windowCount: 0).solve(stars[l])
                 let cosines = (0..<stars[l].shape[0]).map { Self.cosine(u.rows($0..<($0 + 1)), reference.rows($0..<($0 + 1))) }
@@ -81,12 +87,14 @@ import Testing
         }
         // How much C matters at all: u with C (largest sample) against u = k* (C = I).
         for (l, layer) in Self.layers.enumerated() {
-            let key = StatisticsKey(modelSHA256: "", layer: layer, source: .corpus, corpus: "", corpusSHA256: "", sampling: "",
-                                    samples: nil, windowLength: 512)
+            let key = StatisticsKey(
+                modelSHA256: "", layer: layer, source: .corpus, corpus: "", corpusSHA256: "", sampling: "",
+                samples: nil, windowLength: 512)
             let u = try SecondMoment(key: key, matrix: largest[l], tokenCount: 0, windowCount: 0).solve(stars[l])
             let cosines = (0..<stars[l].shape[0]).map { Self.cosine(u.rows($0..<($0 + 1)), stars[l].rows($0..<($0 + 1))) }
-            print("L\(layer): cos(C⁻¹k*, k*) = " + cosines.map { String(format: "%.3f", $0) }.joined(separator: ", ")
-                + String(format: "; tr(C) %.2f", SecondMoment(key: key, matrix: largest[l], tokenCount: 0, windowCount: 0).trace))
+            print(
+                "L\(layer): cos(C⁻¹k*, k*) = " + cosines.map { String(format: "%.3f", $0) }.joined(separator: ", ")
+                    + String(format: "; tr(C) %.2f", SecondMoment(key: key, matrix: largest[l], tokenCount: 0, windowCount: 0).trace))
         }
         // An independent sample (another shuffle seed) of the default size, against seed 1's.
         let other = TokenWindows.make(documents: text.documents, maxLength: 512, samples: 100_000, seed: 2, encode: model.encode)
@@ -94,12 +102,16 @@ import Testing
         let at100k = snapshots[Self.sizes.firstIndex(of: 100_000)!]
         for (l, layer) in Self.layers.enumerated() {
             let c = independent[l].mean()
-            print(String(format: "L%d: seed 2 vs seed 1 at 100k: ‖ΔC‖/‖C‖ %.4f; seed 2 at 100k vs seed 1 at %d: %.4f", layer,
-                         Self.relativeDistance(c, at100k[l]), Self.sizes.last!, Self.relativeDistance(c, largest[l])))
+            print(
+                String(
+                    format: "L%d: seed 2 vs seed 1 at 100k: ‖ΔC‖/‖C‖ %.4f; seed 2 at 100k vs seed 1 at %d: %.4f", layer,
+                    Self.relativeDistance(c, at100k[l]), Self.sizes.last!, Self.relativeDistance(c, largest[l])))
         }
         let total = Self.sizes.last!
-        print(String(format: "collection: %d tokens, layers 4-8, in %.0f s: %.0f tokens/s", total, seconds.last!,
-                     Double(total) / seconds.last!))
+        print(
+            String(
+                format: "collection: %d tokens, layers 4-8, in %.0f s: %.0f tokens/s", total, seconds.last!,
+                Double(total) / seconds.last!))
     }
 
     /// Eigenvalues of a symmetric matrix, ascending.
@@ -108,7 +120,8 @@ import Testing
     }
 
     static func relativeDistance(_ a: Tensor, _ b: Tensor) -> Double {
-        var difference = 0.0, norm = 0.0
+        var difference = 0.0
+        var norm = 0.0
         for i in 0..<a.count {
             difference += Double(a[i] - b[i]) * Double(a[i] - b[i])
             norm += Double(b[i]) * Double(b[i])
@@ -117,7 +130,9 @@ import Testing
     }
 
     static func cosine(_ a: Tensor, _ b: Tensor) -> Double {
-        var dot = 0.0, aa = 0.0, bb = 0.0
+        var dot = 0.0
+        var aa = 0.0
+        var bb = 0.0
         for i in 0..<a.count {
             dot += Double(a[i]) * Double(b[i])
             aa += Double(a[i]) * Double(a[i])

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Editing
 
 /// Second moments: the accumulation against a direct computation, the cache and its key checks.
@@ -9,10 +10,13 @@ import Testing
     /// `Σ k kᵀ / N` over every key of every window, each window run alone, in Double.
     static func directSecondMoment(_ model: LanguageModel, windows: [[Int]], layer: Int) throws -> [Double] {
         let f = model.config.feedForwardSize
-        var sum = [Double](repeating: 0, count: f * f), n = 0
+        var sum = [Double](repeating: 0, count: f * f)
+        var n = 0
         for window in windows {
-            let keys = try model.transformer.forward([window], interventions: [.capture(.feedForwardHidden, layer: layer)],
-                                                     logits: .none).captures[HookKey(.feedForwardHidden, layer: layer)]!
+            let keys = try model.transformer.forward(
+                [window], interventions: [.capture(.feedForwardHidden, layer: layer)],
+                logits: .none
+            ).captures[HookKey(.feedForwardHidden, layer: layer)]!
             for t in 0..<window.count {
                 for i in 0..<f {
                     let ki = Double(keys[t * f + i])
@@ -25,7 +29,8 @@ import Testing
     }
 
     static func relativeDistance(_ a: [Double], _ b: Tensor) -> Double {
-        var difference = 0.0, norm = 0.0
+        var difference = 0.0
+        var norm = 0.0
         for i in a.indices {
             difference += (a[i] - Double(b[i])) * (a[i] - Double(b[i]))
             norm += a[i] * a[i]
@@ -57,7 +62,8 @@ import Testing
 
     @Test func blocksOfWideKeysAddUpToTheFullProduct() {
         // 600 columns: three column blocks, so sgemm above the diagonal blocks is exercised.
-        let n = 70, f = 600
+        let n = 70
+        let f = 600
         var random = SplitMix64(seed: 11)
         let keys = Tensor(shape: [n, f], values: (0..<n * f).map { _ in random.nextUnit() * 2 - 1 })
         let accumulator = SecondMomentAccumulator(width: f)
@@ -77,8 +83,9 @@ import Testing
 
     @Test func theRidgeSolveInvertsTheMatrix() throws {
         let a = Tensor(shape: [3, 3], values: [4, 1, 0, 1, 3, 1, 0, 1, 2])
-        let key = StatisticsKey(modelSHA256: "m", layer: 0, source: .corpus, corpus: "c", corpusSHA256: "h", sampling: "s",
-                                samples: 10, windowLength: 4)
+        let key = StatisticsKey(
+            modelSHA256: "m", layer: 0, source: .corpus, corpus: "c", corpusSHA256: "h", sampling: "s",
+            samples: 10, windowLength: 4)
         let x = try SecondMoment(key: key, matrix: a, tokenCount: 10, windowCount: 1)
             .solve(Tensor(shape: [2, 3], values: [1, 2, 3, 0, 1, 0]))
         for r in 0..<2 {
@@ -103,13 +110,15 @@ import Testing
     }
 
     static func key(layer: Int = 4, model: String = "aa", corpusSHA256: String = "cc", samples: Int? = 1000) -> StatisticsKey {
-        StatisticsKey(modelSHA256: model, layer: layer, source: .corpus, corpus: "a.txt,b.jsonl", corpusSHA256: corpusSHA256,
-                      sampling: TokenWindows.scheme(seed: 1), samples: samples, windowLength: 512)
+        StatisticsKey(
+            modelSHA256: model, layer: layer, source: .corpus, corpus: "a.txt,b.jsonl", corpusSHA256: corpusSHA256,
+            sampling: TokenWindows.scheme(seed: 1), samples: samples, windowLength: 512)
     }
 
     static func temporaryCache() -> StatisticsCache {
-        StatisticsCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("stats-\(UUID().uuidString)"),
-                        ibkeVersion: "test")
+        StatisticsCache(
+            directory: FileManager.default.temporaryDirectory.appendingPathComponent("stats-\(UUID().uuidString)"),
+            ibkeVersion: "test")
     }
 
     @Test func theCacheRoundTripsAndRecordsTheKey() throws {
@@ -117,8 +126,10 @@ import Testing
         let key = Self.key()
         #expect(try cache.load(key) == nil)
         let matrix = Tensor(shape: [2, 2], values: [2, 0.5, 0.5, 1])
-        let url = try cache.store(SecondMoment(key: key, matrix: matrix, tokenCount: 1000, windowCount: 3,
-                                               provenance: ["ibke.model": "m.gguf"]))
+        let url = try cache.store(
+            SecondMoment(
+                key: key, matrix: matrix, tokenCount: 1000, windowCount: 3,
+                provenance: ["ibke.model": "m.gguf"]))
         #expect(url.lastPathComponent == key.fileName && key.fileName.hasPrefix("mom2-L4-"))
         let loaded = try #require(try cache.load(key))
         #expect(loaded.matrix.scalars == matrix.scalars && loaded.tokenCount == 1000 && loaded.windowCount == 3)
@@ -126,8 +137,11 @@ import Testing
         for field in ["ibke.model", "ibke.version", "ibke.created", "ibke.token_count", "ibke.format"] {
             #expect(loaded.provenance[field] != nil, "\(field)")
         }
-        #expect(Set([key, Self.key(layer: 5), Self.key(model: "ab"), Self.key(corpusSHA256: "cd"), Self.key(samples: nil)]
-            .map(\.fileName)).count == 5)
+        #expect(
+            Set(
+                [key, Self.key(layer: 5), Self.key(model: "ab"), Self.key(corpusSHA256: "cd"), Self.key(samples: nil)]
+                    .map(\.fileName)
+            ).count == 5)
     }
 
     /// A key that differs from ``key(layer:model:corpusSHA256:samples:)``'s defaults in one field.
@@ -145,8 +159,10 @@ import Testing
     ])
     func aFileOfAnotherKeyIsRefused(_ other: OtherKey) throws {
         let cache = Self.temporaryCache()
-        let stored = try cache.store(SecondMoment(key: Self.key(), matrix: Tensor(shape: [1, 1], values: [1]), tokenCount: 1000,
-                                                  windowCount: 1))
+        let stored = try cache.store(
+            SecondMoment(
+                key: Self.key(), matrix: Tensor(shape: [1, 1], values: [1]), tokenCount: 1000,
+                windowCount: 1))
         // The file under the other key's name (a copied or renamed file): loading refuses it.
         try FileManager.default.copyItem(at: stored, to: cache.url(for: other.key))
         do {

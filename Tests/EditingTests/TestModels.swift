@@ -26,7 +26,8 @@ enum TestModels {
         func random(_ shape: [Int]) -> Tensor {
             Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnit() - 0.5) * 0.1 })
         }
-        return lowRank ? .init(id, .lowRank(left: random([shape[0], 2]), right: random([2, shape[1]])))
+        return lowRank
+            ? .init(id, .lowRank(left: random([shape[0], 2]), right: random([2, shape[1]])))
             : .init(id, .dense(random(shape)))
     }
 }

@@ -1,5 +1,6 @@
 import Editing
 import Testing
+
 @testable import Evaluation
 
 @Suite struct CounterFactLoaderTests {
@@ -12,25 +13,32 @@ import Testing
         #expect(dataset.cases.last?.id == "39")
 
         let darrieux = dataset.cases[0]
-        #expect(darrieux.requests == [
-            EditRequest(prompt: "The mother tongue of Danielle Darrieux is", subject: "Danielle Darrieux",
-                        targetNew: "English", targetTrue: "French"),
-        ])
-        #expect(darrieux.probes == [
-            Probe(role: .rewrite, prompt: "The mother tongue of Danielle Darrieux is", target: "English",
-                  alternative: "French"),
-            Probe(role: .paraphrase, prompt: "Where Danielle Darrieux is from, people speak the language of",
-                  target: "English", alternative: "French"),
-            Probe(role: .neighborhood, prompt: "Michel Rocard is a native speaker of", target: "English",
-                  alternative: "French"),
-        ])
+        #expect(
+            darrieux.requests == [
+                EditRequest(
+                    prompt: "The mother tongue of Danielle Darrieux is", subject: "Danielle Darrieux",
+                    targetNew: "English", targetTrue: "French")
+            ])
+        #expect(
+            darrieux.probes == [
+                Probe(
+                    role: .rewrite, prompt: "The mother tongue of Danielle Darrieux is", target: "English",
+                    alternative: "French"),
+                Probe(
+                    role: .paraphrase, prompt: "Where Danielle Darrieux is from, people speak the language of",
+                    target: "English", alternative: "French"),
+                Probe(
+                    role: .neighborhood, prompt: "Michel Rocard is a native speaker of", target: "English",
+                    alternative: "French"),
+            ])
         #expect(darrieux.generationPrompts.isEmpty)
 
         let lyon = dataset.cases[2]
         #expect(lyon.requests[0].targetNew == "Manila" && lyon.requests[0].targetTrue == "Beirut")
-        #expect(probes(lyon, .neighborhood) == [
-            Probe(role: .neighborhood, prompt: "The twin city of Trieste is", target: "Manila", alternative: "Beirut"),
-        ])
+        #expect(
+            probes(lyon, .neighborhood) == [
+                Probe(role: .neighborhood, prompt: "The twin city of Trieste is", target: "Manila", alternative: "Beirut")
+            ])
     }
 
     @Test func loadsTheROMELayout() throws {
@@ -39,22 +47,30 @@ import Testing
         #expect(dataset.cases.map(\.id) == ["0", "1", "4"])
 
         let darrieux = dataset.cases[0]
-        #expect(darrieux.requests == [
-            EditRequest(prompt: "The mother tongue of {} is", subject: "Danielle Darrieux", targetNew: "English",
-                        targetTrue: "French"),
-        ])
-        #expect(probes(darrieux, .rewrite) == [
-            Probe(role: .rewrite, prompt: "The mother tongue of Danielle Darrieux is", target: "English",
-                  alternative: "French"),
-        ])
-        #expect(probes(darrieux, .paraphrase).map(\.prompt) == [
-            "Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native",
-            "An album was recorded for Capitol Nashville but never released. Danielle Darrieux spoke the language",
-        ])
+        #expect(
+            darrieux.requests == [
+                EditRequest(
+                    prompt: "The mother tongue of {} is", subject: "Danielle Darrieux", targetNew: "English",
+                    targetTrue: "French")
+            ])
+        #expect(
+            probes(darrieux, .rewrite) == [
+                Probe(
+                    role: .rewrite, prompt: "The mother tongue of Danielle Darrieux is", target: "English",
+                    alternative: "French")
+            ])
+        #expect(
+            probes(darrieux, .paraphrase).map(\.prompt) == [
+                "Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native",
+                "An album was recorded for Capitol Nashville but never released. Danielle Darrieux spoke the language",
+            ])
         let neighbours = probes(darrieux, .neighborhood)
         #expect(neighbours.count == 10)
-        #expect(neighbours.first == Probe(role: .neighborhood, prompt: "The mother tongue of Léon Blum is",
-                                          target: "English", alternative: "French"))
+        #expect(
+            neighbours.first
+                == Probe(
+                    role: .neighborhood, prompt: "The mother tongue of Léon Blum is",
+                    target: "English", alternative: "French"))
         #expect(neighbours.last?.prompt == "Melchior de Vogüé, speaker of")
         #expect(darrieux.probes.count == 13)
         #expect(darrieux.generationPrompts.count == 10)
@@ -67,8 +83,9 @@ import Testing
     }
 
     @Test func limitAndAlias() throws {
-        let dataset = try Dataset.load(DatasetSpec(parsing: "cf:" + datasetFixture("counterfact_easyedit.json")),
-                                       limit: 2)
+        let dataset = try Dataset.load(
+            DatasetSpec(parsing: "cf:" + datasetFixture("counterfact_easyedit.json")),
+            limit: 2)
         #expect(dataset.cases.map(\.id) == ["0", "1"])
     }
 
@@ -89,7 +106,8 @@ import Testing
         let noID = try loadError(.counterfact, "[\(record.replacingOccurrences(of: "\"case_id\": 7, ", with: ""))]")
         #expect(noID.message == "\(noID.path): record 0: field \"case_id\": missing; expected an integer or a string")
 
-        let empty = try loadError(.counterfact, "[\(record.replacingOccurrences(of: "\"target_new\": \"Rome\"", with: "\"target_new\": \"\""))]")
+        let empty = try loadError(
+            .counterfact, "[\(record.replacingOccurrences(of: "\"target_new\": \"Rome\"", with: "\"target_new\": \"\""))]")
         #expect(empty.message == "\(empty.path): record 0 (case_id 7): field \"target_new\": is empty; expected a non-empty string")
     }
 
@@ -108,12 +126,18 @@ import Testing
         #expect(message == "\(path): record 0 (case_id 3): field \"requested_rewrite.target_new.str\": missing; expected a string")
 
         let template = try loadError(.counterfact, "[\(record.replacingOccurrences(of: "of {} is", with: "of France is"))]")
-        #expect(template.message == "\(template.path): record 0 (case_id 3): field \"requested_rewrite.prompt\": expected a template with {} where the subject goes, found \"The capital of France is\"")
+        #expect(
+            template.message
+                == "\(template.path): record 0 (case_id 3): field \"requested_rewrite.prompt\": expected a template with {} where the subject goes, found \"The capital of France is\""
+        )
 
-        let list = try loadError(.counterfact, "[\(record.replacingOccurrences(of: "[\"The capital of Italy is\"]", with: "[\"The capital of Italy is\", 5]"))]")
+        let list = try loadError(
+            .counterfact, "[\(record.replacingOccurrences(of: "[\"The capital of Italy is\"]", with: "[\"The capital of Italy is\", 5]"))]")
         #expect(list.message == "\(list.path): record 0 (case_id 3): field \"neighborhood_prompts[1]\": expected a string, found integer")
 
         let generation = try loadError(.counterfact, "[\(record.dropLast()), \"generation_prompts\": \"France is\"}]")
-        #expect(generation.message == "\(generation.path): record 0 (case_id 3): field \"generation_prompts\": expected a list of strings, found string")
+        #expect(
+            generation.message
+                == "\(generation.path): record 0 (case_id 3): field \"generation_prompts\": expected a list of strings, found string")
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Evaluation
 
 @Suite struct DatasetSpecTests {
@@ -16,12 +17,20 @@ import Testing
     }
 
     @Test func rejectsBadSpecs() {
-        #expect(throws: DatasetError.badSpec(spec: "squad:x.json", problem:
-            "unknown dataset kind \"squad\"; expected one of zsre, counterfact (cf), mquake, jsonl (custom)")) {
+        #expect(
+            throws: DatasetError.badSpec(
+                spec: "squad:x.json",
+                problem:
+                    "unknown dataset kind \"squad\"; expected one of zsre, counterfact (cf), mquake, jsonl (custom)")
+        ) {
             try DatasetSpec(parsing: "squad:x.json")
         }
-        #expect(throws: DatasetError.badSpec(spec: "zsre.json", problem:
-            "expected KIND:PATH with KIND one of zsre, counterfact (cf), mquake, jsonl (custom)")) {
+        #expect(
+            throws: DatasetError.badSpec(
+                spec: "zsre.json",
+                problem:
+                    "expected KIND:PATH with KIND one of zsre, counterfact (cf), mquake, jsonl (custom)")
+        ) {
             try DatasetSpec(parsing: "zsre.json")
         }
         #expect(throws: DatasetError.badSpec(spec: "zsre:", problem: "no path after \"zsre:\"")) {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Evaluation
 
 /// The test bundle's copy of `Tests/EvaluationTests/Fixtures/datasets/<name>`.
@@ -11,7 +12,9 @@ func datasetFixture(_ name: String) throws -> String {
 }
 
 /// Loads a fixture as `kind`.
-func loadFixture(_ kind: BenchmarkKind, _ name: String, zsreTarget: ZsRETarget = .alt, limit: Int? = nil)
+func loadFixture(
+    _ kind: BenchmarkKind, _ name: String, zsreTarget: ZsRETarget = .alt, limit: Int? = nil
+)
     throws -> Dataset
 {
     try Dataset.load(DatasetSpec(kind: kind, path: datasetFixture(name)), zsreTarget: zsreTarget, limit: limit)
@@ -19,8 +22,10 @@ func loadFixture(_ kind: BenchmarkKind, _ name: String, zsreTarget: ZsRETarget =
 
 /// Writes `text` to a fresh temporary file called `name`, loads it as `kind`, and returns the
 /// error's message together with the file's path (the load must fail).
-func loadError(_ kind: BenchmarkKind, _ text: String, name: String = "bad.json",
-               zsreTarget: ZsRETarget = .alt) throws -> (message: String, path: String) {
+func loadError(
+    _ kind: BenchmarkKind, _ text: String, name: String = "bad.json",
+    zsreTarget: ZsRETarget = .alt
+) throws -> (message: String, path: String) {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-datasets-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
@@ -36,7 +41,9 @@ func loadError(_ kind: BenchmarkKind, _ text: String, name: String = "bad.json",
 }
 
 /// Writes `text` to a temporary file and loads it (the load must succeed).
-func loadText(_ kind: BenchmarkKind, _ text: String, name: String = "data.json", zsreTarget: ZsRETarget = .alt)
+func loadText(
+    _ kind: BenchmarkKind, _ text: String, name: String = "data.json", zsreTarget: ZsRETarget = .alt
+)
     throws -> Dataset
 {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-datasets-\(UUID().uuidString)")

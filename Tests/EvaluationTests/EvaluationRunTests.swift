@@ -3,6 +3,7 @@ import Foundation
 import ModelFormats
 import Models
 import Testing
+
 @testable import Evaluation
 
 /// End-to-end runs of the harness on the tiny Llama (ModelsTests' fixture, read in place).
@@ -15,10 +16,12 @@ import Testing
             EvalCase(
                 id: "c\(i)", kind: .custom,
                 requests: [EditRequest(prompt: "{} lives in", subject: "Person \(i)", targetNew: "city \(i)", targetTrue: "town")],
-                probes: [Probe(role: .reliability, prompt: "Person \(i) lives in", target: "city \(i)"),
-                         Probe(role: .rewrite, prompt: "Person \(i) lives in", target: "city \(i)", alternative: "town"),
-                         Probe(role: .generality, prompt: "The home of Person \(i) is", target: "city \(i)"),
-                         Probe(role: .locality, prompt: "The sky is", target: "blue")])
+                probes: [
+                    Probe(role: .reliability, prompt: "Person \(i) lives in", target: "city \(i)"),
+                    Probe(role: .rewrite, prompt: "Person \(i) lives in", target: "city \(i)", alternative: "town"),
+                    Probe(role: .generality, prompt: "The home of Person \(i) is", target: "city \(i)"),
+                    Probe(role: .locality, prompt: "The sky is", target: "blue"),
+                ])
         }
         return Dataset(kind: .custom, format: "ibke-jsonl", path: "test.jsonl", sha256: "test-\(cases.count)", cases: cases)
     }
@@ -117,8 +120,10 @@ import Testing
         data.cases[1].requests[0].subject = "Nobody"  // not in the prompt
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let summary = try EvaluationRun(model: model, dataset: data, editors: [editor(model)], options: EvaluationOptions(),
-                                        directory: dir).run()
+        let summary = try EvaluationRun(
+            model: model, dataset: data, editors: [editor(model)], options: EvaluationOptions(),
+            directory: dir
+        ).run()
         #expect(summary.methods[0].cases == 5)
         let failed = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c1.json")))
         #expect(failed.error?.contains("does not occur in the prompt") == true)
@@ -207,13 +212,16 @@ import Testing
         var options = EvaluationOptions()
         options.cacheDirectory = dir.appendingPathComponent("cache")
         options.knownFacts = KnownFactsFile(path: "knowns.json", sha256: "test", facts: facts)
-        let summary = try EvaluationRun(model: model, dataset: dataset(), editors: [editor(model)], options: options,
-                                        directory: dir).run()
+        let summary = try EvaluationRun(
+            model: model, dataset: dataset(), editors: [editor(model)], options: options,
+            directory: dir
+        ).run()
         let retention = try #require(summary.methods[0].metrics["known_retention"])
         #expect(retention >= 0 && retention <= 1)
         #expect(summary.methods[0].preMetrics["known_retention"] == nil)
-        let known = try JSONDecoder().decode([KnownFactRetention.Baseline].self,
-                                             from: Data(contentsOf: dir.appendingPathComponent("known-facts.json")))
+        let known = try JSONDecoder().decode(
+            [KnownFactRetention.Baseline].self,
+            from: Data(contentsOf: dir.appendingPathComponent("known-facts.json")))
         #expect(known.map(\.fact) == facts)
         let result = try JSONDecoder().decode(CaseResult.self, from: Data(contentsOf: dir.appendingPathComponent("cases/ft-m/c0.json")))
         let changed = try #require(result.knownChanged)

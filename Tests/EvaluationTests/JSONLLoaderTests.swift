@@ -1,5 +1,6 @@
 import Editing
 import Testing
+
 @testable import Evaluation
 
 @Suite struct JSONLLoaderTests {
@@ -11,28 +12,34 @@ import Testing
 
         let eiffel = "The Eiffel Tower is located in the city of"
         let paris = dataset.cases[0]
-        #expect(paris.requests == [EditRequest(prompt: eiffel, subject: "Eiffel Tower", targetNew: "Rome",
-                                               targetTrue: "Paris")])
-        #expect(paris.probes == [
-            Probe(role: .reliability, prompt: eiffel, target: "Rome"),
-            Probe(role: .rewrite, prompt: eiffel, target: "Rome", alternative: "Paris"),
-            Probe(role: .generality, prompt: "Where is the Eiffel Tower? It is in", target: "Rome"),
-            Probe(role: .paraphrase, prompt: "Where is the Eiffel Tower? It is in", target: "Rome", alternative: "Paris"),
-            Probe(role: .generality, prompt: "The Eiffel Tower stands in", target: "Rome"),
-            Probe(role: .paraphrase, prompt: "The Eiffel Tower stands in", target: "Rome", alternative: "Paris"),
-            Probe(role: .locality, prompt: "The Colosseum is located in the city of", target: "Rome"),
-        ])
+        #expect(
+            paris.requests == [
+                EditRequest(
+                    prompt: eiffel, subject: "Eiffel Tower", targetNew: "Rome",
+                    targetTrue: "Paris")
+            ])
+        #expect(
+            paris.probes == [
+                Probe(role: .reliability, prompt: eiffel, target: "Rome"),
+                Probe(role: .rewrite, prompt: eiffel, target: "Rome", alternative: "Paris"),
+                Probe(role: .generality, prompt: "Where is the Eiffel Tower? It is in", target: "Rome"),
+                Probe(role: .paraphrase, prompt: "Where is the Eiffel Tower? It is in", target: "Rome", alternative: "Paris"),
+                Probe(role: .generality, prompt: "The Eiffel Tower stands in", target: "Rome"),
+                Probe(role: .paraphrase, prompt: "The Eiffel Tower stands in", target: "Rome", alternative: "Paris"),
+                Probe(role: .locality, prompt: "The Colosseum is located in the city of", target: "Rome"),
+            ])
 
         let darrieux = dataset.cases[1]
         #expect(darrieux.requests[0].prompt == "The mother tongue of {} is")
         #expect(darrieux.requests[0].targetTrue == nil)
-        #expect(darrieux.probes == [
-            Probe(role: .reliability, prompt: "The mother tongue of Danielle Darrieux is", target: "English"),
-            Probe(role: .generality, prompt: "Danielle Darrieux's native language is", target: "English"),
-            Probe(role: .locality, prompt: "The mother tongue of Michel Rocard is", target: "French"),
-            Probe(role: .locality, prompt: "The capital of France is", target: "Paris"),
-            Probe(role: .portability, prompt: "The language Danielle Darrieux wrote her letters in is", target: "English"),
-        ])
+        #expect(
+            darrieux.probes == [
+                Probe(role: .reliability, prompt: "The mother tongue of Danielle Darrieux is", target: "English"),
+                Probe(role: .generality, prompt: "Danielle Darrieux's native language is", target: "English"),
+                Probe(role: .locality, prompt: "The mother tongue of Michel Rocard is", target: "French"),
+                Probe(role: .locality, prompt: "The capital of France is", target: "Paris"),
+                Probe(role: .portability, prompt: "The language Danielle Darrieux wrote her letters in is", target: "English"),
+            ])
 
         let messi = dataset.cases[2]
         #expect(messi.probes == [Probe(role: .reliability, prompt: "What sport does Lionel Messi play?", target: "basketball")])
@@ -45,8 +52,9 @@ import Testing
 
     @Test func acceptsCRLFAndAMissingFinalNewline() throws {
         let line = #"{"prompt": "Paris is in", "subject": "Paris", "target_new": "Italy"}"#
-        let dataset = try loadText(.custom, "\(line)\r\n\r\n\(line.replacingOccurrences(of: "Italy", with: "Spain"))",
-                                   name: "edits.jsonl")
+        let dataset = try loadText(
+            .custom, "\(line)\r\n\r\n\(line.replacingOccurrences(of: "Italy", with: "Spain"))",
+            name: "edits.jsonl")
         #expect(dataset.cases.map { $0.requests[0].targetNew } == ["Italy", "Spain"])
         #expect(dataset.cases.map(\.id) == ["0", "1"])
     }
@@ -58,19 +66,30 @@ import Testing
         #expect(syntax.path.hasSuffix("edits.jsonl"))
 
         let unknown = try loadError(.custom, "\(good)\n\(good.dropLast()), \"rephrases\": [\"x\"]}\n")
-        #expect(unknown.message == "\(unknown.path): line 2 (case_id 1): field \"rephrases\": unknown field; expected one of id, locality, portability, prompt, rephrase, subject, target_new, target_true")
+        #expect(
+            unknown.message
+                == "\(unknown.path): line 2 (case_id 1): field \"rephrases\": unknown field; expected one of id, locality, portability, prompt, rephrase, subject, target_new, target_true"
+        )
 
         let subject = try loadError(.custom, #"{"id": "a", "prompt": "Paris is in", "subject": "Lyon", "target_new": "Italy"}"#)
-        #expect(subject.message == "\(subject.path): line 1 (case_id a): field \"subject\": \"Lyon\" does not occur in the prompt \"Paris is in\"")
+        #expect(
+            subject.message
+                == "\(subject.path): line 1 (case_id a): field \"subject\": \"Lyon\" does not occur in the prompt \"Paris is in\"")
 
         let locality = try loadError(.custom, "\(good.dropLast()), \"locality\": \"The capital of Italy is\"}")
-        #expect(locality.message == "\(locality.path): line 1 (case_id 0): field \"locality\": expected an object {\"prompt\", \"answer\"} or a list of them, found string")
+        #expect(
+            locality.message
+                == "\(locality.path): line 1 (case_id 0): field \"locality\": expected an object {\"prompt\", \"answer\"} or a list of them, found string"
+        )
 
-        let answer = try loadError(.custom, "\(good.dropLast()), \"portability\": [{\"prompt\": \"p\", \"answer\": \"a\"}, {\"prompt\": \"q\"}]}")
+        let answer = try loadError(
+            .custom, "\(good.dropLast()), \"portability\": [{\"prompt\": \"p\", \"answer\": \"a\"}, {\"prompt\": \"q\"}]}")
         #expect(answer.message == "\(answer.path): line 1 (case_id 0): field \"portability[1].answer\": missing; expected a string")
 
         let rephrase = try loadError(.custom, "\(good.dropLast()), \"rephrase\": 4}")
-        #expect(rephrase.message == "\(rephrase.path): line 1 (case_id 0): field \"rephrase\": expected a string or a list of strings, found integer")
+        #expect(
+            rephrase.message
+                == "\(rephrase.path): line 1 (case_id 0): field \"rephrase\": expected a string or a list of strings, found integer")
 
         let duplicate = try loadError(.custom, "\(good.dropLast()), \"id\": 5}\n\(good.dropLast()), \"id\": \"5\"}")
         #expect(duplicate.message == "\(duplicate.path): line 2 (case_id 5): field \"id\": duplicate id \"5\" (also at line 1)")

@@ -3,14 +3,18 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Evaluation
 
 @Suite struct KnownFactsFileTests {
     @Test func readsROMEsLayout() throws {
         let file = try KnownFactsFile.load(path: try datasetFixture("known_facts.json"))
         #expect(file.facts.count == 14)
-        #expect(file.facts[0] == KnownFact(id: "0", subject: "Vinson Massif",
-                                           prompt: "Vinson Massif is located in the continent of", attribute: "Antarctica"))
+        #expect(
+            file.facts[0]
+                == KnownFact(
+                    id: "0", subject: "Vinson Massif",
+                    prompt: "Vinson Massif is located in the continent of", attribute: "Antarctica"))
         #expect(file.sha256.count == 64)
     }
 
@@ -30,8 +34,9 @@ import Testing
         }
         let fact = #"{"known_id": 1, "subject": "Rhine", "prompt": "Rhine belongs to the continent of", "attribute": "Europe"}"#
         #expect(try message("[\(fact), \(fact)]") == "\(url.path): record 1: field \"known_id\": duplicate id \"1\" (also at record 0)")
-        #expect(try message(#"[{"known_id": 1, "subject": "Rhine", "prompt": "Rhine is in"}]"#)
-            == "\(url.path): record 0 (case_id 1): field \"attribute\": missing; expected a string")
+        #expect(
+            try message(#"[{"known_id": 1, "subject": "Rhine", "prompt": "Rhine is in"}]"#)
+                == "\(url.path): record 0 (case_id 1): field \"attribute\": missing; expected a string")
         #expect(try message("{}").hasPrefix("\(url.path): expected a JSON list of records at the top level, found"))
     }
 }

@@ -1,11 +1,16 @@
+import Foundation
 import Testing
+
 @testable import Evaluation
 
 @Suite struct MetricsTests {
-    func outcome(_ role: Probe.Role, target: [Int] = [1, 2], argmax: [Int] = [1, 2], ranks: [Int] = [0, 0],
-                 nll: Double = 1, alternative: Double? = nil) -> ProbeOutcome {
-        ProbeOutcome(role: role, prompt: "p", target: "t", targetTokens: target, argmax: argmax, ranks: ranks,
-                     nll: nll, alternativeNLL: alternative, generated: nil, aliases: nil)
+    func outcome(
+        _ role: Probe.Role, target: [Int] = [1, 2], argmax: [Int] = [1, 2], ranks: [Int] = [0, 0],
+        nll: Double = 1, alternative: Double? = nil
+    ) -> ProbeOutcome {
+        ProbeOutcome(
+            role: role, prompt: "p", target: "t", targetTokens: target, argmax: argmax, ranks: ranks,
+            nll: nll, alternativeNLL: alternative, generated: nil, aliases: nil)
     }
 
     @Test func tokenAccuracyGivesPartialCreditAndExactMatch() {
@@ -29,8 +34,11 @@ import Testing
     @Test func counterFactComparisonsAndScore() {
         // Rewrite: NLL(new) 1 < NLL(true) 2 → success; magnitude e^-1 − e^-2.
         // Neighbourhood: success when NLL(true) < NLL(new).
-        let a = Metrics.caseMetrics([outcome(.rewrite, nll: 1, alternative: 2), outcome(.paraphrase, nll: 3, alternative: 2),
-                                     outcome(.neighborhood, nll: 3, alternative: 2)], pre: [outcome(.rewrite), outcome(.rewrite), outcome(.rewrite)])
+        let a = Metrics.caseMetrics(
+            [
+                outcome(.rewrite, nll: 1, alternative: 2), outcome(.paraphrase, nll: 3, alternative: 2),
+                outcome(.neighborhood, nll: 3, alternative: 2),
+            ], pre: [outcome(.rewrite), outcome(.rewrite), outcome(.rewrite)])
         #expect(a["efficacy_score"] == 1 && a["paraphrase_score"] == 0 && a["neighborhood_score"] == 1)
         #expect(abs(a["efficacy_magnitude"]! - (exp(-1.0) - exp(-2.0))) < 1e-12)
         #expect(abs(a["neighborhood_magnitude"]! - (exp(-2.0) - exp(-3.0))) < 1e-12)
@@ -41,8 +49,10 @@ import Testing
     }
 
     @Test func multiHopSucceedsWhenAnyQuestionDoes() {
-        let probes = [outcome(.multiHop, nll: 3, alternative: 2), outcome(.multiHop, nll: 1, alternative: 2),
-                      outcome(.editedFact, nll: 1, alternative: 2)]
+        let probes = [
+            outcome(.multiHop, nll: 3, alternative: 2), outcome(.multiHop, nll: 1, alternative: 2),
+            outcome(.editedFact, nll: 1, alternative: 2),
+        ]
         let m = Metrics.caseMetrics(probes, pre: probes)
         #expect(m["multi_hop_score"] == 1 && m["edited_fact_score"] == 1)
         let none = Metrics.caseMetrics([outcome(.multiHop, nll: 3, alternative: 2)], pre: [outcome(.multiHop)])
@@ -55,12 +65,11 @@ import Testing
     }
 
     @Test func infoListsOnlyPresentMetricsInOrder() {
-        let s = EvaluationSettings(metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1, evaluateEvery: 0,
-                                   topK: 1, chatTemplate: false, generation: false, zsreTarget: .alt, seed: 42)
+        let s = EvaluationSettings(
+            metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1, evaluateEvery: 0,
+            topK: 1, chatTemplate: false, generation: false, zsreTarget: .alt, seed: 42)
         let info = Metrics.info(for: ["locality", "reliability"], settings: s)
         #expect(info.map(\.name) == ["reliability", "locality"])
         #expect(info[0].definition.contains("alt") && info[0].definition.contains("argmax"))
     }
 }
-
-import Foundation

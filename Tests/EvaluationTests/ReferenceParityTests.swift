@@ -1,9 +1,10 @@
 import Foundation
 import ModelFormats
 import Models
-import Testing
-@testable import Evaluation
 import TestSupport
+import Testing
+
+@testable import Evaluation
 
 /// Pre-edit probe outcomes of the default model against PyTorch/transformers on the same
 /// dequantized weights (`Scripts/golden/make_eval_reference.py`; 20 zsRE and 20 CounterFact
@@ -50,7 +51,8 @@ struct ReferenceParityTests {
                 let ref = try #require(probes[outcome.role.rawValue]?.objectValue, "\(outcome.role) in record \(c.id)")
                 #expect(outcome.targetTokens == ints(ref["target_ids"]), "record \(c.id) \(outcome.role)")
                 #expect(model.encode(outcome.prompt) == ints(ref["prompt_ids"]), "record \(c.id) \(outcome.role)")
-                let margins = doubles(ref["margins"]), argmax = ints(ref["argmax_ids"])
+                let margins = doubles(ref["margins"])
+                let argmax = ints(ref["argmax_ids"])
                 for (j, margin) in margins.enumerated() where margin >= 0.01 {
                     #expect(outcome.argmax[j] == argmax[j], "record \(c.id) \(outcome.role) position \(j)")
                     compared += 1
@@ -60,7 +62,8 @@ struct ReferenceParityTests {
             let metrics = Metrics.caseMetrics(outcomes, pre: outcomes)
             for role in ["reliability", "generality", "portability", "specificity"] {
                 guard let ref = probes[role]?.objectValue, doubles(ref["margins"]).allSatisfy({ $0 >= 0.01 }),
-                      let expected = record.objectValue?[role]?.doubleValue else { continue }
+                    let expected = record.objectValue?[role]?.doubleValue
+                else { continue }
                 #expect(abs(metrics[role]! - expected) < 1e-6, "record \(c.id) \(role)")
             }
         }
@@ -77,7 +80,8 @@ struct ReferenceParityTests {
             let prompts = try #require(record.objectValue?["prompts"]?.objectValue)
             for outcome in try scorer.score(c.probes) {
                 let ref = try #require(prompts[names[outcome.role]!]?.objectValue)
-                let nllNew = try #require(ref["nll_new"]?.doubleValue), nllTrue = try #require(ref["nll_true"]?.doubleValue)
+                let nllNew = try #require(ref["nll_new"]?.doubleValue)
+                let nllTrue = try #require(ref["nll_true"]?.doubleValue)
                 #expect(abs(outcome.nll - nllNew) < 2e-3, "case \(c.id) \(outcome.role): \(outcome.nll) vs \(nllNew)")
                 #expect(abs(outcome.alternativeNLL! - nllTrue) < 2e-3, "case \(c.id) \(outcome.role)")
                 if abs(nllNew - nllTrue) >= 0.01 {

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+
 @testable import Evaluation
 
 #if canImport(FoundationXML)
-    import FoundationXML
+import FoundationXML
 #endif
 
 /// Two runs as `ibke eval` would summarise them: single zsRE edits by two methods (one with a
@@ -15,23 +16,26 @@ enum ReportFixtures {
         run: "zsre-single", modelPath: "/models/SmolLM2-135M-Instruct-Q4_1.gguf",
         modelSHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         datasetKind: "zsre", datasetFormat: "json", datasetPath: "data/zsre_eval.json",
-        settings: EvaluationSettings(metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1,
-                                     evaluateEvery: 0, topK: 1, chatTemplate: false, generation: true,
-                                     zsreTarget: .alt, seed: 42),
+        settings: EvaluationSettings(
+            metricFamily: "zsre-token-accuracy", protocolKind: "single", batchSize: 1,
+            evaluateEvery: 0, topK: 1, chatTemplate: false, generation: true,
+            zsreTarget: .alt, seed: 42),
         metricInfo: [
             MetricInfo(name: "reliability", label: "Rel.", definition: "token accuracy of alt on src, teacher-forced, top-1"),
             MetricInfo(name: "generalization", label: "Gen.", definition: "token accuracy of alt on rephrase"),
             MetricInfo(name: "locality", label: "Loc.", definition: "agreement with the unedited model on loc"),
         ],
         methods: [
-            MethodSummary(method: "FT-L", hyperparameters: .object([:]), statistics: "none", cases: 2,
-                          metrics: ["reliability": 0.954, "generalization": 0.5, "locality": 0.871],
-                          preMetrics: ["reliability": 0.123, "generalization": 0.1, "locality": 1],
-                          editSecondsMean: 1.234, evaluationSecondsMean: 0.0456, curve: []),
-            MethodSummary(method: oddName, hyperparameters: .object([:]), statistics: "none", cases: 2,
-                          metrics: ["reliability": 1, "generalization": 0.25],
-                          preMetrics: ["reliability": 0.123, "generalization": 0.1, "locality": 1],
-                          editSecondsMean: 12.5, evaluationSecondsMean: 0.5, curve: []),
+            MethodSummary(
+                method: "FT-L", hyperparameters: .object([:]), statistics: "none", cases: 2,
+                metrics: ["reliability": 0.954, "generalization": 0.5, "locality": 0.871],
+                preMetrics: ["reliability": 0.123, "generalization": 0.1, "locality": 1],
+                editSecondsMean: 1.234, evaluationSecondsMean: 0.0456, curve: []),
+            MethodSummary(
+                method: oddName, hyperparameters: .object([:]), statistics: "none", cases: 2,
+                metrics: ["reliability": 1, "generalization": 0.25],
+                preMetrics: ["reliability": 0.123, "generalization": 0.1, "locality": 1],
+                editSecondsMean: 12.5, evaluationSecondsMean: 0.5, curve: []),
         ],
         created: "2025-01-02T03:04:05Z")
 
@@ -39,9 +43,10 @@ enum ReportFixtures {
         run: "cf-sequential", modelPath: "/models/gpt2-xl",
         modelSHA256: "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
         datasetKind: "counterfact", datasetFormat: "json", datasetPath: "data/counterfact.json",
-        settings: EvaluationSettings(metricFamily: "counterfact-probability", protocolKind: "sequential", batchSize: 1,
-                                     evaluateEvery: 5, topK: 1, chatTemplate: false, generation: true,
-                                     zsreTarget: .alt, seed: 7),
+        settings: EvaluationSettings(
+            metricFamily: "counterfact-probability", protocolKind: "sequential", batchSize: 1,
+            evaluateEvery: 5, topK: 1, chatTemplate: false, generation: true,
+            zsreTarget: .alt, seed: 7),
         metricInfo: [
             MetricInfo(name: "efficacy_score", label: "ES", definition: "P(new) > P(true) on the prompt"),
             MetricInfo(name: "reliability", label: "Rel.", definition: "token accuracy of alt on src, teacher-forced, top-1"),
@@ -54,8 +59,10 @@ enum ReportFixtures {
                 metrics: ["efficacy_score": 0.6 + shift, "reliability": 0.55 + shift, "fluency": 6.2234 - shift],
                 preMetrics: ["efficacy_score": 0.2 + shift, "reliability": 0.1, "fluency": 6.25],
                 editSecondsMean: 2, evaluationSecondsMean: 0.25,
-                curve: [CurvePoint(edits: 5, metrics: ["efficacy_score": 0.9 - shift, "reliability": 0.8]),
-                        CurvePoint(edits: 10, metrics: ["efficacy_score": 0.6 + shift, "reliability": 0.55 + shift])])
+                curve: [
+                    CurvePoint(edits: 5, metrics: ["efficacy_score": 0.9 - shift, "reliability": 0.8]),
+                    CurvePoint(edits: 10, metrics: ["efficacy_score": 0.6 + shift, "reliability": 0.55 + shift]),
+                ])
         },
         created: "2025-01-03T00:00:00Z")
 }
@@ -63,12 +70,14 @@ enum ReportFixtures {
 @Suite struct ReportTests {
     @Test func markdownStatesSettingsLabelsAndScaledValues() {
         let markdown = SummaryTable.markdown([ReportFixtures.zsre])
-        for line in ["# IBKE evaluation: zsre-single",
-                     "- **Model:** SmolLM2-135M-Instruct-Q4_1.gguf (sha256 0123456789ab)",
-                     "- **Dataset:** zsre (json) data/zsre_eval.json, 2 cases",
-                     "- **Protocol:** single", "- **Metric family:** zsre-token-accuracy",
-                     "- **Top-k:** 1 (argmax)", "- **Chat template:** off", "- **Generation metrics:** on",
-                     "- **zsRE target:** alt", "- **Seed:** 42"] {
+        for line in [
+            "# IBKE evaluation: zsre-single",
+            "- **Model:** SmolLM2-135M-Instruct-Q4_1.gguf (sha256 0123456789ab)",
+            "- **Dataset:** zsre (json) data/zsre_eval.json, 2 cases",
+            "- **Protocol:** single", "- **Metric family:** zsre-token-accuracy",
+            "- **Top-k:** 1 (argmax)", "- **Chat template:** off", "- **Generation metrics:** on",
+            "- **zsRE target:** alt", "- **Seed:** 42",
+        ] {
             #expect(markdown.contains(line), "missing \(line)")
         }
         #expect(!markdown.contains("0123456789abc"))
@@ -86,7 +95,9 @@ enum ReportFixtures {
         let markdown = SummaryTable.markdown([ReportFixtures.zsre, ReportFixtures.counterfact])
         #expect(markdown.contains("# IBKE evaluation: 2 runs compared"))
         #expect(markdown.contains("| Setting | zsre-single | cf-sequential |"))
-        #expect(markdown.contains("| Protocol ⚠ | single (one edit at a time, the model restored after each) | sequential of 10, evaluated every 5 edits |"))
+        #expect(
+            markdown.contains(
+                "| Protocol ⚠ | single (one edit at a time, the model restored after each) | sequential of 10, evaluated every 5 edits |"))
         // Union of metrics in display order; the zsRE run has no ES or GE.
         #expect(markdown.contains("| Run | Method | Rel. | Gen. | Loc. | ES | GE | Edit s/case | Eval s/case |"))
         #expect(markdown.contains("| cf-sequential | FT-L | 55.0 | – | – | 60.0 | 622.3 | 2.00 | 0.250 |"))
@@ -173,7 +184,8 @@ struct XHTML {
         parser.delegate = collector
         parser.shouldResolveExternalEntities = false
         guard parser.parse() else {
-            throw XMLFailure(description: "line \(parser.lineNumber), column \(parser.columnNumber): \(String(describing: parser.parserError))")
+            throw XMLFailure(
+                description: "line \(parser.lineNumber), column \(parser.columnNumber): \(String(describing: parser.parserError))")
         }
         root = collector.root ?? ""
         elements = collector.elements
@@ -189,8 +201,10 @@ struct XHTML {
         var elements: [String: Int] = [:]
         var text = ""
 
-        func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                    qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        func parser(
+            _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+            qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
+        ) {
             if root == nil { root = elementName }
             elements[elementName, default: 0] += 1
             // Attribute values count as text too (titles carry the metric definitions).

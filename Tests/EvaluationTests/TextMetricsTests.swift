@@ -1,36 +1,52 @@
 import Foundation
 import Testing
+
 @testable import Evaluation
 
 @Suite struct TextMetricsTests {
     // MARK: Word splitting (expected values from NLTK 3.10's NLTKWordTokenizer, per sentence)
 
     @Test func splitsWordsLikeNLTK() {
-        #expect(TextMetrics.words("Good muffins cost $3.88 (roughly 3,36 euros) in New York.  Please buy me\ntwo of them.\nThanks.")
-            == ["Good", "muffins", "cost", "$", "3.88", "(", "roughly", "3,36", "euros", ")", "in", "New", "York", ".",
-                "Please", "buy", "me", "two", "of", "them", ".", "Thanks", "."])
-        #expect(TextMetrics.words("I don't think John's car can't go -- it cannot.")
-            == ["I", "do", "n't", "think", "John", "'s", "car", "ca", "n't", "go", "--", "it", "can", "not", "."])
-        #expect(TextMetrics.words(#"She said, "Paris is lovely.""#)
-            == ["She", "said", ",", "``", "Paris", "is", "lovely", ".", "''"])
-        #expect(TextMetrics.words("They'll say 'hello' to the kids' teacher.")
-            == ["They", "'ll", "say", "'", "hello", "'", "to", "the", "kids", "'", "teacher", "."])
-        #expect(TextMetrics.words("It's gonna be fine, isn't it?")
-            == ["It", "'s", "gon", "na", "be", "fine", ",", "is", "n't", "it", "?"])
-        #expect(TextMetrics.words("The U.S. economy grew 3%; rates rose. Is it 1,000 or 1.000?")
-            == ["The", "U.S.", "economy", "grew", "3", "%", ";", "rates", "rose", ".", "Is", "it", "1,000", "or",
-                "1.000", "?"])
+        #expect(
+            TextMetrics.words("Good muffins cost $3.88 (roughly 3,36 euros) in New York.  Please buy me\ntwo of them.\nThanks.")
+                == [
+                    "Good", "muffins", "cost", "$", "3.88", "(", "roughly", "3,36", "euros", ")", "in", "New", "York", ".",
+                    "Please", "buy", "me", "two", "of", "them", ".", "Thanks", ".",
+                ])
+        #expect(
+            TextMetrics.words("I don't think John's car can't go -- it cannot.")
+                == ["I", "do", "n't", "think", "John", "'s", "car", "ca", "n't", "go", "--", "it", "can", "not", "."])
+        #expect(
+            TextMetrics.words(#"She said, "Paris is lovely.""#)
+                == ["She", "said", ",", "``", "Paris", "is", "lovely", ".", "''"])
+        #expect(
+            TextMetrics.words("They'll say 'hello' to the kids' teacher.")
+                == ["They", "'ll", "say", "'", "hello", "'", "to", "the", "kids", "'", "teacher", "."])
+        #expect(
+            TextMetrics.words("It's gonna be fine, isn't it?")
+                == ["It", "'s", "gon", "na", "be", "fine", ",", "is", "n't", "it", "?"])
+        #expect(
+            TextMetrics.words("The U.S. economy grew 3%; rates rose. Is it 1,000 or 1.000?")
+                == [
+                    "The", "U.S.", "economy", "grew", "3", "%", ";", "rates", "rose", ".", "Is", "it", "1,000", "or",
+                    "1.000", "?",
+                ])
         #expect(TextMetrics.words("") == [])
     }
 
     @Test func sentencesEndAtFinalPunctuationButNotAbbreviations() {
-        #expect(WordSplitter.sentences("Mr. Smith arrived at 5:30 p.m. on Jan. 3rd! J. R. R. Tolkien wrote it. Wait... what?")
-            == ["Mr. Smith arrived at 5:30 p.m. on Jan. 3rd!", "J. R. R. Tolkien wrote it.", "Wait... what?"])
-        #expect(TextMetrics.words("Mr. Smith arrived at 5:30 p.m. on Jan. 3rd!")
-            == ["Mr.", "Smith", "arrived", "at", "5:30", "p.m.", "on", "Jan.", "3rd", "!"])
-        #expect(TextMetrics.words("Danielle Darrieux's mother tongue is English. She was born in Paris.")
-            == ["Danielle", "Darrieux", "'s", "mother", "tongue", "is", "English", ".", "She", "was", "born", "in",
-                "Paris", "."])
+        #expect(
+            WordSplitter.sentences("Mr. Smith arrived at 5:30 p.m. on Jan. 3rd! J. R. R. Tolkien wrote it. Wait... what?")
+                == ["Mr. Smith arrived at 5:30 p.m. on Jan. 3rd!", "J. R. R. Tolkien wrote it.", "Wait... what?"])
+        #expect(
+            TextMetrics.words("Mr. Smith arrived at 5:30 p.m. on Jan. 3rd!")
+                == ["Mr.", "Smith", "arrived", "at", "5:30", "p.m.", "on", "Jan.", "3rd", "!"])
+        #expect(
+            TextMetrics.words("Danielle Darrieux's mother tongue is English. She was born in Paris.")
+                == [
+                    "Danielle", "Darrieux", "'s", "mother", "tongue", "is", "English", ".", "She", "was", "born", "in",
+                    "Paris", ".",
+                ])
         #expect(WordSplitter.sentences("He left (at noon.) Then it rained.") == ["He left (at noon.)", "Then it rained."])
     }
 

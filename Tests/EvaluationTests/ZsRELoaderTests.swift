@@ -1,6 +1,7 @@
 import Editing
 import Foundation
 import Testing
+
 @testable import Evaluation
 
 @Suite struct ZsRELoaderTests {
@@ -15,19 +16,27 @@ import Testing
 
         let volvo = dataset.cases[3]
         #expect(volvo.kind == .zsre)
-        #expect(volvo.requests == [EditRequest(prompt: "What company made Volvo B12M?", subject: "Volvo B12M",
-                                               targetNew: "Volkswagen Group", targetTrue: "Volvo Buses")])
-        #expect(volvo.probes == [
-            Probe(role: .reliability, prompt: "What company made Volvo B12M?", target: "Volkswagen Group"),
-            Probe(role: .generality, prompt: "Volvo B12M's manufacturer was who?", target: "Volkswagen Group"),
-            Probe(role: .locality, prompt: "nq question: who sang it must have been love but its over now",
-                  target: "Roxette"),
-            Probe(role: .specificity, prompt: "nq question: who sang it must have been love but its over now?",
-                  target: "Roxette"),
-            Probe(role: .portability,
-                  prompt: "In which city is the headquarters of the company that made the Volvo B12M?",
-                  target: "Wolfsburg, Germany"),
-        ])
+        #expect(
+            volvo.requests == [
+                EditRequest(
+                    prompt: "What company made Volvo B12M?", subject: "Volvo B12M",
+                    targetNew: "Volkswagen Group", targetTrue: "Volvo Buses")
+            ])
+        #expect(
+            volvo.probes == [
+                Probe(role: .reliability, prompt: "What company made Volvo B12M?", target: "Volkswagen Group"),
+                Probe(role: .generality, prompt: "Volvo B12M's manufacturer was who?", target: "Volkswagen Group"),
+                Probe(
+                    role: .locality, prompt: "nq question: who sang it must have been love but its over now",
+                    target: "Roxette"),
+                Probe(
+                    role: .specificity, prompt: "nq question: who sang it must have been love but its over now?",
+                    target: "Roxette"),
+                Probe(
+                    role: .portability,
+                    prompt: "In which city is the headquarters of the company that made the Volvo B12M?",
+                    target: "Wolfsburg, Germany"),
+            ])
         #expect(volvo.generationPrompts.isEmpty)
     }
 
@@ -48,8 +57,11 @@ import Testing
         #expect(dataset.skipped == ["record 12: `alt` is empty"])
         #expect(dataset.cases.last?.id == "11")
         let first = dataset.cases[0]
-        #expect(first.requests[0] == EditRequest(prompt: "What is the product made by UniFirst?", subject: "UniFirst",
-                                                 targetNew: "unmanned aircraft", targetTrue: "uniform"))
+        #expect(
+            first.requests[0]
+                == EditRequest(
+                    prompt: "What is the product made by UniFirst?", subject: "UniFirst",
+                    targetNew: "unmanned aircraft", targetTrue: "uniform"))
         #expect(first.probes.map(\.role) == [.reliability, .generality, .locality, .specificity])
 
         // With the gold target the record is usable.
@@ -68,7 +80,9 @@ import Testing
         #expect(ZsRELoader.subjectAsWritten("Paris", in: "Where is Paris?") == "Paris")
         #expect(ZsRELoader.subjectAsWritten("paris", in: "Where is PARIS?") == "PARIS")
         #expect(ZsRELoader.subjectAsWritten("Lyon", in: "Where is Paris?") == "Lyon")
-        let dataset = try loadText(.zsre, """
+        let dataset = try loadText(
+            .zsre,
+            """
             [{"subject": "the beatles", "src": "Who managed The Beatles?", "rephrase": "The Beatles were managed by?",
               "alt": "Madonna", "answers": ["Brian Epstein"], "loc": "nq question: x", "loc_ans": "y"}]
             """)
@@ -76,9 +90,11 @@ import Testing
     }
 
     @Test func malformedRecordsNameFileRecordAndField() throws {
-        let good = #""src": "Who?", "subject": "Who", "rephrase": "Who is?", "alt": "a", "answers": ["b"], "loc": "nq question: q", "loc_ans": "c""#
-        let (message, path) = try loadError(.zsre, "[{\(good)}, {\(good.replacingOccurrences(of: "\"rephrase\": \"Who is?\"", with: "\"rephrase\": 3"))}]",
-                                            name: "zsre_eval.json")
+        let good =
+            #""src": "Who?", "subject": "Who", "rephrase": "Who is?", "alt": "a", "answers": ["b"], "loc": "nq question: q", "loc_ans": "c""#
+        let (message, path) = try loadError(
+            .zsre, "[{\(good)}, {\(good.replacingOccurrences(of: "\"rephrase\": \"Who is?\"", with: "\"rephrase\": 3"))}]",
+            name: "zsre_eval.json")
         #expect(message == "\(path): record 1: field \"rephrase\": expected a string, found integer")
         #expect(path.hasSuffix("zsre_eval.json"))
 
@@ -92,8 +108,9 @@ import Testing
         #expect(answer.message == "\(answer.path): record 0: field \"answers[1]\": expected a string, found null")
 
         let portability = try loadError(.zsre, "[{\(good), \"portability\": {\"New Question\": \"Q?\"}}]")
-        #expect(portability.message
-            == "\(portability.path): record 0: field \"portability.New Answer\": missing; expected a string")
+        #expect(
+            portability.message
+                == "\(portability.path): record 0: field \"portability.New Answer\": missing; expected a string")
 
         let notObject = try loadError(.zsre, "[{\(good)}, [1, 2]]")
         #expect(notObject.message == "\(notObject.path): record 1: expected a JSON object, found array")

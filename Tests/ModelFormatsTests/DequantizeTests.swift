@@ -1,9 +1,9 @@
 import Foundation
 import TensorCore
+import TestSupport
 import Testing
 
 @testable import ModelFormats
-import TestSupport
 
 /// The fixture tensors, one per dequantized type (see Scripts/golden/make_gguf_fixtures.py).
 private let fixtureTensors = [

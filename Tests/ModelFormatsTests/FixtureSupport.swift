@@ -1,8 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import ModelFormats
-import TestSupport
 
 /// Fixture files and scratch space shared by the GGUF tests.
 enum Fixtures {

@@ -1,8 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import ModelFormats
-import TestSupport
 
 /// Malformed files, built by corrupting the fixture or by hand, must throw a one-line
 /// ``GGUFError`` that names the file and the problem, quickly and without crashing.

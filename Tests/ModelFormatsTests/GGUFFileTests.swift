@@ -1,8 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import ModelFormats
-import TestSupport
 
 @Suite("GGUF file structure and metadata")
 struct GGUFFileTests {

@@ -1,7 +1,7 @@
 import Foundation
 import ModelFormats
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct HFConfigTests {
     private static let text = #"""

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+
 @testable import ModelFormats
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `MappedFile.contents(of:)`, how every reader of a user's text file loads it.

@@ -19,13 +19,14 @@ import Testing
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0])
     func blocksMatchGGMLsReferenceQuantizer(_ type: GGMLType) throws {
         let reference = try Self.reference()
-        let expected = switch type {
-        case .q4_0: reference.q4_0
-        case .q4_1: reference.q4_1
-        case .q5_0: reference.q5_0
-        case .q5_1: reference.q5_1
-        default: reference.q8_0
-        }
+        let expected =
+            switch type {
+            case .q4_0: reference.q4_0
+            case .q4_1: reference.q4_1
+            case .q5_0: reference.q5_0
+            case .q5_1: reference.q5_1
+            default: reference.q8_0
+            }
         let bytes = try #require(Quantize.quantize(reference.values, as: type))
         #expect(Self.hex(bytes) == expected)
     }
@@ -38,11 +39,12 @@ import Testing
         bytes.withUnsafeBytes { raw in
             back.withUnsafeMutableBufferPointer { type.dequantize(raw.baseAddress!, into: $0.baseAddress!, elementCount: values.count) }
         }
-        let levels: Float = switch type {
-        case .q4_0, .q4_1: 15
-        case .q5_0, .q5_1: 31
-        default: 254
-        }
+        let levels: Float =
+            switch type {
+            case .q4_0, .q4_1: 15
+            case .q5_0, .q5_1: 31
+            default: 254
+            }
         for start in stride(from: 0, to: values.count, by: 32) {
             let block = values[start..<(start + 32)]
             let step = (block.max()! - block.min()!) / levels

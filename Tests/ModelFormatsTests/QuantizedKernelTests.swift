@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import ModelFormats
 
 /// The quantized dot products (AVX2 where the CPU has it, and the portable C) against
@@ -15,12 +16,13 @@ import TensorCore
             let bits = Float16(value).bitPattern
             return (UInt8(bits & 0xFF), UInt8(bits >> 8))
         }
-        let scaleOffsets: [Int] = switch format {
-        case .f16, .bf16: []
-        case .q4_0, .q5_0, .q8_0: [0]
-        case .q4_1, .q4_K, .q5_K: [0, 2]
-        case .q6_K: [208]
-        }
+        let scaleOffsets: [Int] =
+            switch format {
+            case .f16, .bf16: []
+            case .q4_0, .q5_0, .q8_0: [0]
+            case .q4_1, .q4_K, .q5_K: [0, 2]
+            case .q6_K: [208]
+            }
         for b in 0..<count {
             for offset in scaleOffsets {
                 let (lo, hi) = half((2 * rng.nextUnit() - 1) / 16)
@@ -56,8 +58,10 @@ import TensorCore
         let scale = zip(weights, x).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
         let (fast, portable) = bytes.withUnsafeBytes { raw in
             x.withUnsafeBufferPointer { xs in
-                (QuantizedKernels.dot(format, row: raw.baseAddress!, xs.baseAddress!, blocks: blocks),
-                 QuantizedKernels.portableDot(format, row: raw.baseAddress!, xs.baseAddress!, blocks: blocks))
+                (
+                    QuantizedKernels.dot(format, row: raw.baseAddress!, xs.baseAddress!, blocks: blocks),
+                    QuantizedKernels.portableDot(format, row: raw.baseAddress!, xs.baseAddress!, blocks: blocks)
+                )
             }
         }
         #expect(abs(Double(fast) - exact) <= 1e-5 * scale, "\(format): \(fast) against \(exact) (scale \(scale))")
@@ -66,7 +70,9 @@ import TensorCore
 
     /// The matrix-vector product is each row's dot product.
     @Test func matrixVectorIsRowByRowDots() {
-        let format = QuantizedFormat.q4_K, rows = 130, columns = 512
+        let format = QuantizedFormat.q4_K
+        let rows = 130
+        let columns = 512
         let rowBytes = columns / 256 * format.bytesPerBlock
         let bytes = Self.randomBlocks(format, count: rows * columns / 256, seed: 5)
         var rng = SplitMix64(seed: 6)
@@ -75,8 +81,9 @@ import TensorCore
         bytes.withUnsafeBytes { raw in
             x.withUnsafeBufferPointer { xs in
                 y.withUnsafeMutableBufferPointer {
-                    QuantizedKernels.matrixVector(format, weights: raw.baseAddress!, rows: rows, columns: columns, xs.baseAddress!,
-                                                  into: $0.baseAddress!)
+                    QuantizedKernels.matrixVector(
+                        format, weights: raw.baseAddress!, rows: rows, columns: columns, xs.baseAddress!,
+                        into: $0.baseAddress!)
                 }
                 // The product takes the activations' per-32 sums once for all rows; the single dot
                 // sums them its own way, so the two agree up to float rounding.
@@ -95,7 +102,8 @@ import TensorCore
     @Test(arguments: QuantizedFormat.allCases.filter(QuantizedKernels.hasIntegerKernel))
     func integerKernelsMatchTheQuantizedActivations(_ format: QuantizedFormat) throws {
         let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
-        let blocks = 4096 / format.blockSize, n = 4096
+        let blocks = 4096 / format.blockSize
+        let n = 4096
         let bytes = Self.randomBlocks(format, count: blocks, seed: UInt64(format.rawValue) + 100)
         var rng = SplitMix64(seed: 17)
         let x = (0..<n).map { _ in 2 * rng.nextUnit() - 1 }
@@ -110,7 +118,9 @@ import TensorCore
         let exact = zip(weights, x).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         let rounding = weights.indices.reduce(0.0) { $0 + abs(Double(weights[$1])) * Double(activations.scales[$1 / 32]) / 2 }
         for portable in [false, true] {
-            let result = bytes.withUnsafeBytes { QuantizedKernels.dot(format, row: $0.baseAddress!, activations, blocks: blocks, portable: portable) }
+            let result = bytes.withUnsafeBytes {
+                QuantizedKernels.dot(format, row: $0.baseAddress!, activations, blocks: blocks, portable: portable)
+            }
             #expect(abs(Double(result) - onCodes) <= 1e-5 * scale, "\(format) portable \(portable): \(result) against \(onCodes)")
             #expect(abs(Double(result) - exact) <= rounding + 1e-5 * scale, "\(format): \(result) against the float \(exact)")
         }

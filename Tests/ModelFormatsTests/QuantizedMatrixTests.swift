@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import ModelFormats
 
 /// ``QuantizedMatrix`` and ``WeightMatrix`` against the float32 matrix that ModelFormats'
@@ -9,7 +10,9 @@ import TensorCore
     /// A matrix of `rows` rows in `formats` (consecutive segments of `rows / formats.count`
     /// rows), its bytes in an `NSData` that the matrix keeps alive; and its float32 values.
     static func matrix(_ formats: [QuantizedFormat], rows: Int, columns: Int, seed: UInt64) throws -> (QuantizedMatrix, [Float]) {
-        var segments: [QuantizedMatrix.Segment] = [], owners: [AnyObject] = [], values: [Float] = []
+        var segments: [QuantizedMatrix.Segment] = []
+        var owners: [AnyObject] = []
+        var values: [Float] = []
         for (i, format) in formats.enumerated() {
             let segmentRows = rows / formats.count
             let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
@@ -65,7 +68,9 @@ import TensorCore
         let dY = (0..<(m * n)).map { _ in 2 * rng.nextUnit() - 1 }
         var dX = [Float](repeating: 0.5, count: m * k)
         dY.withUnsafeBufferPointer { d in
-            dX.withUnsafeMutableBufferPointer { matrix.multiplyTransposed(d.baseAddress!, rows: m, ldDY: n, into: $0.baseAddress!, ldDX: k, accumulate: true) }
+            dX.withUnsafeMutableBufferPointer {
+                matrix.multiplyTransposed(d.baseAddress!, rows: m, ldDY: n, into: $0.baseAddress!, ldDX: k, accumulate: true)
+            }
         }
         for i in 0..<m {
             for c in 0..<k {
@@ -78,21 +83,29 @@ import TensorCore
     /// Segments of every other row (how GGUF's q/k interleaving is undone without a copy)
     /// read and multiply the rows they name.
     @Test func stridedSegmentsReadTheirRows() throws {
-        let format = QuantizedFormat.q8_0, k = 64, rowBytes = k / 32 * format.bytesPerBlock
+        let format = QuantizedFormat.q8_0
+        let k = 64
+        let rowBytes = k / 32 * format.bytesPerBlock
         let bytes = QuantizedKernelTests.randomBlocks(format, count: 8 * k / 32, seed: 11)
         let data = NSData(bytes: bytes, length: bytes.count)
         let type = try #require(GGMLType(rawValue: UInt32(format.rawValue)))
         var stored = [Float](repeating: 0, count: 8 * k)
         stored.withUnsafeMutableBufferPointer { type.dequantize(data.bytes, into: $0.baseAddress!, elementCount: $0.count) }
         // Rows 0, 2, 4, 6, then 1, 3, 5, 7 of the stored matrix.
-        let matrix = QuantizedMatrix(columns: k, segments: [.init(rows: 4, format: format, bytes: data.bytes, rowStep: 2),
-                                                            .init(rows: 4, format: format, bytes: data.bytes + rowBytes, rowStep: 2)],
-                                     owners: [data])
+        let matrix = QuantizedMatrix(
+            columns: k,
+            segments: [
+                .init(rows: 4, format: format, bytes: data.bytes, rowStep: 2),
+                .init(rows: 4, format: format, bytes: data.bytes + rowBytes, rowStep: 2),
+            ],
+            owners: [data])
         let order = [0, 2, 4, 6, 1, 3, 5, 7]
         #expect(matrix.dequantized().scalars == order.flatMap { stored[($0 * k)..<(($0 + 1) * k)] })
         let x = (0..<k).map { Float($0 % 7) - 3 }
         var y = [Float](repeating: 0, count: 8)
-        x.withUnsafeBufferPointer { xs in y.withUnsafeMutableBufferPointer { matrix.multiply(xs.baseAddress!, rows: 1, ldx: k, into: $0.baseAddress!, ldy: 8) } }
+        x.withUnsafeBufferPointer { xs in
+            y.withUnsafeMutableBufferPointer { matrix.multiply(xs.baseAddress!, rows: 1, ldx: k, into: $0.baseAddress!, ldy: 8) }
+        }
         for (i, r) in order.enumerated() {
             let exact = (0..<k).reduce(Float(0)) { $0 + x[$1] * stored[r * k + $1] }
             #expect(abs(y[i] - exact) <= 1e-4 * max(1, abs(exact)))

@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import ModelFormats
 
 /// Writers and readers agree on arbitrary content: JSON values and safetensors files.
@@ -9,8 +10,10 @@ import Testing
     static let text = Gen.unicodeScalar(in: "\u{0}"..."\u{D7FF}").map { Character($0) }.string(of: 0...12)
 
     @Test func jsonWriteThenReadIsTheSameValue() async {
-        await propertyCheck(count: 300, input: Self.text.array(of: 0...6), Gen.double(in: -1e12...1e12).array(of: 0...6),
-                            Gen.int(in: Int.min...Int.max)) { keys, numbers, integer in
+        await propertyCheck(
+            count: 300, input: Self.text.array(of: 0...6), Gen.double(in: -1e12...1e12).array(of: 0...6),
+            Gen.int(in: Int.min...Int.max)
+        ) { keys, numbers, integer in
             var object = JSONObject()
             for (i, key) in keys.enumerated() {
                 object.updateValue(i < numbers.count ? .double(numbers[i]) : .string(key), forKey: key)
@@ -28,15 +31,20 @@ import Testing
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-st-prop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        await propertyCheck(count: 100, input: Gen.int(in: 0...4).array(of: 0...3), Gen.float(in: -1e6...1e6).array(of: 0...64),
-                            Self.text) { shape, pool, metadataValue in
+        await propertyCheck(
+            count: 100, input: Gen.int(in: 0...4).array(of: 0...3), Gen.float(in: -1e6...1e6).array(of: 0...64),
+            Self.text
+        ) { shape, pool, metadataValue in
             let count = shape.reduce(1, *)
             let values = (0..<count).map { pool.isEmpty ? Float($0) : pool[$0 % pool.count] }
             let url = folder.appendingPathComponent("\(UUID().uuidString).safetensors")
             do {
-                try SafetensorsWriter.write(tensors: [.init(name: "t", shape: shape, floats: values),
-                                                      .float16(name: "h", shape: [count], floats: values.map { max(-6e4, min(6e4, $0)) })],
-                                            metadata: ["note": metadataValue], to: url)
+                try SafetensorsWriter.write(
+                    tensors: [
+                        .init(name: "t", shape: shape, floats: values),
+                        .float16(name: "h", shape: [count], floats: values.map { max(-6e4, min(6e4, $0)) }),
+                    ],
+                    metadata: ["note": metadataValue], to: url)
                 let file = try SafetensorsFile(url: url)
                 #expect(file.shape(of: "t") == shape && file.metadata["note"] == metadataValue)
                 #expect(try file.readFloats("t").map(\.bitPattern) == values.map(\.bitPattern))

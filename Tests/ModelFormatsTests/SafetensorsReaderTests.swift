@@ -1,7 +1,7 @@
 import Foundation
 import ModelFormats
-import Testing
 import TestSupport
+import Testing
 
 /// `Fixtures/dtypes/expected.json`, written by Scripts/golden/make_tiny_models.py.
 private struct DTypeExpectations: Decodable {

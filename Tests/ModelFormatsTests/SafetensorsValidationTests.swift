@@ -1,7 +1,7 @@
 import Foundation
 import ModelFormats
-import Testing
 import TestSupport
+import Testing
 
 /// One malformed input per check the reader makes; each error must name the file and the problem.
 @Suite struct SafetensorsValidationTests {
@@ -67,12 +67,14 @@ import TestSupport
     /// The JSON parser keeps "é" and "e\u{301}" apart; the reader, which keys tensors by `String`,
     /// rejects them as it rejects an exact duplicate.
     @Test func duplicateTensorNames() throws {
-        let exact = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"#
+        let exact =
+            #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"#
             + #""a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
         let (exactError, exactURL) = try openError(
             safetensorsBytes(header: exact, data: float32Bytes([1, 2])))
         expectNames(exactError, file: exactURL, "invalid header", "duplicate key 'a'")
-        let equivalent = #"{"\u00e9":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"#
+        let equivalent =
+            #"{"\u00e9":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"#
             + #""e\u0301":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
         let (error, url) = try openError(
             safetensorsBytes(header: equivalent, data: float32Bytes([1, 2])))

@@ -1,9 +1,9 @@
 import Foundation
 import TensorCore
+import TestSupport
 import Testing
 
 @testable import ModelFormats
-import TestSupport
 
 @Suite struct SafetensorsWriterTests {
     private static let entries: [SafetensorsWriter.Entry] = [

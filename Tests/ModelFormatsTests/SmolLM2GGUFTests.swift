@@ -1,7 +1,7 @@
 import Foundation
 import ModelFormats
-import Testing
 import TestSupport
+import Testing
 
 /// The default model, when fetched.
 private let smolLM2URL = IBKEHome.model(.smolLM2)

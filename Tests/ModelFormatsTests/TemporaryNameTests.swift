@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ModelFormats
 
 /// Temporary files of a killed writer are removed by the next write to the same destination;
@@ -20,14 +21,19 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let destination = folder.appendingPathComponent("out.gguf")
         let dead = try Self.endedProcess()
-        let stale = [folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).tmp"),
-                     folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).old")]
-        let kept = [folder.appendingPathComponent(".out.gguf.\(getpid()).\(UUID().uuidString).tmp"),  // a running writer's
-                    folder.appendingPathComponent(".other.gguf.\(dead).\(UUID().uuidString).tmp"),  // another destination's
-                    folder.appendingPathComponent(".out.gguf.\(dead).notes.tmp")]  // not of this naming
+        let stale = [
+            folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).tmp"),
+            folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).old"),
+        ]
+        let kept = [
+            folder.appendingPathComponent(".out.gguf.\(getpid()).\(UUID().uuidString).tmp"),  // a running writer's
+            folder.appendingPathComponent(".other.gguf.\(dead).\(UUID().uuidString).tmp"),  // another destination's
+            folder.appendingPathComponent(".out.gguf.\(dead).notes.tmp"),
+        ]  // not of this naming
         for url in stale + kept { try Data("x".utf8).write(to: url) }
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).tmp"),
-                                                withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(
+            at: folder.appendingPathComponent(".out.gguf.\(dead).\(UUID().uuidString).tmp"),
+            withIntermediateDirectories: false)
 
         try AtomicFile.write(Data("new".utf8), to: destination) { _ in TestError() }
         #expect(try Data(contentsOf: destination) == Data("new".utf8))

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The test bundle's copy of `Tests/ModelFormatsTests/Fixtures/<path>`.
 func fixtureURL(_ path: String) throws -> URL {

@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import Testing
+
 @testable import Models
 
 /// The registry is the one place that maps architecture names to families.
@@ -47,8 +48,9 @@ import Testing
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file != "config.json" {
-            try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(file),
-                                                       withDestinationURL: source.appendingPathComponent(file))
+            try FileManager.default.createSymbolicLink(
+                at: folder.appendingPathComponent(file),
+                withDestinationURL: source.appendingPathComponent(file))
         }
         let config = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
         let windowed = config.replacingOccurrences(of: #""sliding_window": null"#, with: #""sliding_window": 64"#)

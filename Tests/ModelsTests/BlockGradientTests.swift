@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// Each block's gradient against central finite differences of its own forward, for the
@@ -44,7 +45,8 @@ import TensorCore
     @Test(arguments: [TransformerConfig.NormKind.rms, .layer])
     func normalization(_ kind: TransformerConfig.NormKind) {
         var generator = SplitMix64(seed: 11)
-        let width = 20, rows = 3
+        let width = 20
+        let rows = 3
         let block = Normalization(kind: kind, width: width, epsilon: 1e-5)
         var x = Self.random(rows * width, &generator, scale: 2)
         var weightValues = Self.random(width, &generator)
@@ -58,8 +60,9 @@ import TensorCore
         }
         var dX = [Float](repeating: 0, count: x.count)
         let dWeight = Tensor(zeros: [width])
-        block.backward(x, rows: rows, weight: Tensor(shape: [width], values: weightValues), dY: dY, into: &dX,
-                       accumulate: false, dWeight: dWeight)
+        block.backward(
+            x, rows: rows, weight: Tensor(shape: [width], values: weightValues), dY: dY, into: &dX,
+            accumulate: false, dWeight: dWeight)
         var worst = 0.0
         let weights = weightValues
         for i in 0..<x.count {
@@ -87,11 +90,15 @@ import TensorCore
     func selfAttention(_ test: AttentionCase) throws {
         var config = try ModelLoader.transformer(huggingFace: TinyReference.folder("tiny-llama")).config
         if let window = test.window {
-            config.slidingWindow = .init(size: window, localLayers: [0],
-                                         inverseFrequencies: RotaryEmbedding.standard(headDim: config.headDim, base: 100))
+            config.slidingWindow = .init(
+                size: window, localLayers: [0],
+                inverseFrequencies: RotaryEmbedding.standard(headDim: config.headDim, base: 100))
         }
-        let block = SelfAttention(config), scratch = ScratchPool()
-        let n = 5, width = block.fusedWidth, normed = block.queryWidth + block.keyValueWidth
+        let block = SelfAttention(config)
+        let scratch = ScratchPool()
+        let n = 5
+        let width = block.fusedWidth
+        let normed = block.queryWidth + block.keyValueWidth
         var generator = SplitMix64(seed: 13)
         var qkv = Self.random(n * width, &generator)
         let pastRows = Self.random(max(1, test.past) * width, &generator)
@@ -105,10 +112,12 @@ import TensorCore
             let caches = [KVCache(config: config, capacity: test.past + n)]
             if test.past > 0 {
                 let past = Tensor(shape: [test.past, width], values: Array(pastRows.prefix(test.past * width)))
-                let angles = block.angleTables(rows: test.past, sequences: [Array(0..<test.past)], starts: [0],
-                                               caches: caches, scratch: scratch)
-                block.storeKeysAndValues(past, layer: 0, sequences: [Array(0..<test.past)], starts: [0], caches: caches,
-                                         angles: angles)
+                let angles = block.angleTables(
+                    rows: test.past, sequences: [Array(0..<test.past)], starts: [0],
+                    caches: caches, scratch: scratch)
+                block.storeKeysAndValues(
+                    past, layer: 0, sequences: [Array(0..<test.past)], starts: [0], caches: caches,
+                    angles: angles)
                 caches[0].advance(by: test.past)
             }
             let x = Tensor(shape: [n, width], values: values)
@@ -127,13 +136,15 @@ import TensorCore
         }
         let forward = run(qkv)
         let dQKV = Tensor(zeros: [n, width])
-        block.backward(qkv: forward.recorded, layer: 0, sequences: [Array(0..<n)], starts: [0],
-                       caches: test.past > 0 ? forward.caches : nil, pastLengths: [test.past],
-                       dAttention: Tensor(shape: [n, block.queryWidth], values: dOut), into: dQKV, scratch: scratch)
+        block.backward(
+            qkv: forward.recorded, layer: 0, sequences: [Array(0..<n)], starts: [0],
+            caches: test.past > 0 ? forward.caches : nil, pastLengths: [test.past],
+            dAttention: Tensor(shape: [n, block.queryWidth], values: dOut), into: dQKV, scratch: scratch)
         if test.headNorms {
             block.normalizeHeadsBackward(forward.preNorm, queryNorm: queryNorm, keyNorm: keyNorm, into: dQKV)
         }
-        var worst = 0.0, largest = 0.0
+        var worst = 0.0
+        var largest = 0.0
         for i in 0..<qkv.count {
             worst = max(worst, abs(Self.numeric(&qkv, i, h: 1e-2, loss: loss) - Double(dQKV.pointer[i])))
             largest = max(largest, abs(Double(dQKV.pointer[i])))

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// The catalogue's checkpoints beyond the default model against transformers on the same GGUF
@@ -64,14 +65,18 @@ import TensorCore
     @Test func aPositionSeesOnlyItsWindow() throws {
         let plain = try ModelLoader.transformer(huggingFace: TinyReference.folder("tiny-llama"))
         var config = plain.config
-        guard case .rotary(_, let frequencies) = config.positions else { Issue.record("tiny-llama has RoPE"); return }
+        guard case .rotary(_, let frequencies) = config.positions else {
+            Issue.record("tiny-llama has RoPE")
+            return
+        }
         config.slidingWindow = .init(size: 3, localLayers: [0, 1], inverseFrequencies: frequencies)
         let model = Transformer(config: config, weights: plain.weights)
         let tokens = [5, 17, 42, 9, 88, 120, 3, 61, 7, 250, 19, 33]
         let v = config.vocabularySize
         let full = try model.forward([tokens], logits: .all)
         let unwindowed = try plain.forward([tokens], logits: .all)
-        var worst: Float = 0, windowMatters: Float = 0
+        var worst: Float = 0
+        var windowMatters: Float = 0
         for t in 4..<tokens.count {
             let suffix = try model.forward([Array(tokens[(t - 4)...t])], logits: .last)
             for i in 0..<v {

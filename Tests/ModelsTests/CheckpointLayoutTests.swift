@@ -1,7 +1,8 @@
 import Foundation
 import ModelFormats
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// `checkpointTensors` is the loaders' inverse: what it lays out in either naming, read back by
@@ -62,8 +63,10 @@ import TensorCore
         #expect(gguf["blk.1.attn_v.weight"] == hf["model.layers.1.self_attn.v_proj.weight"])
         #expect(gguf["blk.0.ffn_gate.weight"] == hf["model.layers.0.mlp.gate_proj.weight"])
         // Row 1 of head 0 in llama.cpp's order is row D/2 in transformers' order.
-        let columns = model.config.hiddenSize, d = model.config.headDim
-        #expect(Array(gguf["blk.0.attn_q.weight"]![columns..<(2 * columns)])
-            == Array(hf["model.layers.0.self_attn.q_proj.weight"]![(d / 2 * columns)..<((d / 2 + 1) * columns)]))
+        let columns = model.config.hiddenSize
+        let d = model.config.headDim
+        #expect(
+            Array(gguf["blk.0.attn_q.weight"]![columns..<(2 * columns)])
+                == Array(hf["model.layers.0.self_attn.q_proj.weight"]![(d / 2 * columns)..<((d / 2 + 1) * columns)]))
     }
 }

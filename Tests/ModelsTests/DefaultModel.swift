@@ -1,9 +1,10 @@
 import Foundation
 import ModelFormats
 import Synchronization
-import Testing
-@testable import Models
 import TestSupport
+import Testing
+
+@testable import Models
 
 /// A checkpoint of `ibke model list` in IBKE's cache (`$IBKE_HOME/models`), if it has been fetched.
 struct CachedModel: Sendable, CustomTestStringConvertible {

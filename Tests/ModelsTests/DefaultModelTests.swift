@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// The default model loaded with its tokenizer, once per test process.
@@ -48,8 +49,10 @@ struct DefaultModelTests {
         let model = try #require(DefaultLanguageModel.model)
         let prompt = model.encode("The capital of France is")
         let target = model.encodeContinuation(" Paris, the city of light")
-        let score = try model.score([ContinuationRequest(prompt: prompt, target: target),
-                                     ContinuationRequest(prompt: [504], target: [3575, 282])])[0]
+        let score = try model.score([
+            ContinuationRequest(prompt: prompt, target: target),
+            ContinuationRequest(prompt: [504], target: [3575, 282]),
+        ])[0]
         let logits = try model.logits([prompt + target])[0]
         let v = model.config.vocabularySize
         for (i, token) in target.enumerated() {

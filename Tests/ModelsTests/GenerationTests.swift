@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 @Suite struct SamplerTests {
@@ -55,14 +56,15 @@ import TensorCore
 
     @Test func chatMLKeepsTheTemplatesDefaultSystemPrompt() throws {
         let template = try #require(ChatTemplate(template: Self.smolLM2))
-        #expect(template.render([.init(role: "user", content: "Hi")]) == """
-            <|im_start|>system
-            You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
-            <|im_start|>user
-            Hi<|im_end|>
-            <|im_start|>assistant
+        #expect(
+            template.render([.init(role: "user", content: "Hi")]) == """
+                <|im_start|>system
+                You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+                <|im_start|>user
+                Hi<|im_end|>
+                <|im_start|>assistant
 
-            """)
+                """)
     }
 
     @Test func anExplicitSystemMessageReplacesTheDefault() throws {
@@ -78,7 +80,9 @@ import TensorCore
 
     @Test func llama3Format() throws {
         let template = try #require(ChatTemplate(template: "{{ '<|start_header_id|>' }}"))
-        #expect(template.render([.init(role: "user", content: "Hi")])
-            == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        #expect(
+            template.render([.init(role: "user", content: "Hi")])
+                == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        )
     }
 }

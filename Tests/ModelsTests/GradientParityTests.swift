@@ -1,12 +1,21 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// The committed output of Scripts/golden/make_gradient_reference.py (PyTorch, float32).
 struct GradientReference: Decodable {
-    struct Delta: Decodable { let position: Int; let grad: [Float]; let grad_norm: Double }
-    struct FeedForwardDown: Decodable { let dY: [[Float]]; let X: [[Float]]; let grad_frobenius_norm: Double }
+    struct Delta: Decodable {
+        let position: Int
+        let grad: [Float]
+        let grad_norm: Double
+    }
+    struct FeedForwardDown: Decodable {
+        let dY: [[Float]]
+        let X: [[Float]]
+        let grad_frobenius_norm: Double
+    }
     let input_ids: [Int]
     let target_ids: [Int]
     let target_positions: [Int]
@@ -26,7 +35,9 @@ struct GradientReference: Decodable {
     static var checkpoints: [CachedModel] { [CachedModel.smolLM2, .qwenCoder, .gemma3].filter(\.isAvailable) }
 
     func cosineAndRelativeNormError(_ a: [Float], _ b: [Double]) -> (cosine: Double, relativeNormError: Double) {
-        var dot = 0.0, na = 0.0, nb = 0.0
+        var dot = 0.0
+        var na = 0.0
+        var nb = 0.0
         for (x, y) in zip(a, b) {
             dot += Double(x) * y
             na += Double(x) * Double(x)
@@ -43,8 +54,11 @@ struct GradientReference: Decodable {
         let down = ParameterID(layer: reference.layer, .feedForwardDown)
         let tape = try model.record(
             [reference.input_ids],
-            interventions: [.add(.feedForwardOutput, layer: reference.layer, delta: Tensor(zeros: [c.hiddenSize]),
-                                 rows: [reference.delta.position])],
+            interventions: [
+                .add(
+                    .feedForwardOutput, layer: reference.layer, delta: Tensor(zeros: [c.hiddenSize]),
+                    rows: [reference.delta.position])
+            ],
             logits: .positions([reference.target_positions]),
             gradients: GradientRequest(parameters: [down]))
         // Loss: the sum of the target tokens' negative log-likelihoods.
@@ -53,9 +67,10 @@ struct GradientReference: Decodable {
         let weights = [Float](repeating: 1, count: rows)
         let loss = reference.target_ids.withUnsafeBufferPointer { targets in
             weights.withUnsafeBufferPointer { w in
-                Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: c.vocabularySize,
-                                    ldLogits: c.vocabularySize, targets: targets.baseAddress!, weights: w.baseAddress!,
-                                    dLogits: dLogits.pointer, ldDLogits: c.vocabularySize)
+                Losses.crossEntropy(
+                    logits: tape.logits.pointer, rows: rows, vocabularySize: c.vocabularySize,
+                    ldLogits: c.vocabularySize, targets: targets.baseAddress!, weights: w.baseAddress!,
+                    dLogits: dLogits.pointer, ldDLogits: c.vocabularySize)
             }
         }
         #expect(abs(Double(loss) - reference.loss_value) < 1e-3)
@@ -67,7 +82,8 @@ struct GradientReference: Decodable {
         #expect(delta.relativeNormError <= 1e-3, "delta gradient norm error \(delta.relativeNormError)")
 
         // PyTorch's ∂L/∂W = Σ_t dY[t]ᵀ X[t], rebuilt from the stored factors.
-        let out = c.hiddenSize, input = c.feedForwardSize
+        let out = c.hiddenSize
+        let input = c.feedForwardSize
         var expected = [Double](repeating: 0, count: out * input)
         for (dy, x) in zip(reference.ffn_down.dY, reference.ffn_down.X) {
             for o in 0..<out where dy[o] != 0 {
@@ -79,6 +95,8 @@ struct GradientReference: Decodable {
         let weight = cosineAndRelativeNormError(weightGradient, expected)
         #expect(weight.cosine >= 0.9999, "ffn_down gradient cosine \(weight.cosine)")
         #expect(weight.relativeNormError <= 1e-3, "ffn_down gradient norm error \(weight.relativeNormError)")
-        print("\(checkpoint.file.rawValue): gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)")
+        print(
+            "\(checkpoint.file.rawValue): gradient parity vs PyTorch: delta cosine \(delta.cosine), norm error \(delta.relativeNormError); ffn_down cosine \(weight.cosine), norm error \(weight.relativeNormError)"
+        )
     }
 }

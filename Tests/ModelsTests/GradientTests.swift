@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// Whole-model gradients (``Tape``) of the tiny checkpoints against central differences, and
@@ -57,8 +58,9 @@ import TensorCore
     static func loss(_ model: Transformer, _ interventions: [Intervention]) throws -> Float {
         let logits = try model.forward(sequences, interventions: interventions, logits: .all).logits
         let t = targets(model.config.vocabularySize)
-        return Losses.crossEntropy(logits: logits.pointer, rows: t.count, vocabularySize: model.config.vocabularySize,
-                                   ldLogits: model.config.vocabularySize, targets: t, dLogits: nil, ldDLogits: 0)
+        return Losses.crossEntropy(
+            logits: logits.pointer, rows: t.count, vocabularySize: model.config.vocabularySize,
+            ldLogits: model.config.vocabularySize, targets: t, dLogits: nil, ldDLogits: 0)
     }
 
     /// The recorded pass's loss gradients.
@@ -70,10 +72,12 @@ import TensorCore
     }
 
     static func backward(_ tape: Tape, _ model: Transformer) -> Gradients {
-        let v = model.config.vocabularySize, t = targets(v)
+        let v = model.config.vocabularySize
+        let t = targets(v)
         let dLogits = Tensor(zeros: tape.logits.shape)
-        _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: t.count, vocabularySize: v, ldLogits: v,
-                                targets: t, dLogits: dLogits.pointer, ldDLogits: v)
+        _ = Losses.crossEntropy(
+            logits: tape.logits.pointer, rows: t.count, vocabularySize: v, ldLogits: v,
+            targets: t, dLogits: dLogits.pointer, ldDLogits: v)
         return tape.backward(dLogits: dLogits)
     }
 
@@ -98,12 +102,14 @@ import TensorCore
                 Kernels.addScaled(direction.pointer, sign * eps / length, into: y.pointer, count: y.count)
                 return try loss(y)
             }
-            let numeric = step == nil
+            let numeric =
+                step == nil
                 ? (try shifted(1) - shifted(-1)) / (2 * eps)
                 : (8 * (try shifted(1) - shifted(-1)) - (try shifted(2) - shifted(-2))) / (12 * eps)
             let analytic = MatMul.dot(gradient.pointer, direction.pointer, gradient.count) / length
-            #expect(abs(numeric - analytic) <= 1e-2 * norm,
-                    "\(label) along the \(name) direction: numeric \(numeric), analytic \(analytic), |g| \(norm)")
+            #expect(
+                abs(numeric - analytic) <= 1e-2 * norm,
+                "\(label) along the \(name) direction: numeric \(numeric), analytic \(analytic), |g| \(norm)")
         }
     }
 
@@ -162,7 +168,8 @@ import TensorCore
             let delta = Self.random(shape, scale: 0.01, seed: UInt64(40 + i))
             let g = try Self.gradients(model, [.weightDelta(id, delta)], request: GradientRequest(parameters: [id]))
             // ∂L/∂ΔW = ∂L/∂W.
-            let dDelta = g.interventions[0]!, dW = g.parameters[id]!
+            let dDelta = g.interventions[0]!
+            let dW = g.parameters[id]!
             #expect(dDelta.scalars == dW.scalars, "\(name) \(id)")
             try Self.checkDirectional(dDelta, point: delta, seed: UInt64(50 + i), "\(name) ΔW \(id)") { d in
                 try Self.loss(model, [.weightDelta(id, d)])
@@ -183,10 +190,14 @@ import TensorCore
         let model = try Self.load(name)
         let id = ParameterID(layer: 1, .feedForwardDown)
         let g = try Self.gradients(model, [], request: GradientRequest(parameters: [id], tokenPairs: [id]))
-        let pairs = g.tokenPairs[id]!, dW = g.parameters[id]!
-        let n = Self.sequences.joined().count, out = dW.shape[0], inputs = dW.shape[1]
+        let pairs = g.tokenPairs[id]!
+        let dW = g.parameters[id]!
+        let n = Self.sequences.joined().count
+        let out = dW.shape[0]
+        let inputs = dW.shape[1]
         #expect(pairs.input.shape == [n, inputs] && pairs.outputGradient.shape == [n, out])
-        var worst: Float = 0, scale: Float = 0
+        var worst: Float = 0
+        var scale: Float = 0
         for j in 0..<out {
             for k in 0..<inputs {
                 var sum: Float = 0
@@ -201,14 +212,17 @@ import TensorCore
     @Test(arguments: models)
     func activationGradientsSumToTheDeltaGradient(model name: String) throws {
         let model = try Self.load(name)
-        let n = Self.sequences.joined().count, w = model.config.hiddenSize
+        let n = Self.sequences.joined().count
+        let w = model.config.hiddenSize
         for point in HookPoint.allCases {
-            let key = HookKey(point, layer: 0), width = point.width(model.config)
+            let key = HookKey(point, layer: 0)
+            let width = point.width(model.config)
             let rows = [2, 6, 6]
             let g = try Self.gradients(
                 model, [.add(point, layer: 0, delta: Tensor(zeros: [width]), rows: rows)],
                 request: GradientRequest(activations: [key, HookKey(.layerOutput, layer: 1)]))
-            let activation = g.activations[key]!, delta = g.interventions[0]!
+            let activation = g.activations[key]!
+            let delta = g.interventions[0]!
             #expect(activation.shape == [n, width])
             #expect(g.activations[HookKey(.layerOutput, layer: 1)]!.shape == [n, w])
             for j in 0..<width {
@@ -221,13 +235,17 @@ import TensorCore
     @Test(arguments: models)
     func captureReturnsTheKeyAndZeroDeltaChangesNothing(model name: String) throws {
         let model = try Self.load(name)
-        let c = model.config, n = Self.sequences.joined().count, f = c.feedForwardSize
+        let c = model.config
+        let n = Self.sequences.joined().count
+        let f = c.feedForwardSize
         let plain = try model.forward(Self.sequences, logits: .all)
-        let result = try model.forward(Self.sequences, interventions: [
-            .capture(.feedForwardInput, layer: 1), .capture(.feedForwardHidden, layer: 1),
-            .add(.feedForwardOutput, layer: 1, delta: Tensor(zeros: [c.hiddenSize]), rows: [0, 3]),
-            .add(.attentionOutput, layer: 0, delta: Tensor(zeros: [c.hiddenSize]), rows: [5]),
-        ], logits: .all)
+        let result = try model.forward(
+            Self.sequences,
+            interventions: [
+                .capture(.feedForwardInput, layer: 1), .capture(.feedForwardHidden, layer: 1),
+                .add(.feedForwardOutput, layer: 1, delta: Tensor(zeros: [c.hiddenSize]), rows: [0, 3]),
+                .add(.attentionOutput, layer: 0, delta: Tensor(zeros: [c.hiddenSize]), rows: [5]),
+            ], logits: .all)
         var worst: Float = 0
         for i in 0..<plain.count { worst = max(worst, abs(plain[i] - result.logits[i])) }
         #expect(worst <= 1e-5, "\(name): logits moved by \(worst)")
@@ -236,7 +254,8 @@ import TensorCore
         let input = result.captures[HookKey(.feedForwardInput, layer: 1)]!
         let key = result.captures[HookKey(.feedForwardHidden, layer: 1)]!
         #expect(key.shape == [n, f])
-        let block = model.weights.blocks[1], feedForwardInput = block.feedForwardInput.scalars
+        let block = model.weights.blocks[1]
+        let feedForwardInput = block.feedForwardInput.scalars
         let rows = c.feedForwardInputRows
         worst = 0
         for t in 0..<n {
@@ -249,12 +268,14 @@ import TensorCore
                 pre[j] = Float(s) + (block.feedForwardInputBias?[j] ?? 0)
             }
             for j in 0..<f {
-                let x = pre[j], gelu = 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
-                let expected: Float = switch c.feedForward {
-                case .swiglu: x / (1 + exp(-x)) * pre[f + j]
-                case .geluTanh: gelu
-                case .gegluTanh: gelu * pre[f + j]
-                }
+                let x = pre[j]
+                let gelu = 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+                let expected: Float =
+                    switch c.feedForward {
+                    case .swiglu: x / (1 + exp(-x)) * pre[f + j]
+                    case .geluTanh: gelu
+                    case .gegluTanh: gelu * pre[f + j]
+                    }
                 worst = max(worst, abs(key[t * f + j] - expected) / max(1, abs(expected)))
             }
         }
@@ -273,8 +294,9 @@ import TensorCore
         #expect(worst <= 1e-5, "\(name): \(worst)")
         // Nothing flows below a replacement; its own gradient is that of the residual.
         let id = ParameterID(layer: 0, .feedForwardDown)
-        let g = try Self.gradients(model, [.replace(.layerOutput, layer: 0, values: value)],
-                                   request: GradientRequest(parameters: [id]))
+        let g = try Self.gradients(
+            model, [.replace(.layerOutput, layer: 0, values: value)],
+            request: GradientRequest(parameters: [id]))
         #expect(g.parameters[id]!.scalars.allSatisfy { $0 == 0 })
         #expect(g.interventions[0]!.shape == [Self.sequences.joined().count, model.config.hiddenSize])
         try Self.checkDirectional(g.interventions[0]!, point: value, seed: 90, "\(name) replaced values") { x in
@@ -334,7 +356,8 @@ import TensorCore
         let tape = try model.record(prefix, interventions: interventions, logits: .all, gradients: request)
         let reused = Self.backward(tape, model)
         func difference(_ a: Tensor, _ b: Tensor) -> Float {
-            var worst: Float = 0, scale: Float = 1e-6
+            var worst: Float = 0
+            var scale: Float = 1e-6
             for i in 0..<a.count {
                 worst = max(worst, abs(a[i] - b[i]))
                 scale = max(scale, abs(a[i]))
@@ -360,13 +383,15 @@ import TensorCore
         let targets = [11, 22]
         let last = try model.record(Self.sequences, interventions: interventions, logits: .last)
         let dLast = Tensor(zeros: last.logits.shape)
-        _ = Losses.crossEntropy(logits: last.logits.pointer, rows: 2, vocabularySize: v, ldLogits: v, targets: targets,
-                                dLogits: dLast.pointer, ldDLogits: v)
+        _ = Losses.crossEntropy(
+            logits: last.logits.pointer, rows: 2, vocabularySize: v, ldLogits: v, targets: targets,
+            dLogits: dLast.pointer, ldDLogits: v)
         let all = try model.record(Self.sequences, interventions: interventions, logits: .all)
         let dAll = Tensor(zeros: all.logits.shape)
         let ends = [Self.sequences[0].count - 1, Self.sequences.joined().count - 1]
         for (i, r) in ends.enumerated() { (dAll.pointer + r * v).update(from: dLast.pointer + i * v, count: v) }
-        let a = last.backward(dLogits: dLast).interventions[0]!, b = all.backward(dLogits: dAll).interventions[0]!
+        let a = last.backward(dLogits: dLast).interventions[0]!
+        let b = all.backward(dLogits: dAll).interventions[0]!
         for i in 0..<a.count { #expect(abs(a[i] - b[i]) <= 1e-5 * max(1, abs(b[i]))) }
     }
 }
@@ -377,7 +402,8 @@ import TensorCore
 struct DefaultModelGradientTests {
     @Test func layer8GradientsMatchFiniteDifferences() throws {
         let model = try #require(DefaultModel.transformer)
-        let c = model.config, v = c.vocabularySize
+        let c = model.config
+        let v = c.vocabularySize
         var rng = SplitMix64(seed: 5)
         let prompts = (0..<2).map { _ in (0..<12).map { _ in Int(rng.next() % UInt64(v)) } }
         let targets = [Int(rng.next() % UInt64(v)), Int(rng.next() % UInt64(v))]
@@ -386,16 +412,19 @@ struct DefaultModelGradientTests {
         let prefix = try model.prefix(prompts, layers: 8)
         func loss(_ interventions: [Intervention]) throws -> Float {
             let logits = try model.forward(prefix, interventions: interventions, logits: .last).logits
-            return Losses.crossEntropy(logits: logits.pointer, rows: 2, vocabularySize: v, ldLogits: v,
-                                       targets: targets, dLogits: nil, ldDLogits: 0)
+            return Losses.crossEntropy(
+                logits: logits.pointer, rows: 2, vocabularySize: v, ldLogits: v,
+                targets: targets, dLogits: nil, ldDLogits: 0)
         }
         let delta = Tensor(zeros: [c.hiddenSize])
-        let tape = try model.record(prefix, interventions: [.add(.feedForwardOutput, layer: 8, delta: delta, rows: rows)],
-                                    logits: .last, gradients: GradientRequest(parameters: [id]))
+        let tape = try model.record(
+            prefix, interventions: [.add(.feedForwardOutput, layer: 8, delta: delta, rows: rows)],
+            logits: .last, gradients: GradientRequest(parameters: [id]))
         #expect(tape.lowestLayer == 8)
         let dLogits = Tensor(zeros: tape.logits.shape)
-        _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: 2, vocabularySize: v, ldLogits: v, targets: targets,
-                                dLogits: dLogits.pointer, ldDLogits: v)
+        _ = Losses.crossEntropy(
+            logits: tape.logits.pointer, rows: 2, vocabularySize: v, ldLogits: v, targets: targets,
+            dLogits: dLogits.pointer, ldDLogits: v)
         let g = tape.backward(dLogits: dLogits)
         try GradientTests.checkDirectional(g.interventions[0]!, point: delta, seed: 80, "SmolLM2 delta", step: 0.2) { d in
             try loss([.add(.feedForwardOutput, layer: 8, delta: d, rows: rows)])

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// Every cached catalogue model computed on its GGUF blocks gives the float32 path's logits
@@ -19,7 +20,8 @@ import TensorCore
         let reference = try exact.transformer.forward([tokens])
         let whole = try native.transformer.forward([tokens])
         let cache = KVCache(config: native.config)
-        var worst: Float = 0, scale: Float = 0
+        var worst: Float = 0
+        var scale: Float = 0
         for (t, token) in tokens.enumerated() {
             let step = try native.transformer.forward([[token]], caches: [cache], logits: .last)
             for i in 0..<v {

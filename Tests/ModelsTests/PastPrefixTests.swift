@@ -1,5 +1,6 @@
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// Prefixes whose sequences continue cached earlier tokens (``Transformer/prefix(_:past:layers:interventions:)``)
@@ -19,7 +20,8 @@ import TensorCore
     /// max |a − b| / max |a|.
     static func difference(_ a: Tensor, _ b: Tensor) -> Float {
         precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
-        var worst: Float = 0, scale: Float = 1e-6
+        var worst: Float = 0
+        var scale: Float = 1e-6
         for i in 0..<a.count {
             worst = max(worst, abs(a[i] - b[i]))
             scale = max(scale, abs(a[i]))
@@ -29,11 +31,13 @@ import TensorCore
 
     /// Mean cross-entropy gradients of a tape against fixed targets of its logit rows.
     static func backward(_ tape: Tape, _ model: Transformer) -> Gradients {
-        let v = model.config.vocabularySize, rows = tape.logits.shape[0]
+        let v = model.config.vocabularySize
+        let rows = tape.logits.shape[0]
         let targets = (0..<rows).map { ($0 * 37 + 11) % v }
         let dLogits = Tensor(zeros: tape.logits.shape)
-        _ = Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
-                                targets: targets, dLogits: dLogits.pointer, ldDLogits: v)
+        _ = Losses.crossEntropy(
+            logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
+            targets: targets, dLogits: dLogits.pointer, ldDLogits: v)
         return tape.backward(dLogits: dLogits)
     }
 
@@ -118,8 +122,10 @@ import TensorCore
     func selectingKeepsTheChosenSequences(model name: String, withPast: Bool) throws {
         let model = try GradientTests.load(name)
         let capture: [Intervention] = [.capture(.layerOutput, layer: 0)]
-        let prefix = withPast ? try model.prefix(Self.new, past: Self.past, layers: 1, interventions: capture)
-                              : try model.prefix(Self.full, layers: 1, interventions: capture)
+        let prefix =
+            withPast
+            ? try model.prefix(Self.new, past: Self.past, layers: 1, interventions: capture)
+            : try model.prefix(Self.full, layers: 1, interventions: capture)
         let all = try model.forward(prefix).logits
         let chosen = [2, 0]
         let selected = prefix.selecting(chosen)
@@ -127,11 +133,14 @@ import TensorCore
         #expect(selected.pastLengths == chosen.map { prefix.pastLengths[$0] })
         // The packed rows of the chosen sequences, in the chosen order.
         let ordered = chosen.flatMap { s in
-            Transformer.packedRows(prefix.sequences, positions: prefix.sequences.indices.map {
-                $0 == s ? Array(prefix.sequences[s].indices) : []
-            })
+            Transformer.packedRows(
+                prefix.sequences,
+                positions: prefix.sequences.indices.map {
+                    $0 == s ? Array(prefix.sequences[s].indices) : []
+                })
         }
-        let v = model.config.vocabularySize, w = model.config.hiddenSize
+        let v = model.config.vocabularySize
+        let w = model.config.hiddenSize
         let expected = Tensor(zeros: [ordered.count, v])
         let expectedCapture = Tensor(zeros: [ordered.count, w])
         let captured = prefix.captures[HookKey(.layerOutput, layer: 0)]!

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 @Suite(.enabled(if: DefaultModel.isAvailable, "default model not fetched (ibke model fetch)"))

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// tiny-llama converted to GGUF by Scripts/golden/make_tiny_gguf.py: F32, F16 and Q8_0 tensors,
@@ -60,8 +61,10 @@ import TensorCore
             guard let text = sequence.text else { continue }
             #expect(model.encode(text) == sequence.input_ids, "\(text)")
         }
-        for text in ["The capital of Italy is Rome.", "Numbers like 12345 and 2024", "She said: \"It's\"\n\n  x",
-                     "<|begin_of_text|>Hello<|end_of_text|>", "ünïcödé 🚀"] {
+        for text in [
+            "The capital of Italy is Rome.", "Numbers like 12345 and 2024", "She said: \"It's\"\n\n  x",
+            "<|begin_of_text|>Hello<|end_of_text|>", "ünïcödé 🚀",
+        ] {
             #expect(model.encode(text) == original.encode(text), "\(text.debugDescription)")
             let ids = original.encode(text)
             #expect(model.tokenizer.decode(ids, skipSpecialTokens: false) == original.tokenizer.decode(ids, skipSpecialTokens: false))

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import Models
 
 /// Tiny random-weight checkpoints written by Scripts/golden/make_tiny_models.py, with the

@@ -16,8 +16,9 @@ private func tinyModel() throws -> LanguageModel {
 }
 
 private func makeHost(_ model: LanguageModel? = nil, journal: URL? = nil) throws -> ModelHost {
-    let host = try ModelHost(model: try model ?? tinyModel(), statistics: nil, editorFile: { _ in nil },
-                             journal: journal.map { EditJournal(directory: $0) })
+    let host = try ModelHost(
+        model: try model ?? tinyModel(), statistics: nil, editorFile: { _ in nil },
+        journal: journal.map { EditJournal(directory: $0) })
     host.reportTokens = 4
     return host
 }
@@ -66,8 +67,9 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
         let expected = try tinyModel().generateText("Hello world", options: GenerationOptions(maxTokens: 8)).text
         let app = EditingServer.application(host: host, settings: settings())
         try await app.test(.router) { client in
-            let plain = try await client.execute(uri: "/v1/completions", method: .post, headers: jsonHeaders,
-                                                 body: try body(["prompt": "Hello world", "max_tokens": 8, "temperature": 0]))
+            let plain = try await client.execute(
+                uri: "/v1/completions", method: .post, headers: jsonHeaders,
+                body: try body(["prompt": "Hello world", "max_tokens": 8, "temperature": 0]))
             #expect(plain.status == .ok)
             let json = try object(plain.body)
             let choice = try #require((json["choices"] as? [[String: Any]])?.first)
@@ -75,9 +77,12 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             #expect(["length", "stop"].contains(choice["finish_reason"] as? String))
             #expect((json["usage"] as? [String: Any])?["prompt_tokens"] as? Int == host.encode("Hello world").count)
 
-            let streamed = try await client.execute(uri: "/v1/completions", method: .post, headers: jsonHeaders,
-                                                    body: try body(["prompt": "Hello world", "max_tokens": 8, "temperature": 0,
-                                                                    "stream": true, "model": "original"]))
+            let streamed = try await client.execute(
+                uri: "/v1/completions", method: .post, headers: jsonHeaders,
+                body: try body([
+                    "prompt": "Hello world", "max_tokens": 8, "temperature": 0,
+                    "stream": true, "model": "original",
+                ]))
             #expect(streamed.headers[.contentType] == "text/event-stream")
             let events = String(buffer: streamed.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }
             #expect(events.last == "data: [DONE]")
@@ -108,7 +113,8 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             #expect(first.status == .ok, "\(String(buffer: first.body))")
             let report = try object(first.body)
             #expect(report["id"] as? String == "e1")
-            let before = try #require(report["before"] as? [String: Any]), after = try #require(report["after"] as? [String: Any])
+            let before = try #require(report["before"] as? [String: Any])
+            let after = try #require(report["after"] as? [String: Any])
             #expect(try #require(after["target_probability"] as? Double) > (try #require(before["target_probability"] as? Double)))
             #expect((after["top"] as? [Any])?.count == 5)
 
@@ -141,8 +147,12 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
         let host = try makeHost(model, journal: folder)
         let request = EditRequest(prompt: "{} is located in", subject: "The tower", targetNew: "Rome")
         _ = try await host.edit(EditSubmission(method: .ftM, request: request))
-        _ = try await host.edit(EditSubmission(method: .ftM, request: EditRequest(prompt: "{} is made of", subject: "Water",
-                                                                                  targetNew: "gold")))
+        _ = try await host.edit(
+            EditSubmission(
+                method: .ftM,
+                request: EditRequest(
+                    prompt: "{} is made of", subject: "Water",
+                    targetNew: "gold")))
         try await host.revert(id: "e1")
         _ = try await host.edit(EditSubmission(method: .ftM, request: request))
         // An edit that died before its journal entry: a delta file nobody lists.
@@ -166,8 +176,11 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
         let host = try makeHost(model)
         let prompts = ["The tower is located in", "Hello world"]
         let fresh = try tinyModel().greedyContinuations(prompts.map { model.encode($0) }, maxTokens: 6, stopTokens: [])
-        let report = try await host.edit(EditSubmission(method: .ftM, request: EditRequest(
-            prompt: "{} is located in", subject: "The tower", targetNew: "Rome")))
+        let report = try await host.edit(
+            EditSubmission(
+                method: .ftM,
+                request: EditRequest(
+                    prompt: "{} is located in", subject: "The tower", targetNew: "Rome")))
         #expect(report.after.targetProbability > report.before.targetProbability)
         let ids = allMatrices(model)
         let edited = snapshot(model, ids)
@@ -182,10 +195,13 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
         let ids = allMatrices(model)
         let pristine = snapshot(model, ids)
         try await app.test(.router) { client in
-            let batch: [String: Any] = ["method": "ft-m", "requests": [
-                ["prompt": "{} is located in", "subject": "The tower", "target": "Rome"],
-                ["prompt": "{} is made of", "subject": "Water", "target": "stone"],
-            ]]
+            let batch: [String: Any] = [
+                "method": "ft-m",
+                "requests": [
+                    ["prompt": "{} is located in", "subject": "The tower", "target": "Rome"],
+                    ["prompt": "{} is made of", "subject": "Water", "target": "stone"],
+                ],
+            ]
             let response = try await client.execute(uri: "/v1/edits", method: .post, headers: jsonHeaders, body: try body(batch))
             #expect(response.status == .ok, "\(String(buffer: response.body))")
             let report = try object(response.body)
@@ -193,7 +209,8 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             let outcomes = try #require(report["requests"] as? [[String: Any]])
             #expect(outcomes.compactMap { $0["subject"] as? String } == ["The tower", "Water"])
             for outcome in outcomes {
-                let before = try #require(outcome["before"] as? [String: Any]), after = try #require(outcome["after"] as? [String: Any])
+                let before = try #require(outcome["before"] as? [String: Any])
+                let after = try #require(outcome["after"] as? [String: Any])
                 #expect(try #require(after["target_probability"] as? Double) > (try #require(before["target_probability"] as? Double)))
             }
             let list = try object(try await client.execute(uri: "/v1/edits", method: .get).body)
@@ -223,8 +240,9 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             try AdapterExport.write([delta], of: try tinyModel(), to: expected, format: .lora)
             #expect(Data(lora.body.readableBytesView) == (try Data(contentsOf: expected)))
 
-            let peft = try await client.execute(uri: "/v1/export", method: .post, headers: jsonHeaders,
-                                                body: try body(["format": "peft", "path": "mine"]))
+            let peft = try await client.execute(
+                uri: "/v1/export", method: .post, headers: jsonHeaders,
+                body: try body(["format": "peft", "path": "mine"]))
             #expect(peft.status == .ok, "\(String(buffer: peft.body))")
             let written = try #require(try object(peft.body)["path"] as? String)
             #expect(written == folder.appendingPathComponent("exports/mine").path)
@@ -236,8 +254,10 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
     @Test func badRequestsGetJSONErrorsThatSayWhatWasWrong() async throws {
         let app = EditingServer.application(host: try makeHost(), settings: settings())
         try await app.test(.router) { client in
-            func expectError(_ uri: String, _ payload: ByteBuffer?, _ status: HTTPResponse.Status, _ words: String,
-                             method: HTTPRequest.Method = .post) async throws {
+            func expectError(
+                _ uri: String, _ payload: ByteBuffer?, _ status: HTTPResponse.Status, _ words: String,
+                method: HTTPRequest.Method = .post
+            ) async throws {
                 let response = try await client.execute(uri: uri, method: method, headers: jsonHeaders, body: payload)
                 #expect(response.status == status, "\(uri): \(String(buffer: response.body))")
                 let error = try #require(try object(response.body)["error"] as? [String: Any])
@@ -252,8 +272,9 @@ private func snapshot(_ model: LanguageModel, _ ids: [ParameterID]) -> [[Float]]
             try await expectError("/v1/completions", try body(["prompt": "Hi", "temperature": 9]), .badRequest, "temperature")
             try await expectError("/v1/completions", try body(["prompt": "Hi", "n": 2]), .badRequest, "n: only 1")
             try await expectError("/v1/completions", try body(["prompt": String(repeating: "word ", count: 200)]), .badRequest, "context")
-            try await expectError("/v1/chat/completions", try body(["messages": [["role": "user", "content": "Hi"]]]),
-                                  .badRequest, "chat template")
+            try await expectError(
+                "/v1/chat/completions", try body(["messages": [["role": "user", "content": "Hi"]]]),
+                .badRequest, "chat template")
             var unknown = eiffel
             unknown["method"] = "magic"
             try await expectError("/v1/edits", try body(unknown), .badRequest, "unknown method")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
 
 /// Finite-difference checks of the backward kernels and losses.
 ///
@@ -22,7 +22,8 @@ import TensorCore
         var point = x.map(Double.init)
         var gradient = [Double](repeating: 0, count: x.count)
         for i in point.indices {
-            let old = point[i], h = 1e-6 * max(1, abs(old))
+            let old = point[i]
+            let h = 1e-6 * max(1, abs(old))
             point[i] = old + h
             let up = f(point)
             point[i] = old - h
@@ -41,8 +42,9 @@ import TensorCore
         let scale = numeric.map(abs).max() ?? 0
         #expect(scale > 1e-3, "\(what): gradient vanishes, the check would be vacuous", sourceLocation: sourceLocation)
         let error = zip(analytic, numeric).map { abs(Double($0) - $1) }.max() ?? 0
-        #expect(error <= Self.tolerance * scale, "\(what): error \(error) for gradients up to \(scale)",
-                sourceLocation: sourceLocation)
+        #expect(
+            error <= Self.tolerance * scale, "\(what): error \(error) for gradients up to \(scale)",
+            sourceLocation: sourceLocation)
     }
 
     /// The `rows × width` entries of a matrix stored with leading dimension `ld`.
@@ -59,7 +61,8 @@ import TensorCore
         var fresh = [Float](repeating: 0, count: count)
         kernel(&fresh, false)
         let before = random(count, seed: 99)
-        var overwritten = before, summed = before
+        var overwritten = before
+        var summed = before
         kernel(&overwritten, false)
         kernel(&summed, true)
         #expect(overwritten == fresh, "\(what): overwrite", sourceLocation: sourceLocation)
@@ -71,8 +74,15 @@ import TensorCore
     // MARK: Linear
 
     @Test func linearGradientsMatchFiniteDifferences() {
-        let m = 5, k = 12, n = 7, ldx = 14, ldDY = 9, ldDX = 13
-        let x = random(m * ldx, seed: 1), w = random(n * k, seed: 2), b = random(n, seed: 3)
+        let m = 5
+        let k = 12
+        let n = 7
+        let ldx = 14
+        let ldDY = 9
+        let ldDX = 13
+        let x = random(m * ldx, seed: 1)
+        let w = random(n * k, seed: 2)
+        let b = random(n, seed: 3)
         let dY = random(m * ldDY, seed: 4)
         func loss(_ x: [Double], _ w: [Double], _ b: [Double]) -> Double {
             var l = 0.0
@@ -85,10 +95,13 @@ import TensorCore
             }
             return l
         }
-        let xd = x.map(Double.init), wd = w.map(Double.init), bd = b.map(Double.init)
+        let xd = x.map(Double.init)
+        let wd = w.map(Double.init)
+        let bd = b.map(Double.init)
         var dX = [Float](repeating: 7, count: m * ldDX)  // 7 marks the padding, left alone
         Backward.linearInput(dY, rows: m, ldDY: ldDY, weight: w, outputs: n, inputs: k, into: &dX, ldDX: ldDX)
-        var dW = [Float](repeating: 0, count: n * k), dB = [Float](repeating: 0, count: n)
+        var dW = [Float](repeating: 0, count: n * k)
+        var dB = [Float](repeating: 0, count: n)
         Backward.linearWeight(dY, rows: m, ldDY: ldDY, input: x, ldx: ldx, outputs: n, inputs: k, into: &dW)
         Backward.linearBias(dY, rows: m, outputs: n, ldDY: ldDY, into: &dB)
 
@@ -99,12 +112,14 @@ import TensorCore
         expectClose(dB, numericGradient(of: b) { loss(xd, wd, $0) }, "dBias")
 
         expectAccumulateOption(count: m * k, "dX") { out, accumulate in
-            Backward.linearInput(dY, rows: m, ldDY: ldDY, weight: w, outputs: n, inputs: k,
-                                 into: out, ldDX: k, accumulate: accumulate)
+            Backward.linearInput(
+                dY, rows: m, ldDY: ldDY, weight: w, outputs: n, inputs: k,
+                into: out, ldDX: k, accumulate: accumulate)
         }
         expectAccumulateOption(count: n * k, "dW") { out, accumulate in
-            Backward.linearWeight(dY, rows: m, ldDY: ldDY, input: x, ldx: ldx, outputs: n, inputs: k,
-                                  into: out, accumulate: accumulate)
+            Backward.linearWeight(
+                dY, rows: m, ldDY: ldDY, input: x, ldx: ldx, outputs: n, inputs: k,
+                into: out, accumulate: accumulate)
         }
         expectAccumulateOption(count: n, "dBias") { out, accumulate in
             Backward.linearBias(dY, rows: m, outputs: n, ldDY: ldDY, into: out, accumulate: accumulate)
@@ -115,11 +130,15 @@ import TensorCore
     /// (its own path).
     @Test(arguments: [(40, 576, 192), (1, 600, 45)])
     func linearGradientsMatchNaiveProducts(m: Int, k: Int, n: Int) {
-        let x = random(m * k, seed: 5), w = random(n * k, seed: 6), dY = random(m * n, seed: 7)
-        var dX = [Float](repeating: 0, count: m * k), dW = [Float](repeating: 0, count: n * k)
+        let x = random(m * k, seed: 5)
+        let w = random(n * k, seed: 6)
+        let dY = random(m * n, seed: 7)
+        var dX = [Float](repeating: 0, count: m * k)
+        var dW = [Float](repeating: 0, count: n * k)
         Backward.linearInput(dY, rows: m, ldDY: n, weight: w, outputs: n, inputs: k, into: &dX, ldDX: k)
         Backward.linearWeight(dY, rows: m, ldDY: n, input: x, ldx: k, outputs: n, inputs: k, into: &dW)
-        var errorX = 0.0, errorW = 0.0
+        var errorX = 0.0
+        var errorW = 0.0
         for r in 0..<m {
             for i in 0..<k {
                 var s = 0.0
@@ -137,20 +156,27 @@ import TensorCore
         #expect(errorX <= 1e-5 * sqrt(Double(n)))
         #expect(errorW <= 1e-5 * sqrt(Double(m)))
         expectAccumulateOption(count: m * k, "dX") { out, accumulate in
-            Backward.linearInput(dY, rows: m, ldDY: n, weight: w, outputs: n, inputs: k,
-                                 into: out, ldDX: k, accumulate: accumulate)
+            Backward.linearInput(
+                dY, rows: m, ldDY: n, weight: w, outputs: n, inputs: k,
+                into: out, ldDX: k, accumulate: accumulate)
         }
         expectAccumulateOption(count: n * k, "dW") { out, accumulate in
-            Backward.linearWeight(dY, rows: m, ldDY: n, input: x, ldx: k, outputs: n, inputs: k,
-                                  into: out, accumulate: accumulate)
+            Backward.linearWeight(
+                dY, rows: m, ldDY: n, input: x, ldx: k, outputs: n, inputs: k,
+                into: out, accumulate: accumulate)
         }
     }
 
     // MARK: Normalisation
 
     @Test func rmsNormGradientsMatchFiniteDifferences() {
-        let rows = 3, width = 37, ldx = 40, ldDY = 38, eps: Float = 1e-5
-        let x = random(rows * ldx, seed: 10), w = random(width, seed: 11, scale: 0.5, offset: 1)
+        let rows = 3
+        let width = 37
+        let ldx = 40
+        let ldDY = 38
+        let eps: Float = 1e-5
+        let x = random(rows * ldx, seed: 10)
+        let w = random(width, seed: 11, scale: 0.5, offset: 1)
         let dY = random(rows * ldDY, seed: 12)
         func loss(_ x: [Double], _ w: [Double]) -> Double {
             var l = 0.0
@@ -167,27 +193,36 @@ import TensorCore
         let forward = (0..<rows).flatMap { r in (0..<width).map { Double(dY[r * ldDY + $0]) * Double(y[r * width + $0]) } }
         #expect(abs(forward.reduce(0, +) - loss(x.map(Double.init), w.map(Double.init))) < 1e-4)
 
-        var dX = [Float](repeating: 0, count: rows * width), dW = [Float](repeating: 0, count: width)
-        Backward.rmsNorm(x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
-                         dX: &dX, ldDX: width, dWeight: &dW)
-        let wd = w.map(Double.init), xd = x.map(Double.init)
+        var dX = [Float](repeating: 0, count: rows * width)
+        var dW = [Float](repeating: 0, count: width)
+        Backward.rmsNorm(
+            x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
+            dX: &dX, ldDX: width, dWeight: &dW)
+        let wd = w.map(Double.init)
+        let xd = x.map(Double.init)
         expectClose(dX, strided(numericGradient(of: x) { loss($0, wd) }, rows: rows, width: width, ld: ldx), "dX")
         expectClose(dW, numericGradient(of: w) { loss(xd, $0) }, "dWeight")
 
         expectAccumulateOption(count: rows * width, "dX") { out, accumulate in
-            Backward.rmsNorm(x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
-                             dX: out, ldDX: width, accumulate: accumulate, dWeight: nil)
+            Backward.rmsNorm(
+                x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
+                dX: out, ldDX: width, accumulate: accumulate, dWeight: nil)
         }
         // dWeight accumulates over calls.
-        Backward.rmsNorm(x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
-                         dX: &dX, ldDX: width, dWeight: &dW)
+        Backward.rmsNorm(
+            x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: ldDY,
+            dX: &dX, ldDX: width, dWeight: &dW)
         expectClose(dW.map { $0 / 2 }, numericGradient(of: w) { loss(xd, $0) }, "dWeight, twice")
     }
 
     @Test func layerNormGradientsMatchFiniteDifferences() {
-        let rows = 3, width = 37, ldx = 39, eps: Float = 1e-5
+        let rows = 3
+        let width = 37
+        let ldx = 39
+        let eps: Float = 1e-5
         let x = random(rows * ldx, seed: 20, scale: 3, offset: 1)
-        let w = random(width, seed: 21, scale: 0.5, offset: 1), b = random(width, seed: 22)
+        let w = random(width, seed: 21, scale: 0.5, offset: 1)
+        let b = random(width, seed: 22)
         let dY = random(rows * width, seed: 23)
         func loss(_ x: [Double], _ w: [Double], _ b: [Double]) -> Double {
             var l = 0.0
@@ -203,19 +238,24 @@ import TensorCore
         var y = [Float](repeating: 0, count: rows * width)
         Kernels.layerNorm(x, rows: rows, width: width, ldx: ldx, weight: w, bias: b, eps: eps, into: &y, ldy: width)
         let forward = zip(dY, y).map { Double($0) * Double($1) }.reduce(0, +)
-        let xd = x.map(Double.init), wd = w.map(Double.init), bd = b.map(Double.init)
+        let xd = x.map(Double.init)
+        let wd = w.map(Double.init)
+        let bd = b.map(Double.init)
         #expect(abs(forward - loss(xd, wd, bd)) < 1e-4)
 
         var dX = [Float](repeating: 0, count: rows * width)
-        var dW = [Float](repeating: 0, count: width), dB = [Float](repeating: 0, count: width)
-        Backward.layerNorm(x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: width,
-                           dX: &dX, ldDX: width, dWeight: &dW, dBias: &dB)
+        var dW = [Float](repeating: 0, count: width)
+        var dB = [Float](repeating: 0, count: width)
+        Backward.layerNorm(
+            x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: width,
+            dX: &dX, ldDX: width, dWeight: &dW, dBias: &dB)
         expectClose(dX, strided(numericGradient(of: x) { loss($0, wd, bd) }, rows: rows, width: width, ld: ldx), "dX")
         expectClose(dW, numericGradient(of: w) { loss(xd, $0, bd) }, "dWeight")
         expectClose(dB, numericGradient(of: b) { loss(xd, wd, $0) }, "dBias")
         expectAccumulateOption(count: rows * width, "dX") { out, accumulate in
-            Backward.layerNorm(x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: width,
-                               dX: out, ldDX: width, accumulate: accumulate, dWeight: nil, dBias: nil)
+            Backward.layerNorm(
+                x, rows: rows, width: width, ldx: ldx, weight: w, eps: eps, dY: dY, ldDY: width,
+                dX: out, ldDX: width, accumulate: accumulate, dWeight: nil, dBias: nil)
         }
     }
 
@@ -223,10 +263,12 @@ import TensorCore
 
     @Test func softmaxGradientMatchesFiniteDifferences() {
         let count = 21
-        let z = random(count, seed: 30, scale: 3), dP = random(count, seed: 31)
+        let z = random(count, seed: 30, scale: 3)
+        let dP = random(count, seed: 31)
         func loss(_ z: [Double]) -> Double {
             let top = z.max()!
-            let e = z.map { exp($0 - top) }, sum = e.reduce(0, +)
+            let e = z.map { exp($0 - top) }
+            let sum = e.reduce(0, +)
             return zip(dP, e).map { Double($0) * $1 / sum }.reduce(0, +)
         }
         var p = z
@@ -242,24 +284,30 @@ import TensorCore
 
     @Test func swigluGradientsMatchFiniteDifferences() {
         let count = 37
-        let gate = random(count, seed: 40, scale: 6), up = random(count, seed: 41), dOut = random(count, seed: 42)
+        let gate = random(count, seed: 40, scale: 6)
+        let up = random(count, seed: 41)
+        let dOut = random(count, seed: 42)
         func loss(_ g: [Double], _ u: [Double]) -> Double {
             (0..<count).map { Double(dOut[$0]) * g[$0] / (1 + exp(-g[$0])) * u[$0] }.reduce(0, +)
         }
-        var dGate = [Float](repeating: 0, count: count), dUp = dGate
+        var dGate = [Float](repeating: 0, count: count)
+        var dUp = dGate
         Backward.swiglu(gate: gate, up: up, count: count, dOut: dOut, dGate: &dGate, dUp: &dUp)
-        let gd = gate.map(Double.init), ud = up.map(Double.init)
+        let gd = gate.map(Double.init)
+        let ud = up.map(Double.init)
         expectClose(dGate, numericGradient(of: gate) { loss($0, ud) }, "dGate")
         expectClose(dUp, numericGradient(of: up) { loss(gd, $0) }, "dUp")
         // Saturated gates: finite gradients.
-        var dExtreme = [Float](repeating: 0, count: 2), dUpExtreme = dExtreme
+        var dExtreme = [Float](repeating: 0, count: 2)
+        var dUpExtreme = dExtreme
         Backward.swiglu(gate: [-200, 200], up: [1, 1], count: 2, dOut: [1, 1], dGate: &dExtreme, dUp: &dUpExtreme)
         #expect(dExtreme == [0, 1] && dUpExtreme == [0, 200])
     }
 
     @Test func geluGradientMatchesFiniteDifferences() {
         let count = 37
-        let x = random(count, seed: 50, scale: 4), dY = random(count, seed: 51)
+        let x = random(count, seed: 50, scale: 4)
+        let dY = random(count, seed: 51)
         func loss(_ x: [Double]) -> Double {
             (0..<count).map { i in
                 let v = x[i]
@@ -274,18 +322,26 @@ import TensorCore
     // MARK: RoPE and embeddings
 
     @Test func ropeTransposeMatchesFiniteDifferences() {
-        let d = 8, heads = 3, half = d / 2
+        let d = 8
+        let heads = 3
+        let half = d / 2
         // A scaling ≠ 1 makes the rotation non-orthogonal: the transpose, not the inverse, is right.
-        let rope = RotaryEmbedding(inverseFrequencies: RotaryEmbedding.standard(headDim: d, base: 10000),
-                                   headDim: d, attentionScaling: 1.3)
-        var cos = [Float](repeating: 0, count: half), sin = cos
+        let rope = RotaryEmbedding(
+            inverseFrequencies: RotaryEmbedding.standard(headDim: d, base: 10000),
+            headDim: d, attentionScaling: 1.3)
+        var cos = [Float](repeating: 0, count: half)
+        var sin = cos
         rope.angles(position: 5, cos: &cos, sin: &sin)
-        let x = random(heads * d, seed: 60), dY = random(heads * d, seed: 61)
+        let x = random(heads * d, seed: 60)
+        let dY = random(heads * d, seed: 61)
         func loss(_ x: [Double]) -> Double {
             var l = 0.0
             for h in 0..<heads {
                 for i in 0..<half {
-                    let a = x[h * d + i], b = x[h * d + i + half], c = Double(cos[i]), s = Double(sin[i])
+                    let a = x[h * d + i]
+                    let b = x[h * d + i + half]
+                    let c = Double(cos[i])
+                    let s = Double(sin[i])
                     l += Double(dY[h * d + i]) * (a * c - b * s) + Double(dY[h * d + i + half]) * (b * c + a * s)
                 }
             }
@@ -300,9 +356,12 @@ import TensorCore
     }
 
     @Test func embeddingBackwardScatterAddsRows() {
-        let vocabulary = 17, width = 12, ldDX = 13
+        let vocabulary = 17
+        let width = 12
+        let ldDX = 13
         let tokens = [3, 5, 3, 16, 0]
-        let table = random(vocabulary * width, seed: 70), dX = random(tokens.count * ldDX, seed: 71)
+        let table = random(vocabulary * width, seed: 70)
+        let dX = random(tokens.count * ldDX, seed: 71)
         func loss(_ table: [Double]) -> Double {
             var l = 0.0
             for (r, token) in tokens.enumerated() {
@@ -331,12 +390,15 @@ import TensorCore
 
     /// `⟨dOut, attention(q, k, v)⟩` in Double, written from the definition.
     func attentionLoss(_ s: AttentionShape, q: [Double], k: [Double], v: [Double], dOut: [Float]) -> Double {
-        let group = s.heads / s.kvHeads, width = s.heads * s.d, scale = 1 / Double(s.d).squareRoot()
+        let group = s.heads / s.kvHeads
+        let width = s.heads * s.d
+        let scale = 1 / Double(s.d).squareRoot()
         var l = 0.0
         var weights = [Double](repeating: 0, count: s.length)
         for t in 0..<s.t {
             for h in 0..<s.heads {
-                let g = h / group, visible = s.past + t + 1
+                let g = h / group
+                let visible = s.past + t + 1
                 for j in 0..<visible {
                     var score = 0.0
                     for i in 0..<s.d { score += q[t * s.ldq + h * s.d + i] * k[j * s.ldk + g * s.d + i] }
@@ -362,11 +424,13 @@ import TensorCore
         _ s: AttentionShape, q: [Float], k: [Float], v: [Float], dOut: [Float]
     ) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: s.t * s.heads * s.d)
-        var dK = [Float](repeating: 0, count: s.length * s.kvHeads * s.d), dV = dK
-        Backward.attention(queries: q, ldq: s.ldq, keys: k, ldk: s.ldk, values: v, ldv: s.ldv,
-                           newTokens: s.t, past: s.past, heads: s.heads, kvHeads: s.kvHeads, headDim: s.d,
-                           dOut: dOut, ldDOut: s.heads * s.d, dQ: &dQ, ldDQ: s.heads * s.d,
-                           dK: &dK, ldDK: s.kvHeads * s.d, dV: &dV, ldDV: s.kvHeads * s.d)
+        var dK = [Float](repeating: 0, count: s.length * s.kvHeads * s.d)
+        var dV = dK
+        Backward.attention(
+            queries: q, ldq: s.ldq, keys: k, ldk: s.ldk, values: v, ldv: s.ldv,
+            newTokens: s.t, past: s.past, heads: s.heads, kvHeads: s.kvHeads, headDim: s.d,
+            dOut: dOut, ldDOut: s.heads * s.d, dQ: &dQ, ldDQ: s.heads * s.d,
+            dK: &dK, ldDK: s.kvHeads * s.d, dV: &dV, ldDV: s.kvHeads * s.d)
         return (dQ, dK, dV)
     }
 
@@ -375,10 +439,14 @@ import TensorCore
     @Test(arguments: [(5, 3, 4, 2), (5, 0, 2, 2), (70, 2, 2, 1)])
     func attentionGradientsMatchFiniteDifferences(t: Int, past: Int, heads: Int, kvHeads: Int) {
         let s = AttentionShape(t: t, past: past, heads: heads, kvHeads: kvHeads, d: 4)
-        let q = random(s.t * s.ldq, seed: 80, scale: 2), k = random(s.length * s.ldk, seed: 81, scale: 2)
-        let v = random(s.length * s.ldv, seed: 82), dOut = random(s.t * s.heads * s.d, seed: 83)
+        let q = random(s.t * s.ldq, seed: 80, scale: 2)
+        let k = random(s.length * s.ldk, seed: 81, scale: 2)
+        let v = random(s.length * s.ldv, seed: 82)
+        let dOut = random(s.t * s.heads * s.d, seed: 83)
         let (dQ, dK, dV) = attentionGradients(s, q: q, k: k, v: v, dOut: dOut)
-        let qd = q.map(Double.init), kd = k.map(Double.init), vd = v.map(Double.init)
+        let qd = q.map(Double.init)
+        let kd = k.map(Double.init)
+        let vd = v.map(Double.init)
         let numericQ = numericGradient(of: q) { attentionLoss(s, q: $0, k: kd, v: vd, dOut: dOut) }
         let numericK = numericGradient(of: k) { attentionLoss(s, q: qd, k: $0, v: vd, dOut: dOut) }
         let numericV = numericGradient(of: v) { attentionLoss(s, q: qd, k: kd, v: $0, dOut: dOut) }
@@ -390,7 +458,9 @@ import TensorCore
     @Test func attentionGradientsFollowTheHeadGrouping() {
         // Gradient only at query heads 0 and 1, which share KV head 0.
         let s = AttentionShape(t: 5, past: 3, heads: 4, kvHeads: 2, d: 4)
-        let q = random(s.t * s.ldq, seed: 84), k = random(s.length * s.ldk, seed: 85), v = random(s.length * s.ldv, seed: 86)
+        let q = random(s.t * s.ldq, seed: 84)
+        let k = random(s.length * s.ldk, seed: 85)
+        let v = random(s.length * s.ldv, seed: 86)
         var dOut = random(s.t * s.heads * s.d, seed: 87)
         for t in 0..<s.t { for i in (2 * s.d)..<(4 * s.d) { dOut[t * s.heads * s.d + i] = 0 } }
         let (dQ, dK, dV) = attentionGradients(s, q: q, k: k, v: v, dOut: dOut)
@@ -406,16 +476,20 @@ import TensorCore
 
     @Test func attentionAccumulateOption() {
         let s = AttentionShape(t: 5, past: 3, heads: 4, kvHeads: 2, d: 4)
-        let q = random(s.t * s.ldq, seed: 88), k = random(s.length * s.ldk, seed: 89)
-        let v = random(s.length * s.ldv, seed: 90), dOut = random(s.t * s.heads * s.d, seed: 91)
-        let qCount = s.t * s.heads * s.d, kvCount = s.length * s.kvHeads * s.d
+        let q = random(s.t * s.ldq, seed: 88)
+        let k = random(s.length * s.ldk, seed: 89)
+        let v = random(s.length * s.ldv, seed: 90)
+        let dOut = random(s.t * s.heads * s.d, seed: 91)
+        let qCount = s.t * s.heads * s.d
+        let kvCount = s.length * s.kvHeads * s.d
         // One buffer holding dQ, dK and dV.
         expectAccumulateOption(count: qCount + 2 * kvCount, "dQ, dK, dV") { out, accumulate in
-            Backward.attention(queries: q, ldq: s.ldq, keys: k, ldk: s.ldk, values: v, ldv: s.ldv,
-                               newTokens: s.t, past: s.past, heads: s.heads, kvHeads: s.kvHeads, headDim: s.d,
-                               dOut: dOut, ldDOut: s.heads * s.d, dQ: out, ldDQ: s.heads * s.d,
-                               dK: out + qCount, ldDK: s.kvHeads * s.d, dV: out + qCount + kvCount,
-                               ldDV: s.kvHeads * s.d, accumulate: accumulate)
+            Backward.attention(
+                queries: q, ldq: s.ldq, keys: k, ldk: s.ldk, values: v, ldv: s.ldv,
+                newTokens: s.t, past: s.past, heads: s.heads, kvHeads: s.kvHeads, headDim: s.d,
+                dOut: dOut, ldDOut: s.heads * s.d, dQ: out, ldDQ: s.heads * s.d,
+                dK: out + qCount, ldDK: s.kvHeads * s.d, dV: out + qCount + kvCount,
+                ldDV: s.kvHeads * s.d, accumulate: accumulate)
         }
     }
 
@@ -424,46 +498,63 @@ import TensorCore
     /// Cross-entropy in Double: `Σ_r w_r (logsumexp(z_r) − z_r[target])`.
     func crossEntropyReference(_ z: [Double], rows: Int, v: Int, targets: [Int], weights: [Double]) -> Double {
         (0..<rows).map { r in
-            let row = z[(r * v)..<((r + 1) * v)], top = row.max()!
+            let row = z[(r * v)..<((r + 1) * v)]
+            let top = row.max()!
             return weights[r] * (top + log(row.map { exp($0 - top) }.reduce(0, +)) - z[r * v + targets[r]])
         }.reduce(0, +)
     }
 
     @Test func crossEntropyIsTheMeanNLLWithItsGradient() {
-        let rows = 4, v = 17
-        let logits = random(rows * v, seed: 100, scale: 4), targets = [3, 16, 0, 3]
+        let rows = 4
+        let v = 17
+        let logits = random(rows * v, seed: 100, scale: 4)
+        let targets = [3, 16, 0, 3]
         let mean = [Double](repeating: 1.0 / Double(rows), count: rows)
         var dLogits = [Float](repeating: 0, count: rows * v)
-        let loss = Losses.crossEntropy(logits: logits, rows: rows, vocabularySize: v, ldLogits: v,
-                                       targets: targets, dLogits: &dLogits, ldDLogits: v)
+        let loss = Losses.crossEntropy(
+            logits: logits, rows: rows, vocabularySize: v, ldLogits: v,
+            targets: targets, dLogits: &dLogits, ldDLogits: v)
         let reference = crossEntropyReference(logits.map(Double.init), rows: rows, v: v, targets: targets, weights: mean)
         #expect(abs(Double(loss) - reference) < 1e-5)
-        expectClose(dLogits, numericGradient(of: logits) {
-            crossEntropyReference($0, rows: rows, v: v, targets: targets, weights: mean)
-        }, "dLogits")
+        expectClose(
+            dLogits,
+            numericGradient(of: logits) {
+                crossEntropyReference($0, rows: rows, v: v, targets: targets, weights: mean)
+            }, "dLogits")
 
         // Per-row weights (a sum with one row left out), in place, strided.
-        let ld = 20, weights: [Float] = [1, 0.5, 0, 2]
+        let ld = 20
+        let weights: [Float] = [1, 0.5, 0, 2]
         var buffer = [Float](repeating: 0, count: rows * ld)
         for r in 0..<rows { for i in 0..<v { buffer[r * ld + i] = logits[r * v + i] } }
         let weighted = buffer.withUnsafeMutableBufferPointer { b in
-            Losses.crossEntropy(logits: b.baseAddress!, rows: rows, vocabularySize: v, ldLogits: ld, targets: targets,
-                                weights: weights, dLogits: b.baseAddress!, ldDLogits: ld)
+            Losses.crossEntropy(
+                logits: b.baseAddress!, rows: rows, vocabularySize: v, ldLogits: ld, targets: targets,
+                weights: weights, dLogits: b.baseAddress!, ldDLogits: ld)
         }
         let wd = weights.map(Double.init)
-        #expect(abs(Double(weighted) - crossEntropyReference(logits.map(Double.init), rows: rows, v: v,
-                                                              targets: targets, weights: wd)) < 1e-5)
-        expectClose(strided(buffer, rows: rows, width: v, ld: ld), numericGradient(of: logits) {
-            crossEntropyReference($0, rows: rows, v: v, targets: targets, weights: wd)
-        }, "weighted dLogits")
-        #expect(Losses.crossEntropy(logits: logits, rows: rows, vocabularySize: v, ldLogits: v, targets: targets,
-                                    dLogits: nil, ldDLogits: 0) == loss)
+        #expect(
+            abs(
+                Double(weighted)
+                    - crossEntropyReference(
+                        logits.map(Double.init), rows: rows, v: v,
+                        targets: targets, weights: wd)) < 1e-5)
+        expectClose(
+            strided(buffer, rows: rows, width: v, ld: ld),
+            numericGradient(of: logits) {
+                crossEntropyReference($0, rows: rows, v: v, targets: targets, weights: wd)
+            }, "weighted dLogits")
+        #expect(
+            Losses.crossEntropy(
+                logits: logits, rows: rows, vocabularySize: v, ldLogits: v, targets: targets,
+                dLogits: nil, ldDLogits: 0) == loss)
     }
 
     /// `Σ_r w_r KL(softmax(a_r) ‖ softmax(b_r))` in Double.
     func klReference(_ a: [Float], _ b: [Double], rows: Int, v: Int, weights: [Double]) -> Double {
         func logSoftmax(_ x: [Double]) -> [Double] {
-            let top = x.max()!, lse = top + log(x.map { exp($0 - top) }.reduce(0, +))
+            let top = x.max()!
+            let lse = top + log(x.map { exp($0 - top) }.reduce(0, +))
             return x.map { $0 - lse }
         }
         return (0..<rows).map { r in
@@ -474,23 +565,28 @@ import TensorCore
     }
 
     @Test func klDivergenceOfTheEditedFromTheOriginalDistribution() {
-        let rows = 3, v = 17
+        let rows = 3
+        let v = 17
         let original = random(rows * v, seed: 110, scale: 3)
         let edited = zip(original, random(rows * v, seed: 111)).map { $0 + $1 }
         let mean = [Double](repeating: 1.0 / Double(rows), count: rows)
         var dEdited = [Float](repeating: 0, count: rows * v)
-        let kl = Losses.klDivergence(reference: original, ldReference: v, edited: edited, ldEdited: v,
-                                     rows: rows, vocabularySize: v, dEdited: &dEdited, ldDEdited: v)
+        let kl = Losses.klDivergence(
+            reference: original, ldReference: v, edited: edited, ldEdited: v,
+            rows: rows, vocabularySize: v, dEdited: &dEdited, ldDEdited: v)
         let reference = klReference(original, edited.map(Double.init), rows: rows, v: v, weights: mean)
         #expect(reference > 0.01 && abs(Double(kl) - reference) < 1e-5)
-        expectClose(dEdited, numericGradient(of: edited) {
-            klReference(original, $0, rows: rows, v: v, weights: mean)
-        }, "dEdited")
+        expectClose(
+            dEdited,
+            numericGradient(of: edited) {
+                klReference(original, $0, rows: rows, v: v, weights: mean)
+            }, "dEdited")
 
         // Identical distributions (even shifted logits): zero divergence and gradient.
         let shifted = original.map { $0 + 5 }
-        let zero = Losses.klDivergence(reference: original, ldReference: v, edited: shifted, ldEdited: v,
-                                       rows: rows, vocabularySize: v, dEdited: &dEdited, ldDEdited: v)
+        let zero = Losses.klDivergence(
+            reference: original, ldReference: v, edited: shifted, ldEdited: v,
+            rows: rows, vocabularySize: v, dEdited: &dEdited, ldDEdited: v)
         #expect(abs(zero) < 1e-5 && dEdited.allSatisfy { abs($0) < 1e-6 })
     }
 
@@ -511,10 +607,17 @@ import TensorCore
     /// differentiated by chaining the kernels:
     /// `h = rmsNorm(x)`, `[g | u] = h·W_inᵀ`, `y = x + (silu(g)⊙u)·W_downᵀ`, `loss = CE(y·W_outᵀ)`.
     @Test func chainedKernelsDifferentiateAnMLPBlock() {
-        let t = 4, c = 12, f = 8, v = 17, eps: Float = 1e-5
-        let x = random(t * c, seed: 130), norm = random(c, seed: 131, scale: 0.3, offset: 1)
-        let wIn = random(2 * f * c, seed: 132, scale: 0.5), wDown = random(c * f, seed: 133, scale: 0.5)
-        let wOut = random(v * c, seed: 134), targets = [1, 7, 16, 7]
+        let t = 4
+        let c = 12
+        let f = 8
+        let v = 17
+        let eps: Float = 1e-5
+        let x = random(t * c, seed: 130)
+        let norm = random(c, seed: 131, scale: 0.3, offset: 1)
+        let wIn = random(2 * f * c, seed: 132, scale: 0.5)
+        let wDown = random(c * f, seed: 133, scale: 0.5)
+        let wOut = random(v * c, seed: 134)
+        let targets = [1, 7, 16, 7]
 
         func loss(_ x: [Double], _ wIn: [Double]) -> Double {
             var logits = [Double](repeating: 0, count: t * v)
@@ -527,13 +630,17 @@ import TensorCore
                 let y = (0..<c).map { i in row[i] + (0..<f).map { a[$0] * Double(wDown[i * f + $0]) }.reduce(0, +) }
                 for j in 0..<v { logits[r * v + j] = (0..<c).map { y[$0] * Double(wOut[j * c + $0]) }.reduce(0, +) }
             }
-            return crossEntropyReference(logits, rows: t, v: v, targets: targets,
-                                         weights: [Double](repeating: 1.0 / Double(t), count: t))
+            return crossEntropyReference(
+                logits, rows: t, v: v, targets: targets,
+                weights: [Double](repeating: 1.0 / Double(t), count: t))
         }
 
         // Forward, keeping what the backward reads.
-        var h = [Float](repeating: 0, count: t * c), u = [Float](repeating: 0, count: t * 2 * f)
-        var a = [Float](repeating: 0, count: t * f), y = x, logits = [Float](repeating: 0, count: t * v)
+        var h = [Float](repeating: 0, count: t * c)
+        var u = [Float](repeating: 0, count: t * 2 * f)
+        var a = [Float](repeating: 0, count: t * f)
+        var y = x
+        var logits = [Float](repeating: 0, count: t * v)
         Kernels.rmsNorm(x, rows: t, width: c, ldx: c, weight: norm, eps: eps, into: &h, ldy: c)
         MatMul.gemm(transB: true, m: t, n: 2 * f, k: c, a: h, lda: c, b: wIn, ldb: c, c: &u, ldc: 2 * f)
         u.withUnsafeBufferPointer { u in
@@ -549,10 +656,12 @@ import TensorCore
 
         // Backward.
         var dLogits = [Float](repeating: 0, count: t * v)
-        let value = Losses.crossEntropy(logits: logits, rows: t, vocabularySize: v, ldLogits: v, targets: targets,
-                                        dLogits: &dLogits, ldDLogits: v)
+        let value = Losses.crossEntropy(
+            logits: logits, rows: t, vocabularySize: v, ldLogits: v, targets: targets,
+            dLogits: &dLogits, ldDLogits: v)
         #expect(abs(Double(value) - loss(x.map(Double.init), wIn.map(Double.init))) < 1e-4)
-        var dY = [Float](repeating: 0, count: t * c), dA = [Float](repeating: 0, count: t * f)
+        var dY = [Float](repeating: 0, count: t * c)
+        var dA = [Float](repeating: 0, count: t * f)
         Backward.linearInput(dLogits, rows: t, ldDY: v, weight: wOut, outputs: v, inputs: c, into: &dY, ldDX: c)
         Backward.linearInput(dY, rows: t, ldDY: c, weight: wDown, outputs: c, inputs: f, into: &dA, ldDX: f)
         var dU = [Float](repeating: 0, count: t * 2 * f)
@@ -560,21 +669,26 @@ import TensorCore
             dA.withUnsafeBufferPointer { dA in
                 dU.withUnsafeMutableBufferPointer { dU in
                     for r in 0..<t {
-                        let row = u.baseAddress! + r * 2 * f, dRow = dU.baseAddress! + r * 2 * f
-                        Backward.swiglu(gate: row, up: row + f, count: f, dOut: dA.baseAddress! + r * f,
-                                        dGate: dRow, dUp: dRow + f)
+                        let row = u.baseAddress! + r * 2 * f
+                        let dRow = dU.baseAddress! + r * 2 * f
+                        Backward.swiglu(
+                            gate: row, up: row + f, count: f, dOut: dA.baseAddress! + r * f,
+                            dGate: dRow, dUp: dRow + f)
                     }
                 }
             }
         }
-        var dH = [Float](repeating: 0, count: t * c), dWIn = [Float](repeating: 0, count: 2 * f * c)
+        var dH = [Float](repeating: 0, count: t * c)
+        var dWIn = [Float](repeating: 0, count: 2 * f * c)
         Backward.linearInput(dU, rows: t, ldDY: 2 * f, weight: wIn, outputs: 2 * f, inputs: c, into: &dH, ldDX: c)
         Backward.linearWeight(dU, rows: t, ldDY: 2 * f, input: h, ldx: c, outputs: 2 * f, inputs: c, into: &dWIn)
         var dX = dY  // the residual path, plus the norm's gradient
-        Backward.rmsNorm(x, rows: t, width: c, ldx: c, weight: norm, eps: eps, dY: dH, ldDY: c,
-                         dX: &dX, ldDX: c, accumulate: true, dWeight: nil)
+        Backward.rmsNorm(
+            x, rows: t, width: c, ldx: c, weight: norm, eps: eps, dY: dH, ldDY: c,
+            dX: &dX, ldDX: c, accumulate: true, dWeight: nil)
 
-        let xd = x.map(Double.init), wInD = wIn.map(Double.init)
+        let xd = x.map(Double.init)
+        let wInD = wIn.map(Double.init)
         expectClose(dX, numericGradient(of: x) { loss($0, wInD) }, "dX")
         expectClose(dWIn, numericGradient(of: wIn) { loss(xd, $0) }, "dW_in")
     }

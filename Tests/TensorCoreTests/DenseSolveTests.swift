@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TensorCore
 
 @Suite struct DenseSolveTests {
@@ -23,8 +24,10 @@ import Testing
     }
 
     @Test func choleskyAndLUSolveTheirSystems() throws {
-        let n = 40, count = 3
-        let a = Self.spd(n, seed: 1), b = Self.random(count, n, seed: 2)
+        let n = 40
+        let count = 3
+        let a = Self.spd(n, seed: 1)
+        let b = Self.random(count, n, seed: 2)
         let x = try DenseSolve.CholeskyFactor(a, order: n).solve(b, count: count)
         #expect(Self.residual(a, x, b, n: n, count: count) < 1e-10)
         // A non-symmetric matrix: LU must solve A x = b, not Aᵀ x = b.
@@ -41,8 +44,10 @@ import Testing
     /// A definite matrix is factored as it is; a singular one (fewer samples than its order)
     /// with the smallest ridge that works, 1e-6 of its mean diagonal here.
     @Test func theRidgeGrowsOnlyWhereTheMatrixIsSingular() throws {
-        let n = 12, count = 2
-        let a = Self.spd(n, seed: 5), b = Self.random(count, n, seed: 6)
+        let n = 12
+        let count = 2
+        let a = Self.spd(n, seed: 5)
+        let b = Self.random(count, n, seed: 6)
         let exact = try DenseSolve.CholeskyFactor(a, order: n).solve(b, count: count)
         #expect(try DenseSolve.CholeskyFactor(regularizing: a, order: n).solve(b, count: count) == exact)
         // Definite on the first n − 1 coordinates, zero on the last.
@@ -74,7 +79,8 @@ import Testing
 /// 1 + 6F + 2F² = 47,346,177 for `ssyevd`, which a Float holds as 47,346,176).
 @Suite struct LAPACKWorkspaceTests {
     @Test func aRoundedDownQueryNeverGoesBelowTheMinimum() {
-        let n = 4864, minimum = 1 + 6 * n + 2 * n * n
+        let n = 4864
+        let minimum = 1 + 6 * n + 2 * n * n
         let queried = Float(minimum)
         #expect(Int(queried) < minimum)
         #expect(DenseSolve.workspace(queried, minimum: minimum) == Int32(minimum))

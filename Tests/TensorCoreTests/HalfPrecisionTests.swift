@@ -1,5 +1,5 @@
-import Testing
 import TensorCore
+import Testing
 
 @Suite struct HalfPrecisionTests {
     @Test func f16RoundTripsEveryBitPattern() {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
 
 /// Kernels against naive twins that accumulate in Double.
 @Suite struct KernelTests {
@@ -27,7 +27,8 @@ import TensorCore
 
     @Test(arguments: [1, 3])
     func accumulatingLinearAddsToTheOutput(m: Int) {
-        let k = 70, n = 45
+        let k = 70
+        let n = 45
         let x = Tensor(shape: [m, k], values: random(m * k, seed: 12))
         let w = Tensor(shape: [n, k], values: random(n * k, seed: 13))
         let y = Tensor(shape: [m, n], values: random(m * n, seed: 14))
@@ -40,7 +41,8 @@ import TensorCore
 
     @Test func rmsNormMatchesNaive() {
         let width = 37
-        let x = random(2 * width, seed: 4), w = random(width, seed: 5)
+        let x = random(2 * width, seed: 4)
+        let w = random(width, seed: 5)
         var y = [Float](repeating: 0, count: 2 * width)
         Kernels.rmsNorm(x, rows: 2, width: width, ldx: width, weight: w, eps: 1e-5, into: &y, ldy: width)
         for r in 0..<2 {
@@ -52,7 +54,9 @@ import TensorCore
 
     @Test func layerNormMatchesNaive() {
         let width = 50
-        let x = random(width, seed: 6).map { $0 * 3 + 1 }, w = random(width, seed: 7), b = random(width, seed: 8)
+        let x = random(width, seed: 6).map { $0 * 3 + 1 }
+        let w = random(width, seed: 7)
+        let b = random(width, seed: 8)
         var y = [Float](repeating: 0, count: width)
         Kernels.layerNorm(x, rows: 1, width: width, ldx: width, weight: w, bias: b, eps: 1e-5, into: &y, ldy: width)
         let mean = x.map(Double.init).reduce(0, +) / Double(width)
@@ -74,7 +78,8 @@ import TensorCore
     }
 
     @Test func swigluAndGeluMatchTheirDefinitions() {
-        let g = random(35, seed: 10).map { $0 * 6 }, u = random(35, seed: 11)
+        let g = random(35, seed: 10).map { $0 * 6 }
+        let u = random(35, seed: 11)
         var out = [Float](repeating: 0, count: 35)
         Kernels.swiglu(gate: g, up: u, count: 35, into: &out)
         var gelu = g
@@ -90,14 +95,16 @@ import TensorCore
     @Test func ropeRotatesPairsHalfAHeadApart() {
         let d = 8
         let rope = RotaryEmbedding(inverseFrequencies: RotaryEmbedding.standard(headDim: d, base: 10000), headDim: d)
-        var cos = [Float](repeating: 0, count: d / 2), sin = cos
+        var cos = [Float](repeating: 0, count: d / 2)
+        var sin = cos
         rope.angles(position: 3, cos: &cos, sin: &sin)
         var v: [Float] = [1, 2, 3, 4, 5, 6, 7, 8]
         let original = v
         rope.apply(&v, heads: 1, cos: cos, sin: sin)
         for i in 0..<(d / 2) {
             let angle = 3 * pow(10000, -Double(2 * i) / Double(d))
-            let a = Double(original[i]), b = Double(original[i + d / 2])
+            let a = Double(original[i])
+            let b = Double(original[i + d / 2])
             #expect(abs(Double(v[i]) - (a * Foundation.cos(angle) - b * Foundation.sin(angle))) < 1e-5)
             #expect(abs(Double(v[i + d / 2]) - (b * Foundation.cos(angle) + a * Foundation.sin(angle))) < 1e-5)
         }
@@ -105,8 +112,9 @@ import TensorCore
 
     @Test func llama3ScalingMatchesTransformers() {
         // transformers _compute_llama3_parameters for D = 16, θ = 10000, factor 8, low 1, high 4, original 32.
-        let scaled = RotaryEmbedding.llama3(headDim: 16, base: 10000, factor: 8, lowFrequencyFactor: 1,
-                                            highFrequencyFactor: 4, originalMaxPositions: 32)
+        let scaled = RotaryEmbedding.llama3(
+            headDim: 16, base: 10000, factor: 8, lowFrequencyFactor: 1,
+            highFrequencyFactor: 4, originalMaxPositions: 32)
         let plain = RotaryEmbedding.standard(headDim: 16, base: 10000)
         // Wavelengths 2π/invFreq: 6.3, 19.9, 62.8, …; the thresholds are 32/4 = 8 and 32/1 = 32.
         #expect(scaled[0] == plain[0])  // short wavelength: kept
@@ -128,7 +136,9 @@ import TensorCore
     @Test func parallelForRunsManyShortLoopsFromConcurrentCallers() {
         // Three threads start thousands of loops at once: one holds the workers at a time, the
         // others run serially; every chunk of every loop runs exactly once either way.
-        let callers = 3, chunks = 37, rounds = 3000
+        let callers = 3
+        let chunks = 37
+        let rounds = 3000
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: callers * chunks)
         counts.initialize(repeating: 0, count: callers * chunks)
         defer { counts.deallocate() }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
 
 /// The optimisers and norm clipping against PyTorch (``OptimizerReference``, written by
 /// Scripts/golden/make_optimizer_reference.py), and on a quadratic they must minimise.
@@ -19,8 +19,9 @@ import TensorCore
         #expect(actual.count == expected.count, "\(what): sizes", sourceLocation: sourceLocation)
         let scale = expected.map(abs).max() ?? 0
         let error = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
-        #expect(error <= Self.tolerance * scale, "\(what): error \(error) for values up to \(scale)",
-                sourceLocation: sourceLocation)
+        #expect(
+            error <= Self.tolerance * scale, "\(what): error \(error) for values up to \(scale)",
+            sourceLocation: sourceLocation)
     }
 
     func referenceParameters() -> [Tensor] {
@@ -37,10 +38,13 @@ import TensorCore
     @Test(arguments: OptimizerReference.adam)
     func adamMatchesPyTorch(_ reference: AdamCase) {
         let parameters = referenceParameters()
-        let decay: WeightDecay = reference.weightDecay == 0 ? .none
+        let decay: WeightDecay =
+            reference.weightDecay == 0
+            ? .none
             : reference.decoupled ? .decoupled(reference.weightDecay) : .l2(reference.weightDecay)
-        let adam = Adam(parameters: parameters, learningRate: reference.learningRate,
-                        betas: (reference.beta1, reference.beta2), eps: reference.eps, weightDecay: decay)
+        let adam = Adam(
+            parameters: parameters, learningRate: reference.learningRate,
+            betas: (reference.beta1, reference.beta2), eps: reference.eps, weightDecay: decay)
         for (step, expected) in reference.trajectory.enumerated() {
             adam.step(gradients: referenceGradients(step: step))
             for (index, parameter) in parameters.enumerated() {
@@ -55,8 +59,9 @@ import TensorCore
     @Test(arguments: OptimizerReference.sgd)
     func sgdMatchesPyTorch(_ reference: SGDCase) {
         let parameters = referenceParameters()
-        let sgd = SGD(parameters: parameters, learningRate: reference.learningRate, momentum: reference.momentum,
-                      dampening: reference.dampening, weightDecay: reference.weightDecay, nesterov: reference.nesterov)
+        let sgd = SGD(
+            parameters: parameters, learningRate: reference.learningRate, momentum: reference.momentum,
+            dampening: reference.dampening, weightDecay: reference.weightDecay, nesterov: reference.nesterov)
         for (step, expected) in reference.trajectory.enumerated() {
             sgd.step(gradients: referenceGradients(step: step))
             for (index, parameter) in parameters.enumerated() {
@@ -67,8 +72,10 @@ import TensorCore
 
     @Test func adamStepsOneParameterAlone() {
         // `step(_:gradient:)` is the per-parameter form of `step(gradients:)`.
-        let together = referenceParameters(), alone = referenceParameters()
-        let a = Adam(parameters: together, learningRate: 0.01), b = Adam(parameters: alone, learningRate: 0.01)
+        let together = referenceParameters()
+        let alone = referenceParameters()
+        let a = Adam(parameters: together, learningRate: 0.01)
+        let b = Adam(parameters: alone, learningRate: 0.01)
         for step in 0..<OptimizerReference.gradients.count {
             let gradients = referenceGradients(step: step)
             a.step(gradients: gradients)
@@ -137,7 +144,8 @@ import TensorCore
         let target = (0..<n).map { Float(sin(Double($0))) * 2 }
         let start = (0..<n).map { Float(cos(Double($0) * 0.7)) * 3 }
 
-        let adamX = Tensor(shape: [n], values: start), adamGradient = Tensor(zeros: [n])
+        let adamX = Tensor(shape: [n], values: start)
+        let adamGradient = Tensor(zeros: [n])
         let adam = Adam(parameters: [adamX], learningRate: 0.1, weightDecay: .none)
         let initial = quadratic(adamX, gradient: adamGradient, curvature: curvature, target: target)
         #expect(initial > 10)
@@ -150,7 +158,8 @@ import TensorCore
         let adamFinal = quadratic(adamX, gradient: adamGradient, curvature: curvature, target: target)
         #expect(adamFinal < 1e-8, "Adam left f = \(adamFinal) from \(initial)")
 
-        let sgdX = Tensor(shape: [n], values: start), sgdGradient = Tensor(zeros: [n])
+        let sgdX = Tensor(shape: [n], values: start)
+        let sgdGradient = Tensor(zeros: [n])
         let sgd = SGD(parameters: [sgdX], learningRate: 0.1, momentum: 0.9, nesterov: true)
         for _ in 0..<500 {
             _ = quadratic(sgdX, gradient: sgdGradient, curvature: curvature, target: target)

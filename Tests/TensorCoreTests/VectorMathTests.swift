@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
 
 @Suite struct VectorMathTests {
     /// The largest relative error of `f` against `expf` over `from...to`, 16 lanes at a time.

@@ -41,8 +41,7 @@ enum Fixtures {
         return metadata
     }
 
-    private static func scalar(_ type: String, _ value: JSONValue, key: String) throws -> GGUFValue
-    {
+    private static func scalar(_ type: String, _ value: JSONValue, key: String) throws -> GGUFValue {
         switch type {
         case "string": return .string(try #require(value.stringValue, "\(key)"))
         case "bool":

@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import Tokenizers
 
 /// Byte-level BPE loses nothing: decoding the ids of any text gives the text back, scalar for
@@ -18,8 +19,10 @@ import Testing
         let tokenizer = name == "smollm2" ? try FixtureTokenizers.smolLM2.get() : try FixtureTokenizers.json(name)
         let missing = Set((0...255).map(UInt8.init).filter { tokenizer.id(of: ByteLevel.spell([$0])) == nil })
         #expect(name == "smollm2" ? missing.count < 32 : missing.isEmpty, "bytes without a token: \(missing.sorted())")
-        await propertyCheck(count: 300, input: Self.scalars.string(of: 0...24), Self.astral.string(of: 0...4),
-                            Self.ascii.string(of: 0...24)) { a, b, c in
+        await propertyCheck(
+            count: 300, input: Self.scalars.string(of: 0...24), Self.astral.string(of: 0...4),
+            Self.ascii.string(of: 0...24)
+        ) { a, b, c in
             let text = String((a + b + c + a).filter { !$0.utf8.contains(where: missing.contains) })
             let decoded = tokenizer.decode(tokenizer.encode(text, addSpecialTokens: false), skipSpecialTokens: false)
             #expect(sameScalars(decoded, text), "\(text.unicodeScalars.map { String($0.value, radix: 16) })")

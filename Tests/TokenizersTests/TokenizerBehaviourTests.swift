@@ -340,8 +340,10 @@ struct TokenizerBenchmarks {
 
     /// An id far beyond the vocabulary (once: 9 GB allocated, 80 s) is refused at once.
     @Test func idsBeyondTheVocabularyAreRefused() throws {
-        for json in [#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 300000000}, "merges": []}}"#,
-                     #"{"added_tokens": [{"id": 300000000, "content": "<x>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#] {
+        for json in [
+            #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 300000000}, "merges": []}}"#,
+            #"{"added_tokens": [{"id": 300000000, "content": "<x>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#,
+        ] {
             #expect {
                 try Self.loadJSON(json)
             } throws: { error in

@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import Testing
+
 @testable import Tokenizers
 
 /// A tokenizer written as Hugging Face files loads back and encodes and decodes as the original.
@@ -11,7 +12,8 @@ import Testing
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ibke-tokenizer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        let json = folder.appendingPathComponent("tokenizer.json"), config = folder.appendingPathComponent("tokenizer_config.json")
+        let json = folder.appendingPathComponent("tokenizer.json")
+        let config = folder.appendingPathComponent("tokenizer_config.json")
         try Data(files.tokenizer.serialized(indent: 0).utf8).write(to: json)
         try Data(files.config.serialized(indent: 0).utf8).write(to: config)
         return try load(tokenizerJSON: json, configJSON: config)

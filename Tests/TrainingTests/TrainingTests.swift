@@ -4,6 +4,7 @@ import Foundation
 import Models
 import TensorCore
 import Testing
+
 @testable import Training
 
 /// Meta-training on the tiny Llama: the loss goes down, and a resumed run continues exactly
@@ -20,10 +21,14 @@ import Testing
             let evalCase = EvalCase(
                 id: String(i), kind: .zsre,
                 requests: [EditRequest(prompt: "{} lives in", subject: fact.0, targetNew: fact.1)],
-                probes: [Probe(role: .generality, prompt: "\(fact.0) resides in", target: fact.1),
-                         Probe(role: .locality, prompt: "The sky is", target: "blue and wide")])
-            return try #require(try TrainingSample.make(evalCase, model: model, corpusSentence: "Rivers flow into the sea every day.",
-                                                       corpusTokens: 8))
+                probes: [
+                    Probe(role: .generality, prompt: "\(fact.0) resides in", target: fact.1),
+                    Probe(role: .locality, prompt: "The sky is", target: "blue and wide"),
+                ])
+            return try #require(
+                try TrainingSample.make(
+                    evalCase, model: model, corpusSentence: "Rivers flow into the sea every day.",
+                    corpusTokens: 8))
         }
     }
 
@@ -49,8 +54,9 @@ import Testing
     func trainingLowersTheEditLoss(design: HypernetworkSettings.Design) throws {
         let model = try Self.model()
         let samples = try Self.samples(model)
-        let trainer = HypernetworkTrainer(model: model, editor: try Self.editor(design, model), settings: Self.settings(steps: 80),
-                                          training: samples, validation: samples)
+        let trainer = HypernetworkTrainer(
+            model: model, editor: try Self.editor(design, model), settings: Self.settings(steps: 80),
+            training: samples, validation: samples)
         let weights = model.transformer.weights.blocks[1].feedForwardDown.scalars
         let reports = try (0..<80).map { _ in try trainer.trainStep() }
         #expect(reports.allSatisfy { $0.loss.isFinite && !$0.skipped })
@@ -64,20 +70,25 @@ import Testing
 
     /// The unlikelihood term's gradient against central differences on the logits.
     @Test func unlikelihoodGradientMatchesFiniteDifferences() {
-        let v = 7, rows = 2
+        let v = 7
+        let rows = 2
         var logits: [Float] = (0..<(rows * v)).map { Float(($0 * 37) % 11) / 4 - 1 }
-        let targets = [3, 5], weights: [Float] = [0.7, 0.3]
+        let targets = [3, 5]
+        let weights: [Float] = [0.7, 0.3]
         var analytic = [Float](repeating: 0, count: rows * v)
         let loss = { (z: [Float]) -> Double in
             var scratch = [Float](repeating: 0, count: rows * v)
-            return HypernetworkTrainer.unlikelihood(z, rows: rows, vocabularySize: v, targets: targets, weights: weights,
-                                                    scale: 1, dLogits: &scratch)
+            return HypernetworkTrainer.unlikelihood(
+                z, rows: rows, vocabularySize: v, targets: targets, weights: weights,
+                scale: 1, dLogits: &scratch)
         }
-        _ = HypernetworkTrainer.unlikelihood(logits, rows: rows, vocabularySize: v, targets: targets, weights: weights,
-                                             scale: 1, dLogits: &analytic)
+        _ = HypernetworkTrainer.unlikelihood(
+            logits, rows: rows, vocabularySize: v, targets: targets, weights: weights,
+            scale: 1, dLogits: &analytic)
         #expect(loss(logits) > 0)
         for i in 0..<(rows * v) {
-            let saved = logits[i], h: Float = 1e-2
+            let saved = logits[i]
+            let h: Float = 1e-2
             logits[i] = saved + h
             let up = loss(logits)
             logits[i] = saved - h
@@ -95,9 +106,11 @@ import Testing
         let evalCase = EvalCase(
             id: "n", kind: .counterfact,
             requests: [EditRequest(prompt: "{} lives in", subject: "Alice", targetNew: "Paris")],
-            probes: [Probe(role: .paraphrase, prompt: "Alice resides in", target: "Paris"),
-                     Probe(role: .neighborhood, prompt: "Bob lives in", target: "Paris", alternative: "Rome"),
-                     Probe(role: .locality, prompt: "The sky is", target: "blue")])
+            probes: [
+                Probe(role: .paraphrase, prompt: "Alice resides in", target: "Paris"),
+                Probe(role: .neighborhood, prompt: "Bob lives in", target: "Paris", alternative: "Rome"),
+                Probe(role: .locality, prompt: "The sky is", target: "blue"),
+            ])
         let sample = try #require(try TrainingSample.make(evalCase, model: model, corpusSentence: nil, corpusTokens: 0))
         #expect(sample.neighbourhood == [true, false])
         #expect(sample.neighbourTargets.map(\.target) == [sample.edit.target])
@@ -106,8 +119,9 @@ import Testing
         var settings = Self.settings(steps: 6)
         settings.neighbourhoodWeight = 5
         settings.unlikelihoodWeight = 1
-        let trainer = HypernetworkTrainer(model: model, editor: try Self.editor(.gatedMEND, model), settings: settings,
-                                          training: [sample], validation: [sample])
+        let trainer = HypernetworkTrainer(
+            model: model, editor: try Self.editor(.gatedMEND, model), settings: settings,
+            training: [sample], validation: [sample])
         let reports = try (0..<6).map { _ in try trainer.trainStep() }
         #expect(reports.allSatisfy { $0.loss.isFinite })
         _ = try trainer.validate()
@@ -120,17 +134,20 @@ import Testing
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
 
-        let whole = HypernetworkTrainer(model: model, editor: try Self.editor(.bottleneck, model), settings: Self.settings(steps: 6),
-                                        training: samples, validation: samples)
+        let whole = HypernetworkTrainer(
+            model: model, editor: try Self.editor(.bottleneck, model), settings: Self.settings(steps: 6),
+            training: samples, validation: samples)
         _ = try TrainingRun(trainer: whole, output: folder.appendingPathComponent("whole.safetensors"), provenance: [:])
             .run { _ in }
 
         let output = folder.appendingPathComponent("split.safetensors")
-        let first = HypernetworkTrainer(model: model, editor: try Self.editor(.bottleneck, model), settings: Self.settings(steps: 6),
-                                        training: samples, validation: samples)
+        let first = HypernetworkTrainer(
+            model: model, editor: try Self.editor(.bottleneck, model), settings: Self.settings(steps: 6),
+            training: samples, validation: samples)
         _ = try TrainingRun(trainer: first, output: output, provenance: [:]).run(stopAt: 3) { _ in }
-        let second = HypernetworkTrainer(model: model, editor: try TrainingRun.checkpointEditor(for: output, model: model),
-                                         settings: Self.settings(steps: 6), training: samples, validation: samples)
+        let second = HypernetworkTrainer(
+            model: model, editor: try TrainingRun.checkpointEditor(for: output, model: model),
+            settings: Self.settings(steps: 6), training: samples, validation: samples)
         let resumed = TrainingRun(trainer: second, output: output, provenance: [:])
         try resumed.resume()
         #expect(second.step == 3)
@@ -147,9 +164,11 @@ import Testing
         // Other settings: refused.
         var other = Self.settings(steps: 6)
         other.beta = 0.5
-        let mismatched = TrainingRun(trainer: HypernetworkTrainer(model: model, editor: try Self.editor(.bottleneck, model), settings: other,
-                                                                  training: samples, validation: samples),
-                                     output: output, provenance: [:])
+        let mismatched = TrainingRun(
+            trainer: HypernetworkTrainer(
+                model: model, editor: try Self.editor(.bottleneck, model), settings: other,
+                training: samples, validation: samples),
+            output: output, provenance: [:])
         #expect(throws: TrainingError.self) { try mismatched.resume() }
     }
 

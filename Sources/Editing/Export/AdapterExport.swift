@@ -65,7 +65,8 @@ public enum AdapterExport {
         guard ModelExport.Format(destination: destination) == format.place else {
             throw ExportError.unsupported(
                 file: destination.path,
-                detail: format == .lora ? "a llama.cpp LoRA adapter is a .gguf file" : "a PEFT adapter is a folder (a path not ending in .gguf)")
+                detail: format == .lora
+                    ? "a llama.cpp LoRA adapter is a .gguf file" : "a PEFT adapter is a folder (a path not ending in .gguf)")
         }
         try ModelExport.checkPlace(destination, format: format.place, source: model.url, overwrite: overwrite)
         let stacks = try updateStacks(deltas, of: model, naming: format == .lora ? .gguf : .huggingFace)
@@ -94,7 +95,8 @@ public enum AdapterExport {
 
         /// `b` with its blocks side by side and zero columns up to `width`, and `a` with zero rows.
         func padded(to width: Int) -> (b: [Float], a: [Float]) {
-            let rows = origin.rows.count, columns = origin.matrix.columns
+            let rows = origin.rows.count
+            let columns = origin.matrix.columns
             var wide = [Float](repeating: 0, count: rows * width)
             var offset = 0
             for (block, r) in zip(b, ranks) {
@@ -113,19 +115,20 @@ public enum AdapterExport {
         for entry in deltas.flatMap(\.entries) {
             let id = entry.parameter
             guard let (matrix, rows) = model.transformer.weights.matrix(id, config: model.transformer.config),
-                  let tensor = tensors.first(where: {
-                      guard let origin = $0.origin else { return false }
-                      return origin.matrix === matrix && origin.rows.lowerBound <= rows.lowerBound
-                          && rows.upperBound <= origin.rows.upperBound
-                  }),
-                  let origin = tensor.origin
+                let tensor = tensors.first(where: {
+                    guard let origin = $0.origin else { return false }
+                    return origin.matrix === matrix && origin.rows.lowerBound <= rows.lowerBound
+                        && rows.upperBound <= origin.rows.upperBound
+                }),
+                let origin = tensor.origin
             else {
                 throw ExportError.unsupported(
                     file: model.url.lastPathComponent, detail: "\(id.name) is not a weight matrix a LoRA adapter can change")
             }
             if naming == .gguf, origin.layout == .transposed {
-                throw ExportError.unsupported(file: model.url.lastPathComponent,
-                                              detail: "\(tensor.name) is stored transposed; llama.cpp adapters cannot hold it")
+                throw ExportError.unsupported(
+                    file: model.url.lastPathComponent,
+                    detail: "\(tensor.name) is stored transposed; llama.cpp adapters cannot hold it")
             }
             var denseRank: (rank: Int, of: Int)?
             let (left, right): (Tensor, Tensor)
@@ -136,10 +139,12 @@ public enum AdapterExport {
                 denseRank = (left.shape[1], min(d.shape[0], d.shape[1]))
             }
             let (b, a) = origin.updateFactors(left: left, right: right, part: rows)
-            let index = stacks.firstIndex { $0.tensor.name == tensor.name } ?? {
-                stacks.append(Stack(tensor: tensor, origin: origin))
-                return stacks.count - 1
-            }()
+            let index =
+                stacks.firstIndex { $0.tensor.name == tensor.name }
+                ?? {
+                    stacks.append(Stack(tensor: tensor, origin: origin))
+                    return stacks.count - 1
+                }()
             stacks[index].b.append(b)
             stacks[index].a += a
             stacks[index].ranks.append(left.shape[1])
@@ -193,8 +198,9 @@ public enum AdapterExport {
             entries.append(.init(name: "base_model.model.\(module).lora_A.weight", shape: [rank, stack.origin.matrix.columns], floats: a))
             entries.append(.init(name: "base_model.model.\(module).lora_B.weight", shape: [stack.origin.rows.count, rank], floats: b))
         }
-        try SafetensorsWriter.write(tensors: entries, metadata: ["format": "pt"],
-                                    to: folder.appendingPathComponent("adapter_model.safetensors"))
+        try SafetensorsWriter.write(
+            tensors: entries, metadata: ["format": "pt"],
+            to: folder.appendingPathComponent("adapter_model.safetensors"))
         // GPT-2's Conv1D stores its weights transposed; PEFT calls that fan_in_fan_out.
         let transposed = stacks.contains { $0.origin.layout == .transposed }
         let config: JSONValue = .object([

@@ -27,11 +27,13 @@ extension ModelExport {
             switch precision {
             case .f32: replacements[tensor.name] = .f32(values)
             case .f16: replacements[tensor.name] = .f16(values)
-            case .source: replacements[tensor.name] = try requantized(values, as: info.type, tensor: tensor.name, file: model.url.lastPathComponent)
+            case .source:
+                replacements[tensor.name] = try requantized(values, as: info.type, tensor: tensor.name, file: model.url.lastPathComponent)
             }
         }
-        try source.writeCopy(to: url, replacing: replacements,
-                             addedStrings: [(exportMarkerKey, "written by ibke from \(model.url.lastPathComponent)")])
+        try source.writeCopy(
+            to: url, replacing: replacements,
+            addedStrings: [(exportMarkerKey, "written by ibke from \(model.url.lastPathComponent)")])
         return source.tensorNames.filter { replacements[$0] != nil }
     }
 
@@ -43,7 +45,8 @@ extension ModelExport {
         default:
             guard let bytes = Quantize.quantize(values, as: type) else {
                 throw ExportError.unsupported(
-                    file: file, detail: "\(tensor) is \(type); rewritten tensors can be stored as "
+                    file: file,
+                    detail: "\(tensor) is \(type); rewritten tensors can be stored as "
                         + (Quantize.formats.map(\.description) + ["F32", "F16"]).joined(separator: ", ")
                         + ", so store this one as F16 or F32")
             }

@@ -45,7 +45,8 @@ enum RopeScalingFit {
     static func scaling(_ model: LanguageModel) throws -> JSONValue? {
         let c = model.config
         guard let gguf = model.ggufFile, gguf.shape(of: "rope_freqs.weight") != nil,
-              case .rotary(let theta, let frequencies) = c.positions else { return nil }
+            case .rotary(let theta, let frequencies) = c.positions
+        else { return nil }
         let divisors = try gguf.readFloats("rope_freqs.weight").map(Double.init)
         guard (divisors.max() ?? 1) > 1 else { return nil }
         guard let p = fit(divisors: divisors, headDim: c.headDim, theta: theta, frequencies: frequencies) else {
@@ -67,11 +68,17 @@ enum RopeScalingFit {
         // where they are divided by `factor`, in between for the smoothed band.
         let x = RotaryEmbedding.standard(headDim: headDim, base: theta).map { Double($0) / (2 * Double.pi) }
         let close = { (a: Double, b: Double) in abs(a - b) <= 1e-6 * b }
-        var kept: [Double] = [], divided: [Double] = [], band: [(x: Double, s: Double)] = []
+        var kept: [Double] = []
+        var divided: [Double] = []
+        var band: [(x: Double, s: Double)] = []
         for (xi, d) in zip(x, divisors) {
-            if close(d, 1) { kept.append(xi) }
-            else if close(d, factor) { divided.append(xi) }
-            else { band.append((xi, (1 / d - 1 / factor) / (1 - 1 / factor))) }
+            if close(d, 1) {
+                kept.append(xi)
+            } else if close(d, factor) {
+                divided.append(xi)
+            } else {
+                band.append((xi, (1 / d - 1 / factor) / (1 - 1 / factor)))
+            }
         }
         let slope: Double
         if band.count >= 2, let first = band.first, let last = band.last {

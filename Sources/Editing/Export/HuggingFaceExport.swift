@@ -6,8 +6,10 @@ import Tokenizers
 extension ModelExport {
     /// Files of a Hugging Face folder that describe the model rather than hold weights, copied
     /// byte for byte from a Hugging Face source.
-    static let huggingFaceSideFiles = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                       "special_tokens_map.json", "chat_template.jinja"]
+    static let huggingFaceSideFiles = [
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "chat_template.jinja",
+    ]
 
     /// Writes `model.safetensors` with every weight and the config and tokenizer files into
     /// `folder` (a fresh temporary folder).
@@ -17,8 +19,10 @@ extension ModelExport {
         let tensors = model.transformer.checkpointTensors(.huggingFace)
         var entries: [SafetensorsWriter.Entry] = []
         func add(_ name: String, _ shape: [Int], _ values: [Float]) {
-            entries.append(precision == .f16 ? .float16(name: name, shape: shape, floats: values)
-                : .init(name: name, shape: shape, floats: values))
+            entries.append(
+                precision == .f16
+                    ? .float16(name: name, shape: shape, floats: values)
+                    : .init(name: name, shape: shape, floats: values))
         }
         switch model.format {
         case .huggingFace:
@@ -43,8 +47,9 @@ extension ModelExport {
             for tensor in tensors { add(tensor.name, tensor.shape, tensor.values()) }
             try writeConvertedSideFiles(model, into: folder, precision: precision)
         }
-        try SafetensorsWriter.write(tensors: entries, metadata: ["format": "pt"],
-                                    to: folder.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
+        try SafetensorsWriter.write(
+            tensors: entries, metadata: ["format": "pt"],
+            to: folder.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
         let manifest: JSONValue = .object(["format": .string(exportMarkerKey), "source": .string(model.url.lastPathComponent)])
         try Data((manifest.serialized(indent: 2) + "\n").utf8).write(to: folder.appendingPathComponent(manifestName))
         return entries.map(\.name)
@@ -58,8 +63,10 @@ extension ModelExport {
         }
         let tokenizerFiles = try tokenizer.huggingFaceFiles(source: file, modelMaxLength: model.config.contextLength)
         let config = try HuggingFaceConfigWriter.config(model, precision: precision)
-        for (name, json) in [("config.json", config), ("tokenizer.json", tokenizerFiles.tokenizer),
-                             ("tokenizer_config.json", tokenizerFiles.config)] {
+        for (name, json) in [
+            ("config.json", config), ("tokenizer.json", tokenizerFiles.tokenizer),
+            ("tokenizer_config.json", tokenizerFiles.config),
+        ] {
             try Data((json.serialized(indent: 2) + "\n").utf8).write(to: folder.appendingPathComponent(name))
         }
     }

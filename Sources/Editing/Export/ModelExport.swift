@@ -51,8 +51,9 @@ public enum ModelExport {
         let format = Format(destination: destination)
         try checkDestination(destination, source: model.url, overwrite: overwrite)
         if precision == .source && format == .huggingFace {
-            throw ExportError.unsupported(file: destination.path,
-                                          detail: "a Hugging Face folder stores float tensors; the source's block types are kept only in a GGUF export")
+            throw ExportError.unsupported(
+                file: destination.path,
+                detail: "a Hugging Face folder stores float tensors; the source's block types are kept only in a GGUF export")
         }
         let rewritten: [String]
         switch format {
@@ -140,8 +141,9 @@ public enum ExportError: Error, CustomStringConvertible, Equatable {
 
     /// A model loaded from a Hugging Face folder asked for as GGUF.
     static func notFromGGUF(_ source: URL) -> ExportError {
-        .unsupported(file: source.lastPathComponent,
-                     detail: "a Hugging Face model can only be exported as a Hugging Face folder (an output path not ending in .gguf)")
+        .unsupported(
+            file: source.lastPathComponent,
+            detail: "a Hugging Face model can only be exported as a Hugging Face folder (an output path not ending in .gguf)")
     }
 
     public var description: String {

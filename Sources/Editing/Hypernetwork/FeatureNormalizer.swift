@@ -32,9 +32,11 @@ public struct FeatureNormalizer: Sendable, Equatable {
     public mutating func update(_ x: UnsafePointer<Float>, rows: Int, ld: Int) {
         for r in 0..<rows {
             count += 1
-            let n = Double(count), row = x + r * ld
+            let n = Double(count)
+            let row = x + r * ld
             for j in 0..<width {
-                let v = Double(row[j]), d = v - mean[j]
+                let v = Double(row[j])
+                let d = v - mean[j]
                 mean[j] += d / n
                 sumOfSquares[j] += d * (v - mean[j])
             }
@@ -52,9 +54,11 @@ public struct FeatureNormalizer: Sendable, Equatable {
     public func normalize(
         _ x: UnsafePointer<Float>, rows: Int, ld: Int, into y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
-        let m = mean.map(Float.init), inverse = standardDeviation.map { Float(1 / ($0 + 1e-7)) }
+        let m = mean.map(Float.init)
+        let inverse = standardDeviation.map { Float(1 / ($0 + 1e-7)) }
         for r in 0..<rows {
-            let row = x + r * ld, out = y + r * ldy
+            let row = x + r * ld
+            let out = y + r * ldy
             for j in 0..<width { out[j] = (row[j] - m[j]) * inverse[j] }
         }
     }

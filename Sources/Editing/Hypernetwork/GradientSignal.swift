@@ -13,9 +13,11 @@ public struct GradientSignal: Sendable {
     /// The teacher-forced sequences of requests (`prompt + target` without its last token),
     /// the positions whose logits predict the target tokens, and those tokens.
     public static func teacherForced(_ requests: [PreparedRequest]) -> (sequences: [[Int]], positions: [[Int]], targets: [[Int]]) {
-        (requests.map { $0.prompt + $0.target.dropLast() },
-         requests.map { Array(($0.prompt.count - 1)..<($0.prompt.count + $0.target.count - 1)) },
-         requests.map(\.target))
+        (
+            requests.map { $0.prompt + $0.target.dropLast() },
+            requests.map { Array(($0.prompt.count - 1)..<($0.prompt.count + $0.target.count - 1)) },
+            requests.map(\.target)
+        )
     }
 
     /// One forward and backward pass of the edit loss, from `prefix` when given (its sequences
@@ -27,17 +29,20 @@ public struct GradientSignal: Sendable {
     ) throws -> GradientSignal {
         let (sequences, positions, targets) = teacherForced(requests)
         let request = GradientRequest(tokenPairs: Set(modules))
-        let tape = try prefix.map {
-            try transformer.record($0, interventions: interventions, logits: .positions(positions), gradients: request)
-        } ?? transformer.record(sequences, interventions: interventions, logits: .positions(positions), gradients: request)
+        let tape =
+            try prefix.map {
+                try transformer.record($0, interventions: interventions, logits: .positions(positions), gradients: request)
+            } ?? transformer.record(sequences, interventions: interventions, logits: .positions(positions), gradients: request)
         let flatTargets = targets.flatMap { $0 }
         let weights = targets.flatMap { t in Array(repeating: 1 / Float(requests.count * t.count), count: t.count) }
-        let v = transformer.config.vocabularySize, rows = flatTargets.count
+        let v = transformer.config.vocabularySize
+        let rows = flatTargets.count
         let dLogits = Tensor(zeros: [rows, v])
         let loss = flatTargets.withUnsafeBufferPointer { t in
             weights.withUnsafeBufferPointer { w in
-                Losses.crossEntropy(logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
-                                    targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dLogits.pointer, ldDLogits: v)
+                Losses.crossEntropy(
+                    logits: tape.logits.pointer, rows: rows, vocabularySize: v, ldLogits: v,
+                    targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dLogits.pointer, ldDLogits: v)
             }
         }
         let all = tape.backward(dLogits: dLogits).tokenPairs
@@ -58,12 +63,14 @@ public struct GradientSignal: Sendable {
     }
 
     private static func isZero(_ t: Tensor, row: Int) -> Bool {
-        let w = t.shape[1], p = t.pointer + row * w
+        let w = t.shape[1]
+        let p = t.pointer + row * w
         return (0..<w).allSatisfy { p[$0] == 0 }
     }
 
     private static func gather(_ t: Tensor, _ rows: [Int]) -> Tensor {
-        let w = t.shape[1], out = Tensor(zeros: [rows.count, w])
+        let w = t.shape[1]
+        let out = Tensor(zeros: [rows.count, w])
         for (i, r) in rows.enumerated() { (out.pointer + i * w).update(from: t.pointer + r * w, count: w) }
         return out
     }

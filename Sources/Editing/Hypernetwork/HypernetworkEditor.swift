@@ -48,13 +48,17 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     ///
     /// - Parameter keyMoments: the layer's C for the key-value write (``HypernetworkSettings/Write/keyValue``),
     ///   e.g. ``SecondMoments/matrix(layer:)`` of each edited layer; unused otherwise.
-    public convenience init(name: String, settings: HypernetworkSettings, model: LanguageModel,
-                            keyMoments: [Int: Tensor] = [:]) throws {
+    public convenience init(
+        name: String, settings: HypernetworkSettings, model: LanguageModel,
+        keyMoments: [Int: Tensor] = [:]
+    ) throws {
         try self.init(name: name, settings: settings, model: model, keyMoments: keyMoments, initialize: true)
     }
 
-    private init(name: String, settings: HypernetworkSettings, model: LanguageModel, keyMoments: [Int: Tensor],
-                 initialize: Bool) throws {
+    private init(
+        name: String, settings: HypernetworkSettings, model: LanguageModel, keyMoments: [Int: Tensor],
+        initialize: Bool
+    ) throws {
         self.name = name
         self.settings = settings
         modelHash = try model.contentHash()
@@ -74,8 +78,10 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
             self.keyMoments = [:]
             keyFactors = [:]
         }
-        var shapes: [Shape] = [], placement: [(Int, Int)] = []
-        var shapeKeys: [[Int]] = [], counts: [Int] = []
+        var shapes: [Shape] = []
+        var placement: [(Int, Int)] = []
+        var shapeKeys: [[Int]] = []
+        var counts: [Int] = []
         for id in modules {
             guard let shape = model.transformer.weights.shape(of: id, config: model.config) else {
                 throw EditorError.invalidHyperparameter(file: name, key: "matrices", expected: "matrices this model has (no \(id))")
@@ -92,14 +98,19 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         var rng = SplitMix64(seed: settings.seed)
         for (key, count) in zip(shapeKeys, counts) {
             let (out, inp) = (key[0], key[1])
-            let network = initialize
-                ? ShapeNetwork(design: settings.design, inWidth: inp, outWidth: out, rank: settings.rank,
-                               latentSize: settings.latentSize, modules: count,
-                               initialLogVariance: Float(settings.initialLogVariance), rng: &rng)
-                : ShapeNetwork(design: settings.design, inWidth: inp, outWidth: out, rank: settings.rank,
-                               latentSize: settings.latentSize, modules: count)
-            shapes.append(Shape(inWidth: inp, outWidth: out, network: network,
-                                inputStatistics: FeatureNormalizer(width: inp), gradientStatistics: FeatureNormalizer(width: out)))
+            let network =
+                initialize
+                ? ShapeNetwork(
+                    design: settings.design, inWidth: inp, outWidth: out, rank: settings.rank,
+                    latentSize: settings.latentSize, modules: count,
+                    initialLogVariance: Float(settings.initialLogVariance), rng: &rng)
+                : ShapeNetwork(
+                    design: settings.design, inWidth: inp, outWidth: out, rank: settings.rank,
+                    latentSize: settings.latentSize, modules: count)
+            shapes.append(
+                Shape(
+                    inWidth: inp, outWidth: out, network: network,
+                    inputStatistics: FeatureNormalizer(width: inp), gradientStatistics: FeatureNormalizer(width: out)))
         }
         self.shapes = shapes
         self.placement = placement
@@ -118,16 +129,20 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// statistics first when training (MEND updates them on every training row).
     public func encode(_ signal: GradientSignal, updatingStatistics: Bool) -> [Tensor] {
         modules.enumerated().map { i, id in
-            let pair = signal.pairs[id]!, s = placement[i].shape
-            let rows = pair.input.shape[0], inW = shapes[s].inWidth, outW = shapes[s].outWidth
+            let pair = signal.pairs[id]!
+            let s = placement[i].shape
+            let rows = pair.input.shape[0]
+            let inW = shapes[s].inWidth
+            let outW = shapes[s].outWidth
             if updatingStatistics {
                 shapes[s].inputStatistics.update(pair.input.pointer, rows: rows, ld: inW)
                 shapes[s].gradientStatistics.update(pair.outputGradient.pointer, rows: rows, ld: outW)
             }
             let x = Tensor(zeros: [rows, inW + outW])
             shapes[s].inputStatistics.normalize(pair.input.pointer, rows: rows, ld: inW, into: x.pointer, ldy: inW + outW)
-            shapes[s].gradientStatistics.normalize(pair.outputGradient.pointer, rows: rows, ld: outW,
-                                                   into: x.pointer + inW, ldy: inW + outW)
+            shapes[s].gradientStatistics.normalize(
+                pair.outputGradient.pointer, rows: rows, ld: outW,
+                into: x.pointer + inW, ldy: inW + outW)
             return x
         }
     }
@@ -156,8 +171,10 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// Runs every module's rows through its shape's network; `noise` samples the latent (training).
     /// The key-value write also needs the raw keys of `signal` (the rows' inputs); with
     /// `neighbours` (``neighbourSpans(_:model:)``) the input factors are projected off their spans.
-    public func run(_ inputs: [Tensor], signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil,
-                    noise: UnsafeMutablePointer<SplitMix64>? = nil) throws -> Pass {
+    public func run(
+        _ inputs: [Tensor], signal: GradientSignal? = nil, neighbours: [NeighbourSpan]? = nil,
+        noise: UnsafeMutablePointer<SplitMix64>? = nil
+    ) throws -> Pass {
         precondition(inputs.count == modules.count, "one input per module")
         let passes = shapes.enumerated().map { k, shape in
             var slots = [Tensor?](repeating: nil, count: shape.network.moduleCount)
@@ -168,8 +185,11 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
             guard let neighbours else { return Pass(shapes: passes, placement: placement, right: nil, neighbourSpans: nil) }
             var scales: [Float] = []
             let projected = modules.indices.map { i in
-                let s = shapes[placement[i].shape], y = passes[placement[i].shape].outputs[placement[i].slot]!
-                let rows = y.shape[0], d = s.inWidth + s.outWidth, u = Tensor(zeros: [rows, s.inWidth])
+                let s = shapes[placement[i].shape]
+                let y = passes[placement[i].shape].outputs[placement[i].slot]!
+                let rows = y.shape[0]
+                let d = s.inWidth + s.outWidth
+                let u = Tensor(zeros: [rows, s.inWidth])
                 for t in 0..<rows { (u.pointer + t * s.inWidth).update(from: y.pointer + t * d, count: s.inWidth) }
                 let before = MatMul.dot(u.pointer, u.pointer, u.count)
                 neighbours[i].project(u.pointer, count: rows, stride: s.inWidth)
@@ -185,9 +205,11 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         }
         guard let signal else { preconditionFailure("the key-value write needs the gradient signal's keys") }
         let keys = try modules.map { id in
-            let k = signal.pairs[id]!.input, rows = k.shape[0]
-            return try MEMIT.writeKeys(k.scalars.map(Double.init), count: rows, factor: keyFactors[id.layer]!,
-                                       lambda: settings.keyWeight)
+            let k = signal.pairs[id]!.input
+            let rows = k.shape[0]
+            return try MEMIT.writeKeys(
+                k.scalars.map(Double.init), count: rows, factor: keyFactors[id.layer]!,
+                lambda: settings.keyWeight)
         }
         return Pass(shapes: passes, placement: placement, right: keys, neighbourSpans: nil)
     }
@@ -203,9 +225,14 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
 
     /// Module `i`'s update as factors: `left = −η δ̃ᵀ` `[out, T]`, `right` `[T, in]` (``rightFactor(_:module:)``).
     public func factors(_ pass: Pass, module i: Int) -> (left: Tensor, right: Tensor) {
-        let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
-        let left = Tensor(zeros: [s.outWidth, rows]), right = Tensor(zeros: [rows, s.inWidth])
-        let eta = -stepSizes[i], source = rightFactor(pass, module: i)
+        let s = shapes[placement[i].shape]
+        let y = pass.output(i)
+        let rows = y.shape[0]
+        let d = s.inWidth + s.outWidth
+        let left = Tensor(zeros: [s.outWidth, rows])
+        let right = Tensor(zeros: [rows, s.inWidth])
+        let eta = -stepSizes[i]
+        let source = rightFactor(pass, module: i)
         for t in 0..<rows {
             (right.pointer + t * s.inWidth).update(from: source.pointer + t * source.stride, count: s.inWidth)
             for o in 0..<s.outWidth { left.pointer[o * rows + t] = eta * y.pointer[t * d + s.inWidth + o] }
@@ -216,10 +243,15 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// Every module's `ΔW` as a dense matrix.
     public func denseUpdates(_ pass: Pass) -> [Tensor] {
         modules.indices.map { i in
-            let s = shapes[placement[i].shape], y = pass.output(i), rows = y.shape[0], d = s.inWidth + s.outWidth
-            let dw = Tensor(zeros: [s.outWidth, s.inWidth]), right = rightFactor(pass, module: i)
-            MatMul.gemm(transA: true, m: s.outWidth, n: s.inWidth, k: rows, alpha: -stepSizes[i],
-                        a: y.pointer + s.inWidth, lda: d, b: right.pointer, ldb: right.stride, c: dw.pointer, ldc: s.inWidth)
+            let s = shapes[placement[i].shape]
+            let y = pass.output(i)
+            let rows = y.shape[0]
+            let d = s.inWidth + s.outWidth
+            let dw = Tensor(zeros: [s.outWidth, s.inWidth])
+            let right = rightFactor(pass, module: i)
+            MatMul.gemm(
+                transA: true, m: s.outWidth, n: s.inWidth, k: rows, alpha: -stepSizes[i],
+                a: y.pointer + s.inWidth, lda: d, b: right.pointer, ldb: right.stride, c: dw.pointer, ldc: s.inWidth)
             return dw
         }
     }
@@ -234,18 +266,26 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
         precondition(updateGradients.count == modules.count && gradients.count == shapes.count, "one gradient per module and shape")
         var outputGradients = shapes.map { [Tensor?](repeating: nil, count: $0.network.moduleCount) }
         for i in modules.indices {
-            let s = shapes[placement[i].shape], g = updateGradients[i], y = pass.output(i)
-            let rows = y.shape[0], inW = s.inWidth, outW = s.outWidth, d = inW + outW
-            let eta = stepSizes[i], right = rightFactor(pass, module: i)
+            let s = shapes[placement[i].shape]
+            let g = updateGradients[i]
+            let y = pass.output(i)
+            let rows = y.shape[0]
+            let inW = s.inWidth
+            let outW = s.outWidth
+            let d = inW + outW
+            let eta = stepSizes[i]
+            let right = rightFactor(pass, module: i)
             // P = Ũ Gᵀ [T, out]; ∂L/∂Δ̃ = −η P; ∂L/∂Ũ = −η Δ̃ G; ∂L/∂η = −Σ Δ̃ ⊙ P. The key-value
             // write's right factor is not the network's: its ∂L/∂Ũ stays zero.
             let p = Tensor(zeros: [rows, outW])
-            MatMul.gemm(transB: true, m: rows, n: outW, k: inW, a: right.pointer, lda: right.stride, b: g.pointer, ldb: inW,
-                        c: p.pointer, ldc: outW)
+            MatMul.gemm(
+                transB: true, m: rows, n: outW, k: inW, a: right.pointer, lda: right.stride, b: g.pointer, ldb: inW,
+                c: p.pointer, ldc: outW)
             let dY = Tensor(zeros: [rows, d])
             if settings.write == .gradient {
-                MatMul.gemm(m: rows, n: inW, k: outW, alpha: -eta, a: y.pointer + inW, lda: d, b: g.pointer, ldb: inW,
-                            c: dY.pointer, ldc: d)
+                MatMul.gemm(
+                    m: rows, n: inW, k: outW, alpha: -eta, a: y.pointer + inW, lda: d, b: g.pointer, ldb: inW,
+                    c: dY.pointer, ldc: d)
                 // The projection is symmetric: the gradient of the raw ũ is the projected one's, projected.
                 pass.neighbourSpans?[i].project(dY.pointer, count: rows, stride: d)
                 if let scale = pass.rightScales?[i], scale != 1 {
@@ -254,7 +294,9 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
             }
             var dEta = 0.0
             for t in 0..<rows {
-                let delta = y.pointer + t * d + inW, pt = p.pointer + t * outW, out = dY.pointer + t * d + inW
+                let delta = y.pointer + t * d + inW
+                let pt = p.pointer + t * outW
+                let out = dY.pointer + t * d + inW
                 for o in 0..<outW {
                     out[o] = -eta * pt[o]
                     dEta -= Double(delta[o] * pt[o])
@@ -273,7 +315,8 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         try checkModel(model, source: name)
         // Each iteration's factors, per module; later iterations read the model with the earlier ones.
-        var lefts = [[Tensor]](repeating: [], count: modules.count), rights = lefts
+        var lefts = [[Tensor]](repeating: [], count: modules.count)
+        var rights = lefts
         let neighbours = try neighbourSpans(requests, model: model)
         _ = try model.transformer.inTurn(settings.iterations, source: name) { _ in
             let signal = try GradientSignal.capture(requests, transformer: model.transformer, modules: modules, rows: settings.rows)
@@ -300,7 +343,8 @@ public final class HypernetworkEditor: Editor, @unchecked Sendable {
     /// `[out, T₁]`, `[out, T₂]`, … side by side: `[out, ΣT]`.
     private static func columns(_ parts: [Tensor]) -> Tensor {
         guard parts.count > 1 else { return parts[0] }
-        let out = parts[0].shape[0], total = parts.reduce(0) { $0 + $1.shape[1] }
+        let out = parts[0].shape[0]
+        let total = parts.reduce(0) { $0 + $1.shape[1] }
         let joined = Tensor(zeros: [out, total])
         var start = 0
         for part in parts {
@@ -374,9 +418,12 @@ extension HypernetworkEditor {
         for (k, shape) in shapes.enumerated() {
             let bank = shape.network.bank
             for slot in bank.slots {
-                let name = "shape\(k).\(slot.name)", values = bank[slot.name].scalars
-                tensors.append(halfPrecision ? .float16(name: name, shape: slot.shape, floats: values)
-                                             : .init(name: name, shape: slot.shape, floats: values))
+                let name = "shape\(k).\(slot.name)"
+                let values = bank[slot.name].scalars
+                tensors.append(
+                    halfPrecision
+                        ? .float16(name: name, shape: slot.shape, floats: values)
+                        : .init(name: name, shape: slot.shape, floats: values))
             }
             // In float64, so that a resumed training run continues the statistics exactly.
             for (label, statistics) in [("input", shape.inputStatistics), ("gradient", shape.gradientStatistics)] {
@@ -390,10 +437,14 @@ extension HypernetworkEditor {
         for (layer, c) in keyMoments.sorted(by: { $0.key < $1.key }) {
             // C's lower triangle over its mean diagonal (so that float16 keeps 3 digits of its
             // small off-diagonal entries), and that scale.
-            let n = c.shape[0], scale = (0..<n).reduce(Float(0)) { $0 + c.pointer[$1 * n + $1] } / Float(n)
-            let name = "key_moment.layer\(layer)", packed = Self.lowerTriangle(c).map { $0 / scale }
-            tensors.append(halfPrecision ? .float16(name: name, shape: [packed.count], floats: packed)
-                                         : .init(name: name, shape: [packed.count], floats: packed))
+            let n = c.shape[0]
+            let scale = (0..<n).reduce(Float(0)) { $0 + c.pointer[$1 * n + $1] } / Float(n)
+            let name = "key_moment.layer\(layer)"
+            let packed = Self.lowerTriangle(c).map { $0 / scale }
+            tensors.append(
+                halfPrecision
+                    ? .float16(name: name, shape: [packed.count], floats: packed)
+                    : .init(name: name, shape: [packed.count], floats: packed))
             tensors.append(.init(name: name + ".scale", shape: [1], floats: [scale]))
         }
         var metadata = provenance
@@ -423,7 +474,7 @@ extension HypernetworkEditor {
         let hash = try model.contentHash()
         guard editorModel == hash else { throw HypernetworkError.wrongModel(file: fileName, editorModel: editorModel, model: hash) }
         guard let method = file.metadata["ibke.method"], let settingsText = file.metadata["ibke.settings"],
-              let settingsObject = (try? JSONValue.parse(Data(settingsText.utf8)))?.objectValue
+            let settingsObject = (try? JSONValue.parse(Data(settingsText.utf8)))?.objectValue
         else { throw malformed("no ibke.method or ibke.settings") }
         var reader = HyperparameterReader(object: settingsObject, file: fileName)
         let settings = try HypernetworkSettings(reading: &reader, design: .bottleneck, config: model.config)
@@ -439,12 +490,14 @@ extension HypernetworkEditor {
         if settings.write == .keyValue {
             let f = model.config.feedForwardSize
             for layer in settings.layers {
-                let name = "key_moment.layer\(layer)", scale = try read(name + ".scale", count: 1)[0]
+                let name = "key_moment.layer\(layer)"
+                let scale = try read(name + ".scale", count: 1)[0]
                 keyMoments[layer] = unpackLowerTriangle(try read(name, count: f * (f + 1) / 2).map { $0 * scale }, order: f)
             }
         }
-        let editor = try HypernetworkEditor(name: method, settings: settings, model: model, keyMoments: keyMoments,
-                                            initialize: false)
+        let editor = try HypernetworkEditor(
+            name: method, settings: settings, model: model, keyMoments: keyMoments,
+            initialize: false)
         guard file.metadata["ibke.modules"] == editor.modules.map(\.name).joined(separator: ",") else {
             throw malformed("ibke.modules does not match the settings")
         }
@@ -467,8 +520,9 @@ extension HypernetworkEditor {
                 return values
             }
             func statistics(_ label: String, width: Int, count: Int) throws -> FeatureNormalizer {
-                FeatureNormalizer(count: count, mean: try doubles("shape\(k).\(label)_mean", count: width),
-                                  sumOfSquares: try doubles("shape\(k).\(label)_m2", count: width))
+                FeatureNormalizer(
+                    count: count, mean: try doubles("shape\(k).\(label)_mean", count: width),
+                    sumOfSquares: try doubles("shape\(k).\(label)_m2", count: width))
             }
             editor.shapes[k].inputStatistics = try statistics("input", width: editor.shapes[k].inWidth, count: counts[2 * k])
             editor.shapes[k].gradientStatistics = try statistics("gradient", width: editor.shapes[k].outWidth, count: counts[2 * k + 1])

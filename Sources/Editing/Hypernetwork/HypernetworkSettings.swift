@@ -94,7 +94,8 @@ public struct HypernetworkSettings: Sendable, Equatable {
                 design: design, layers: band.layers, matrices: [.feedForwardDown], rank: rank, latentSize: rank / 2,
                 initialStepSize: 0.5, initialLogVariance: -4, rows: .subjectLast, write: write, keyWeight: keyWeight, seed: 0)
         }
-        let matrices: [ParameterID.Kind] = config.feedForward.isGated
+        let matrices: [ParameterID.Kind] =
+            config.feedForward.isGated
             ? [.feedForwardGate, .feedForwardUp, .feedForwardDown] : [.feedForwardUp, .feedForwardDown]
         return HypernetworkSettings(
             design: design, layers: Array(max(0, config.layerCount - 3)..<config.layerCount), matrices: matrices,
@@ -109,13 +110,15 @@ public struct HypernetworkSettings: Sendable, Equatable {
     public init(reading reader: inout HyperparameterReader, design fallback: Design, config: TransformerConfig) throws {
         let designName = try reader.string("design", default: fallback.rawValue)
         guard let design = Design(rawValue: designName) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "design",
-                                                    expected: "one of \(Design.allCases.map(\.rawValue).joined(separator: ", ")), found \(designName)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "design",
+                expected: "one of \(Design.allCases.map(\.rawValue).joined(separator: ", ")), found \(designName)")
         }
         let writeName = try reader.string("write", default: Write.gradient.rawValue)
         guard let write = Write(rawValue: writeName) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "write",
-                                                    expected: "gradient or key_value, found \(writeName)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "write",
+                expected: "gradient or key_value, found \(writeName)")
         }
         self = .defaults(design, write: write, config: config)
         layers = try reader.ints("layers", default: layers)
@@ -124,8 +127,9 @@ public struct HypernetworkSettings: Sendable, Equatable {
         let names = try reader.strings("matrices", "inner_params", default: matrices.map(\.rawValue))
         matrices = try names.map { name in
             guard let kind = FineTuning.Hyperparameters.moduleKind(name), !ParameterID(layer: 0, kind).isNorm else {
-                throw EditorError.invalidHyperparameter(file: reader.file, key: "matrices",
-                                                        expected: "matrix names (ffn_gate, mlp.up_proj, …), found \(name)")
+                throw EditorError.invalidHyperparameter(
+                    file: reader.file, key: "matrices",
+                    expected: "matrix names (ffn_gate, mlp.up_proj, …), found \(name)")
             }
             return kind
         }
@@ -135,8 +139,9 @@ public struct HypernetworkSettings: Sendable, Equatable {
         initialLogVariance = try reader.double("initial_log_variance", default: initialLogVariance)
         let rowName = try reader.string("rows", default: rows.rawValue)
         guard let rows = RowSelection(rawValue: rowName) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "rows",
-                                                    expected: "\(RowSelection.allCases.map(\.rawValue).joined(separator: ", ")), found \(rowName)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "rows",
+                expected: "\(RowSelection.allCases.map(\.rawValue).joined(separator: ", ")), found \(rowName)")
         }
         self.rows = rows
         keyWeight = try reader.double("mom2_update_weight", "key_weight", default: keyWeight)
@@ -152,13 +157,15 @@ public struct HypernetworkSettings: Sendable, Equatable {
         try checkNeighbours(file: reader.file)
         if write == .keyValue {
             guard matrices == [.feedForwardDown], rows == .subjectLast, keyWeight > 0 else {
-                throw EditorError.invalidHyperparameter(file: reader.file, key: "write",
-                                                        expected: "key_value writes ffn_down at rows subject_last with mom2_update_weight > 0")
+                throw EditorError.invalidHyperparameter(
+                    file: reader.file, key: "write",
+                    expected: "key_value writes ffn_down at rows subject_last with mom2_update_weight > 0")
             }
         }
         guard !layers.isEmpty, !matrices.isEmpty, rank >= 1, latentSize >= 1, initialStepSize > 0 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers/matrices/rank/latent_size/edit_lr",
-                                                    expected: "at least one layer and matrix, rank ≥ 1, latent_size ≥ 1, edit_lr > 0")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "layers/matrices/rank/latent_size/edit_lr",
+                expected: "at least one layer and matrix, rank ≥ 1, latent_size ≥ 1, edit_lr > 0")
         }
     }
 
@@ -177,9 +184,11 @@ public struct HypernetworkSettings: Sendable, Equatable {
         }
     }
 
-    init(design: Design, layers: [Int], matrices: [ParameterID.Kind], rank: Int, latentSize: Int,
-         initialStepSize: Double, initialLogVariance: Double, rows: RowSelection, write: Write, keyWeight: Double,
-         seed: UInt64) {
+    init(
+        design: Design, layers: [Int], matrices: [ParameterID.Kind], rank: Int, latentSize: Int,
+        initialStepSize: Double, initialLogVariance: Double, rows: RowSelection, write: Write, keyWeight: Double,
+        seed: UInt64
+    ) {
         self.design = design
         self.layers = layers
         self.matrices = matrices

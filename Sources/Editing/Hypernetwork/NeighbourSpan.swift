@@ -16,7 +16,9 @@ public struct NeighbourSpan: Sendable {
     /// The span of the rows of `keys` (`[R, d]`), with a ridge of 1e-4 of their mean square norm
     /// so that near-duplicate rows (the prompt's tokens before the subject) stay solvable.
     init(keys: Tensor) throws {
-        let rows = keys.shape[0], width = keys.shape[1], values = keys.scalars.map(Double.init)
+        let rows = keys.shape[0]
+        let width = keys.shape[1]
+        let values = keys.scalars.map(Double.init)
         var gram = DenseSolve.multiply(values, values, m: rows, n: rows, k: width, transposeB: true)
         let meanSquare = (0..<rows).reduce(0.0) { $0 + gram[$1 * rows + $1] } / Double(max(1, rows))
         for i in 0..<rows { gram[i * rows + i] += 1e-4 * meanSquare + 1e-12 }
@@ -54,8 +56,10 @@ public struct NeighbourSpan: Sendable {
         guard !sequences.isEmpty else { return nil }
         // Settings with neighbours name only matrices with an input hook (HypernetworkSettings).
         let hooks = Array(Set(modules.map { HookKey($0.inputPoint!, layer: $0.layer) }))
-        let captures = try model.transformer.forward(sequences, interventions: hooks.map { .capture($0.point, layer: $0.layer) },
-                                                     logits: .none).captures
+        let captures = try model.transformer.forward(
+            sequences, interventions: hooks.map { .capture($0.point, layer: $0.layer) },
+            logits: .none
+        ).captures
         return try modules.map { try NeighbourSpan(keys: captures[HookKey($0.inputPoint!, layer: $0.layer)]!) }
     }
 }

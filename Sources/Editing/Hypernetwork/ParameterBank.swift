@@ -21,7 +21,8 @@ public final class ParameterBank: Sendable {
 
     /// A zero-filled bank of the given `(name, shape)` parameters.
     public init(_ layout: [(String, [Int])]) {
-        var slots: [Slot] = [], offset = 0
+        var slots: [Slot] = []
+        var offset = 0
         for (name, shape) in layout {
             slots.append(Slot(name: name, shape: shape, offset: offset))
             offset += shape.reduce(1, *)
@@ -64,7 +65,8 @@ public final class ParameterBank: Sendable {
 extension SplitMix64 {
     /// A standard-normal sample (Box–Muller on two uniforms).
     public mutating func nextGaussian() -> Float {
-        let u1 = max(Double(next() >> 11) * 0x1p-53, 1e-300), u2 = Double(next() >> 11) * 0x1p-53
+        let u1 = max(Double(next() >> 11) * 0x1p-53, 1e-300)
+        let u2 = Double(next() >> 11) * 0x1p-53
         return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
 }

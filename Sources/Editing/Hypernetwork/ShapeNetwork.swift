@@ -39,8 +39,10 @@ final class ShapeNetwork: Sendable {
     /// The parameter layout of a network (names are stable: they key editor files).
     static func layout(design: Design, width d: Int, rank r: Int, latent z: Int, modules m: Int) -> [(String, [Int])] {
         let residual: [(String, [Int])] = (0..<2).flatMap { i in
-            [("layer\(i).down", [r, d]), ("layer\(i).up", [d, r]), ("layer\(i).bias", [d]),
-             ("layer\(i).scale", [m, d]), ("layer\(i).shift", [m, d])]
+            [
+                ("layer\(i).down", [r, d]), ("layer\(i).up", [d, r]), ("layer\(i).bias", [d]),
+                ("layer\(i).scale", [m, d]), ("layer\(i).shift", [m, d]),
+            ]
         }
         let pooledGate: [(String, [Int])] = [
             ("encoder.weight", [r, d]), ("encoder.bias", [r]), ("encoder.scale", [m, r]), ("encoder.shift", [m, r]),
@@ -63,10 +65,13 @@ final class ShapeNetwork: Sendable {
     }
 
     /// A freshly initialised network.
-    convenience init(design: Design, inWidth: Int, outWidth: Int, rank: Int, latentSize: Int, modules: Int,
-         initialLogVariance: Float, rng: inout SplitMix64) {
-        self.init(design: design, inWidth: inWidth, outWidth: outWidth, rank: rank, latentSize: latentSize,
-                  modules: modules)
+    convenience init(
+        design: Design, inWidth: Int, outWidth: Int, rank: Int, latentSize: Int, modules: Int,
+        initialLogVariance: Float, rng: inout SplitMix64
+    ) {
+        self.init(
+            design: design, inWidth: inWidth, outWidth: outWidth, rank: rank, latentSize: latentSize,
+            modules: modules)
         let d = width
         if design == .mend || design == .gatedMEND {
             for i in 0..<2 {
@@ -88,7 +93,8 @@ final class ShapeNetwork: Sendable {
             bank.fillNormal("decoder.weight", std: (2 / Float(latentSize)).squareRoot(), using: &rng)
             bank.fill("decoder.scale", 1)
             // ũ rows random, δ̃ rows zero (LoRA-style: ΔW = 0 but ∂L/∂δ̃ ≠ 0).
-            let output = bank["output.weight"], std = 1 / Float(rank).squareRoot()
+            let output = bank["output.weight"]
+            let std = 1 / Float(rank).squareRoot()
             for i in 0..<(inWidth * rank) { output.pointer[i] = std * rng.nextGaussian() }
         }
     }
@@ -101,8 +107,10 @@ final class ShapeNetwork: Sendable {
         self.rank = rank
         self.latentSize = latentSize
         moduleCount = modules
-        bank = ParameterBank(Self.layout(design: design, width: inWidth + outWidth, rank: rank, latent: latentSize,
-                                         modules: modules))
+        bank = ParameterBank(
+            Self.layout(
+                design: design, width: inWidth + outWidth, rank: rank, latent: latentSize,
+                modules: modules))
     }
 
     /// What the rows of the shape's modules went through, kept for ``backward(_:outputGradients:klScale:into:)``.
@@ -135,9 +143,18 @@ final class ShapeNetwork: Sendable {
             let residual = inputs.enumerated().map { m, x in x.map { residualForward($0, module: m) } ?? [] }
             return Pass(outputs: residual.map(\.last), klSum: 0, latentCount: 0, residual: residual)
         case .bottleneck:
-            var outputs: [Tensor?] = [], saved: [[Tensor]] = [], noises: [Tensor?] = [], kl = 0.0, rows = 0
+            var outputs: [Tensor?] = []
+            var saved: [[Tensor]] = []
+            var noises: [Tensor?] = []
+            var kl = 0.0
+            var rows = 0
             for (m, x) in inputs.enumerated() {
-                guard let x else { outputs.append(nil); saved.append([]); noises.append(nil); continue }
+                guard let x else {
+                    outputs.append(nil)
+                    saved.append([])
+                    noises.append(nil)
+                    continue
+                }
                 let (a1, f1, h1) = encode(x, module: m)
                 let (mu, s, z, noise, klSum) = sample(h1, rng)
                 noises.append(noise)
@@ -172,7 +189,8 @@ final class ShapeNetwork: Sendable {
     /// MEND's two residual low-rank layers on one module's rows: `[h, p, q, f]` of each layer,
     /// then the output.
     private func residualForward(_ x: Tensor, module m: Int) -> [Tensor] {
-        var h = x, keep: [Tensor] = []
+        var h = x
+        var keep: [Tensor] = []
         for i in 0..<2 {
             let p = LayerMath.linear(h, bank["layer\(i).down"], nil)
             let q = LayerMath.linear(p, bank["layer\(i).up"], bank["layer\(i).bias"])
@@ -190,15 +208,21 @@ final class ShapeNetwork: Sendable {
     private func residualBackward(_ dY: Tensor, saved: [Tensor], module m: Int, gradient g: (String) -> Tensor) {
         let dx = dY.copy()
         for i in [1, 0] {
-            let h = saved[4 * i], p = saved[4 * i + 1], q = saved[4 * i + 2], f = saved[4 * i + 3]
+            let h = saved[4 * i]
+            let p = saved[4 * i + 1]
+            let q = saved[4 * i + 2]
+            let f = saved[4 * i + 3]
             let df = dx.copy()
             if i == 0 { LayerMath.reluBackward(df, input: f) }
-            let dq = LayerMath.filmBackward(df, input: q, scale: bank["layer\(i).scale"], module: m,
-                                            dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
-            let dp = LayerMath.linearBackward(dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
-                                              dBias: g("layer\(i).bias"), inputGradient: true)!
-            let dh = LayerMath.linearBackward(dp, input: h, weight: bank["layer\(i).down"],
-                                              dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
+            let dq = LayerMath.filmBackward(
+                df, input: q, scale: bank["layer\(i).scale"], module: m,
+                dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
+            let dp = LayerMath.linearBackward(
+                dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
+                dBias: g("layer\(i).bias"), inputGradient: true)!
+            let dh = LayerMath.linearBackward(
+                dp, input: h, weight: bank["layer\(i).down"],
+                dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
             // The residual path: the layer input's gradient is dx + dh.
             if let dh { Kernels.add(dh.pointer, into: dx.pointer, count: dx.count) }
         }
@@ -207,46 +231,61 @@ final class ShapeNetwork: Sendable {
     /// The gated designs' latent: the encoder rows of every module, pooled by attention into one
     /// Gaussian, sampled, and mapped to the gates `σ(B z + g)` (`shared[6]`, `[1, D]`).
     private func pooledGate(_ inputs: [Tensor?], _ rng: UnsafeMutablePointer<SplitMix64>?) -> Pass {
-        var saved: [[Tensor]] = [], pooledRows: [Tensor] = []
+        var saved: [[Tensor]] = []
+        var pooledRows: [Tensor] = []
         for (m, x) in inputs.enumerated() {
-            guard let x else { saved.append([]); continue }
+            guard let x else {
+                saved.append([])
+                continue
+            }
             let (a1, f1, h1) = encode(x, module: m)
             saved.append([x, a1, f1, h1])
             pooledRows.append(h1)
         }
-        let h = Self.stack(pooledRows), w = bank["attention.weight"]
+        let h = Self.stack(pooledRows)
+        let w = bank["attention.weight"]
         let scores = (0..<h.shape[0]).map { MatMul.dot(h.pointer + $0 * rank, w.pointer, rank) }
         let top = scores.max() ?? 0
-        let exps = scores.map { exp($0 - top) }, total = exps.reduce(0, +)
+        let exps = scores.map { exp($0 - top) }
+        let total = exps.reduce(0, +)
         let attention = Tensor(shape: [1, scores.count], values: exps.map { $0 / total })
         let pooled = Tensor(zeros: [1, rank])
-        MatMul.gemm(m: 1, n: rank, k: h.shape[0], a: attention.pointer, lda: h.shape[0], b: h.pointer, ldb: rank,
-                    c: pooled.pointer, ldc: rank)
+        MatMul.gemm(
+            m: 1, n: rank, k: h.shape[0], a: attention.pointer, lda: h.shape[0], b: h.pointer, ldb: rank,
+            c: pooled.pointer, ldc: rank)
         let (mu, s, z, noise, klSum) = sample(pooled, rng)
         let gate = LayerMath.linear(z, bank["gate.weight"], bank["gate.bias"])
         for i in 0..<gate.count { gate.pointer[i] = 1 / (1 + exp(-gate.pointer[i])) }
-        return Pass(outputs: [], klSum: klSum, latentCount: 1, saved: saved,
-                    shared: [h, attention, pooled, mu, s, z, gate], noise: [noise])
+        return Pass(
+            outputs: [], klSum: klSum, latentCount: 1, saved: saved,
+            shared: [h, attention, pooled, mu, s, z, gate], noise: [noise])
     }
 
     /// Backward of ``pooledGate(_:_:)`` from the gates' gradient `dGate` (`[1, D]`, before the
     /// sigmoid), plus `klScale` × the KL's gradient.
     private func pooledGateBackward(_ dGate: Tensor, pass: Pass, klScale: Float, gradient g: (String) -> Tensor) {
-        let (h, attention, pooled, mu, logVar, z, gate) = (pass.shared[0], pass.shared[1], pass.shared[2],
-                                                           pass.shared[3], pass.shared[4], pass.shared[5], pass.shared[6])
+        let (h, attention, pooled, mu, logVar, z, gate) = (
+            pass.shared[0], pass.shared[1], pass.shared[2],
+            pass.shared[3], pass.shared[4], pass.shared[5], pass.shared[6]
+        )
         for j in 0..<width { dGate.pointer[j] *= gate.pointer[j] * (1 - gate.pointer[j]) }
-        let dz = LayerMath.linearBackward(dGate, input: z, weight: bank["gate.weight"], dWeight: g("gate.weight"),
-                                          dBias: g("gate.bias"), inputGradient: true)!
+        let dz = LayerMath.linearBackward(
+            dGate, input: z, weight: bank["gate.weight"], dWeight: g("gate.weight"),
+            dBias: g("gate.bias"), inputGradient: true)!
         let noise = pass.noise.first ?? nil
         let dPooled = sampleBackward(dz, h: pooled, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
         // pooled = Σ_t a_t h_t, a = softmax(h w): ∂h_t = a_t ∂pooled + ∂e_t w, ∂e_t = a_t (∂a_t − Σ a ∂a).
-        let rows = h.shape[0], w = bank["attention.weight"], dw = g("attention.weight")
+        let rows = h.shape[0]
+        let w = bank["attention.weight"]
+        let dw = g("attention.weight")
         let dA = (0..<rows).map { MatMul.dot(h.pointer + $0 * rank, dPooled.pointer, rank) }
         let mean = zip(dA, (0..<rows).map { attention.pointer[$0] }).map { $0 * $1 }.reduce(0, +)
         let dH = Tensor(zeros: h.shape)
         for t in 0..<rows {
-            let a = attention.pointer[t], de = a * (dA[t] - mean)
-            let row = dH.pointer + t * rank, ht = h.pointer + t * rank
+            let a = attention.pointer[t]
+            let de = a * (dA[t] - mean)
+            let row = dH.pointer + t * rank
+            let ht = h.pointer + t * rank
             for j in 0..<rank {
                 row[j] = a * dPooled.pointer[j] + de * w.pointer[j]
                 dw.pointer[j] += de * ht[j]
@@ -276,7 +315,8 @@ final class ShapeNetwork: Sendable {
         var kl = 0.0
         let noise = rng.map { _ in Tensor(zeros: mu.shape) }
         for i in 0..<mu.count {
-            let logVariance = min(10, max(-10, s.pointer[i])), m = mu.pointer[i]
+            let logVariance = min(10, max(-10, s.pointer[i]))
+            let m = mu.pointer[i]
             kl += 0.5 * Double(m * m + exp(logVariance) - logVariance - 1)
             if let noise {
                 let e = rng!.pointee.nextGaussian()
@@ -292,7 +332,8 @@ final class ShapeNetwork: Sendable {
         _ dz: Tensor, h: Tensor, mu: Tensor, logVariance: Tensor, noise: Tensor?, klScale: Float, gradient g: (String) -> Tensor
     ) -> Tensor {
         // z = μ + exp(s/2)·ε; KL = ½ Σ (μ² + eˢ − s − 1), s clamped to [−10, 10].
-        let dMu = Tensor(zeros: mu.shape), dS = Tensor(zeros: mu.shape)
+        let dMu = Tensor(zeros: mu.shape)
+        let dS = Tensor(zeros: mu.shape)
         for i in 0..<mu.count {
             dMu.pointer[i] = dz.pointer[i] + klScale * mu.pointer[i]
             let raw = logVariance.pointer[i]
@@ -301,10 +342,12 @@ final class ShapeNetwork: Sendable {
             if let noise { ds += dz.pointer[i] * 0.5 * noise.pointer[i] * exp(raw / 2) }
             dS.pointer[i] = ds
         }
-        let dh = LayerMath.linearBackward(dMu, input: h, weight: bank["mean.weight"], dWeight: g("mean.weight"),
-                                          dBias: g("mean.bias"), inputGradient: true)!
-        let dhs = LayerMath.linearBackward(dS, input: h, weight: bank["logvar.weight"], dWeight: g("logvar.weight"),
-                                           dBias: g("logvar.bias"), inputGradient: true)!
+        let dh = LayerMath.linearBackward(
+            dMu, input: h, weight: bank["mean.weight"], dWeight: g("mean.weight"),
+            dBias: g("mean.bias"), inputGradient: true)!
+        let dhs = LayerMath.linearBackward(
+            dS, input: h, weight: bank["logvar.weight"], dWeight: g("logvar.weight"),
+            dBias: g("logvar.bias"), inputGradient: true)!
         Kernels.add(dhs.pointer, into: dh.pointer, count: dh.count)
         return dh
     }
@@ -313,10 +356,12 @@ final class ShapeNetwork: Sendable {
     private func encodeBackward(_ dh1: Tensor, saved: [Tensor], module m: Int, gradient g: (String) -> Tensor) {
         let (x, a1, f1) = (saved[0], saved[1], saved[2])
         LayerMath.reluBackward(dh1, input: f1)
-        let da1 = LayerMath.filmBackward(dh1, input: a1, scale: bank["encoder.scale"], module: m,
-                                         dScale: g("encoder.scale"), dShift: g("encoder.shift"))
-        LayerMath.linearBackward(da1, input: x, weight: bank["encoder.weight"], dWeight: g("encoder.weight"),
-                                 dBias: g("encoder.bias"), inputGradient: false)
+        let da1 = LayerMath.filmBackward(
+            dh1, input: a1, scale: bank["encoder.scale"], module: m,
+            dScale: g("encoder.scale"), dShift: g("encoder.shift"))
+        LayerMath.linearBackward(
+            da1, input: x, weight: bank["encoder.weight"], dWeight: g("encoder.weight"),
+            dBias: g("encoder.bias"), inputGradient: false)
     }
 
     /// Adds to `gradient` (this bank's layout) the gradient of a loss whose gradient at each
@@ -335,20 +380,24 @@ final class ShapeNetwork: Sendable {
                 let s = pass.saved[m]
                 let (h1, mu, logVar, z, a2, f2, h2) = (s[3], s[4], s[5], s[6], s[7], s[8], s[9])
                 let noise = pass.noise[m]
-                let dh2 = LayerMath.linearBackward(dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
-                                                   dBias: g("output.bias"), inputGradient: true)!
+                let dh2 = LayerMath.linearBackward(
+                    dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
+                    dBias: g("output.bias"), inputGradient: true)!
                 LayerMath.reluBackward(dh2, input: f2)
-                let da2 = LayerMath.filmBackward(dh2, input: a2, scale: bank["decoder.scale"], module: m,
-                                                 dScale: g("decoder.scale"), dShift: g("decoder.shift"))
-                let dz = LayerMath.linearBackward(da2, input: z, weight: bank["decoder.weight"], dWeight: g("decoder.weight"),
-                                                  dBias: g("decoder.bias"), inputGradient: true)!
+                let da2 = LayerMath.filmBackward(
+                    dh2, input: a2, scale: bank["decoder.scale"], module: m,
+                    dScale: g("decoder.scale"), dShift: g("decoder.shift"))
+                let dz = LayerMath.linearBackward(
+                    da2, input: z, weight: bank["decoder.weight"], dWeight: g("decoder.weight"),
+                    dBias: g("decoder.bias"), inputGradient: true)!
                 let dh1 = sampleBackward(dz, h: h1, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
                 encodeBackward(dh1, saved: s, module: m, gradient: g)
             }
         case .gated, .gatedMEND:
             // y = x ⊙ gate (gate broadcast over rows, x the gated rows): ∂L/∂gate = Σ_rows dY ⊙ x,
             // and for gated MEND ∂L/∂x = dY ⊙ gate into MEND's layers.
-            let gate = pass.shared[6], dGate = Tensor(zeros: [1, width])
+            let gate = pass.shared[6]
+            let dGate = Tensor(zeros: [1, width])
             for (m, dY) in outputGradients.enumerated() {
                 guard let dY, let x = design == .gated ? pass.saved[m].first : pass.residual[m].last else { continue }
                 let dX = design == .gatedMEND ? Tensor(zeros: x.shape) : nil
@@ -367,7 +416,8 @@ final class ShapeNetwork: Sendable {
 
     /// Rows of several `[T_i, w]` tensors, stacked.
     static func stack(_ parts: [Tensor]) -> Tensor {
-        let width = parts.first?.shape[1] ?? 0, rows = parts.reduce(0) { $0 + $1.shape[0] }
+        let width = parts.first?.shape[1] ?? 0
+        let rows = parts.reduce(0) { $0 + $1.shape[0] }
         let out = Tensor(zeros: [rows, width])
         var next = 0
         for p in parts {

@@ -44,16 +44,20 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     /// The statistics' label, with the null-space dimension of each projector built so far.
     public var statistics: EditorStatistics {
         let dims = nullSpaceDescription
-        return .labelled(secondMoments.label() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)"))
+        return .labelled(
+            secondMoments.label() + (dims.isEmpty ? "" : "; null space \(dims) of \(settings.layers.isEmpty ? 0 : featureCount)"))
     }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         let contexts = try contexts(requests, model: model)
         let alpha = settings.l2
-        let entries = try MassEditing.edit(requests, contexts: contexts, model: model, hyperparameters: settings,
-                                           method: name) { layer, targets in
-            try Self.update(targets, projector: try self.projector(layer, model: model), keyCache: self.keyCache[layer],
-                            alpha: alpha)
+        let entries = try MassEditing.edit(
+            requests, contexts: contexts, model: model, hyperparameters: settings,
+            method: name
+        ) { layer, targets in
+            try Self.update(
+                targets, projector: try self.projector(layer, model: model), keyCache: self.keyCache[layer],
+                alpha: alpha)
         }
         var delta = WeightDelta(entries: entries, metadata: deltaMetadata(requests, model: model))
         delta.metadata["ibke.alphaedit.null_space"] = nullSpaceDescription
@@ -61,10 +65,13 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     }
 
     /// `ΔW = R Mᵀ` with `(P (KKᵀ + cache) + αI) M = P K`; without a cache by the n×n form.
-    static func update(_ targets: MassEditing.LayerTargets, projector p: [Double], keyCache: [Double]?, alpha: Double) throws
+    static func update(
+        _ targets: MassEditing.LayerTargets, projector p: [Double], keyCache: [Double]?, alpha: Double
+    ) throws
         -> (left: Tensor, right: Tensor)
     {
-        let n = targets.keys.count, f = targets.keys[0].count
+        let n = targets.keys.count
+        let f = targets.keys[0].count
         let keyRows = targets.keys.flatMap { $0.map(Double.init) }  // [n, F]
         let projectedRows = DenseSolve.multiply(keyRows, p, m: n, n: f, k: f)  // (PK)ᵀ, P symmetric
         let right: [Double]
@@ -77,8 +84,9 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
         } else {
             var h = DenseSolve.multiply(keyRows, projectedRows, m: n, n: n, k: f, transposeB: true)  // KᵀPK
             for i in 0..<n { h[i * n + i] += alpha }
-            let solved = try DenseSolve.general(h, order: n, rightHandSides: MassEditing.transpose(projectedRows, rows: n, columns: f),
-                                                count: f)
+            let solved = try DenseSolve.general(
+                h, order: n, rightHandSides: MassEditing.transpose(projectedRows, rows: n, columns: f),
+                count: f)
             right = MassEditing.transpose(solved, rows: f, columns: n)
         }
         return (MassEditing.left(targets.residuals), Tensor(shape: [n, f], values: right.map { Float($0) }))
@@ -114,10 +122,12 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     /// P = Û Ûᵀ over the eigenvectors of C below the threshold (or within the fraction of tr(C)).
     private func projector(_ layer: Int, model: LanguageModel) throws -> [Double] {
         if let cached = projectors[layer] { return cached }
-        let (values, vectors) = try Self.eigendecomposition(try secondMoments.matrix(layer),
-                                                            cacheDirectory: secondMoments.cacheDirectory)
-        let (p, kept) = Self.projector(values: values, vectors: vectors, threshold: settings.nullspaceThreshold,
-                                       fraction: settings.nullspaceFraction)
+        let (values, vectors) = try Self.eigendecomposition(
+            try secondMoments.matrix(layer),
+            cacheDirectory: secondMoments.cacheDirectory)
+        let (p, kept) = Self.projector(
+            values: values, vectors: vectors, threshold: settings.nullspaceThreshold,
+            fraction: settings.nullspaceFraction)
         projectors[layer] = p
         nullSpaceDimensions[layer] = kept
         featureCount = values.count
@@ -151,8 +161,10 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
         if let url, FileManager.default.fileExists(atPath: url.path) {
             let file = try SafetensorsFile(url: url)
             guard file.metadata["ibke.format"] == eigenFormat, file.metadata["ibke.matrix_sha256"] == hash,
-                  file.shape(of: "values") == [n], file.shape(of: "vectors") == [n, n] else {
-                throw StatisticsError.malformed(file: url.path, detail: "not the eigendecomposition of this second moment (\(eigenFormat), SHA-256 \(hash))")
+                file.shape(of: "values") == [n], file.shape(of: "vectors") == [n, n]
+            else {
+                throw StatisticsError.malformed(
+                    file: url.path, detail: "not the eigendecomposition of this second moment (\(eigenFormat), SHA-256 \(hash))")
             }
             return (try file.readFloats("values"), Tensor(shape: [n, n], values: try file.readFloats("vectors")))
         }
@@ -160,9 +172,13 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
         if let url, let directory = cacheDirectory {
             try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try SafetensorsWriter.write(
-                tensors: [.init(name: "values", shape: [n], floats: values), .init(name: "vectors", shape: [n, n], floats: vectors.scalars)],
-                metadata: ["ibke.format": eigenFormat, "ibke.matrix_sha256": hash,
-                           "ibke.statistic": "eigendecomposition of a second moment C (ssyevd): values ascending, vectors as rows"],
+                tensors: [
+                    .init(name: "values", shape: [n], floats: values), .init(name: "vectors", shape: [n, n], floats: vectors.scalars),
+                ],
+                metadata: [
+                    "ibke.format": eigenFormat, "ibke.matrix_sha256": hash,
+                    "ibke.statistic": "eigendecomposition of a second moment C (ssyevd): values ascending, vectors as rows",
+                ],
                 to: url)
         }
         return (values, vectors)

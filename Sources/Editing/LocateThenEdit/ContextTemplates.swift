@@ -17,8 +17,9 @@ public enum ContextTemplates {
         var templates = ["{}"]
         var sample: UInt64 = 0
         for (length, count) in lengths {
-            templates += try sampled(model, starts: Array(repeating: [start], count: count), keepStart: false,
-                                     length: length, topK: topK, seed: seed &+ sample)
+            templates += try sampled(
+                model, starts: Array(repeating: [start], count: count), keepStart: false,
+                length: length, topK: topK, seed: seed &+ sample)
             sample += UInt64(count)
         }
         return templates
@@ -39,8 +40,9 @@ public enum ContextTemplates {
         _ model: LanguageModel, starts: [[Int]], keepStart: Bool, length: Int, topK: Int, seed: UInt64
     ) throws -> [String] {
         let samplers = starts.indices.map { i in Sampler(GenerationOptions(temperature: 1, topK: topK, seed: seed &+ UInt64(i))) }
-        let generated = try model.continuations(starts, maxTokens: max(0, length - (starts.map(\.count).max() ?? 0)),
-                                                stopTokens: [], samplers: samplers)
+        let generated = try model.continuations(
+            starts, maxTokens: max(0, length - (starts.map(\.count).max() ?? 0)),
+            stopTokens: [], samplers: samplers)
         return zip(starts, generated).map { start, ids in
             let text = model.tokenizer.decode((keepStart ? start : []) + ids, skipSpecialTokens: true)
                 .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")

@@ -19,8 +19,9 @@ extension LocateThenEditHyperparameters {
         vLossLayer = try reader.int("v_loss_layer", default: vLossLayer)
         try reader.checkLayers(layers + [vLossLayer], layerCount: layerCount)
         guard vLossLayer == layerCount - 1 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_loss_layer",
-                                                    expected: "\(layerCount - 1), the last layer (the logits)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "v_loss_layer",
+                expected: "\(layerCount - 1), the last layer (the logits)")
         }
         optimization.steps = try reader.int("v_num_grad_steps", default: optimization.steps, in: 1...1000)
         optimization.learningRate = try reader.double("v_lr", default: optimization.learningRate)
@@ -30,7 +31,8 @@ extension LocateThenEditHyperparameters {
         seed = UInt64(try reader.int("seed", default: Int(seed)))
         let factToken = try reader.string("fact_token", default: "subject_last")
         guard factToken == "subject_last" else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "fact_token", expected: "subject_last (the only strategy implemented)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "fact_token", expected: "subject_last (the only strategy implemented)")
         }
         reader.ignoreReferenceKeys(["rewrite_module_tmp", "mom2_dataset", "mom2_n_samples", "mom2_dtype", "stats_dir"] + methodKeys)
     }

@@ -56,8 +56,9 @@ public struct MassEditingHyperparameters: Sendable, Equatable, LocateThenEditHyp
         try reader.checkDistinct(layers)
         try reader.checkLayers(layers, layerCount: layerCount)
         guard layers.last! < layerCount - 1 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "layers",
-                                                    expected: "layers below the last (\(layerCount - 1)): z at the last layer's output reaches no later position")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "layers",
+                expected: "layers below the last (\(layerCount - 1)): z at the last layer's output reaches no later position")
         }
         try readShared(&reader, layers: layers, layerCount: layerCount, ignoring: "batch_size", "max_length")
         let selection = try reader.string("layer_selection", default: "all")
@@ -65,8 +66,9 @@ public struct MassEditingHyperparameters: Sendable, Equatable, LocateThenEditHyp
             throw EditorError.invalidHyperparameter(file: reader.file, key: "layer_selection", expected: "all")
         }
         guard try reader.bool("mom2_adjustment", default: true) else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "mom2_adjustment",
-                                                    expected: "true (MEMIT and AlphaEdit always use the second moment)")
+            throw EditorError.invalidHyperparameter(
+                file: reader.file, key: "mom2_adjustment",
+                expected: "true (MEMIT and AlphaEdit always use the second moment)")
         }
         if alphaEdit {
             nullspaceThreshold = try reader.double("nullspace_threshold", default: nullspaceThreshold)
@@ -80,9 +82,11 @@ public struct MassEditingHyperparameters: Sendable, Equatable, LocateThenEditHyp
     }
 
     func json(alphaEdit: Bool) -> JSONValue {
-        var object = sharedJSON(layers: layers, [
-            "mom2_adjustment": .bool(true), "context_templates": .string("{} + 5 × 10 tokens from The/Therefore/Because/I/You"),
-        ])
+        var object = sharedJSON(
+            layers: layers,
+            [
+                "mom2_adjustment": .bool(true), "context_templates": .string("{} + 5 × 10 tokens from The/Therefore/Because/I/You"),
+            ])
         if alphaEdit {
             object.updateValue(.double(nullspaceThreshold), forKey: "nullspace_threshold")
             if let nullspaceFraction { object.updateValue(.double(nullspaceFraction), forKey: "nullspace_fraction") }
@@ -143,7 +147,9 @@ enum MassEditing {
     }
 
     /// Each request in every MEMIT template; the templates are generated on first use and kept.
-    static func contexts(_ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, model: LanguageModel) throws
+    static func contexts(
+        _ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, model: LanguageModel
+    ) throws
         -> [[PreparedRequest]]
     {
         let generated = try templates ?? ContextTemplates.generate(model, seed: seed)
@@ -158,18 +164,23 @@ enum MassEditing {
         _ contexts: [[PreparedRequest]], keyLayer: Int, residualLayer: Int, model: LanguageModel
     ) throws -> (keys: [[Float]], residuals: [[Float]], outputs: [[Float]]?) {
         let all = contexts.flatMap { $0 }
-        let keyPoint = HookKey(.feedForwardHidden, layer: keyLayer), residualPoint = HookKey(.layerOutput, layer: residualLayer)
+        let keyPoint = HookKey(.feedForwardHidden, layer: keyLayer)
+        let residualPoint = HookKey(.layerOutput, layer: residualLayer)
         let outputPoint = HookKey(.feedForwardOutput, layer: keyLayer)
         let points = model.config.outputNorms ? [keyPoint, residualPoint, outputPoint] : [keyPoint, residualPoint]
         let captured = try LocateThenEdit.subjectActivations(all, at: points, model: model)
-        var residuals: [[Float]] = [], outputs: [[Float]] = [], row = 0
+        var residuals: [[Float]] = []
+        var outputs: [[Float]] = []
+        var row = 0
         for group in contexts {
             residuals.append(captured[residualPoint]![row])
             if let rows = captured[outputPoint] { outputs.append(rows[row]) }
             row += group.count
         }
-        return (LocateThenEdit.meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals,
-                model.config.outputNorms ? outputs : nil)
+        return (
+            LocateThenEdit.meanPerRequest(captured[keyPoint]!, contexts: contexts), residuals,
+            model.config.outputNorms ? outputs : nil
+        )
     }
 
     /// The change of `m`, the input of an RMSNorm with weight `w` (Gemma's post-feed-forward
@@ -189,7 +200,8 @@ enum MassEditing {
             squares.indices.map { j in squares[j] + lambda > 0 ? Double(w[j]) * wanted[j] / (squares[j] + lambda) : 0 }
         }
         func rmsOf(_ lambda: Double) -> Double { (v(lambda).reduce(0) { $0 + $1 * $1 } / c).squareRoot() }
-        var low = -(squares.filter { $0 > 0 }.min() ?? 0) * (1 - 1e-12), high = max(1, squares.max() ?? 1)
+        var low = -(squares.filter { $0 > 0 }.min() ?? 0) * (1 - 1e-12)
+        var high = max(1, squares.max() ?? 1)
         while rmsOf(high) > 1 { high *= 4 }
         if rmsOf(low) > 1 {
             for _ in 0..<200 {
@@ -205,7 +217,8 @@ enum MassEditing {
 
     /// `[n, F]` rows as the transposed `[F, n]`, in float64.
     static func columns(_ rows: [[Float]]) -> [Double] {
-        let n = rows.count, f = rows.first?.count ?? 0
+        let n = rows.count
+        let f = rows.first?.count ?? 0
         var out = [Double](repeating: 0, count: f * n)
         for (r, row) in rows.enumerated() { for j in 0..<f { out[j * n + r] = Double(row[j]) } }
         return out
@@ -250,15 +263,19 @@ public final class MEMIT: Editor, @unchecked Sendable {
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
         let contexts = try MassEditing.contexts(requests, templates: &templates, seed: settings.seed, model: model)
         let lambda = settings.mom2UpdateWeight
-        let entries = try MassEditing.edit(requests, contexts: contexts, model: model, hyperparameters: settings,
-                                           method: name) { layer, targets in
+        let entries = try MassEditing.edit(
+            requests, contexts: contexts, model: model, hyperparameters: settings,
+            method: name
+        ) { layer, targets in
             try Self.update(targets, factor: try self.factor(layer), lambda: lambda)
         }
         return WeightDelta(entries: entries, metadata: deltaMetadata(requests, model: model))
     }
 
     /// `ΔW = R Xᵀ` with `X = (λC + KKᵀ)⁻¹ K`, by Woodbury from the factor of C.
-    static func update(_ targets: MassEditing.LayerTargets, factor: DenseSolve.CholeskyFactor, lambda: Double) throws
+    static func update(
+        _ targets: MassEditing.LayerTargets, factor: DenseSolve.CholeskyFactor, lambda: Double
+    ) throws
         -> (left: Tensor, right: Tensor)
     {
         let keyRows = targets.keys.flatMap { $0.map(Double.init) }  // [n, F]
@@ -275,8 +292,9 @@ public final class MEMIT: Editor, @unchecked Sendable {
         var gram = DenseSolve.multiply(keyRows, y, m: n, n: n, k: f, transposeB: true)  // I + Kᵀ(λC)⁻¹K
         for i in 0..<n { gram[i * n + i] += 1 }
         // Xᵀ = G⁻¹ Yᵀ (G symmetric), solved for each of the F columns of Yᵀ.
-        let solved = try DenseSolve.general(gram, order: n, rightHandSides: MassEditing.transpose(y, rows: n, columns: f),
-                                            count: f)  // [F, n]
+        let solved = try DenseSolve.general(
+            gram, order: n, rightHandSides: MassEditing.transpose(y, rows: n, columns: f),
+            count: f)  // [F, n]
         let right = MassEditing.transpose(solved, rows: f, columns: n)
         return Tensor(shape: [n, f], values: right.map { Float($0) })
     }

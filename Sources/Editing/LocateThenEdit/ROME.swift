@@ -56,10 +56,13 @@ public final class ROME: Editor, @unchecked Sendable {
         }
 
         public var json: JSONValue {
-            .object(sharedJSON(layers: [layer], [
-                "mom2_adjustment": .bool(mom2Adjustment), "key_consistency": .bool(keyConsistency),
-                "context_templates": .array(contextTemplates.map { .array($0.map { .int($0) }) }),
-            ]))
+            .object(
+                sharedJSON(
+                    layers: [layer],
+                    [
+                        "mom2_adjustment": .bool(mom2Adjustment), "key_consistency": .bool(keyConsistency),
+                        "context_templates": .array(contextTemplates.map { .array($0.map { .int($0) }) }),
+                    ]))
         }
     }
 
@@ -98,10 +101,13 @@ public final class ROME: Editor, @unchecked Sendable {
 
     /// The rank-one update of one request on the model as it stands, with the key it is exact
     /// for and the value it maps that key to.
-    func update(_ request: PreparedRequest, model: LanguageModel, templates: [String]) throws
+    func update(
+        _ request: PreparedRequest, model: LanguageModel, templates: [String]
+    ) throws
         -> (entry: WeightDelta.Entry, key: [Float], value: [Float])
     {
-        let h = settings, config = model.config
+        let h = settings
+        let config = model.config
         let id = ParameterID(layer: h.layer, .feedForwardDown)
         guard let (w, rows) = model.transformer.weights.matrix(id, config: config) else {
             throw EditorError.invalidHyperparameter(file: name, key: "layers", expected: "a layer with an MLP")
@@ -127,7 +133,8 @@ public final class ROME: Editor, @unchecked Sendable {
         w.matrixVector(rows: rows, key, into: &wk)
         let denominator = MatMul.dot(key, u, f)
         let r = (0..<config.hiddenSize).map { (vStar[$0] - wk[$0]) / denominator }
-        let left = Tensor(shape: [config.hiddenSize, 1], values: r), right = Tensor(shape: [1, f], values: u)
+        let left = Tensor(shape: [config.hiddenSize, 1], values: r)
+        let right = Tensor(shape: [1, f], values: u)
         guard left.scalars.allSatisfy(\.isFinite), right.scalars.allSatisfy(\.isFinite) else {
             throw EditorError.notFinite(method: name, detail: "the rank-one update")
         }
@@ -139,4 +146,3 @@ public final class ROME: Editor, @unchecked Sendable {
         settings.valueOptimization(at: .feedForwardOutput, layer: settings.layer, method: name)
     }
 }
-

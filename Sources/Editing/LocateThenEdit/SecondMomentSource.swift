@@ -11,8 +11,10 @@ public struct SecondMomentSource: Sendable {
     /// Where matrices derived from C are cached (AlphaEdit's eigendecompositions); nil: memory only.
     public let cacheDirectory: URL?
 
-    public init(label: @escaping @Sendable () -> String = { "caller-supplied second moments" }, cacheDirectory: URL? = nil,
-                matrix: @escaping @Sendable (Int) throws -> Tensor) {
+    public init(
+        label: @escaping @Sendable () -> String = { "caller-supplied second moments" }, cacheDirectory: URL? = nil,
+        matrix: @escaping @Sendable (Int) throws -> Tensor
+    ) {
         self.matrix = matrix
         self.label = label
         self.cacheDirectory = cacheDirectory

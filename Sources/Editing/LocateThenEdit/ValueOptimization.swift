@@ -41,6 +41,8 @@ struct ValueOptimization {
         /// Optimisation steps each request took, and its last loss.
         var stepsTaken: [Int]
         var losses: [Float]
+        /// ∂loss/∂δ at δ = 0 per request (the first step's gradient, before Adam).
+        var initialGradients: [[Float]]
     }
 
     /// One request's sequences: its prompt in every context, then `"{subject} is a"`.
@@ -59,7 +61,10 @@ struct ValueOptimization {
     /// - Parameter contexts: each request in every context template (`"{}"` first: its δ
     ///   row's activation is v₀).
     func run(_ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel) throws -> Result {
-        let config = model.config, width = point.width(config), v = config.vocabularySize, h = settings
+        let config = model.config
+        let width = point.width(config)
+        let v = config.vocabularySize
+        let h = settings
         let layouts = try zip(requests, contexts).map { request, contexts in
             try layout(request, contexts: contexts, model: model)
         }
@@ -78,12 +83,14 @@ struct ValueOptimization {
         var klReference = [[Float]?](repeating: nil, count: requests.count)
         var stepsTaken = [Int](repeating: 0, count: requests.count)
         var losses = [Float](repeating: .infinity, count: requests.count)
+        var initialGradients = [[Float]](repeating: [], count: requests.count)
         var active = Array(requests.indices)
         var prefix = full
         for step in 0..<h.steps where !active.isEmpty {
             // The active requests' sequences, packed in order.
             var interventions: [Intervention] = [.capture(point, layer: layer)]
-            var positions: [[Int]] = [], firstRows: [Int] = []
+            var positions: [[Int]] = []
+            var firstRows: [Int] = []
             var rowStart = 0
             for i in active {
                 let layout = layouts[i]
@@ -107,20 +114,23 @@ struct ValueOptimization {
                     initial[i] = Array(UnsafeBufferPointer(start: captured.pointer + firstRows[a] * width, count: width))
                 }
                 let rows = layout.targets.count
-                let logits = tape.logits.pointer + logitRow * v, dRequest = dLogits.pointer + logitRow * v
+                let logits = tape.logits.pointer + logitRow * v
+                let dRequest = dLogits.pointer + logitRow * v
                 let klRow = logits + rows * v
                 if klReference[i] == nil { klReference[i] = Array(UnsafeBufferPointer(start: klRow, count: v)) }
                 let nll = layout.targets.withUnsafeBufferPointer { t in
                     layout.weights.withUnsafeBufferPointer { w in
-                        Losses.crossEntropy(logits: logits, rows: rows, vocabularySize: v, ldLogits: v,
-                                            targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dRequest, ldDLogits: v)
+                        Losses.crossEntropy(
+                            logits: logits, rows: rows, vocabularySize: v, ldLogits: v,
+                            targets: t.baseAddress!, weights: w.baseAddress!, dLogits: dRequest, ldDLogits: v)
                     }
                 }
                 var klWeight = Float(h.klFactor)
                 let kl = klReference[i]!.withUnsafeBufferPointer { reference in
-                    Losses.klDivergence(reference: reference.baseAddress!, ldReference: v, edited: klRow, ldEdited: v,
-                                        rows: 1, vocabularySize: v, weights: &klWeight, dEdited: dRequest + rows * v,
-                                        ldDEdited: v)
+                    Losses.klDivergence(
+                        reference: reference.baseAddress!, ldReference: v, edited: klRow, ldEdited: v,
+                        rows: 1, vocabularySize: v, weights: &klWeight, dEdited: dRequest + rows * v,
+                        ldDEdited: v)
                 }
                 let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
                 let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
@@ -138,6 +148,7 @@ struct ValueOptimization {
                 let gradients = tape.backward(dLogits: dLogits)
                 for (a, i) in active.enumerated() where !finished.contains(i) {
                     let g = gradients.interventions[a + 1]!
+                    if step == 0 { initialGradients[i] = g.scalars }
                     let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
                     let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
                     if deltaNorm > 0 {
@@ -153,7 +164,8 @@ struct ValueOptimization {
             }
         }
         let values = requests.indices.map { i in zip(initial[i]!, deltas[i].scalars).map { $0 + $1 } }
-        return Result(values: values, initial: initial.map { $0! }, stepsTaken: stepsTaken, losses: losses)
+        return Result(
+            values: values, initial: initial.map { $0! }, stepsTaken: stepsTaken, losses: losses, initialGradients: initialGradients)
     }
 
     /// A request's sequences split at their δ rows, with the loss's positions and targets.
@@ -163,7 +175,8 @@ struct ValueOptimization {
         var layout = Layout()
         layout.contexts = contexts.count
         for context in contexts {
-            let sequence = context.prompt + target.dropLast(), split = context.subjectLast
+            let sequence = context.prompt + target.dropLast()
+            let split = context.subjectLast
             layout.past.append(Array(sequence[..<split]))
             layout.new.append(Array(sequence[split...]))
             layout.deltaPositions.append(context.subjectLast - split)
@@ -184,19 +197,23 @@ struct ValueOptimization {
 extension LocateThenEdit {
     /// Activations at the subject's last token of each prompt, at each hook, from one pass that
     /// stops after the highest layer read: `[hook: [prompt][width]]`.
-    static func subjectActivations(_ prompts: [PreparedRequest], at hooks: [HookKey], model: LanguageModel) throws
+    static func subjectActivations(
+        _ prompts: [PreparedRequest], at hooks: [HookKey], model: LanguageModel
+    ) throws
         -> [HookKey: [[Float]]]
     {
         let sequences = prompts.map(\.prompt)
         let rows = Transformer.packedRows(sequences, positions: prompts.map { [$0.subjectLast] })
         let interventions = hooks.map { Intervention.capture($0.point, layer: $0.layer) }
         let top = hooks.map(\.layer).max()! + 1
-        let captures = top < model.config.layerCount
+        let captures =
+            top < model.config.layerCount
             ? try model.transformer.prefix(sequences, layers: top, interventions: interventions).captures
             : try model.transformer.forward(sequences, interventions: interventions, logits: .none).captures
         var result: [HookKey: [[Float]]] = [:]
         for hook in hooks {
-            let captured = captures[hook]!, width = hook.point.width(model.config)
+            let captured = captures[hook]!
+            let width = hook.point.width(model.config)
             result[hook] = rows.map { Array(UnsafeBufferPointer(start: captured.pointer + $0 * width, count: width)) }
         }
         return result
@@ -204,7 +221,8 @@ extension LocateThenEdit {
 
     /// The mean of each request's rows (keys: its k̄) (its prompt in every context), rows in request order.
     static func meanPerRequest(_ rows: [[Float]], contexts: [[PreparedRequest]]) -> [[Float]] {
-        var means: [[Float]] = [], row = 0
+        var means: [[Float]] = []
+        var row = 0
         for group in contexts {
             var mean = [Float](repeating: 0, count: rows[row].count)
             for r in row..<(row + group.count) {

@@ -32,7 +32,8 @@ public enum CorpusSample {
     public static func file(in directory: URL) throws -> URL {
         let url = location(in: directory)
         if let existing = try? Data(contentsOf: url), existing.elementsEqual(bytes) { return url }
-        let failure = { (reason: String) in StatisticsError.unreadable(file: url.path, reason: "cannot write the corpus sample: \(reason)") }
+        let failure = { (reason: String) in StatisticsError.unreadable(file: url.path, reason: "cannot write the corpus sample: \(reason)")
+        }
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {

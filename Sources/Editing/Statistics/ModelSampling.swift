@@ -29,7 +29,8 @@ public struct ModelSampling: Sendable {
     /// How the text was drawn: the corpus field of the statistics key.
     public func description(_ model: LanguageModel) throws -> String {
         let start = try Self.startToken(model)
-        return "model samples: top-k \(topK), temperature \(temperature), seed \(seed), from \(start.text) (id \(start.id)), batches of \(batchSize)"
+        return
+            "model samples: top-k \(topK), temperature \(temperature), seed \(seed), from \(start.text) (id \(start.id)), batches of \(batchSize)"
     }
 
     /// Window scheme for the statistics key.
@@ -52,15 +53,24 @@ public struct ModelSampling: Sendable {
         let stops = model.tokenizer.stopTokenIDs
         let length = min(maxLength, model.config.contextLength)
         let v = model.config.vocabularySize
-        struct Slot { let index: Int; var tokens: [Int]; var sampler: Sampler; let cache: KVCache }
-        var finished: [Int: [Int]] = [:], slots: [Slot] = [], finishedTokens = 0
+        struct Slot {
+            let index: Int
+            var tokens: [Int]
+            var sampler: Sampler
+            let cache: KVCache
+        }
+        var finished: [Int: [Int]] = [:]
+        var slots: [Slot] = []
+        var finishedTokens = 0
         while finishedTokens < samples || !slots.isEmpty {
             // Start windows while the running ones, even at full length, could not fill the sample.
             while slots.count < batchSize && finishedTokens + length * slots.count < samples {
                 let index = finished.count + slots.count
                 let options = GenerationOptions(temperature: temperature, topK: topK, seed: seed &+ UInt64(index))
-                slots.append(Slot(index: index, tokens: [start], sampler: Sampler(options),
-                                  cache: KVCache(config: model.config, capacity: length)))
+                slots.append(
+                    Slot(
+                        index: index, tokens: [start], sampler: Sampler(options),
+                        cache: KVCache(config: model.config, capacity: length)))
             }
             if slots.isEmpty { break }
             let logits = try model.transformer.forward(slots.map { [$0.tokens.last!] }, caches: slots.map(\.cache), logits: .last)

@@ -56,17 +56,21 @@ public final class SecondMomentAccumulator: @unchecked Sendable {
         parallelFor(pairs.count * blocks, dynamic: true) { task in
             let (pair, b) = task.quotientAndRemainder(dividingBy: blocks)
             let (k, c) = (pairs[pair].keys, pairs[pair].product.pointer)
-            let n = rows[pair], first = b * block, w = min(block, f - first)
+            let n = rows[pair]
+            let first = b * block
+            let w = min(block, f - first)
             MatMul.syrkTransposed(n: w, k: n, a: k + first, lda: f, c: c + first * f + first, ldc: f)
             if first > 0 {
-                MatMul.gemm(transA: true, m: first, n: w, k: n, a: k, lda: f, b: k + first, ldb: f,
-                            c: c + first, ldc: f)
+                MatMul.gemm(
+                    transA: true, m: first, n: w, k: n, a: k, lda: f, b: k + first, ldb: f,
+                    c: c + first, ldc: f)
             }
         }
     }
 
     private func addBatch(_ rows: Int) {
-        let f = width, product = batch.pointer
+        let f = width
+        let product = batch.pointer
         sum.withUnsafeMutableBufferPointer { s in
             for i in 0..<f {
                 for j in i..<f { s[i * f + j] += Double(product[i * f + j]) }
@@ -78,7 +82,10 @@ public final class SecondMomentAccumulator: @unchecked Sendable {
     /// `Σ k kᵀ / N`, symmetric, `[F, F]` float32.
     public func mean() -> Tensor {
         precondition(tokenCount > 0, "no keys were added")
-        let f = width, c = Tensor(zeros: [f, f]), p = c.pointer, n = Double(tokenCount)
+        let f = width
+        let c = Tensor(zeros: [f, f])
+        let p = c.pointer
+        let n = Double(tokenCount)
         for i in 0..<f {
             for j in i..<f {
                 let v = Float(sum[i * f + j] / n)

@@ -113,7 +113,9 @@ public final class SecondMoments: @unchecked Sendable {
             if names == [CorpusSample.fileName] && sha256 == CorpusSample.sha256 {
                 return "the corpus sample shipped with ibke (68 Wikipedia article openings), \(tokens)"
             }
-            let files = names.count <= 3 ? names.joined(separator: ",")
+            let files =
+                names.count <= 3
+                ? names.joined(separator: ",")
                 : names.prefix(2).joined(separator: ",") + ",… (\(names.count) files)"
             return "corpus \(files) (sha256 \(sha256.prefix(8))…), \(tokens)"
         }

@@ -51,8 +51,9 @@ public struct StatisticsCache: Sendable {
         metadata["ibke.created"] = ISO8601DateFormatter().string(from: Date())
         let f = moment.matrix.shape[0]
         let url = url(for: moment.key)
-        try SafetensorsWriter.write(tensors: [.init(name: Self.tensorName, shape: [f, f], floats: moment.matrix.scalars)],
-                                    metadata: metadata, to: url)
+        try SafetensorsWriter.write(
+            tensors: [.init(name: Self.tensorName, shape: [f, f], floats: moment.matrix.scalars)],
+            metadata: metadata, to: url)
         return url
     }
 
@@ -64,7 +65,8 @@ public struct StatisticsCache: Sendable {
         let file = try SafetensorsFile(url: url)
         let metadata = file.metadata
         guard metadata["ibke.format"] == format else {
-            throw StatisticsError.malformed(file: url.path, detail: "`ibke.format` is \(metadata["ibke.format"] ?? "missing"), expected \(format)")
+            throw StatisticsError.malformed(
+                file: url.path, detail: "`ibke.format` is \(metadata["ibke.format"] ?? "missing"), expected \(format)")
         }
         for (name, expected) in key.fields {
             let found = metadata[name] ?? "nothing"
@@ -73,7 +75,8 @@ public struct StatisticsCache: Sendable {
             }
         }
         guard let tokens = metadata["ibke.token_count"].flatMap(Int.init), tokens > 0,
-              let windows = metadata["ibke.window_count"].flatMap(Int.init) else {
+            let windows = metadata["ibke.window_count"].flatMap(Int.init)
+        else {
             throw StatisticsError.malformed(file: url.path, detail: "no positive `ibke.token_count` and `ibke.window_count`")
         }
         guard let shape = file.shape(of: tensorName), shape.count == 2, shape[0] == shape[1] else {

@@ -65,16 +65,18 @@ public enum StatisticsCollector {
             let text = try TextCorpus(url: url)
             corpus = text
             keys = layers.map {
-                StatisticsKey(modelSHA256: modelHash, layer: $0, source: .corpus, corpus: text.identity,
-                              corpusSHA256: text.sha256, sampling: TokenWindows.scheme(seed: options.seed),
-                              samples: options.samples, windowLength: options.maxLength)
+                StatisticsKey(
+                    modelSHA256: modelHash, layer: $0, source: .corpus, corpus: text.identity,
+                    corpusSHA256: text.sha256, sampling: TokenWindows.scheme(seed: options.seed),
+                    samples: options.samples, windowLength: options.maxLength)
             }
         } else {
             let sampling = try ModelSampling(seed: options.seed).description(model)
             keys = layers.map {
-                StatisticsKey(modelSHA256: modelHash, layer: $0, source: .modelSamples, corpus: sampling,
-                              corpusSHA256: "none", sampling: ModelSampling.scheme(maxLength: options.maxLength),
-                              samples: options.samples, windowLength: options.maxLength)
+                StatisticsKey(
+                    modelSHA256: modelHash, layer: $0, source: .modelSamples, corpus: sampling,
+                    corpusSHA256: "none", sampling: ModelSampling.scheme(maxLength: options.maxLength),
+                    samples: options.samples, windowLength: options.maxLength)
             }
         }
 
@@ -94,8 +96,9 @@ public enum StatisticsCollector {
             if let corpus {
                 let phase = "tokenising \(corpus.documents.count) documents"
                 progress(StatisticsProgress(phase: phase, done: 0, total: 1))
-                windows = TokenWindows.make(documents: corpus.documents, maxLength: options.maxLength,
-                                            samples: options.samples, seed: options.seed, encode: model.encode)
+                windows = TokenWindows.make(
+                    documents: corpus.documents, maxLength: options.maxLength,
+                    samples: options.samples, seed: options.seed, encode: model.encode)
                 progress(StatisticsProgress(phase: phase, done: 1, total: 1))
                 guard !windows.isEmpty else {
                     throw StatisticsError.empty(file: corpus.root.path, detail: "the corpus has no tokens")
@@ -105,14 +108,18 @@ public enum StatisticsCollector {
                     progress(StatisticsProgress(phase: "sampling text from the model", done: $0, total: $1))
                 }
             }
-            let accumulators = try accumulate(windows, layers: missing.map(\.layer), model: model,
-                                              batchTokens: options.batchTokens, progress: progress)
-            var provenance = ["ibke.model": model.url.lastPathComponent,
-                              "ibke.seconds": String(format: "%.1f", Date().timeIntervalSince(start))]
+            let accumulators = try accumulate(
+                windows, layers: missing.map(\.layer), model: model,
+                batchTokens: options.batchTokens, progress: progress)
+            var provenance = [
+                "ibke.model": model.url.lastPathComponent,
+                "ibke.seconds": String(format: "%.1f", Date().timeIntervalSince(start)),
+            ]
             if let corpus { provenance["ibke.corpus_path"] = corpus.root.path }
             for (key, accumulator) in zip(missing, accumulators) {
-                let moment = SecondMoment(key: key, matrix: accumulator.mean(), tokenCount: accumulator.tokenCount,
-                                          windowCount: windows.count, provenance: provenance)
+                let moment = SecondMoment(
+                    key: key, matrix: accumulator.mean(), tokenCount: accumulator.tokenCount,
+                    windowCount: windows.count, provenance: provenance)
                 let file = try cache.store(moment)
                 results[key.layer] = CollectedStatistics(moment: moment, file: file, loadedFromCache: false)
             }
@@ -144,7 +151,8 @@ public enum StatisticsCollector {
         let transformer = model.transformer
         let captures = layers.map { Intervention.capture(.feedForwardHidden, layer: $0) }
         let top = layers.max() ?? 0
-        let found = top + 1 < transformer.config.layerCount
+        let found =
+            top + 1 < transformer.config.layerCount
             ? try transformer.prefix(sequences, layers: top + 1, interventions: captures).captures
             : try transformer.forward(sequences, interventions: captures, logits: .none).captures
         return layers.map { found[HookKey(.feedForwardHidden, layer: $0)]! }
@@ -156,7 +164,8 @@ public enum StatisticsCollector {
             throw StatisticsError.invalidOption(detail: "layer \(bad) does not exist; the model has layers 0–\(config.layerCount - 1)")
         }
         guard options.maxLength > 0 && options.maxLength <= config.contextLength else {
-            throw StatisticsError.invalidOption(detail: "window length \(options.maxLength) is outside 1…\(config.contextLength) (the model's context)")
+            throw StatisticsError.invalidOption(
+                detail: "window length \(options.maxLength) is outside 1…\(config.contextLength) (the model's context)")
         }
         guard options.batchTokens > 0 else { throw StatisticsError.invalidOption(detail: "batch of \(options.batchTokens) tokens") }
         if let samples = options.samples, samples <= 0 {

@@ -39,8 +39,10 @@ public struct StatisticsKey: Hashable, Sendable {
     /// slightly other keys than float32 ones.
     public var compute = WeightPrecision.float32
 
-    public init(modelSHA256: String, layer: Int, source: StatisticsSource, corpus: String, corpusSHA256: String,
-                sampling: String, samples: Int?, windowLength: Int) {
+    public init(
+        modelSHA256: String, layer: Int, source: StatisticsSource, corpus: String, corpusSHA256: String,
+        sampling: String, samples: Int?, windowLength: Int
+    ) {
         self.modelSHA256 = modelSHA256
         self.layer = layer
         self.source = source
@@ -53,10 +55,12 @@ public struct StatisticsKey: Hashable, Sendable {
 
     /// The key as safetensors metadata, in a fixed order (names as in the file header).
     public var fields: [(name: String, value: String)] {
-        [("ibke.model_sha256", modelSHA256), ("ibke.layer", String(layer)), ("ibke.module", module),
-         ("ibke.source", source.rawValue), ("ibke.corpus", corpus), ("ibke.corpus_sha256", corpusSHA256),
-         ("ibke.sampling", sampling), ("ibke.samples", samples.map(String.init) ?? "all"),
-         ("ibke.window_length", String(windowLength)), ("ibke.dtype", dtype)]
+        [
+            ("ibke.model_sha256", modelSHA256), ("ibke.layer", String(layer)), ("ibke.module", module),
+            ("ibke.source", source.rawValue), ("ibke.corpus", corpus), ("ibke.corpus_sha256", corpusSHA256),
+            ("ibke.sampling", sampling), ("ibke.samples", samples.map(String.init) ?? "all"),
+            ("ibke.window_length", String(windowLength)), ("ibke.dtype", dtype),
+        ]
             // Absent for float32, so that the files cached before the field existed keep their key.
             + (compute == .float32 ? [] : [("ibke.compute", compute.rawValue)])
     }

@@ -66,10 +66,15 @@ public struct TextCorpus: Sendable {
 
         init?(_ name: String) {
             let base = (name as NSString).lastPathComponent.lowercased()
-            if base.hasSuffix(".jsonl") { self = .jsonLines }
-            else if base.hasSuffix(".tokens") || base.contains(".tokens.") { self = .wikiText }
-            else if base.hasSuffix(".txt") { self = .text }
-            else { return nil }
+            if base.hasSuffix(".jsonl") {
+                self = .jsonLines
+            } else if base.hasSuffix(".tokens") || base.contains(".tokens.") {
+                self = .wikiText
+            } else if base.hasSuffix(".txt") {
+                self = .text
+            } else {
+                return nil
+            }
         }
     }
 
@@ -134,7 +139,9 @@ public struct TextCorpus: Sendable {
 
     /// Paragraphs: runs of non-blank lines.
     static func splitAtBlankLines(_ text: String) -> [String] {
-        var documents: [String] = [], first: Substring.UTF8View?, last: Substring.UTF8View?
+        var documents: [String] = []
+        var first: Substring.UTF8View?
+        var last: Substring.UTF8View?
         func flush() {
             if let first, let last { documents.append(String(decoding: text.utf8[first.startIndex..<last.endIndex], as: UTF8.self)) }
             first = nil
@@ -167,7 +174,8 @@ public enum WikiText {
     /// Whether a line is a top-level heading (` = Title = `, not ` = = Section = = `).
     public static func isTopLevelHeading(_ line: Substring.UTF8View) -> Bool {
         let t = line.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
-        let equals = UInt8(ascii: "="), space = UInt8(ascii: " ")
+        let equals = UInt8(ascii: "=")
+        let space = UInt8(ascii: " ")
         return t.count >= 5 && t.starts(with: [equals, space]) && t.reversed().starts(with: [equals, space])
             && !t.starts(with: [equals, space, equals])
     }
@@ -185,7 +193,8 @@ public enum WikiText {
             while i < padded.count {
                 let byte = padded[i]
                 if byte == 0x20 || byte == UInt8(ascii: "("),
-                   let (from, to) = replacements.first(where: { padded[i...].starts(with: $0.from) }) {
+                    let (from, to) = replacements.first(where: { padded[i...].starts(with: $0.from) })
+                {
                     replaced += to
                     i += from.count
                 } else {

@@ -57,7 +57,9 @@ public enum TokenWindows {
 
     /// Consecutive groups of windows of at most `tokens` tokens each (a longer window alone).
     public static func batches(_ windows: [[Int]], tokens: Int) -> [[[Int]]] {
-        var batches: [[[Int]]] = [], current: [[Int]] = [], count = 0
+        var batches: [[[Int]]] = []
+        var current: [[Int]] = []
+        var count = 0
         for window in windows {
             if !current.isEmpty && count + window.count > tokens {
                 batches.append(current)

@@ -27,8 +27,9 @@ public struct DatasetSpec: Sendable, Hashable, CustomStringConvertible {
         let name = String(text[..<colon])
         let path = String(text[text.index(after: colon)...])
         guard let kind = Self.kindNames[name.lowercased()] else {
-            throw DatasetError.badSpec(spec: text,
-                                       problem: "unknown dataset kind \"\(name)\"; expected one of \(Self.kindList)")
+            throw DatasetError.badSpec(
+                spec: text,
+                problem: "unknown dataset kind \"\(name)\"; expected one of \(Self.kindList)")
         }
         guard !path.isEmpty else { throw DatasetError.badSpec(spec: text, problem: "no path after \"\(name):\"") }
         self.init(kind: kind, path: path)

@@ -6,8 +6,10 @@ import ModelFormats
 /// loaders, because a person wrote the file: unknown fields (a misspelt `rephrases`) and a
 /// subject missing from its prompt are errors at load time, with the line number.
 enum JSONLLoader {
-    static let fields: Set = ["id", "prompt", "subject", "target_new", "target_true", "rephrase", "locality",
-                              "portability"]
+    static let fields: Set = [
+        "id", "prompt", "subject", "target_new", "target_true", "rephrase", "locality",
+        "portability",
+    ]
 
     static func load(_ file: DatasetFile, limit: Int?) throws(DatasetError) -> Dataset {
         var cases: [EvalCase] = []
@@ -16,8 +18,9 @@ enum JSONLLoader {
             if let limit, cases.count >= limit { break }
             let text = file.data[range]
             if text.allSatisfy({ [0x20, 0x09, 0x0D].contains($0) }) { continue }
-            let value = try DatasetFile.parse(text, file: file.path, lineOffset: lineIndex,
-                                              byteOffset: range.lowerBound - file.data.startIndex)
+            let value = try DatasetFile.parse(
+                text, file: file.path, lineOffset: lineIndex,
+                byteOffset: range.lowerBound - file.data.startIndex)
             let location = DatasetError.RecordLocation(index: cases.count, line: lineIndex + 1)
             var record = try RecordReader(value, file: file.path, location: location)
             let id = try record.has("id") ? record.id("id") : String(cases.count)
@@ -45,13 +48,15 @@ enum JSONLLoader {
         if let unknown = record.object.first(where: { !fields.contains($0.key) }) {
             throw record.error(unknown.key, "unknown field; expected one of \(fields.sorted().joined(separator: ", "))")
         }
-        let request = EditRequest(prompt: try record.string("prompt"), subject: try record.string("subject"),
-                                  targetNew: try record.string("target_new"),
-                                  targetTrue: try record.optionalString("target_true"))
+        let request = EditRequest(
+            prompt: try record.string("prompt"), subject: try record.string("subject"),
+            targetNew: try record.string("target_new"),
+            targetTrue: try record.optionalString("target_true"))
         guard request.template != nil else {
             throw record.error("subject", "\"\(request.subject)\" does not occur in the prompt \"\(request.prompt)\"")
         }
-        let new = request.targetNew, old = request.targetTrue
+        let new = request.targetNew
+        let old = request.targetTrue
         var probes = [Probe(role: .reliability, prompt: request.text, target: new)]
         if let old { probes.append(Probe(role: .rewrite, prompt: request.text, target: new, alternative: old)) }
         for rephrase in try rephrases(record) {
@@ -78,7 +83,9 @@ enum JSONLLoader {
     }
 
     /// `locality` / `portability`: `{"prompt", "answer"}` or a list of them.
-    private static func promptAnswers(_ record: RecordReader, _ key: String)
+    private static func promptAnswers(
+        _ record: RecordReader, _ key: String
+    )
         throws(DatasetError) -> [(prompt: String, answer: String)]
     {
         guard let value = record.value(key) else { return [] }

@@ -35,9 +35,11 @@ enum MQuAKELoader {
             let request = try CounterFactLoader.rewriteRequest(rewrite)
             requests.append(request)
             let hop = try rewrite.optionalString("question").flatMap { newHops[$0] }
-            probes.append(Probe(role: .editedFact, prompt: request.text, target: request.targetNew,
-                                alternative: request.targetTrue,
-                                aliases: hop?.answer == request.targetNew ? hop?.aliases ?? [] : []))
+            probes.append(
+                Probe(
+                    role: .editedFact, prompt: request.text, target: request.targetNew,
+                    alternative: request.targetTrue,
+                    aliases: hop?.answer == request.targetNew ? hop?.aliases ?? [] : []))
         }
         let questions = try record.strings("questions")
         guard !questions.isEmpty else {
@@ -47,9 +49,10 @@ enum MQuAKELoader {
         let oldAnswer = try record.string("answer")
         let newAnswerAliases = try aliases(record, "new_answer_alias")
         _ = try aliases(record, "answer_alias")
-        probes = questions.map {
-            Probe(role: .multiHop, prompt: $0, target: newAnswer, alternative: oldAnswer, aliases: newAnswerAliases)
-        } + probes
+        probes =
+            questions.map {
+                Probe(role: .multiHop, prompt: $0, target: newAnswer, alternative: oldAnswer, aliases: newAnswerAliases)
+            } + probes
         return EvalCase(id: id, kind: .mquake, requests: requests, probes: probes)
     }
 

@@ -40,9 +40,10 @@ struct DatasetFile {
         } catch {
             let before = text.prefix(error.offset)
             let lastNewline = before.lastIndex(of: 0x0A).map { $0 - text.startIndex + 1 } ?? 0
-            throw .invalidJSON(file: file, line: lineOffset + before.count(where: { $0 == 0x0A }) + 1,
-                               column: error.offset - lastNewline + 1, offset: byteOffset + error.offset,
-                               reason: error.reason)
+            throw .invalidJSON(
+                file: file, line: lineOffset + before.count(where: { $0 == 0x0A }) + 1,
+                column: error.offset - lastNewline + 1, offset: byteOffset + error.offset,
+                reason: error.reason)
         }
     }
 }
@@ -56,15 +57,18 @@ struct RecordReader {
     /// Path of this object inside the record ("" for the record itself).
     let path: String
 
-    init(_ value: JSONValue, file: String, location: DatasetError.RecordLocation, path: String = "")
+    init(
+        _ value: JSONValue, file: String, location: DatasetError.RecordLocation, path: String = ""
+    )
         throws(DatasetError)
     {
         self.file = file
         self.location = location
         self.path = path
         guard let object = value.objectValue else {
-            throw .badRecord(file: file, at: location, field: path.isEmpty ? nil : path,
-                             problem: "expected a JSON object, found \(value.kindName)")
+            throw .badRecord(
+                file: file, at: location, field: path.isEmpty ? nil : path,
+                problem: "expected a JSON object, found \(value.kindName)")
         }
         self.object = object
     }
@@ -123,9 +127,10 @@ struct RecordReader {
         }
         var result: [String] = []
         for (i, element) in array.enumerated() {
-            result.append(try Self.string(element, allowEmpty: allowEmpty) { problem in
-                error("\(key)[\(i)]", problem)
-            })
+            result.append(
+                try Self.string(element, allowEmpty: allowEmpty) { problem in
+                    error("\(key)[\(i)]", problem)
+                })
         }
         return result
     }
@@ -154,12 +159,16 @@ struct RecordReader {
         guard let value = object[key] else { throw error(key, "missing; expected an integer or a string") }
         if let int = value.intValue { return String(int) }
         if let string = value.stringValue, !string.allSatisfy(\.isWhitespace) { return string }
-        throw error(key, value.stringValue != nil
-            ? "is empty; expected an integer or a non-empty string"
-            : "expected an integer or a string, found \(value.kindName)")
+        throw error(
+            key,
+            value.stringValue != nil
+                ? "is empty; expected an integer or a non-empty string"
+                : "expected an integer or a string, found \(value.kindName)")
     }
 
-    private static func string(_ value: JSONValue, allowEmpty: Bool, error: (String) -> DatasetError)
+    private static func string(
+        _ value: JSONValue, allowEmpty: Bool, error: (String) -> DatasetError
+    )
         throws(DatasetError) -> String
     {
         guard let string = value.stringValue else { throw error("expected a string, found \(value.kindName)") }

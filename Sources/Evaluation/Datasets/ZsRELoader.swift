@@ -31,14 +31,17 @@ enum ZsRELoader {
             case .failure(let skip): skipped.append("record \(index): \(skip.reason)")
             }
         }
-        return Dataset(kind: .zsre, format: "zsre-mend", path: file.path, sha256: file.sha256, cases: cases,
-                       skipped: skipped)
+        return Dataset(
+            kind: .zsre, format: "zsre-mend", path: file.path, sha256: file.sha256, cases: cases,
+            skipped: skipped)
     }
 
     struct Skip: Error { let reason: String }
 
     /// The case, or why the record is skipped.
-    static func makeCase(_ record: RecordReader, index: Int, target: ZsRETarget)
+    static func makeCase(
+        _ record: RecordReader, index: Int, target: ZsRETarget
+    )
         throws(DatasetError) -> Result<EvalCase, Skip>
     {
         let src = try record.string("src")
@@ -61,8 +64,9 @@ enum ZsRELoader {
             newTarget = gold
         }
         // With the gold target the true answer is the target itself: no competing answer.
-        let request = EditRequest(prompt: src, subject: subject, targetNew: newTarget,
-                                  targetTrue: target == .alt ? gold : nil)
+        let request = EditRequest(
+            prompt: src, subject: subject, targetNew: newTarget,
+            targetTrue: target == .alt ? gold : nil)
         var probes = [
             Probe(role: .reliability, prompt: src, target: newTarget),
             Probe(role: .generality, prompt: rephrase, target: newTarget),
@@ -72,8 +76,10 @@ enum ZsRELoader {
         ]
         if record.has("portability") {
             let portability = try record.object("portability")
-            probes.append(Probe(role: .portability, prompt: try portability.string("New Question"),
-                                target: try portability.string("New Answer")))
+            probes.append(
+                Probe(
+                    role: .portability, prompt: try portability.string("New Question"),
+                    target: try portability.string("New Answer")))
         }
         return .success(EvalCase(id: String(index), kind: .zsre, requests: [request], probes: probes))
     }

@@ -24,8 +24,9 @@ struct BarChart {
             let shared = rows.first { $0.kind == .unedited }?.values[index]
             return rows.filter { $0.kind == .method }.map { row in
                 let own = rows.first { $0.kind == .preEdit && $0.method == row.method }?.values[index]
-                return Bar(method: row.method, value: row.values[index].map { $0 * 100 },
-                           pre: (own ?? shared).map { $0 * 100 })
+                return Bar(
+                    method: row.method, value: row.values[index].map { $0 * 100 },
+                    pre: (own ?? shared).map { $0 * 100 })
             }
         }
     }
@@ -59,9 +60,10 @@ struct BarChart {
                 draw(bar, run: run, x: x, yOf: yOf, bottom: bottom, on: &canvas)
             }
             if content.severalRuns {
-                canvas.text(ChartStyle.fit(content.runNames[run], width: groupWidths[run] + gap - 6),
-                            x: groupStart + groupWidths[run] / 2, y: bottom + 18, anchor: .middle,
-                            tooltip: content.runNames[run])
+                canvas.text(
+                    ChartStyle.fit(content.runNames[run], width: groupWidths[run] + gap - 6),
+                    x: groupStart + groupWidths[run] / 2, y: bottom + 18, anchor: .middle,
+                    tooltip: content.runNames[run])
             }
             groupStart += groupWidths[run] + gap
         }
@@ -69,20 +71,24 @@ struct BarChart {
     }
 
     /// A bar with its value above it (above the pre-edit marker too, so the two never overlap).
-    private func draw(_ bar: Bar, run: Int, x: Double, yOf: (Double) -> Double, bottom: Double,
-                      on canvas: inout SVGCanvas) {
+    private func draw(
+        _ bar: Bar, run: Int, x: Double, yOf: (Double) -> Double, bottom: Double,
+        on canvas: inout SVGCanvas
+    ) {
         let colour = ChartStyle.colour(content.methodOrder.firstIndex(of: bar.method) ?? 0)
         let centre = x + Self.barWidth / 2
         let pre = bar.pre.flatMap { $0.isFinite ? $0 : nil }
         guard let value = bar.value, value.isFinite else {
-            canvas.text(ReportText.missing, x: centre, y: bottom - 4, anchor: .middle, size: 11, fill: ChartStyle.axis,
-                        tooltip: "\(content.runNames[run]) · \(bar.method): not measured")
+            canvas.text(
+                ReportText.missing, x: centre, y: bottom - 4, anchor: .middle, size: 11, fill: ChartStyle.axis,
+                tooltip: "\(content.runNames[run]) · \(bar.method): not measured")
             return
         }
         let top = yOf(value)
         let preNote = pre.map { ", unedited \(String(format: "%.1f", $0))" } ?? ""
-        canvas.rect(x, top, Self.barWidth, bottom - top, fill: colour,
-                    tooltip: "\(content.runNames[run]) · \(bar.method): \(String(format: "%.1f", value))\(preNote)")
+        canvas.rect(
+            x, top, Self.barWidth, bottom - top, fill: colour,
+            tooltip: "\(content.runNames[run]) · \(bar.method): \(String(format: "%.1f", value))\(preNote)")
         if let pre {
             canvas.line(x - 3, yOf(pre), x + Self.barWidth + 3, yOf(pre), stroke: ChartStyle.text, width: 2, dash: "3 2")
         }

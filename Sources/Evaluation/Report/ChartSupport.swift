@@ -4,8 +4,10 @@ import Foundation
 /// every chart, a run its dash pattern, so charts can be read side by side.
 enum ChartStyle {
     /// Tableau 10: distinct on white and for the common colour-vision deficiencies.
-    static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                          "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+    static let palette = [
+        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+        "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    ]
     static let dashes = ["", "7 4", "2 3", "9 3 2 3", "1 5"]
     static let axis = "#555"
     static let grid = "#e3e3e3"
@@ -57,10 +59,14 @@ struct SVGCanvas {
         return rounded == rounded.rounded() ? String(Int(rounded)) : String(format: "%.1f", rounded)
     }
 
-    mutating func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String,
-                       width: Double = 1, dash: String = "") {
+    mutating func line(
+        _ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, stroke: String,
+        width: Double = 1, dash: String = ""
+    ) {
         let dashed = dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\""
-        elements.append("<line x1=\"\(n(x1))\" y1=\"\(n(y1))\" x2=\"\(n(x2))\" y2=\"\(n(y2))\" stroke=\"\(stroke)\" stroke-width=\"\(n(width))\"\(dashed)/>")
+        elements.append(
+            "<line x1=\"\(n(x1))\" y1=\"\(n(y1))\" x2=\"\(n(x2))\" y2=\"\(n(y2))\" stroke=\"\(stroke)\" stroke-width=\"\(n(width))\"\(dashed)/>"
+        )
     }
 
     mutating func rect(_ x: Double, _ y: Double, _ width: Double, _ height: Double, fill: String, tooltip: String? = nil) {
@@ -69,22 +75,29 @@ struct SVGCanvas {
     }
 
     mutating func circle(_ x: Double, _ y: Double, radius: Double, fill: String, tooltip: String) {
-        elements.append("<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"\(n(radius))\" fill=\"\(fill)\" stroke=\"#fff\" stroke-width=\"1\"><title>\(ReportText.xml(tooltip))</title></circle>")
+        elements.append(
+            "<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"\(n(radius))\" fill=\"\(fill)\" stroke=\"#fff\" stroke-width=\"1\"><title>\(ReportText.xml(tooltip))</title></circle>"
+        )
     }
 
     mutating func polyline(_ points: [(Double, Double)], stroke: String, dash: String) {
         let list = points.map { "\(n($0.0)),\(n($0.1))" }.joined(separator: " ")
         let dashed = dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\""
-        elements.append("<polyline points=\"\(list)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(dashed)/>")
+        elements.append(
+            "<polyline points=\"\(list)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(dashed)/>")
     }
 
     enum Anchor: String { case start, middle, end }
 
-    mutating func text(_ content: String, x: Double, y: Double, anchor: Anchor = .start, size: Double = 12,
-                       fill: String = ChartStyle.text, weight: String? = nil, tooltip: String? = nil) {
+    mutating func text(
+        _ content: String, x: Double, y: Double, anchor: Anchor = .start, size: Double = 12,
+        fill: String = ChartStyle.text, weight: String? = nil, tooltip: String? = nil
+    ) {
         let bold = weight.map { " font-weight=\"\($0)\"" } ?? ""
         let title = tooltip.map { "<title>\(ReportText.xml($0))</title>" } ?? ""
-        elements.append("<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor.rawValue)\" font-size=\"\(n(size))\" fill=\"\(fill)\"\(bold)>\(title)\(ReportText.xml(content))</text>")
+        elements.append(
+            "<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor.rawValue)\" font-size=\"\(n(size))\" fill=\"\(fill)\"\(bold)>\(title)\(ReportText.xml(content))</text>"
+        )
     }
 
     /// A horizontal axis from zero to `axis.maximum` over `top…bottom`: grid lines and labels.
@@ -100,8 +113,10 @@ struct SVGCanvas {
 
     /// The whole chart: an `<svg>` element sized `width` × `height` with an accessible title.
     func svg(width: Double, height: Double, title: String) -> String {
-        (["<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" role=\"img\">",
-          "<title>\(ReportText.xml(title))</title>"] + elements + ["</svg>"]).joined(separator: "\n")
+        ([
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" role=\"img\">",
+            "<title>\(ReportText.xml(title))</title>",
+        ] + elements + ["</svg>"]).joined(separator: "\n")
     }
 
     private func n(_ value: Double) -> String { Self.number(value) }
@@ -128,7 +143,10 @@ struct ChartLegend {
         var row = 0
         return entries.map { entry in
             let advance = 22 + Double(entry.label.count) * ChartStyle.characterWidth + 14
-            if x > left && x + advance > width { x = left; row += 1 }
+            if x > left && x + advance > width {
+                x = left
+                row += 1
+            }
             defer { x += advance }
             return (x, row)
         }

@@ -38,9 +38,10 @@ public struct CurveChart: Sendable {
     private static let width = 640.0, left = 48.0, right = 18.0, plotHeight = 220.0
 
     public func svg() -> String {
-        let legend = ChartLegend(entries: series.map {
-            ChartLegend.Entry(label: $0.label, swatch: .line(colour: $0.colour, dash: $0.dash))
-        })
+        let legend = ChartLegend(
+            entries: series.map {
+                ChartLegend.Entry(label: $0.label, swatch: .line(colour: $0.colour, dash: $0.dash))
+            })
         let legendHeight = legend.height(width: Self.width - 10, left: 10)
         let top = 10 + legendHeight + 14
         let bottom = top + Self.plotHeight
@@ -69,8 +70,9 @@ public struct CurveChart: Sendable {
             if points.count > 1 { canvas.polyline(points, stroke: s.colour, dash: s.dash) }
             guard s.points.count <= 200 else { continue }
             for (point, position) in zip(s.points, points) {
-                canvas.circle(position.0, position.1, radius: 3, fill: s.colour,
-                              tooltip: "\(s.label): \(String(format: "%.1f", point.y)) after \(ReportText.trimmed(point.x)) \(xUnit)")
+                canvas.circle(
+                    position.0, position.1, radius: 3, fill: s.colour,
+                    tooltip: "\(s.label): \(String(format: "%.1f", point.y)) after \(ReportText.trimmed(point.x)) \(xUnit)")
             }
         }
         return canvas.svg(width: Self.width, height: height, title: title)

@@ -16,7 +16,9 @@ struct LineChart {
                 colour: content.methodOrder.firstIndex(of: s.method) ?? 0,
                 dash: runsWithCurves.firstIndex(of: s.runIndex) ?? 0)
         }
-        return CurveChart(series: curves, xLabel: "number of edits", xUnit: "edits",
-                          title: "\(column.label) ×100 against the number of edits").svg()
+        return CurveChart(
+            series: curves, xLabel: "number of edits", xUnit: "edits",
+            title: "\(column.label) ×100 against the number of edits"
+        ).svg()
     }
 }

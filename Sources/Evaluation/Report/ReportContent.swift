@@ -65,8 +65,9 @@ struct ReportContent {
             let parts = differing.map { setting in
                 "\(setting.label) (" + zip(names, setting.values).map { "\($0): \($1)" }.joined(separator: "; ") + ")"
             }
-            warnings.append("Runs differ in settings that make their numbers incomparable: "
-                + parts.joined(separator: "; ") + ".")
+            warnings.append(
+                "Runs differ in settings that make their numbers incomparable: "
+                    + parts.joined(separator: "; ") + ".")
         }
         self.warnings = warnings + definitionWarnings
         var order: [String] = []
@@ -84,8 +85,11 @@ struct ReportContent {
                     guard let value = point.metrics[column.name], value.isFinite else { return nil }
                     return (point.edits, value)
                 }
-                return points.isEmpty ? nil : Series(runIndex: index, method: method.method,
-                                                     points: points.sorted { $0.edits < $1.edits })
+                return points.isEmpty
+                    ? nil
+                    : Series(
+                        runIndex: index, method: method.method,
+                        points: points.sorted { $0.edits < $1.edits })
             }
         }
     }
@@ -124,9 +128,10 @@ struct ReportContent {
                 if let existing = columns.first(where: { $0.name == info.name }) {
                     if existing.definition != info.definition || existing.label != info.label {
                         let first = names[firstRun[info.name]!]
-                        warnings.append("Metric \(info.name) is defined differently in \(first) "
-                            + "(\(existing.label): \(existing.definition)) and \(names[index]) "
-                            + "(\(info.label): \(info.definition)).")
+                        warnings.append(
+                            "Metric \(info.name) is defined differently in \(first) "
+                                + "(\(existing.label): \(existing.definition)) and \(names[index]) "
+                                + "(\(info.label): \(info.definition)).")
                     }
                     continue
                 }
@@ -157,16 +162,22 @@ struct ReportContent {
         let shared = hasPre && pre.dropFirst().allSatisfy { sameValues($0, pre[0]) }
         var rows: [Row] = []
         if shared {
-            rows.append(Row(runIndex: index, kind: .unedited, method: "", values: pre[0],
-                            editSeconds: nil, evaluationSeconds: nil))
+            rows.append(
+                Row(
+                    runIndex: index, kind: .unedited, method: "", values: pre[0],
+                    editSeconds: nil, evaluationSeconds: nil))
         }
         for (method, preValues) in zip(run.methods, pre) {
-            rows.append(Row(runIndex: index, kind: .method, method: method.method,
-                            values: columns.map { method.metrics[$0.name] },
-                            editSeconds: method.editSecondsMean, evaluationSeconds: method.evaluationSecondsMean))
+            rows.append(
+                Row(
+                    runIndex: index, kind: .method, method: method.method,
+                    values: columns.map { method.metrics[$0.name] },
+                    editSeconds: method.editSecondsMean, evaluationSeconds: method.evaluationSecondsMean))
             if hasPre && !shared && preValues.contains(where: { $0 != nil }) {
-                rows.append(Row(runIndex: index, kind: .preEdit, method: method.method, values: preValues,
-                                editSeconds: nil, evaluationSeconds: nil))
+                rows.append(
+                    Row(
+                        runIndex: index, kind: .preEdit, method: method.method, values: preValues,
+                        editSeconds: nil, evaluationSeconds: nil))
             }
         }
         return rows
@@ -176,20 +187,23 @@ struct ReportContent {
         zip(a, b).allSatisfy { x, y in
             switch (x, y) {
             case (nil, nil): true
-            case let (x?, y?): abs(x - y) <= 1e-9 * max(1, abs(x), abs(y))
+            case (let x?, let y?): abs(x - y) <= 1e-9 * max(1, abs(x), abs(y))
             default: false
             }
         }
     }
 
     private static func settings(of runs: [RunSummary]) -> [Setting] {
-        func row(_ label: String, decides: Bool = false, _ value: (RunSummary) -> String,
-                 key: ((RunSummary) -> String)? = nil) -> Setting {
+        func row(
+            _ label: String, decides: Bool = false, _ value: (RunSummary) -> String,
+            key: ((RunSummary) -> String)? = nil
+        ) -> Setting {
             let values = runs.map(value)
             return Setting(label: label, values: values, keys: key.map { runs.map($0) } ?? values, decidesComparability: decides)
         }
         return [
-            row("Model", decides: true, { "\(fileName($0.modelPath)) (sha256 \($0.modelSHA256.prefix(12)))" },
+            row(
+                "Model", decides: true, { "\(fileName($0.modelPath)) (sha256 \($0.modelSHA256.prefix(12)))" },
                 key: { $0.modelSHA256.lowercased() }),
             row("Dataset", { "\($0.datasetKind) (\($0.datasetFormat)) \($0.datasetPath), \(caseCount($0))" }),
             row("Protocol", decides: true, { protocolDescription($0) }, key: { protocolKey($0) }),
@@ -254,8 +268,9 @@ struct ReportContent {
     var methodSettings: [MethodSetting] {
         runs.enumerated().flatMap { index, run in
             run.methods.map {
-                MethodSetting(run: runNames[index], method: $0.method, statistics: $0.statistics,
-                              hyperparameters: $0.hyperparameters.serialized(indent: 0))
+                MethodSetting(
+                    run: runNames[index], method: $0.method, statistics: $0.statistics,
+                    hyperparameters: $0.hyperparameters.serialized(indent: 0))
             }
         }
     }

@@ -12,9 +12,11 @@ public enum ReportHTML {
         var body: [String] = ["<h1>\(x(title))</h1>"]
         body += content.warnings.map { "<p class=\"warning\"><strong>Warning:</strong> \(x($0))</p>" }
         body += ["<h2>Settings</h2>", settingsTable(content)]
-        body += ["<h2>Results</h2>", resultsTable(content),
-                 "<p class=\"note\">Metric values ×100 (fractions as percentages; fluency in bits ×100). "
-                    + "Times: mean seconds per case. Grey rows: the unedited model on the same probes.</p>"]
+        body += [
+            "<h2>Results</h2>", resultsTable(content),
+            "<p class=\"note\">Metric values ×100 (fractions as percentages; fluency in bits ×100). "
+                + "Times: mean seconds per case. Grey rows: the unedited model on the same probes.</p>",
+        ]
         body += ["<h2>Methods</h2>", methodList(content)]
         body += ["<h2>Metrics</h2>", legend(content)]
         if !content.columns.isEmpty {
@@ -52,12 +54,16 @@ public enum ReportHTML {
 
     /// Settings as rows, runs as columns; a differing setting that makes numbers incomparable is highlighted.
     private static func settingsTable(_ content: ReportContent) -> String {
-        var lines = ["<table class=\"settings\">", "<thead><tr><th>Setting</th>"
-            + content.runNames.map { "<th>\(x($0))</th>" }.joined() + "</tr></thead>", "<tbody>"]
+        var lines = [
+            "<table class=\"settings\">",
+            "<thead><tr><th>Setting</th>"
+                + content.runNames.map { "<th>\(x($0))</th>" }.joined() + "</tr></thead>", "<tbody>",
+        ]
         for setting in content.settings {
             let differs = content.severalRuns && setting.decidesComparability && setting.differs
-            lines.append((differs ? "<tr class=\"differs\">" : "<tr>") + "<th>\(x(setting.label))</th>"
-                + setting.values.map { "<td>\(x($0))</td>" }.joined() + "</tr>")
+            lines.append(
+                (differs ? "<tr class=\"differs\">" : "<tr>") + "<th>\(x(setting.label))</th>"
+                    + setting.values.map { "<td>\(x($0))</td>" }.joined() + "</tr>")
         }
         return (lines + ["</tbody>", "</table>"]).joined(separator: "\n")
     }

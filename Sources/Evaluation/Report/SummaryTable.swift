@@ -9,9 +9,10 @@ public enum SummaryTable {
     public static func markdown(_ runs: [RunSummary]) -> String {
         let content = ReportContent(runs)
         var lines: [String] = []
-        lines.append(runs.count == 1
-            ? "# IBKE evaluation: \(ReportText.markdown(content.runNames[0]))"
-            : "# IBKE evaluation: \(runs.count) runs compared")
+        lines.append(
+            runs.count == 1
+                ? "# IBKE evaluation: \(ReportText.markdown(content.runNames[0]))"
+                : "# IBKE evaluation: \(runs.count) runs compared")
         lines.append("")
         lines += settings(content)
         lines.append("")
@@ -20,19 +21,22 @@ public enum SummaryTable {
         }
         lines += results(content)
         lines.append("")
-        lines.append("Metric values ×100 (fractions as percentages; fluency in bits ×100). "
-            + "Times: mean seconds per case. Pre-edit rows: the unedited model on the same probes.")
+        lines.append(
+            "Metric values ×100 (fractions as percentages; fluency in bits ×100). "
+                + "Times: mean seconds per case. Pre-edit rows: the unedited model on the same probes.")
         let curves = self.curves(content)
         if !curves.isEmpty { lines += [""] + curves }
         lines += ["", "## Methods", ""]
         for m in content.methodSettings {
             let run = content.severalRuns ? ReportText.markdown(m.run) + " · " : ""
-            lines.append("- \(run)**\(ReportText.markdown(m.method))** (statistics: \(ReportText.markdown(m.statistics))): `\(m.hyperparameters)`")
+            lines.append(
+                "- \(run)**\(ReportText.markdown(m.method))** (statistics: \(ReportText.markdown(m.statistics))): `\(m.hyperparameters)`")
         }
         lines += ["", "## Metrics", ""]
         for column in content.columns {
-            lines.append("- **\(ReportText.markdown(column.label))** (\(ReportText.markdown(column.name))): "
-                + ReportText.markdown(column.definition))
+            lines.append(
+                "- **\(ReportText.markdown(column.label))** (\(ReportText.markdown(column.name))): "
+                    + ReportText.markdown(column.definition))
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -43,8 +47,10 @@ public enum SummaryTable {
         if !content.severalRuns {
             return content.settings.map { "- **\($0.label):** \(ReportText.markdown($0.values[0]))" }
         }
-        var lines = [row(["Setting"] + content.runNames.map(ReportText.markdown)),
-                     row(Array(repeating: ":--", count: content.runs.count + 1))]
+        var lines = [
+            row(["Setting"] + content.runNames.map(ReportText.markdown)),
+            row(Array(repeating: ":--", count: content.runs.count + 1)),
+        ]
         for setting in content.settings {
             let label = setting.label + (setting.decidesComparability && setting.differs ? " ⚠" : "")
             lines.append(row([label] + setting.values.map(ReportText.markdown)))
@@ -56,8 +62,12 @@ public enum SummaryTable {
         let several = content.severalRuns
         var header = several ? ["Run"] : []
         header += ["Method"] + content.columns.map { ReportText.markdown($0.label) } + ["Edit s/case", "Eval s/case"]
-        var lines = [row(header), row((several ? [":--"] : []) + [":--"]
-            + Array(repeating: "--:", count: content.columns.count + 2))]
+        var lines = [
+            row(header),
+            row(
+                (several ? [":--"] : []) + [":--"]
+                    + Array(repeating: "--:", count: content.columns.count + 2)),
+        ]
         var previousRun = -1
         for result in content.rows {
             var cells: [String] = []

@@ -50,46 +50,53 @@ public struct CheckpointTensor: @unchecked Sendable {
     /// Rows of a canonical matrix (all of it by default), copied (dequantized when it is blocks).
     static func rows(_ name: String, _ matrix: WeightMatrix, _ range: Range<Int>? = nil) -> CheckpointTensor {
         let range = range ?? 0..<matrix.rows
-        return CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: { matrix.copyRows(range) },
-                                isFileBlocks: matrix.isQuantized, origin: Origin(matrix: matrix, rows: range, layout: .rows))
+        return CheckpointTensor(
+            name: name, shape: [range.count, matrix.columns], values: { matrix.copyRows(range) },
+            isFileBlocks: matrix.isQuantized, origin: Origin(matrix: matrix, rows: range, layout: .rows))
     }
 
     /// Rows of a canonical matrix with llama.cpp's per-head permutation applied.
     static func permutedRows(_ name: String, _ matrix: WeightMatrix, _ range: Range<Int>, heads: Int, headDim: Int) -> CheckpointTensor {
-        CheckpointTensor(name: name, shape: [range.count, matrix.columns], values: {
-            var values = matrix.copyRows(range)
-            values.withUnsafeMutableBufferPointer {
-                LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: matrix.columns, undo: false)
-            }
-            return values
-        }, isFileBlocks: matrix.isQuantized,
-           origin: Origin(matrix: matrix, rows: range, layout: .permuted(heads: heads, headDim: headDim)))
+        CheckpointTensor(
+            name: name, shape: [range.count, matrix.columns],
+            values: {
+                var values = matrix.copyRows(range)
+                values.withUnsafeMutableBufferPointer {
+                    LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: matrix.columns, undo: false)
+                }
+                return values
+            }, isFileBlocks: matrix.isQuantized,
+            origin: Origin(matrix: matrix, rows: range, layout: .permuted(heads: heads, headDim: headDim)))
     }
 
     /// Rows of a canonical bias vector with llama.cpp's per-head permutation applied.
     static func permutedRows(_ name: String, _ tensor: Tensor, _ range: Range<Int>, heads: Int, headDim: Int) -> CheckpointTensor {
         let part = tensor.rows(range)
-        return CheckpointTensor(name: name, shape: part.shape, values: {
-            var values = part.scalars
-            let columns = part.count / range.count
-            values.withUnsafeMutableBufferPointer {
-                LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: columns, undo: false)
-            }
-            return values
-        })
+        return CheckpointTensor(
+            name: name, shape: part.shape,
+            values: {
+                var values = part.scalars
+                let columns = part.count / range.count
+                values.withUnsafeMutableBufferPointer {
+                    LlamaFamily.permuteRows($0.baseAddress!, heads: heads, headDim: headDim, columns: columns, undo: false)
+                }
+                return values
+            })
     }
 
     /// A canonical `[out, in]` matrix stored `[in, out]`.
     static func transposed(_ name: String, _ matrix: WeightMatrix) -> CheckpointTensor {
         let (rows, columns) = (matrix.rows, matrix.columns)
-        return CheckpointTensor(name: name, shape: [columns, rows], values: {
-            let canonical = matrix.copyRows()
-            var values = [Float](repeating: 0, count: rows * columns)
-            for o in 0..<rows {
-                for i in 0..<columns { values[i * rows + o] = canonical[o * columns + i] }
-            }
-            return values
-        }, isFileBlocks: matrix.isQuantized, origin: Origin(matrix: matrix, rows: 0..<rows, layout: .transposed))
+        return CheckpointTensor(
+            name: name, shape: [columns, rows],
+            values: {
+                let canonical = matrix.copyRows()
+                var values = [Float](repeating: 0, count: rows * columns)
+                for o in 0..<rows {
+                    for i in 0..<columns { values[i * rows + o] = canonical[o * columns + i] }
+                }
+                return values
+            }, isFileBlocks: matrix.isQuantized, origin: Origin(matrix: matrix, rows: 0..<rows, layout: .transposed))
     }
 }
 
@@ -111,9 +118,10 @@ extension CheckpointTensor.Origin {
     /// the canonical orientation; a ``Layout/transposed`` tensor stores `(b · a)ᵀ`.
     public func updateFactors(left: Tensor, right: Tensor, part: Range<Int>) -> (b: [Float], a: [Float]) {
         let r = left.shape[1]
-        precondition(left.shape[0] == part.count && right.shape == [r, matrix.columns]
-                     && part.lowerBound >= rows.lowerBound && part.upperBound <= rows.upperBound,
-                     "factors \(left.shape) · \(right.shape) for rows \(part) of \(rows)")
+        precondition(
+            left.shape[0] == part.count && right.shape == [r, matrix.columns]
+                && part.lowerBound >= rows.lowerBound && part.upperBound <= rows.upperBound,
+            "factors \(left.shape) · \(right.shape) for rows \(part) of \(rows)")
         var b = [Float](repeating: 0, count: rows.count * r)
         let source = left.scalars
         let start = (part.lowerBound - rows.lowerBound) * r

@@ -20,7 +20,8 @@ struct GPT2Family: ModelFamily {
     /// same names without `transformer.` as in the original OpenAI upload).
     func weights(huggingFace reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
         let prefix = reader.has("transformer.wte.weight") ? "transformer." : ""
-        let width = c.hiddenSize, f = c.feedForwardSize
+        let width = c.hiddenSize
+        let f = c.feedForwardSize
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let p = "\(prefix)h.\(i)."
@@ -32,16 +33,17 @@ struct GPT2Family: ModelFamily {
             try reader.readTransposed(p + "mlp.c_fc.weight", [f, width], into: up.pointer)
             let down = Tensor(uninitialized: [width, f])
             try reader.readTransposed(p + "mlp.c_proj.weight", [width, f], into: down.pointer)
-            blocks.append(BlockWeights(
-                attentionNorm: try reader.tensor(p + "ln_1.weight", [width]),
-                attentionNormBias: try reader.tensor(p + "ln_1.bias", [width]),
-                qkv: WeightMatrix(qkv), qkvBias: try reader.tensor(p + "attn.c_attn.bias", [3 * width]),
-                attentionOutput: WeightMatrix(attentionOutput),
-                attentionOutputBias: try reader.tensor(p + "attn.c_proj.bias", [width]),
-                feedForwardNorm: try reader.tensor(p + "ln_2.weight", [width]),
-                feedForwardNormBias: try reader.tensor(p + "ln_2.bias", [width]),
-                feedForwardInput: WeightMatrix(up), feedForwardInputBias: try reader.tensor(p + "mlp.c_fc.bias", [f]),
-                feedForwardDown: WeightMatrix(down), feedForwardDownBias: try reader.tensor(p + "mlp.c_proj.bias", [width])))
+            blocks.append(
+                BlockWeights(
+                    attentionNorm: try reader.tensor(p + "ln_1.weight", [width]),
+                    attentionNormBias: try reader.tensor(p + "ln_1.bias", [width]),
+                    qkv: WeightMatrix(qkv), qkvBias: try reader.tensor(p + "attn.c_attn.bias", [3 * width]),
+                    attentionOutput: WeightMatrix(attentionOutput),
+                    attentionOutputBias: try reader.tensor(p + "attn.c_proj.bias", [width]),
+                    feedForwardNorm: try reader.tensor(p + "ln_2.weight", [width]),
+                    feedForwardNormBias: try reader.tensor(p + "ln_2.bias", [width]),
+                    feedForwardInput: WeightMatrix(up), feedForwardInputBias: try reader.tensor(p + "mlp.c_fc.bias", [f]),
+                    feedForwardDown: WeightMatrix(down), feedForwardDownBias: try reader.tensor(p + "mlp.c_proj.bias", [width])))
         }
         let embedding = try reader.matrix(prefix + "wte.weight", [c.vocabularySize, width])
         if reader.has("lm_head.weight") { reader.consume("lm_head.weight") }  // tied: same values
@@ -56,23 +58,25 @@ struct GPT2Family: ModelFamily {
 
     /// Weights from a llama.cpp GGUF (`blk.0.attn_qkv.weight`, already `[out, in]`).
     func weights(gguf reader: inout CheckpointReader, config c: TransformerConfig) throws -> ModelWeights {
-        let width = c.hiddenSize, f = c.feedForwardSize
+        let width = c.hiddenSize
+        let f = c.feedForwardSize
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
-            blocks.append(BlockWeights(
-                attentionNorm: try reader.tensor(p + "attn_norm.weight", [width]),
-                attentionNormBias: try reader.tensor(p + "attn_norm.bias", [width]),
-                qkv: try reader.matrix(p + "attn_qkv.weight", [3 * width, width]),
-                qkvBias: try reader.tensor(p + "attn_qkv.bias", [3 * width]),
-                attentionOutput: try reader.matrix(p + "attn_output.weight", [width, width]),
-                attentionOutputBias: try reader.tensor(p + "attn_output.bias", [width]),
-                feedForwardNorm: try reader.tensor(p + "ffn_norm.weight", [width]),
-                feedForwardNormBias: try reader.tensor(p + "ffn_norm.bias", [width]),
-                feedForwardInput: try reader.matrix(p + "ffn_up.weight", [f, width]),
-                feedForwardInputBias: try reader.tensor(p + "ffn_up.bias", [f]),
-                feedForwardDown: try reader.matrix(p + "ffn_down.weight", [width, f]),
-                feedForwardDownBias: try reader.tensor(p + "ffn_down.bias", [width])))
+            blocks.append(
+                BlockWeights(
+                    attentionNorm: try reader.tensor(p + "attn_norm.weight", [width]),
+                    attentionNormBias: try reader.tensor(p + "attn_norm.bias", [width]),
+                    qkv: try reader.matrix(p + "attn_qkv.weight", [3 * width, width]),
+                    qkvBias: try reader.tensor(p + "attn_qkv.bias", [3 * width]),
+                    attentionOutput: try reader.matrix(p + "attn_output.weight", [width, width]),
+                    attentionOutputBias: try reader.tensor(p + "attn_output.bias", [width]),
+                    feedForwardNorm: try reader.tensor(p + "ffn_norm.weight", [width]),
+                    feedForwardNormBias: try reader.tensor(p + "ffn_norm.bias", [width]),
+                    feedForwardInput: try reader.matrix(p + "ffn_up.weight", [f, width]),
+                    feedForwardInputBias: try reader.tensor(p + "ffn_up.bias", [f]),
+                    feedForwardDown: try reader.matrix(p + "ffn_down.weight", [width, f]),
+                    feedForwardDownBias: try reader.tensor(p + "ffn_down.bias", [width])))
         }
         let embedding = try reader.matrix("token_embd.weight", [c.vocabularySize, width])
         let output = c.tiedEmbeddings ? embedding : try reader.matrix("output.weight", [c.vocabularySize, width])
@@ -108,8 +112,9 @@ struct GPT2Family: ModelFamily {
         let heads = try json.size("n_head")
         let activation = try json.string("activation_function", default: "gelu_new")
         guard ["gelu_new", "gelu_pytorch_tanh"].contains(activation) else {
-            throw ModelLoadError.invalidConfig(key: "activation_function", value: activation,
-                                               expected: "gelu_new", file: file)
+            throw ModelLoadError.invalidConfig(
+                key: "activation_function", value: activation,
+                expected: "gelu_new", file: file)
         }
         return TransformerConfig(
             architecture: architecture, vocabularySize: try json.size("vocab_size"), hiddenSize: width,
@@ -166,8 +171,10 @@ struct GPT2Family: ModelFamily {
                 linear(m[2] + ".weight", b.attentionOutput), .rows(m[3] + ".weight", b.feedForwardNorm),
                 linear(m[4] + ".weight", b.feedForwardInput), linear(m[5] + ".weight", b.feedForwardDown),
             ]
-            let biases = [b.attentionNormBias, b.qkvBias, b.attentionOutputBias, b.feedForwardNormBias,
-                          b.feedForwardInputBias, b.feedForwardDownBias]
+            let biases = [
+                b.attentionNormBias, b.qkvBias, b.attentionOutputBias, b.feedForwardNormBias,
+                b.feedForwardInputBias, b.feedForwardDownBias,
+            ]
             tensors += zip(m, biases).compactMap { module, bias in bias.map { .rows(module + ".bias", $0) } }
         }
         tensors.append(.rows(names.outputNorm + ".weight", w.outputNorm))

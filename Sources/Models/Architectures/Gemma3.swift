@@ -22,12 +22,14 @@ struct Gemma3Family: ModelFamily {
         let heads = try keys.dimension("attention.head_count")
         let headDim = try keys.optionalDimension("attention.key_length") ?? width / heads
         guard headDim >= 2, headDim % 2 == 0 else {
-            throw ModelLoadError.invalidConfig(key: keys.key("attention.key_length"), value: "\(headDim)",
-                                               expected: "an even size of at least 2", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("attention.key_length"), value: "\(headDim)",
+                expected: "an even size of at least 2", file: keys.fileName)
         }
         if let valueLength = try keys.optionalDimension("attention.value_length"), valueLength != headDim {
-            throw ModelLoadError.invalidConfig(key: keys.key("attention.value_length"), value: "\(valueLength)",
-                                               expected: "\(headDim) (the key length)", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("attention.value_length"), value: "\(valueLength)",
+                expected: "\(headDim) (the key length)", file: keys.fileName)
         }
         let base = keys.optionalDouble("rope.freq_base") ?? 10000
         var global = RotaryEmbedding.standard(headDim: headDim, base: base)
@@ -38,13 +40,15 @@ struct Gemma3Family: ModelFamily {
             // The larger Gemma 3 models stretch the global blocks' positions.
             let factor = keys.optionalDouble("rope.scaling.factor") ?? 1
             guard factor >= 1 else {
-                throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.factor"), value: "\(factor)",
-                                                   expected: "at least 1", file: keys.fileName)
+                throw ModelLoadError.invalidConfig(
+                    key: keys.key("rope.scaling.factor"), value: "\(factor)",
+                    expected: "at least 1", file: keys.fileName)
             }
             global = global.map { $0 / Float(factor) }
         case let other?:
-            throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.type"), value: other,
-                                               expected: "none or linear", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("rope.scaling.type"), value: other,
+                expected: "none or linear", file: keys.fileName)
         }
         let vocabulary = file.shape(of: "token_embd.weight")?.first ?? file.array("tokenizer.ggml.tokens")?.count
         guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
@@ -61,9 +65,10 @@ struct Gemma3Family: ModelFamily {
         config.outputNorms = true
         if let window = try keys.optionalDimension("attention.sliding_window") {
             let layers = config.layerCount
-            config.slidingWindow = .init(size: window,
-                                         localLayers: (0..<layers).filter { $0 % Self.slidingWindowPeriod != Self.slidingWindowPeriod - 1 },
-                                         inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: Self.localRopeBase))
+            config.slidingWindow = .init(
+                size: window,
+                localLayers: (0..<layers).filter { $0 % Self.slidingWindowPeriod != Self.slidingWindowPeriod - 1 },
+                inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: Self.localRopeBase))
         }
         return config
     }
@@ -89,7 +94,8 @@ struct Gemma3Family: ModelFamily {
         if try json.bool("attention_bias", default: false) { throw refuse("attention_bias", "true", "false") }
         if try json.bool("use_bidirectional_attention", default: false) { throw refuse("use_bidirectional_attention", "true", "false") }
         let contextLength = try json.size("max_position_embeddings")
-        let types = try json.stringsIfPresent("layer_types")
+        let types =
+            try json.stringsIfPresent("layer_types")
             ?? (0..<layers).map { $0 % Self.slidingWindowPeriod == Self.slidingWindowPeriod - 1 ? "full_attention" : "sliding_attention" }
         guard types.count == layers, types.allSatisfy({ $0 == "full_attention" || $0 == "sliding_attention" }) else {
             throw refuse("layer_types", types.joined(separator: ","), "\(layers) of full_attention and sliding_attention")
@@ -123,14 +129,19 @@ struct Gemma3Family: ModelFamily {
         if !local.isEmpty {
             config.slidingWindow = .init(
                 size: try json.size("sliding_window"), localLayers: local,
-                inverseFrequencies: try rotary("sliding_attention", fallbackBase: try json.double("rope_local_base_freq", default: Self.localRopeBase)))
+                inverseFrequencies: try rotary(
+                    "sliding_attention", fallbackBase: try json.double("rope_local_base_freq", default: Self.localRopeBase)))
         }
         return config
     }
 
     func weights(_ reader: inout CheckpointReader, config c: TransformerConfig, naming: CheckpointNaming) throws -> ModelWeights {
         let names = TensorNames(naming)
-        let width = c.hiddenSize, f = c.feedForwardSize, q = c.queryWidth, kv = c.keyValueWidth, d = c.headDim
+        let width = c.hiddenSize
+        let f = c.feedForwardSize
+        let q = c.queryWidth
+        let kv = c.keyValueWidth
+        let d = c.headDim
         /// A norm weight in canonical (`1 + w`) form.
         func norm(_ name: String, _ size: Int) throws -> Tensor {
             let t = try reader.tensor(name, [size])
@@ -140,23 +151,32 @@ struct Gemma3Family: ModelFamily {
         var blocks: [BlockWeights] = []
         for i in 0..<c.layerCount {
             let part = { (p: String) in names.block(i, p) }
-            let qkv = try reader.matrix([.init(name: part("attn_q"), rows: q), .init(name: part("attn_k"), rows: kv),
-                                         .init(name: part("attn_v"), rows: kv)], columns: width)
-            let gateUp = try reader.matrix([.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
-                                           columns: width)
-            blocks.append(BlockWeights(
-                attentionNorm: try norm(part("attn_norm"), width), qkv: qkv,
-                attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
-                feedForwardNorm: try norm(part("ffn_norm"), width), feedForwardInput: gateUp,
-                feedForwardDown: try reader.matrix(part("ffn_down"), [width, f]),
-                queryNorm: try norm(part("attn_q_norm"), d), keyNorm: try norm(part("attn_k_norm"), d),
-                postAttentionNorm: try norm(part("post_attention_norm"), width),
-                postFeedForwardNorm: try norm(part("post_ffw_norm"), width)))
+            let qkv = try reader.matrix(
+                [
+                    .init(name: part("attn_q"), rows: q), .init(name: part("attn_k"), rows: kv),
+                    .init(name: part("attn_v"), rows: kv),
+                ], columns: width)
+            let gateUp = try reader.matrix(
+                [.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
+                columns: width)
+            blocks.append(
+                BlockWeights(
+                    attentionNorm: try norm(part("attn_norm"), width), qkv: qkv,
+                    attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
+                    feedForwardNorm: try norm(part("ffn_norm"), width), feedForwardInput: gateUp,
+                    feedForwardDown: try reader.matrix(part("ffn_down"), [width, f]),
+                    queryNorm: try norm(part("attn_q_norm"), d), keyNorm: try norm(part("attn_k_norm"), d),
+                    postAttentionNorm: try norm(part("post_attention_norm"), width),
+                    postFeedForwardNorm: try norm(part("post_ffw_norm"), width)))
         }
         let embedding = try reader.matrix(names.embedding, [c.vocabularySize, width])
         var output = embedding
         if reader.has(names.output) {
-            if c.tiedEmbeddings { reader.consume(names.output) } else { output = try reader.matrix(names.output, [c.vocabularySize, width]) }
+            if c.tiedEmbeddings {
+                reader.consume(names.output)
+            } else {
+                output = try reader.matrix(names.output, [c.vocabularySize, width])
+            }
         } else if !c.tiedEmbeddings {
             throw ModelLoadError.missingTensor(names.output, file: reader.fileName)
         }
@@ -177,13 +197,14 @@ struct Gemma3Family: ModelFamily {
             case .huggingFace:
                 (embedding, outputNorm, output, rawNorms) = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", true)
                 block = { i, part in
-                    let module = [
-                        "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-                        "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm",
-                        "attn_k_norm": "self_attn.k_norm", "post_attention_norm": "post_attention_layernorm",
-                        "ffn_norm": "pre_feedforward_layernorm", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-                        "ffn_down": "mlp.down_proj", "post_ffw_norm": "post_feedforward_layernorm",
-                    ][part] ?? part
+                    let module =
+                        [
+                            "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                            "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm",
+                            "attn_k_norm": "self_attn.k_norm", "post_attention_norm": "post_attention_layernorm",
+                            "ffn_norm": "pre_feedforward_layernorm", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+                            "ffn_down": "mlp.down_proj", "post_ffw_norm": "post_feedforward_layernorm",
+                        ][part] ?? part
                     return "model.layers.\(i).\(module).weight"
                 }
             }
@@ -192,7 +213,9 @@ struct Gemma3Family: ModelFamily {
 
     func checkpointTensors(_ w: ModelWeights, config c: TransformerConfig, naming: CheckpointNaming) -> [CheckpointTensor] {
         let names = TensorNames(naming)
-        let q = c.queryWidth, kv = c.keyValueWidth, f = c.feedForwardSize
+        let q = c.queryWidth
+        let kv = c.keyValueWidth
+        let f = c.feedForwardSize
         func norm(_ name: String, _ t: Tensor?) -> [CheckpointTensor] {
             guard let t else { return [] }
             guard names.rawNorms else { return [.rows(name, t)] }
@@ -202,13 +225,17 @@ struct Gemma3Family: ModelFamily {
         for (i, b) in w.blocks.enumerated() {
             let name = { (part: String) in names.block(i, part) }
             tensors += norm(name("attn_norm"), b.attentionNorm)
-            tensors += [.rows(name("attn_q"), b.qkv, 0..<q), .rows(name("attn_k"), b.qkv, q..<(q + kv)),
-                        .rows(name("attn_v"), b.qkv, (q + kv)..<(q + 2 * kv))]
+            tensors += [
+                .rows(name("attn_q"), b.qkv, 0..<q), .rows(name("attn_k"), b.qkv, q..<(q + kv)),
+                .rows(name("attn_v"), b.qkv, (q + kv)..<(q + 2 * kv)),
+            ]
             tensors += norm(name("attn_q_norm"), b.queryNorm) + norm(name("attn_k_norm"), b.keyNorm)
             tensors.append(.rows(name("attn_output"), b.attentionOutput))
             tensors += norm(name("post_attention_norm"), b.postAttentionNorm) + norm(name("ffn_norm"), b.feedForwardNorm)
-            tensors += [.rows(name("ffn_gate"), b.feedForwardInput, 0..<f), .rows(name("ffn_up"), b.feedForwardInput, f..<(2 * f)),
-                        .rows(name("ffn_down"), b.feedForwardDown)]
+            tensors += [
+                .rows(name("ffn_gate"), b.feedForwardInput, 0..<f), .rows(name("ffn_up"), b.feedForwardInput, f..<(2 * f)),
+                .rows(name("ffn_down"), b.feedForwardDown),
+            ]
             tensors += norm(name("post_ffw_norm"), b.postFeedForwardNorm)
         }
         tensors += norm(names.outputNorm, w.outputNorm)
@@ -242,9 +269,14 @@ struct Gemma3Family: ModelFamily {
             rope.updateValue(parameters(base), forKey: "sliding_attention")
             entries.append(("sliding_window", .int(window.size)))
         }
-        entries.append(("layer_types", .array((0..<c.layerCount).map {
-            .string(c.window(layer: $0) == nil ? "full_attention" : "sliding_attention")
-        })))
+        entries.append(
+            (
+                "layer_types",
+                .array(
+                    (0..<c.layerCount).map {
+                        .string(c.window(layer: $0) == nil ? "full_attention" : "sliding_attention")
+                    })
+            ))
         entries.append(("rope_parameters", .object(rope)))
         entries.append(("tie_word_embeddings", .bool(c.tiedEmbeddings)))
         return entries

@@ -18,17 +18,21 @@ enum HuggingFaceConfig {
             guard let p = parameters else {
                 return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base))
             }
-            return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.llama3(
-                headDim: headDim, base: base, factor: try p.double("factor"),
-                lowFrequencyFactor: try p.double("low_freq_factor"),
-                highFrequencyFactor: try p.double("high_freq_factor"),
-                originalMaxPositions: try p.double("original_max_position_embeddings")))
+            return .rotary(
+                theta: base,
+                inverseFrequencies: RotaryEmbedding.llama3(
+                    headDim: headDim, base: base, factor: try p.double("factor"),
+                    lowFrequencyFactor: try p.double("low_freq_factor"),
+                    highFrequencyFactor: try p.double("high_freq_factor"),
+                    originalMaxPositions: try p.double("original_max_position_embeddings")))
         case "linear":
             let factor = try parameters?.double("factor") ?? 1
-            return .rotary(theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base).map { $0 / Float(factor) })
+            return .rotary(
+                theta: base, inverseFrequencies: RotaryEmbedding.standard(headDim: headDim, base: base).map { $0 / Float(factor) })
         default:
-            throw ModelLoadError.invalidConfig(key: "rope_type", value: kind,
-                                               expected: "default, linear or llama3", file: file)
+            throw ModelLoadError.invalidConfig(
+                key: "rope_type", value: kind,
+                expected: "default, linear or llama3", file: file)
         }
     }
 }
@@ -42,8 +46,9 @@ extension HFConfig {
         }
         guard v >= 1, v <= TransformerConfig.dimensionLimit else {
             // The full path, as HFConfigError gives: "config.json" alone names no model.
-            throw ModelLoadError.invalidConfig(key: key, value: "\(v)", expected: "a size from 1 to \(TransformerConfig.dimensionLimit)",
-                                               file: url.path)
+            throw ModelLoadError.invalidConfig(
+                key: key, value: "\(v)", expected: "a size from 1 to \(TransformerConfig.dimensionLimit)",
+                file: url.path)
         }
         return v
     }

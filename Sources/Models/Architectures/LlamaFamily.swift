@@ -23,12 +23,13 @@ struct LlamaTensorNames: Sendable {
     static let huggingFace = LlamaTensorNames(
         embedding: "model.embed_tokens.weight", outputNorm: "model.norm.weight", output: "lm_head.weight",
         block: { i, part in
-            let hf = [
-                "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-                "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
-                "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-            ][part] ?? part
+            let hf =
+                [
+                    "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                    "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+                    "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
+                    "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+                ][part] ?? part
             return "model.layers.\(i).\(hf)"
         })
 }
@@ -55,7 +56,8 @@ struct LlamaFamily: ModelFamily {
     func weights(_ reader: inout CheckpointReader, config c: TransformerConfig, naming: CheckpointNaming) throws -> ModelWeights {
         let names: LlamaTensorNames = naming == .gguf ? .gguf : .huggingFace
         let unpermuteQK = naming == .gguf && ggufPermutesQK
-        let width = c.hiddenSize, f = c.feedForwardSize
+        let width = c.hiddenSize
+        let f = c.feedForwardSize
         let embedding = try reader.matrix(names.embedding, [c.vocabularySize, width])
         // The canonical order of a permuted GGUF's q and k rows.
         let queryOrder = unpermuteQK ? Self.rowOrder(heads: c.headCount, headDim: c.headDim) : nil
@@ -64,10 +66,14 @@ struct LlamaFamily: ModelFamily {
         for i in 0..<c.layerCount {
             let part = { (p: String) in names.block(i, p) + names.weightSuffix }
             let biasOf = { (p: String) in names.block(i, p) + names.biasSuffix }
-            let q = c.queryWidth, kv = c.keyValueWidth
-            let qkv = try reader.matrix([.init(name: part("attn_q"), rows: q, rowOrder: queryOrder),
-                                         .init(name: part("attn_k"), rows: kv, rowOrder: keyOrder),
-                                         .init(name: part("attn_v"), rows: kv)], columns: width)
+            let q = c.queryWidth
+            let kv = c.keyValueWidth
+            let qkv = try reader.matrix(
+                [
+                    .init(name: part("attn_q"), rows: q, rowOrder: queryOrder),
+                    .init(name: part("attn_k"), rows: kv, rowOrder: keyOrder),
+                    .init(name: part("attn_v"), rows: kv),
+                ], columns: width)
             var qkvBias: Tensor? = nil
             if c.attentionBias {
                 let bias = Tensor(uninitialized: [c.fusedQKVRows])
@@ -80,15 +86,17 @@ struct LlamaFamily: ModelFamily {
                 }
                 qkvBias = bias
             }
-            let gateUp = try reader.matrix([.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
-                                           columns: width)
-            blocks.append(BlockWeights(
-                attentionNorm: try reader.tensor(part("attn_norm"), [width]),
-                qkv: qkv, qkvBias: qkvBias,
-                attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
-                feedForwardNorm: try reader.tensor(part("ffn_norm"), [width]),
-                feedForwardInput: gateUp,
-                feedForwardDown: try reader.matrix(part("ffn_down"), [width, f])))
+            let gateUp = try reader.matrix(
+                [.init(name: part("ffn_gate"), rows: f), .init(name: part("ffn_up"), rows: f)],
+                columns: width)
+            blocks.append(
+                BlockWeights(
+                    attentionNorm: try reader.tensor(part("attn_norm"), [width]),
+                    qkv: qkv, qkvBias: qkvBias,
+                    attentionOutput: try reader.matrix(part("attn_output"), [width, q]),
+                    feedForwardNorm: try reader.tensor(part("ffn_norm"), [width]),
+                    feedForwardInput: gateUp,
+                    feedForwardDown: try reader.matrix(part("ffn_down"), [width, f])))
         }
         let outputNorm = try reader.tensor(names.outputNorm, [width])
         var output = embedding
@@ -139,35 +147,41 @@ struct LlamaFamily: ModelFamily {
         let heads = try keys.dimension("attention.head_count")
         let headDim = try keys.optionalDimension("attention.key_length") ?? width / heads
         guard headDim >= 2 else {
-            throw ModelLoadError.invalidConfig(key: keys.key("attention.key_length"), value: "\(headDim)",
-                                               expected: "at least 2", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("attention.key_length"), value: "\(headDim)",
+                expected: "at least 2", file: keys.fileName)
         }
         let ropeDims = keys.optionalInt("rope.dimension_count") ?? headDim
         guard ropeDims == headDim else {
-            throw ModelLoadError.invalidConfig(key: keys.key("rope.dimension_count"), value: "\(ropeDims)",
-                                               expected: "\(headDim) (partial RoPE is not supported)", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("rope.dimension_count"), value: "\(ropeDims)",
+                expected: "\(headDim) (partial RoPE is not supported)", file: keys.fileName)
         }
         let base = keys.optionalDouble("rope.freq_base") ?? 10000
         var frequencies = RotaryEmbedding.standard(headDim: headDim, base: base)
         if let factors = file.shape(of: "rope_freqs.weight") {
             // Llama 3.1-style scaling is stored as per-frequency divisors.
             guard factors.reduce(1, *) == headDim / 2 else {
-                throw ModelLoadError.shapeMismatch(tensor: "rope_freqs.weight", expected: [headDim / 2],
-                                                   actual: factors, file: keys.fileName)
+                throw ModelLoadError.shapeMismatch(
+                    tensor: "rope_freqs.weight", expected: [headDim / 2],
+                    actual: factors, file: keys.fileName)
             }
             let divisors = try file.readFloats("rope_freqs.weight")
             frequencies = zip(frequencies, divisors).map { $0 / $1 }
         }
         if let scaling = keys.optionalString("rope.scaling.type"), scaling != "none" {
-            throw ModelLoadError.invalidConfig(key: keys.key("rope.scaling.type"), value: scaling,
-                                               expected: "none (or Llama-3 rope_freqs)", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("rope.scaling.type"), value: scaling,
+                expected: "none (or Llama-3 rope_freqs)", file: keys.fileName)
         }
         let contextLength = try keys.dimension("context_length")
         if let window = keys.optionalInt("attention.sliding_window"), window < contextLength {
-            throw ModelLoadError.invalidConfig(key: keys.key("attention.sliding_window"), value: "\(window)",
-                                               expected: "none (sliding-window attention is not supported)", file: keys.fileName)
+            throw ModelLoadError.invalidConfig(
+                key: keys.key("attention.sliding_window"), value: "\(window)",
+                expected: "none (sliding-window attention is not supported)", file: keys.fileName)
         }
-        let vocabulary = try keys.optionalDimension("vocab_size")
+        let vocabulary =
+            try keys.optionalDimension("vocab_size")
             ?? file.shape(of: "token_embd.weight")?.first
             ?? file.array("tokenizer.ggml.tokens")?.count
         guard let vocabulary else { throw ModelLoadError.missingConfig(key: keys.key("vocab_size"), file: keys.fileName) }
@@ -200,10 +214,12 @@ struct LlamaFamily: ModelFamily {
         }
         let contextLength = try json.size("max_position_embeddings")
         if try json.bool("use_sliding_window", default: slidingWindowByDefault),
-           let window = try json.intIfPresent("sliding_window"), window < contextLength {
-            throw ModelLoadError.invalidConfig(key: "sliding_window", value: "\(window)",
-                                               expected: "null or at least max_position_embeddings (sliding-window attention is not supported)",
-                                               file: file)
+            let window = try json.intIfPresent("sliding_window"), window < contextLength
+        {
+            throw ModelLoadError.invalidConfig(
+                key: "sliding_window", value: "\(window)",
+                expected: "null or at least max_position_embeddings (sliding-window attention is not supported)",
+                file: file)
         }
         let attentionBias = try alwaysAttentionBias ? true : json.bool("attention_bias", default: false)
         return TransformerConfig(
@@ -240,7 +256,9 @@ struct LlamaFamily: ModelFamily {
     func checkpointTensors(_ w: ModelWeights, config c: TransformerConfig, naming: CheckpointNaming) -> [CheckpointTensor] {
         let names: LlamaTensorNames = naming == .gguf ? .gguf : .huggingFace
         let permuteQK = naming == .gguf && ggufPermutesQK
-        let q = c.queryWidth, kv = c.keyValueWidth, f = c.feedForwardSize
+        let q = c.queryWidth
+        let kv = c.keyValueWidth
+        let f = c.feedForwardSize
         // q and k rows, permuted per head when the format wants it.
         func qk(_ name: String, _ t: Tensor, _ range: Range<Int>, heads: Int) -> CheckpointTensor {
             permuteQK ? .permutedRows(name, t, range, heads: heads, headDim: c.headDim) : .rows(name, t, range)
@@ -298,8 +316,9 @@ struct GGUFKeys {
     func optionalDimension(_ name: String) throws -> Int? {
         guard let value = file.metadata[key(name)] else { return nil }
         guard let v = value.intValue, v >= 1, v <= TransformerConfig.dimensionLimit else {
-            throw ModelLoadError.invalidConfig(key: key(name), value: "\(value.intValue.map(String.init) ?? "a non-integer")",
-                                               expected: "a size from 1 to \(TransformerConfig.dimensionLimit)", file: fileName)
+            throw ModelLoadError.invalidConfig(
+                key: key(name), value: "\(value.intValue.map(String.init) ?? "a non-integer")",
+                expected: "a size from 1 to \(TransformerConfig.dimensionLimit)", file: fileName)
         }
         return v
     }

@@ -34,8 +34,11 @@ struct SelfAttention: Sendable {
     /// The RoPE cos and sin of every new token's position for the global and the local
     /// embedding, `[N, D]` each (D/2 cosines, then D/2 sines), from `scratch`: computed once per
     /// pass, not once per layer. Give them back with ``giveBack(_:to:)``.
-    func angleTables(rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], scratch: ScratchPool)
-        -> (global: Tensor?, local: Tensor?) {
+    func angleTables(
+        rows n: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], scratch: ScratchPool
+    )
+        -> (global: Tensor?, local: Tensor?)
+    {
         func table(_ rotary: RotaryEmbedding?) -> Tensor? {
             guard let rotary else { return nil }
             let half = headDim / 2
@@ -59,13 +62,19 @@ struct SelfAttention: Sendable {
 
     /// RMSNorm of each query and key head of every row of `qkv`, in place.
     func normalizeHeads(_ qkv: Tensor, rows n: Int, queryNorm: Tensor, keyNorm: Tensor) {
-        let ld = fusedWidth, d = headDim, eps = epsilon, base = qkv.pointer
-        let heads = heads, keyValueHeads = keyValueHeads, queryWidth = queryWidth
+        let ld = fusedWidth
+        let d = headDim
+        let eps = epsilon
+        let base = qkv.pointer
+        let heads = heads
+        let keyValueHeads = keyValueHeads
+        let queryWidth = queryWidth
         parallelFor(n) { r in
             let row = base + r * ld
             Kernels.rmsNorm(row, rows: heads, width: d, ldx: d, weight: queryNorm.pointer, eps: eps, into: row, ldy: d)
-            Kernels.rmsNorm(row + queryWidth, rows: keyValueHeads, width: d, ldx: d, weight: keyNorm.pointer,
-                            eps: eps, into: row + queryWidth, ldy: d)
+            Kernels.rmsNorm(
+                row + queryWidth, rows: keyValueHeads, width: d, ldx: d, weight: keyNorm.pointer,
+                eps: eps, into: row + queryWidth, ldy: d)
         }
     }
 
@@ -75,19 +84,28 @@ struct SelfAttention: Sendable {
         _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache],
         angles: (global: Tensor?, local: Tensor?)
     ) {
-        let ld = fusedWidth, q = queryWidth, kv = keyValueWidth, d = headDim
-        let heads = heads, keyValueHeads = keyValueHeads
+        let ld = fusedWidth
+        let q = queryWidth
+        let kv = keyValueWidth
+        let d = headDim
+        let heads = heads
+        let keyValueHeads = keyValueHeads
         let local = windows[layer] != nil && localRotary != nil
-        let rotary = local ? localRotary : rotary, table = local ? angles.local : angles.global
-        let base = qkv.pointer, half = d / 2
+        let rotary = local ? localRotary : rotary
+        let table = local ? angles.local : angles.global
+        let base = qkv.pointer
+        let half = d / 2
         for (s, tokens) in sequences.enumerated() {
             let cache = caches[s]
-            let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
-            let past = cache.count, start = starts[s]
+            let keys = cache.keys(layer: layer)
+            let values = cache.values(layer: layer)
+            let past = cache.count
+            let start = starts[s]
             parallelFor(tokens.count) { t in
                 let row = base + (start + t) * ld
                 if let rotary, let table {
-                    let cos = table.pointer + (start + t) * d, sin = cos + half
+                    let cos = table.pointer + (start + t) * d
+                    let sin = cos + half
                     rotary.apply(row, heads: heads, cos: cos, sin: sin)
                     rotary.apply(row + q, heads: keyValueHeads, cos: cos, sin: sin)
                 }
@@ -107,7 +125,9 @@ struct SelfAttention: Sendable {
         _ qkv: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache], into output: Tensor,
         scratch: ScratchPool
     ) {
-        let ld = fusedWidth, d = headDim, kvWidth = keyValueWidth
+        let ld = fusedWidth
+        let d = headDim
+        let kvWidth = keyValueWidth
         let group = heads / keyValueHeads
         let scale = 1 / Float(d).squareRoot()
         let window = windows[layer] ?? Int.max
@@ -120,8 +140,10 @@ struct SelfAttention: Sendable {
                 for first in stride(from: 0, to: tokens.count, by: blockRows) {
                     let rows = min(blockRows, tokens.count - first)
                     let keyCount = caches[s].count + first + rows
-                    tasks.append(Task(sequence: s, kvHead: kvHead, firstRow: first, cost: rows * keyCount,
-                                      workspace: workspaceSize))
+                    tasks.append(
+                        Task(
+                            sequence: s, kvHead: kvHead, firstRow: first, cost: rows * keyCount,
+                            workspace: workspaceSize))
                     workspaceSize += group * rows * (keyCount + 2 * d)
                 }
             }
@@ -132,7 +154,10 @@ struct SelfAttention: Sendable {
         // up to 400 KB were fresh pages (page faults) on every call.
         let workspace = scratch.take([workspaceSize])
         defer { scratch.giveBack(workspace) }
-        let qBase = qkv.pointer, out = output.pointer, outWidth = queryWidth, space = workspace.pointer
+        let qBase = qkv.pointer
+        let out = output.pointer
+        let outWidth = queryWidth
+        let space = workspace.pointer
         parallelFor(tasks.count, dynamic: true) { i in
             let task = tasks[i]
             let s = task.sequence
@@ -157,8 +182,10 @@ struct SelfAttention: Sendable {
                 // arithmetic, so dot products and scaled adds directly.
                 for g in 0..<group {
                     for r in 0..<rows {
-                        let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
-                        let query = queries + (g * rows + r) * d, row = scores + (g * rows + r) * keyCount
+                        let visible = past + task.firstRow + r + 1
+                        let first = max(0, visible - window)
+                        let query = queries + (g * rows + r) * d
+                        let row = scores + (g * rows + r) * keyCount
                         for j in first..<visible { row[j] = scale * MatMul.dot(query, keys + j * kvWidth, d) }
                         Kernels.softmax(row + first, count: visible - first)
                         let result = context + (g * rows + r) * d
@@ -167,22 +194,25 @@ struct SelfAttention: Sendable {
                     }
                 }
             } else {
-                MatMul.gemm(transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
-                            b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
+                MatMul.gemm(
+                    transB: true, m: stacked, n: keyCount, k: d, alpha: scale, a: queries, lda: d,
+                    b: keys, ldb: kvWidth, c: scores, ldc: keyCount)
                 // Unnormalised probabilities (masked keys 0); each context row is divided by
                 // its sum after the product.
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: stacked) { sums in
                     for g in 0..<group {
                         for r in 0..<rows {
-                            let visible = past + task.firstRow + r + 1, first = max(0, visible - window)
+                            let visible = past + task.firstRow + r + 1
+                            let first = max(0, visible - window)
                             let row = scores + (g * rows + r) * keyCount
                             sums[g * rows + r] = Kernels.exponentiateShifted(row + first, count: visible - first).sum
                             row.update(repeating: 0, count: first)
                             (row + visible).update(repeating: 0, count: keyCount - visible)
                         }
                     }
-                    MatMul.gemm(m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
-                                c: context, ldc: d)
+                    MatMul.gemm(
+                        m: stacked, n: d, k: keyCount, a: scores, lda: keyCount, b: values, ldb: kvWidth,
+                        c: context, ldc: d)
                     for i in 0..<stacked {
                         let inverse = 1 / sums[i]
                         Kernels.mapSIMD(context + i * d, count: d) { $0 * inverse }
@@ -211,24 +241,35 @@ struct SelfAttention: Sendable {
         qkv recorded: Tensor, layer: Int, sequences: [[Int]], starts: [Int], caches: [KVCache]?, pastLengths: [Int],
         dAttention: Tensor, into dQKV: Tensor, scratch: ScratchPool
     ) {
-        let ld = fusedWidth, q = queryWidth, kv = keyValueWidth, d = headDim
-        let heads = heads, keyValueHeads = keyValueHeads
-        let qkv = recorded.pointer, dq = dQKV.pointer, window = windows[layer] ?? .max
-        let longest = sequences.indices.map { s in pastLengths[s] > 0 ? pastLengths[s] + sequences[s].count : 0 }
+        let ld = fusedWidth
+        let q = queryWidth
+        let kv = keyValueWidth
+        let d = headDim
+        let heads = heads
+        let keyValueHeads = keyValueHeads
+        let qkv = recorded.pointer
+        let dq = dQKV.pointer
+        let window = windows[layer] ?? .max
+        let longest =
+            sequences.indices.map { s in pastLengths[s] > 0 ? pastLengths[s] + sequences[s].count : 0 }
             .max() ?? 0
         let pastGradients = longest > 0 ? scratch.take([2, longest, kv]) : nil
         defer { if let pastGradients { scratch.giveBack(pastGradients) } }
         for (s, tokens) in sequences.enumerated() where !tokens.isEmpty {
-            let start = starts[s], past = pastLengths[s]
-            let base = qkv + start * ld, dBase = dq + start * ld
+            let start = starts[s]
+            let past = pastLengths[s]
+            let base = qkv + start * ld
+            let dBase = dq + start * ld
             if let caches, past > 0, let pastGradients {
-                let keys = caches[s].keys(layer: layer), values = caches[s].values(layer: layer)
+                let keys = caches[s].keys(layer: layer)
+                let values = caches[s].values(layer: layer)
                 // The new slots hold whatever pass ran last from the prefix: put this pass's back.
                 for t in 0..<tokens.count {
                     (keys + (past + t) * kv).update(from: base + t * ld + q, count: kv)
                     (values + (past + t) * kv).update(from: base + t * ld + q + kv, count: kv)
                 }
-                let dK = pastGradients.pointer, dV = dK + (past + tokens.count) * kv
+                let dK = pastGradients.pointer
+                let dV = dK + (past + tokens.count) * kv
                 Backward.attention(
                     queries: base, ldq: ld, keys: keys, ldk: kv, values: values, ldv: kv,
                     newTokens: tokens.count, past: past, heads: heads, kvHeads: keyValueHeads,
@@ -249,7 +290,8 @@ struct SelfAttention: Sendable {
             if let rotary = positions(layer: layer) {
                 parallelFor(tokens.count) { t in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: d) { angles in
-                        let cos = angles.baseAddress!, sin = cos + d / 2
+                        let cos = angles.baseAddress!
+                        let sin = cos + d / 2
                         rotary.angles(position: past + t, cos: cos, sin: sin)
                         let row = dBase + t * ld
                         rotary.applyTransposed(row, heads: heads, cos: cos, sin: sin)
@@ -263,14 +305,22 @@ struct SelfAttention: Sendable {
     /// Backward through the per-head q/k norms, in place on the q and k columns of `dQKV`, from
     /// `input`, the `[N, H·D + Hkv·D]` q and k before the norm.
     func normalizeHeadsBackward(_ input: Tensor, queryNorm: Tensor, keyNorm: Tensor, into dQKV: Tensor) {
-        let ld = fusedWidth, d = headDim, q = queryWidth, width = q + keyValueWidth
-        let heads = heads, keyValueHeads = keyValueHeads
-        let x = input.pointer, dY = dQKV.pointer, eps = epsilon
+        let ld = fusedWidth
+        let d = headDim
+        let q = queryWidth
+        let width = q + keyValueWidth
+        let heads = heads
+        let keyValueHeads = keyValueHeads
+        let x = input.pointer
+        let dY = dQKV.pointer
+        let eps = epsilon
         parallelFor(input.shape[0]) { r in
-            Backward.rmsNorm(x + r * width, rows: heads, width: d, ldx: d, weight: queryNorm.pointer, eps: eps,
-                             dY: dY + r * ld, ldDY: d, dX: dY + r * ld, ldDX: d, dWeight: nil)
-            Backward.rmsNorm(x + r * width + q, rows: keyValueHeads, width: d, ldx: d, weight: keyNorm.pointer,
-                             eps: eps, dY: dY + r * ld + q, ldDY: d, dX: dY + r * ld + q, ldDX: d, dWeight: nil)
+            Backward.rmsNorm(
+                x + r * width, rows: heads, width: d, ldx: d, weight: queryNorm.pointer, eps: eps,
+                dY: dY + r * ld, ldDY: d, dX: dY + r * ld, ldDX: d, dWeight: nil)
+            Backward.rmsNorm(
+                x + r * width + q, rows: keyValueHeads, width: d, ldx: d, weight: keyNorm.pointer,
+                eps: eps, dY: dY + r * ld + q, ldDY: d, dX: dY + r * ld + q, ldDX: d, dWeight: nil)
         }
     }
 }

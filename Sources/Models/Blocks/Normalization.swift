@@ -12,15 +12,22 @@ struct Normalization: Sendable {
 
     /// `y = norm(x) ⊙ weight (+ bias)` for `rows` rows; `y` may be `x`.
     func forward(_ x: UnsafePointer<Float>, rows: Int, weight: Tensor, bias: Tensor?, into y: UnsafeMutablePointer<Float>) {
-        let width = width, eps = epsilon, wp = weight.pointer, bp = bias?.pointer, layer = kind == .layer
+        let width = width
+        let eps = epsilon
+        let wp = weight.pointer
+        let bp = bias?.pointer
+        let layer = kind == .layer
         parallelFor((rows + Self.chunk - 1) / Self.chunk) { i in
-            let r0 = i * Self.chunk, count = min(Self.chunk, rows - r0)
+            let r0 = i * Self.chunk
+            let count = min(Self.chunk, rows - r0)
             if layer {
-                Kernels.layerNorm(x + r0 * width, rows: count, width: width, ldx: width, weight: wp,
-                                  bias: bp, eps: eps, into: y + r0 * width, ldy: width)
+                Kernels.layerNorm(
+                    x + r0 * width, rows: count, width: width, ldx: width, weight: wp,
+                    bias: bp, eps: eps, into: y + r0 * width, ldy: width)
             } else {
-                Kernels.rmsNorm(x + r0 * width, rows: count, width: width, ldx: width, weight: wp,
-                                eps: eps, into: y + r0 * width, ldy: width)
+                Kernels.rmsNorm(
+                    x + r0 * width, rows: count, width: width, ldx: width, weight: wp,
+                    eps: eps, into: y + r0 * width, ldy: width)
             }
         }
     }
@@ -31,17 +38,23 @@ struct Normalization: Sendable {
         _ x: UnsafePointer<Float>, rows: Int, weight: Tensor, dY: UnsafePointer<Float>,
         into dX: UnsafeMutablePointer<Float>, accumulate: Bool, dWeight: Tensor?
     ) {
-        let width = width, eps = epsilon, wp = weight.pointer, layer = kind == .layer
+        let width = width
+        let eps = epsilon
+        let wp = weight.pointer
+        let layer = kind == .layer
         let body = { (i: Int) in
-            let r0 = i * Self.chunk, count = min(Self.chunk, rows - r0)
+            let r0 = i * Self.chunk
+            let count = min(Self.chunk, rows - r0)
             if layer {
-                Backward.layerNorm(x + r0 * width, rows: count, width: width, ldx: width, weight: wp, eps: eps,
-                                   dY: dY + r0 * width, ldDY: width, dX: dX + r0 * width, ldDX: width,
-                                   accumulate: accumulate, dWeight: dWeight?.pointer, dBias: nil)
+                Backward.layerNorm(
+                    x + r0 * width, rows: count, width: width, ldx: width, weight: wp, eps: eps,
+                    dY: dY + r0 * width, ldDY: width, dX: dX + r0 * width, ldDX: width,
+                    accumulate: accumulate, dWeight: dWeight?.pointer, dBias: nil)
             } else {
-                Backward.rmsNorm(x + r0 * width, rows: count, width: width, ldx: width, weight: wp, eps: eps,
-                                 dY: dY + r0 * width, ldDY: width, dX: dX + r0 * width, ldDX: width,
-                                 accumulate: accumulate, dWeight: dWeight?.pointer)
+                Backward.rmsNorm(
+                    x + r0 * width, rows: count, width: width, ldx: width, weight: wp, eps: eps,
+                    dY: dY + r0 * width, ldDY: width, dX: dX + r0 * width, ldDX: width,
+                    accumulate: accumulate, dWeight: dWeight?.pointer)
             }
         }
         let chunks = (rows + Self.chunk - 1) / Self.chunk
