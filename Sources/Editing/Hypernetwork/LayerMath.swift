@@ -37,12 +37,10 @@ enum LayerMath {
     /// FiLM: `a ⊙ scale[m] + shift[m]`, the module's row of each table broadcast over rows.
     static func film(_ a: Tensor, scale: Tensor, shift: Tensor, module m: Int) -> Tensor {
         let width = a.shape[1]
-        let s = scale.pointer + m * width
-        let b = shift.pointer + m * width
+        let (s, b) = (scale.pointer + m * width, shift.pointer + m * width)
         let y = Tensor(zeros: a.shape)
         for r in 0..<a.shape[0] {
-            let row = a.pointer + r * width
-            let out = y.pointer + r * width
+            let (row, out) = (a.pointer + r * width, y.pointer + r * width)
             for j in 0..<width { out[j] = row[j] * s[j] + b[j] }
         }
         return y

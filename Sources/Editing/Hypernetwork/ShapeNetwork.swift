@@ -214,12 +214,9 @@ final class ShapeNetwork: Sendable {
             let f = saved[4 * i + 3]
             let df = dx.copy()
             if i == 0 { LayerMath.reluBackward(df, input: f) }
-            let dq = LayerMath.filmBackward(
-                df, input: q, scale: bank["layer\(i).scale"], module: m,
-                dScale: g("layer\(i).scale"), dShift: g("layer\(i).shift"))
-            let dp = LayerMath.linearBackward(
-                dq, input: p, weight: bank["layer\(i).up"], dWeight: g("layer\(i).up"),
-                dBias: g("layer\(i).bias"), inputGradient: true)!
+            let dp = filmLinearBackward(
+                df, input: p, linearOutput: q, film: "layer\(i)", weight: "layer\(i).up", bias: "layer\(i).bias", module: m,
+                gradient: g)!
             let dh = LayerMath.linearBackward(
                 dp, input: h, weight: bank["layer\(i).down"],
                 dWeight: g("layer\(i).down"), dBias: nil, inputGradient: i > 0)
@@ -356,12 +353,24 @@ final class ShapeNetwork: Sendable {
     private func encodeBackward(_ dh1: Tensor, saved: [Tensor], module m: Int, gradient g: (String) -> Tensor) {
         let (x, a1, f1) = (saved[0], saved[1], saved[2])
         LayerMath.reluBackward(dh1, input: f1)
-        let da1 = LayerMath.filmBackward(
-            dh1, input: a1, scale: bank["encoder.scale"], module: m,
-            dScale: g("encoder.scale"), dShift: g("encoder.shift"))
-        LayerMath.linearBackward(
-            da1, input: x, weight: bank["encoder.weight"], dWeight: g("encoder.weight"),
-            dBias: g("encoder.bias"), inputGradient: false)
+        filmLinearBackward(
+            dh1, input: x, linearOutput: a1, film: "encoder", weight: "encoder.weight", bias: "encoder.bias", module: m,
+            gradient: g, inputGradient: false)
+    }
+
+    /// Backward of a FiLM'd linear layer, `FiLM_m(W x + b)` from `∂L/∂output`: adds the
+    /// gradients of `W`, `b` and the FiLM tables (`film.scale`, `film.shift`) and returns `∂L/∂x`
+    /// when `inputGradient`.
+    @discardableResult
+    private func filmLinearBackward(
+        _ dOutput: Tensor, input x: Tensor, linearOutput: Tensor, film: String, weight: String, bias: String,
+        module m: Int, gradient g: (String) -> Tensor, inputGradient: Bool = true
+    ) -> Tensor? {
+        let dLinear = LayerMath.filmBackward(
+            dOutput, input: linearOutput, scale: bank[film + ".scale"], module: m,
+            dScale: g(film + ".scale"), dShift: g(film + ".shift"))
+        return LayerMath.linearBackward(
+            dLinear, input: x, weight: bank[weight], dWeight: g(weight), dBias: g(bias), inputGradient: inputGradient)
     }
 
     /// Adds to `gradient` (this bank's layout) the gradient of a loss whose gradient at each
@@ -384,12 +393,9 @@ final class ShapeNetwork: Sendable {
                     dY, input: h2, weight: bank["output.weight"], dWeight: g("output.weight"),
                     dBias: g("output.bias"), inputGradient: true)!
                 LayerMath.reluBackward(dh2, input: f2)
-                let da2 = LayerMath.filmBackward(
-                    dh2, input: a2, scale: bank["decoder.scale"], module: m,
-                    dScale: g("decoder.scale"), dShift: g("decoder.shift"))
-                let dz = LayerMath.linearBackward(
-                    da2, input: z, weight: bank["decoder.weight"], dWeight: g("decoder.weight"),
-                    dBias: g("decoder.bias"), inputGradient: true)!
+                let dz = filmLinearBackward(
+                    dh2, input: z, linearOutput: a2, film: "decoder", weight: "decoder.weight", bias: "decoder.bias",
+                    module: m, gradient: g)!
                 let dh1 = sampleBackward(dz, h: h1, mu: mu, logVariance: logVar, noise: noise, klScale: klScale, gradient: g)
                 encodeBackward(dh1, saved: s, module: m, gradient: g)
             }
