@@ -1,5 +1,6 @@
 import ArgumentParser
 import Editing
+import Evaluation
 import Foundation
 import ModelFormats
 import Models
@@ -55,6 +56,14 @@ struct Bench: ParsableCommand {
             "Measure the quantized matrix-vector kernels instead: each GGUF format on a 8192×8192 matrix, against float32 sgemv and the memory bound (no model is loaded)."
     )
     var kernels = false
+    @Option(
+        help: ArgumentHelp(
+            "Measure how far line-searched gradient steps on the subject's value (MEMIT's top layer) move the target instead, against ROME/MEMIT's Adam optimisation, on this many records of --dataset.",
+            valueName: "records"))
+    var valueReach: Int?
+    @Option(help: ArgumentHelp("KIND:PATH: the records of --value-reach (zsre, counterfact).", valueName: "kind:path"))
+    var dataset: String?
+    @Option(help: "Line-searched gradient steps in the value-reach measurement.") var valueSteps = 4
 
     func run() throws {
         if kernels {
@@ -72,6 +81,13 @@ struct Bench: ParsableCommand {
         log(
             "model: \(config.architecture), \(config.layerCount) layers, \(Int(weights / 1e6))M matmul weights per token, \(threads) threads"
         )
+        if let valueReach {
+            guard let dataset else { throw CLIError("--value-reach needs --dataset KIND:PATH") }
+            guard valueReach >= 1 && (1...16).contains(valueSteps) else {
+                throw CLIError("--value-reach must be at least 1 and --value-steps 1 to 16")
+            }
+            return try benchValueReach(model: loaded, dataset: try DatasetSpec(parsing: dataset), records: valueReach, steps: valueSteps)
+        }
         if gradients {
             guard (0..<config.layerCount).contains(gradientLayer) else {
                 throw CLIError("--gradient-layer must be a layer of the model (0-\(config.layerCount - 1)), not \(gradientLayer)")
