@@ -66,6 +66,16 @@ public enum EditorRegistry {
             throw EditorError.invalidHyperparameter(
                 file: method.rawValue, key: "editor", expected: "a trained editor file")
         }
+        if try ValueStepEditor.isEditorFile(editorFile) {
+            guard method == .ibke else {
+                throw HypernetworkError.malformed(
+                    file: editorFile.lastPathComponent, detail: "it holds an ibke editor, not \(method.rawValue)")
+            }
+            let h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
+            guard let statistics else { throw EditorError.statisticsMissing(method: method.rawValue, layers: h.layers) }
+            statistics.expect(layers: h.layers)
+            return try ValueStepEditor.load(from: editorFile, for: model, statistics: SecondMomentSource(statistics))
+        }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
         guard editor.name == method.rawValue else {
             throw HypernetworkError.malformed(

@@ -23,7 +23,11 @@ struct Train: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var statistics: StatisticsArguments
-    @Option(help: "ibke (information bottleneck: Design A, or --set design=gated|gated_mend) or mend.") var method = "ibke"
+    @Option(
+        help:
+            "ibke (information bottleneck: Design A, --set design=gated|gated_mend, or --set design=value_steps: learned steps of the value MEMIT writes) or mend."
+    )
+    var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
     var train: String
     @Option(
@@ -72,6 +76,9 @@ struct Train: ParsableCommand {
         }
         let object = try HyperparameterReader.overriding(base, with: overrides, file: hyperparameters ?? "--set")
         var reader = HyperparameterReader(object: object, file: hyperparameters ?? "--set")
+        if design == .bottleneck, object["design"] == .string("value_steps") {
+            return try trainValueSteps(loaded, reader: &reader)
+        }
         let trainingSettings = try TrainingSettings(reading: &reader, design: design)
         if let stopAt, stopAt < 1 || stopAt % trainingSettings.validateEvery != 0 {
             throw CLIError("--stop-at \(stopAt): must be a positive multiple of validate_every (\(trainingSettings.validateEvery))")
@@ -81,26 +88,7 @@ struct Train: ParsableCommand {
             throw CLIError("--method \(method) trains design \(design.rawValue); the settings say design \(editorSettings.design.rawValue)")
         }
 
-        // Data: training records, validation held out (or from --val).
-        let specs = try train.split(separator: ",").map { try DatasetSpec(parsing: String($0)) }
-        guard !specs.isEmpty, specs.allSatisfy({ [.zsre, .counterfact].contains($0.kind) }) else {
-            throw CLIError("--train: one or more zsre:PATH or counterfact:PATH")
-        }
-        var trainingCases: [EvalCase] = []
-        var validationCases: [EvalCase] = []
-        for (i, spec) in specs.enumerated() {
-            var cases = try Dataset.load(spec).cases
-            if i == 0 && val == nil {
-                guard cases.count > valCount else {
-                    throw CLIError("--train \(spec): \(cases.count) records, not more than --val-count \(valCount)")
-                }
-                validationCases = Array(cases.suffix(valCount))
-                cases.removeLast(valCount)
-            }
-            trainingCases += cases
-        }
-        if let val { validationCases = Array(try Dataset.load(try DatasetSpec(parsing: val)).cases.prefix(valCount)) }
-        if let limit { trainingCases = Array(trainingCases.prefix(limit)) }
+        let (specs, trainingCases, validationCases) = try cases()
         let sentences = try localityCorpus.map { LocalitySentences(corpus: try TextCorpus(url: URL(fileURLWithPath: $0))) }
         let corpusTokens = trainingSettings.corpusLocalityTokens
         let training = try trainingCases.enumerated().compactMap { i, c in
@@ -206,5 +194,89 @@ struct Train: ParsableCommand {
                 format: "done: %d steps in %@; best at step %d: reliability %.1f, generality %.1f, locality %.1f; wrote %@",
                 summary.steps, ProgressBar.duration(summary.seconds), summary.bestStep, summary.best.reliability * 100,
                 summary.best.generality * 100, summary.best.locality * 100, out))
+    }
+    /// The training records and the validation records (held out of the first --train file,
+    /// or from --val), with the training specs.
+    func cases() throws -> (specs: [DatasetSpec], training: [EvalCase], validation: [EvalCase]) {
+        let specs = try train.split(separator: ",").map { try DatasetSpec(parsing: String($0)) }
+        guard !specs.isEmpty, specs.allSatisfy({ [.zsre, .counterfact].contains($0.kind) }) else {
+            throw CLIError("--train: one or more zsre:PATH or counterfact:PATH")
+        }
+        var trainingCases: [EvalCase] = []
+        var validationCases: [EvalCase] = []
+        for (i, spec) in specs.enumerated() {
+            var cases = try Dataset.load(spec).cases
+            if i == 0 && val == nil {
+                guard cases.count > valCount else {
+                    throw CLIError("--train \(spec): \(cases.count) records, not more than --val-count \(valCount)")
+                }
+                validationCases = Array(cases.suffix(valCount))
+                cases.removeLast(valCount)
+            }
+            trainingCases += cases
+        }
+        if let val { validationCases = Array(try Dataset.load(try DatasetSpec(parsing: val)).cases.prefix(valCount)) }
+        if let limit { trainingCases = Array(trainingCases.prefix(limit)) }
+        return (specs, trainingCases, validationCases)
+    }
+
+    /// `--set design=value_steps`: IBKE's learned value steps (``ValueStepTrainer``).
+    func trainValueSteps(_ loaded: LanguageModel, reader: inout HyperparameterReader) throws {
+        let settings = try ValueStepTrainingSettings(reading: &reader)
+        for (given, flag) in [
+            (resume, "--resume"), (initial != nil, "--initial"), (stopAt != nil, "--stop-at"), (f16, "--f16"),
+            (localityCorpus != nil, "--locality-corpus"),
+        ] where given {
+            throw CLIError("\(flag) does not apply to design=value_steps")
+        }
+        let (specs, trainingCases, validationCases) = try cases()
+        let training = try trainingCases.compactMap { try ValueStepSample.make($0, model: loaded) }
+        let validation = try validationCases.compactMap { try ValueStepSample.make($0, model: loaded) }
+        guard !training.isEmpty, !validation.isEmpty else { throw CLIError("--train/--val: no usable records") }
+        let output = URL(fileURLWithPath: out)
+        var provenance = Provenance.fields().reduce(into: [String: String]()) { $0["ibke.training.\($1.key)"] = $1.value }
+        provenance["ibke.training.data"] = specs.map(\.description).joined(separator: ",")
+        provenance["ibke.training.validation_data"] = val ?? "held out"
+        provenance["ibke.training.records"] = String(training.count)
+        provenance["ibke.training.command"] = CommandLine.arguments.dropFirst().joined(separator: " ")
+        let trainer = try ValueStepTrainer(model: loaded, settings: settings, training: training, validation: validation)
+        log(
+            "ibke value steps: \(trainer.network.bank.count) parameters, \(training.count) training and \(validation.count) validation records, \(settings.steps) requests"
+        )
+        let csvURL = URL(fileURLWithPath: out + ".validation.csv")
+        var csv = "step,prompt,paraphrase,final_loss\n"
+        var window: [(Double, Double, Double, Double)] = []
+        let start = Date()
+        try trainer.run(
+            save: { network, v in
+                var p = provenance
+                p["ibke.training.validation"] = String(format: "prompt %.3f, paraphrase %.3f", v.prompt, v.paraphrase)
+                try ValueStepEditor.save(network, provenance: p, to: output, model: loaded)
+            },
+            report: { event in
+                switch event {
+                case .step(let step, let loss, let prompt, let paraphrase, let divergence):
+                    window.append((loss, prompt, paraphrase, divergence))
+                    if window.count > 100 { window.removeFirst() }
+                    if step % 50 == 0 {
+                        func mean(_ f: ((Double, Double, Double, Double)) -> Double) -> Double {
+                            let values = window.map(f).filter(\.isFinite)
+                            return values.reduce(0, +) / Double(max(1, values.count))
+                        }
+                        log(
+                            String(
+                                format: "request %d: value loss %.3f, prompt NLL %.3f, paraphrase NLL %.3f, latent KL %.3f (%.0f s)", step,
+                                mean(\.0), mean(\.1), mean(\.2), mean(\.3), Date().timeIntervalSince(start)))
+                    }
+                case .validation(let step, let v, let best):
+                    csv += String(format: "%d,%.4f,%.4f,%.4f\n", step, v.prompt, v.paraphrase, v.finalLoss)
+                    try? AtomicFile.write(Data(csv.utf8), to: csvURL) { CLIError($0) }
+                    log(
+                        String(
+                            format: "validation at request %d: prompt %.1f%%, paraphrase %.1f%%, value loss %.3f%@", step, v.prompt * 100,
+                            v.paraphrase * 100, v.finalLoss, best ? " (best so far: saved)" : ""))
+                }
+            })
+        log("done: wrote \(out)")
     }
 }

@@ -76,6 +76,46 @@ import Testing
         #expect(noEditor.status == 1 && noEditor.stderr.contains("ibke train --method mend"), "\(noEditor)")
     }
 
+    /// `--set design=value_steps`: IBKE's learned value steps train, validate, save the best
+    /// network, and `ibke edit`/`ibke eval --method ibke` use it through MEMIT's write; the
+    /// flags of the hypernetwork trainer are refused by name.
+    @Test func valueStepsTrainEditAndEval() throws {
+        let folder = try TemporaryDirectory()
+        let editor = folder.appending("ibke.safetensors")
+        let model = Fixtures.model("tiny-llama").path
+        let train = [
+            "train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "2", "--out", editor.path,
+            "--set", "design=value_steps", "--set", "steps=2", "--set", "validate_every=1", "--set", "reads=2", "--set", "hidden=4",
+            "--set", "batch=1",
+        ]
+        let trained = try IBKE.run(train, timeout: 120)
+        #expect(trained.status == 0 && trained.stderr.contains("validation at request 2"), "\(trained)")
+        #expect(FileManager.default.fileExists(atPath: editor.path + ".validation.csv"))
+        let refused = try IBKE.run(train + ["--resume"], timeout: 60)
+        #expect(refused.status == 1 && refused.stderr.contains("--resume does not apply to design=value_steps"), "\(refused)")
+        let unknown = try IBKE.run(train + ["--set", "rank=8"], timeout: 60)
+        #expect(unknown.status == 1 && unknown.stderr.contains("rank"), "\(unknown)")
+
+        let edit = try IBKE.run(
+            [
+                "edit", "--model", model, "--method", "ibke", "--editor", editor.path,
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 120)
+        #expect(edit.status == 0 && edit.stdout.contains("after"), "\(edit)")
+        let eval = try IBKE.run(
+            [
+                "eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
+                "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path,
+            ], timeout: 120)
+        #expect(eval.status == 0 && eval.stdout.contains("| ibke |") && eval.stdout.contains("value_steps"), "\(eval)")
+        let wrongMethod = try IBKE.run(
+            [
+                "edit", "--model", model, "--method", "mend", "--editor", editor.path,
+                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
+            ], timeout: 60)
+        #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
+    }
+
     /// The default model in the user's cache (`IBKE_HOME` or ~/.cache/ibke), when fetched.
     static let defaultModel = IBKEHome.model(.smolLM2)
 

@@ -119,10 +119,12 @@ enum MassEditing {
     /// `(left [C, n], right [n, F])` with `ΔW = left · right`. The model is left unchanged.
     static func edit(
         _ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel,
-        hyperparameters h: MassEditingHyperparameters, method: String,
+        hyperparameters h: MassEditingHyperparameters, method: String, stepper: ValueStepper? = nil,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
-        let z = try h.valueOptimization(method: method).run(requests, contexts: contexts, model: model).values
+        var optimization = h.valueOptimization(method: method)
+        optimization.stepper = stepper
+        let z = try optimization.run(requests, contexts: contexts, model: model).values
         let top = h.layers.last!
         // Each layer on the model with the lower layers' updates.
         let updates = try model.transformer.inTurn(h.layers.count, source: method) { i in
@@ -250,12 +252,19 @@ public final class MEMIT: Editor, @unchecked Sendable {
     private let secondMoments: SecondMomentSource
     private var templates: [String]?
     private var factors: [Int: DenseSolve.CholeskyFactor] = [:]
+    /// IBKE's learned value steps in place of Adam (``ValueStepEditor``).
+    let valueSteps: ValueStepNetwork?
 
     /// - Parameter statistics: C of each edited layer.
-    public init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
+    public convenience init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
+        self.init(name: name, hyperparameters: hyperparameters, statistics: statistics, valueSteps: nil)
+    }
+
+    init(name: String, hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource, valueSteps: ValueStepNetwork?) {
         self.name = name
         self.settings = hyperparameters
         self.secondMoments = statistics
+        self.valueSteps = valueSteps
     }
 
     public var statistics: EditorStatistics { .labelled(secondMoments.label()) }
@@ -265,7 +274,7 @@ public final class MEMIT: Editor, @unchecked Sendable {
         let lambda = settings.mom2UpdateWeight
         let entries = try MassEditing.edit(
             requests, contexts: contexts, model: model, hyperparameters: settings,
-            method: name
+            method: name, stepper: valueSteps?.stepper()
         ) { layer, targets in
             try Self.update(targets, factor: try self.factor(layer), lambda: lambda)
         }

@@ -1,6 +1,13 @@
 import Models
 import TensorCore
 
+/// A rule that steps δ from each read of ``ValueOptimization``'s loss, in place of Adam.
+protocol ValueStepper: AnyObject {
+    /// Read `step` of request `request`: the loss at δ and ∂loss/∂δ (weight decay included);
+    /// the stepper may update `delta` in place. `initial` is v₀.
+    func read(request: Int, step: Int, loss: Float, gradient: [Float], delta: Tensor, initial: [Float]) throws
+}
+
 /// How ``ValueOptimization`` optimises δ (the references' `v_*`, `clamp_norm_factor` and
 /// `kl_factor` keys).
 public struct ValueOptimizationSettings: Sendable, Equatable {
@@ -29,6 +36,9 @@ struct ValueOptimization {
     var settings: ValueOptimizationSettings
     /// The editor's name, for errors.
     var method: String
+    /// Replaces Adam: a rule that sees every read, including the last (IBKE's learned value
+    /// steps). With a stepper every request takes all `settings.steps` reads: no early stop.
+    var stepper: ValueStepper?
 
     /// Stop once a request's loss is below this (the references' constant).
     static let lossThreshold: Float = 5e-2
@@ -138,15 +148,15 @@ struct ValueOptimization {
                 guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
                 losses[i] = loss
                 stepsTaken[i] = step
-                if loss < Self.lossThreshold || step == h.steps - 1 {
+                if (stepper == nil && loss < Self.lossThreshold) || step == h.steps - 1 {
                     finished.append(i)
-                    dRequest.update(repeating: 0, count: (rows + 1) * v)
+                    if stepper == nil { dRequest.update(repeating: 0, count: (rows + 1) * v) }
                 }
                 logitRow += rows + 1
             }
-            if finished.count < active.count {
+            if stepper != nil || finished.count < active.count {
                 let gradients = tape.backward(dLogits: dLogits)
-                for (a, i) in active.enumerated() where !finished.contains(i) {
+                for (a, i) in active.enumerated() where stepper != nil || !finished.contains(i) {
                     let g = gradients.interventions[a + 1]!
                     if step == 0 { initialGradients[i] = g.scalars }
                     let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
@@ -154,8 +164,13 @@ struct ValueOptimization {
                     if deltaNorm > 0 {
                         Kernels.addScaled(deltas[i].pointer, Float(h.weightDecay) / (deltaNorm * v0 * v0), into: g.pointer, count: width)
                     }
-                    optimizers[i].step(gradients: [g])
-                    NormClipping.clampNorm(deltas[i], maxNorm: Float(h.clampNormFactor) * v0)
+                    if let stepper {
+                        try stepper.read(
+                            request: i, step: step, loss: losses[i], gradient: g.scalars, delta: deltas[i], initial: initial[i]!)
+                    } else {
+                        optimizers[i].step(gradients: [g])
+                        NormClipping.clampNorm(deltas[i], maxNorm: Float(h.clampNormFactor) * v0)
+                    }
                 }
             }
             if !finished.isEmpty {
