@@ -64,6 +64,8 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("KIND:PATH: the records of --value-reach (zsre, counterfact).", valueName: "kind:path"))
     var dataset: String?
     @Option(help: "Line-searched gradient steps in the value-reach measurement.") var valueSteps = 4
+    @Option(help: "The layer whose output takes the value in the value-reach measurement (default: MEMIT's top layer).")
+    var valueLayer: Int?
 
     func run() throws {
         if kernels {
@@ -86,7 +88,11 @@ struct Bench: ParsableCommand {
             guard valueReach >= 1 && (1...16).contains(valueSteps) else {
                 throw CLIError("--value-reach must be at least 1 and --value-steps 1 to 16")
             }
-            return try benchValueReach(model: loaded, dataset: try DatasetSpec(parsing: dataset), records: valueReach, steps: valueSteps)
+            if let valueLayer, !(0..<config.layerCount).contains(valueLayer) {
+                throw CLIError("--value-layer must be a layer of the model (0-\(config.layerCount - 1)), not \(valueLayer)")
+            }
+            return try benchValueReach(
+                model: loaded, dataset: try DatasetSpec(parsing: dataset), records: valueReach, steps: valueSteps, layer: valueLayer)
         }
         if gradients {
             guard (0..<config.layerCount).contains(gradientLayer) else {

@@ -5,9 +5,9 @@ import Models
 
 /// `ibke bench --value-reach N --dataset SPEC`: how far line-searched gradient steps on the
 /// subject's value move the target, against ROME/MEMIT's Adam optimisation (``ValueReach``).
-func benchValueReach(model: LanguageModel, dataset spec: DatasetSpec, records: Int, steps: Int) throws {
+func benchValueReach(model: LanguageModel, dataset spec: DatasetSpec, records: Int, steps: Int, layer: Int?) throws {
     let h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
-    let layer = h.layers.last!
+    let layer = layer ?? h.layers.last!
     let scales: [Float] = [1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0 / 2, 1, 2, 4]
     var results: [ValueReach.Result] = []
     var skipped = 0
