@@ -74,7 +74,12 @@ public enum EditorRegistry {
             let h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
             guard let statistics else { throw EditorError.statisticsMissing(method: method.rawValue, layers: h.layers) }
             statistics.expect(layers: h.layers)
-            return try ValueStepEditor.load(from: editorFile, for: model, statistics: SecondMomentSource(statistics))
+            let editor = try ValueStepEditor.load(from: editorFile, for: model, statistics: SecondMomentSource(statistics))
+            guard let file else { return editor }
+            var reader = try HyperparameterReader(contentsOf: file)
+            let continueSteps = try reader.int("continue_steps", default: 0, in: 0...1000)
+            try reader.finish()
+            return editor.continuing(continueSteps)
         }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
         guard editor.name == method.rawValue else {

@@ -93,8 +93,17 @@ import Testing
         #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
         #expect(delta.parameters == [ParameterID(layer: 0, .feedForwardDown)])
         let applied = try model.transformer.apply(delta)
-        #expect(try model.score([continuation])[0].totalLogProb > unedited)
+        let learned = try model.score([continuation])[0].totalLogProb
+        #expect(learned > unedited)
         applied.revert()
+        // Adam continuing from the learned steps writes the target further, and says so.
+        let continuing = editor.continuing(20)
+        #expect(continuing.hyperparameters.objectValue?["continue_steps"] == .int(20))
+        #expect(editor.hyperparameters.objectValue?["continue_steps"] == nil)
+        let further = try model.transformer.apply(try continuing.edit([request], in: model))
+        #expect(try model.score([continuation])[0].totalLogProb > learned)
+        further.revert()
+        #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
 
         let other = try LanguageModel.load(TestModels.fixtures.appendingPathComponent("tiny-gemma3"))
         #expect(throws: HypernetworkError.self) {

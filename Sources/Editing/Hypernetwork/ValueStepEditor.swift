@@ -9,22 +9,39 @@ import TensorCore
 public final class ValueStepEditor: Editor, @unchecked Sendable {
     public let name = "ibke"
     public let network: ValueStepNetwork
+    /// Adam steps (MEMIT's, stopping at its loss threshold) after the learned reads: the
+    /// learned steps as a warm start. 0: the learned steps alone.
+    public let continueSteps: Int
     private let writer: MEMIT
     /// Training provenance, saved with the editor.
     public var provenance: [String: String] = [:]
 
-    public init(network: ValueStepNetwork, hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
+    public init(
+        network: ValueStepNetwork, hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource, continueSteps: Int = 0
+    ) {
         var h = hyperparameters
-        h.optimization.steps = network.settings.reads
+        h.optimization.steps = network.settings.reads + continueSteps
         self.network = network
-        writer = MEMIT(name: "ibke", hyperparameters: h, statistics: statistics, valueSteps: network)
+        self.continueSteps = continueSteps
+        writer = MEMIT(
+            name: "ibke", hyperparameters: h, statistics: statistics, valueSteps: network,
+            valueStepReads: continueSteps > 0 ? network.settings.reads : nil)
+    }
+
+    /// The same network with `continueSteps` Adam steps after its reads.
+    public func continuing(_ continueSteps: Int) -> ValueStepEditor {
+        let editor = ValueStepEditor(
+            network: network, hyperparameters: writer.settings, statistics: writer.secondMoments, continueSteps: continueSteps)
+        editor.provenance = provenance
+        return editor
     }
 
     public var hyperparameters: JSONValue {
-        // MEMIT's keys for the write, without Adam's, then the network's.
+        // MEMIT's keys for the write (Adam's only when it continues), then the network's.
         var object = network.settings.json
+        if continueSteps > 0 { object.updateValue(.int(continueSteps), forKey: "continue_steps") }
         for (key, value) in writer.hyperparameters.objectValue ?? [:]
-        where !["v_num_grad_steps", "v_lr", "clamp_norm_factor"].contains(key) {
+        where continueSteps > 0 ? key != "v_num_grad_steps" : !["v_num_grad_steps", "v_lr", "clamp_norm_factor"].contains(key) {
             object.updateValue(value, forKey: key)
         }
         return .object(object)

@@ -119,11 +119,12 @@ enum MassEditing {
     /// `(left [C, n], right [n, F])` with `ΔW = left · right`. The model is left unchanged.
     static func edit(
         _ requests: [PreparedRequest], contexts: [[PreparedRequest]], model: LanguageModel,
-        hyperparameters h: MassEditingHyperparameters, method: String, stepper: ValueStepper? = nil,
+        hyperparameters h: MassEditingHyperparameters, method: String, stepper: ValueStepper? = nil, stepperReads: Int? = nil,
         solve: (Int, LayerTargets) throws -> (left: Tensor, right: Tensor)
     ) throws -> [WeightDelta.Entry] {
         var optimization = h.valueOptimization(method: method)
         optimization.stepper = stepper
+        optimization.stepperReads = stepperReads
         let z = try optimization.run(requests, contexts: contexts, model: model).values
         let top = h.layers.last!
         // Each layer on the model with the lower layers' updates.
@@ -249,22 +250,28 @@ public final class MEMIT: Editor, @unchecked Sendable {
     public let name: String
     public let settings: MassEditingHyperparameters
     public var hyperparameters: JSONValue { settings.json(alphaEdit: false) }
-    private let secondMoments: SecondMomentSource
+    let secondMoments: SecondMomentSource
     private var templates: [String]?
     private var factors: [Int: DenseSolve.CholeskyFactor] = [:]
-    /// IBKE's learned value steps in place of Adam (``ValueStepEditor``).
+    /// IBKE's learned value steps in place of Adam (``ValueStepEditor``), for all the steps or,
+    /// with `valueStepReads`, for that many before Adam continues.
     let valueSteps: ValueStepNetwork?
+    let valueStepReads: Int?
 
     /// - Parameter statistics: C of each edited layer.
     public convenience init(name: String = "memit", hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource) {
         self.init(name: name, hyperparameters: hyperparameters, statistics: statistics, valueSteps: nil)
     }
 
-    init(name: String, hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource, valueSteps: ValueStepNetwork?) {
+    init(
+        name: String, hyperparameters: MassEditingHyperparameters, statistics: SecondMomentSource, valueSteps: ValueStepNetwork?,
+        valueStepReads: Int? = nil
+    ) {
         self.name = name
         self.settings = hyperparameters
         self.secondMoments = statistics
         self.valueSteps = valueSteps
+        self.valueStepReads = valueStepReads
     }
 
     public var statistics: EditorStatistics { .labelled(secondMoments.label()) }
@@ -274,7 +281,7 @@ public final class MEMIT: Editor, @unchecked Sendable {
         let lambda = settings.mom2UpdateWeight
         let entries = try MassEditing.edit(
             requests, contexts: contexts, model: model, hyperparameters: settings,
-            method: name, stepper: valueSteps?.stepper()
+            method: name, stepper: valueSteps?.stepper(), stepperReads: valueStepReads
         ) { layer, targets in
             try Self.update(targets, factor: try self.factor(layer), lambda: lambda)
         }

@@ -39,6 +39,9 @@ struct ValueOptimization {
     /// Replaces Adam: a rule that sees every read, including the last (IBKE's learned value
     /// steps). With a stepper every request takes all `settings.steps` reads: no early stop.
     var stepper: ValueStepper?
+    /// With a stepper: the reads it steps from, after which Adam continues from its δ and stops
+    /// at ``lossThreshold`` (the learned steps as a warm start). Nil: the stepper takes them all.
+    var stepperReads: Int?
 
     /// Stop once a request's loss is below this (the references' constant).
     static let lossThreshold: Float = 5e-2
@@ -97,6 +100,7 @@ struct ValueOptimization {
         var active = Array(requests.indices)
         var prefix = full
         for step in 0..<h.steps where !active.isEmpty {
+            let stepping = stepper != nil && step < (stepperReads ?? h.steps)
             // The active requests' sequences, packed in order.
             var interventions: [Intervention] = [.capture(point, layer: layer)]
             var positions: [[Int]] = []
@@ -148,15 +152,15 @@ struct ValueOptimization {
                 guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
                 losses[i] = loss
                 stepsTaken[i] = step
-                if (stepper == nil && loss < Self.lossThreshold) || step == h.steps - 1 {
+                if (!stepping && loss < Self.lossThreshold) || step == h.steps - 1 {
                     finished.append(i)
-                    if stepper == nil { dRequest.update(repeating: 0, count: (rows + 1) * v) }
+                    if !stepping { dRequest.update(repeating: 0, count: (rows + 1) * v) }
                 }
                 logitRow += rows + 1
             }
-            if stepper != nil || finished.count < active.count {
+            if stepping || finished.count < active.count {
                 let gradients = tape.backward(dLogits: dLogits)
-                for (a, i) in active.enumerated() where stepper != nil || !finished.contains(i) {
+                for (a, i) in active.enumerated() where stepping || !finished.contains(i) {
                     let g = gradients.interventions[a + 1]!
                     if step == 0 { initialGradients[i] = g.scalars }
                     let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
@@ -164,7 +168,7 @@ struct ValueOptimization {
                     if deltaNorm > 0 {
                         Kernels.addScaled(deltas[i].pointer, Float(h.weightDecay) / (deltaNorm * v0 * v0), into: g.pointer, count: width)
                     }
-                    if let stepper {
+                    if stepping, let stepper {
                         try stepper.read(
                             request: i, step: step, loss: losses[i], gradient: g.scalars, delta: deltas[i], initial: initial[i]!)
                     } else {
