@@ -40,33 +40,17 @@ import Testing
         let halfSize = try FileManager.default.attributesOfItem(atPath: editor.path)[.size] as! Int
         #expect(halfSize < fullSize, "float16 networks: \(halfSize) bytes, float32: \(fullSize)")
 
-        let edit = try IBKE.run(
-            [
-                "edit", "--model", model, "--method", "ibke", "--editor", editor.path,
-                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
-            ], timeout: 60)
+        let edit = try Self.edit(model, method: "ibke", editor: editor)
         #expect(edit.status == 0, "\(edit)")
         #expect(edit.stdout.contains("after"), "\(edit)")
 
-        let eval = try IBKE.run(
-            [
-                "eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
-                "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path,
-            ], timeout: 120)
+        let eval = try Self.eval(model, editor: editor, out: folder.appending("run"))
         #expect(eval.status == 0 && eval.stdout.contains("| ibke |"), "\(eval)")
 
         // The editor refuses another model, and is not a MEND editor.
-        let otherModel = try IBKE.run(
-            [
-                "edit", "--model", Fixtures.tinyGGUF.path, "--method", "ibke", "--editor", editor.path,
-                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
-            ], timeout: 60)
+        let otherModel = try Self.edit(Fixtures.tinyGGUF.path, method: "ibke", editor: editor)
         #expect(otherModel.status == 1 && otherModel.stderr.contains("trained for the model"), "\(otherModel)")
-        let wrongMethod = try IBKE.run(
-            [
-                "edit", "--model", model, "--method", "mend", "--editor", editor.path,
-                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
-            ], timeout: 60)
+        let wrongMethod = try Self.edit(model, method: "mend", editor: editor)
         #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
         let noEditor = try IBKE.run(
             [
@@ -96,24 +80,30 @@ import Testing
         let unknown = try IBKE.run(train + ["--set", "rank=8"], timeout: 60)
         #expect(unknown.status == 1 && unknown.stderr.contains("rank"), "\(unknown)")
 
-        let edit = try IBKE.run(
+        let edit = try Self.edit(model, method: "ibke", editor: editor)
+        #expect(edit.status == 0 && edit.stdout.contains("after"), "\(edit)")
+        let eval = try Self.eval(model, editor: editor, out: folder.appending("run"))
+        #expect(eval.status == 0 && eval.stdout.contains("| ibke |") && eval.stdout.contains("value_steps"), "\(eval)")
+        let wrongMethod = try Self.edit(model, method: "mend", editor: editor)
+        #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
+    }
+
+    /// `ibke edit` of Alice → Paris on `model` with `method` and the trained `editor`.
+    static func edit(_ model: String, method: String, editor: URL) throws -> IBKEResult {
+        try IBKE.run(
             [
-                "edit", "--model", model, "--method", "ibke", "--editor", editor.path,
+                "edit", "--model", model, "--method", method, "--editor", editor.path,
                 "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
             ], timeout: 120)
-        #expect(edit.status == 0 && edit.stdout.contains("after"), "\(edit)")
-        let eval = try IBKE.run(
+    }
+
+    /// `ibke eval` of the trained IBKE `editor` on two zsRE fixture records.
+    static func eval(_ model: String, editor: URL, out: URL) throws -> IBKEResult {
+        try IBKE.run(
             [
                 "eval", "--model", model, "--methods", "ibke", "--editor", "ibke=" + editor.path,
-                "--dataset", Self.zsreTrain, "--limit", "2", "--out", folder.appending("run").path,
+                "--dataset", zsreTrain, "--limit", "2", "--out", out.path,
             ], timeout: 120)
-        #expect(eval.status == 0 && eval.stdout.contains("| ibke |") && eval.stdout.contains("value_steps"), "\(eval)")
-        let wrongMethod = try IBKE.run(
-            [
-                "edit", "--model", model, "--method", "mend", "--editor", editor.path,
-                "--prompt", "{} lives in", "--subject", "Alice", "--target", "Paris",
-            ], timeout: 60)
-        #expect(wrongMethod.status == 1 && wrongMethod.stderr.contains("not mend"), "\(wrongMethod)")
     }
 
     /// The default model in the user's cache (`IBKE_HOME` or ~/.cache/ibke), when fetched.
