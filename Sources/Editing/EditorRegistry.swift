@@ -77,9 +77,7 @@ public enum EditorRegistry {
             let editor = try ValueStepEditor.load(from: editorFile, for: model, statistics: SecondMomentSource(statistics))
             guard let file else { return editor }
             var reader = try HyperparameterReader(contentsOf: file)
-            let continueSteps = try reader.int("continue_steps", default: 0, in: 0...1000)
-            try reader.finish()
-            return editor.continuing(continueSteps)
+            return try editor.overriding(&reader)
         }
         let editor = try HypernetworkEditor.load(from: editorFile, for: model)
         guard editor.name == method.rawValue else {

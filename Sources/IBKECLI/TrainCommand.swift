@@ -16,16 +16,17 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a hypernetwork editor (IBKE or MEND) for a model.",
         discussion: """
-            Writes OUT (the editor with the best validation score), OUT.checkpoint/ (to --resume from), \
-            OUT.steps.csv, OUT.validation.csv and OUT.training.html (the curves).
-            Example: ibke train --method ibke --train zsre:data/zsre/zsre_mend_train-1k.json --locality-corpus data/text_corpus --out ibke.safetensors
+            Writes OUT (the editor with the best validation score) and OUT.validation.csv; the gradient \
+            hypernetworks (MEND, IBKE's other designs) also OUT.checkpoint/ (to --resume from), OUT.steps.csv \
+            and OUT.training.html (the curves).
+            Example: ibke train --method ibke --train counterfact:data/counterfact-train.json --val counterfact:data/counterfact-val.json --val-count 50 --out ibke.safetensors
             """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var statistics: StatisticsArguments
     @Option(
         help:
-            "ibke (information bottleneck: Design A, --set design=gated|gated_mend, or --set design=value_steps: learned steps of the value MEMIT writes) or mend."
+            "ibke (learned steps of the value MEMIT writes; --set design=bottleneck|gated|gated_mend: the gradient hypernetworks) or mend."
     )
     var method = "ibke"
     @Option(help: ArgumentHelp("Training data: KIND:PATH[,KIND:PATH…] with KIND zsre or counterfact (cf).", valueName: "kind:path,…"))
@@ -76,7 +77,8 @@ struct Train: ParsableCommand {
         }
         let object = try HyperparameterReader.overriding(base, with: overrides, file: hyperparameters ?? "--set")
         var reader = HyperparameterReader(object: object, file: hyperparameters ?? "--set")
-        if design == .bottleneck, object["design"] == .string("value_steps") {
+        // IBKE's default design is the learned value steps; the gradient hypernetworks by name.
+        if design == .bottleneck, object["design"] == nil || object["design"] == .string("value_steps") {
             return try trainValueSteps(loaded, reader: &reader)
         }
         let trainingSettings = try TrainingSettings(reading: &reader, design: design)

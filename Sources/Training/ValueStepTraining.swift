@@ -26,9 +26,10 @@ public struct ValueStepSample: Sendable {
 public struct ValueStepTrainingSettings: Sendable, Equatable {
     public var network = ValueStepNetwork.Settings()
     /// Requests seen in training (each one forward through the reads and one backward).
-    public var steps = 2_000
+    /// 1,200 requests at lr 3e-3: the committed editor's run (Docs/ibke.md).
+    public var steps = 1_200
     public var batch = 4
-    public var learningRate = 1e-3
+    public var learningRate = 3e-3
     public var validateEvery = 200
     public var beta: Float = 1e-3
     public var paraphraseWeight: Float = 1

@@ -7,7 +7,7 @@ import Testing
 @Suite struct TrainCommandTests {
     static let zsreTrain = "zsre:" + EvalCommandTests.datasets.appendingPathComponent("zsre_train.json").path
     static let tinySettings = [
-        "--set", "steps=4", "--set", "validate_every=2", "--set", "rank=8", "--set", "latent_size=4",
+        "--set", "design=bottleneck", "--set", "steps=4", "--set", "validate_every=2", "--set", "rank=8", "--set", "latent_size=4",
         "--set", "layers=[1]",
     ]
 
@@ -60,7 +60,7 @@ import Testing
         #expect(noEditor.status == 1 && noEditor.stderr.contains("ibke train --method mend"), "\(noEditor)")
     }
 
-    /// `--set design=value_steps`: IBKE's learned value steps train, validate, save the best
+    /// IBKE's default design, the learned value steps: they train, validate, save the best
     /// network, and `ibke edit`/`ibke eval --method ibke` use it through MEMIT's write; the
     /// flags of the hypernetwork trainer are refused by name.
     @Test func valueStepsTrainEditAndEval() throws {
@@ -69,7 +69,7 @@ import Testing
         let model = Fixtures.model("tiny-llama").path
         let train = [
             "train", "--model", model, "--method", "ibke", "--train", Self.zsreTrain, "--val-count", "2", "--out", editor.path,
-            "--set", "design=value_steps", "--set", "steps=2", "--set", "validate_every=1", "--set", "reads=2", "--set", "hidden=4",
+            "--set", "steps=2", "--set", "validate_every=1", "--set", "reads=2", "--set", "hidden=4",
             "--set", "batch=1",
         ]
         let trained = try IBKE.run(train, timeout: 120)
@@ -127,7 +127,7 @@ import Testing
     @Test func badTrainingInputIsRefused() throws {
         let folder = try TemporaryDirectory()
         let model = Fixtures.model("tiny-llama").path
-        let base = ["train", "--model", model, "--out", folder.appending("e.safetensors").path]
+        let base = ["train", "--model", model, "--out", folder.appending("e.safetensors").path, "--set", "design=bottleneck"]
         let cases: [([String], String)] = [
             (["--method", "rome", "--train", Self.zsreTrain], "--method"),
             (["--train", Self.zsreTrain, "--set", "bogus=1"], "bogus"),

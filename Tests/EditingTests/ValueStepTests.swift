@@ -83,7 +83,10 @@ import Testing
         try ValueStepEditor.save(network, provenance: ["ibke.training.data": "test"], to: file, model: model)
         #expect(try ValueStepEditor.isEditorFile(file))
         let c = MassEditingTests.secondMoment(model.config.feedForwardSize, seed: 8)
-        let editor = try ValueStepEditor.load(from: file, for: model, statistics: SecondMomentSource { _ in c })
+        let loaded = try ValueStepEditor.load(from: file, for: model, statistics: SecondMomentSource { _ in c })
+        // Loaded, Adam continues up to MEMIT's 25 steps in all; the learned reads alone first.
+        #expect(loaded.continueSteps == 25 - 2)
+        let editor = loaded.continuing(0)
         #expect(editor.network.bank.values.scalars == network.bank.values.scalars)
         #expect(editor.provenance["ibke.training.data"] == "test")
         let weights = model.transformer.weights.blocks[0].feedForwardDown.scalars
@@ -101,8 +104,19 @@ import Testing
         #expect(continuing.hyperparameters.objectValue?["continue_steps"] == .int(20))
         #expect(editor.hyperparameters.objectValue?["continue_steps"] == nil)
         let further = try model.transformer.apply(try continuing.edit([request], in: model))
-        #expect(try model.score([continuation])[0].totalLogProb > learned)
+        let continued = try model.score([continuation])[0].totalLogProb
+        #expect(continued > learned)
         further.revert()
+        // A hyperparameter file sets MEMIT's value keys too: a stricter loss threshold lets Adam
+        // write at least as far; an unknown key is refused.
+        var reader = HyperparameterReader(object: ["continue_steps": .int(20), "v_loss_threshold": .double(1e-4)], file: "h.yaml")
+        let stricter = try editor.overriding(&reader)
+        #expect(stricter.hyperparameters.objectValue?["v_loss_threshold"] == .double(1e-4))
+        let strict = try model.transformer.apply(try stricter.edit([request], in: model))
+        #expect(try model.score([continuation])[0].totalLogProb >= continued)
+        strict.revert()
+        var unknown = HyperparameterReader(object: ["continue_step": .int(20)], file: "h.yaml")
+        #expect(throws: EditorError.self) { _ = try editor.overriding(&unknown) }
         #expect(model.transformer.weights.blocks[0].feedForwardDown.scalars == weights)
 
         let other = try LanguageModel.load(TestModels.fixtures.appendingPathComponent("tiny-gemma3"))

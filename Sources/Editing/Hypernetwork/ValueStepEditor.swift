@@ -36,12 +36,33 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
         return editor
     }
 
+    /// The same network with the edit-time keys of a hyperparameter file: `continue_steps`, and
+    /// MEMIT's value keys (`v_lr`, `clamp_norm_factor`, `v_loss_threshold` for Adam's steps;
+    /// `kl_factor`, `v_weight_decay` for the loss every read sees).
+    public func overriding(_ reader: inout HyperparameterReader) throws -> ValueStepEditor {
+        let steps = try reader.int("continue_steps", default: continueSteps, in: 0...1000)
+        var h = writer.settings
+        var o = h.optimization
+        o.learningRate = try reader.double("v_lr", default: o.learningRate)
+        o.clampNormFactor = try reader.double("clamp_norm_factor", default: o.clampNormFactor)
+        o.lossThreshold = try reader.double("v_loss_threshold", default: o.lossThreshold)
+        o.klFactor = try reader.double("kl_factor", default: o.klFactor)
+        o.weightDecay = try reader.double("v_weight_decay", default: o.weightDecay)
+        try reader.finish()
+        h.optimization = o
+        let editor = ValueStepEditor(network: network, hyperparameters: h, statistics: writer.secondMoments, continueSteps: steps)
+        editor.provenance = provenance
+        return editor
+    }
+
     public var hyperparameters: JSONValue {
         // MEMIT's keys for the write (Adam's only when it continues), then the network's.
         var object = network.settings.json
         if continueSteps > 0 { object.updateValue(.int(continueSteps), forKey: "continue_steps") }
         for (key, value) in writer.hyperparameters.objectValue ?? [:]
-        where continueSteps > 0 ? key != "v_num_grad_steps" : !["v_num_grad_steps", "v_lr", "clamp_norm_factor"].contains(key) {
+        where continueSteps > 0
+            ? key != "v_num_grad_steps" : !["v_num_grad_steps", "v_lr", "clamp_norm_factor", "v_loss_threshold"].contains(key)
+        {
             object.updateValue(value, forKey: key)
         }
         return .object(object)
@@ -104,7 +125,8 @@ extension ValueStepEditor {
     }
 
     /// Reads an editor written by ``save(to:model:)`` for `model`; MEMIT's defaults for the
-    /// model place the write.
+    /// model place the write, and Adam continues after the learned reads up to MEMIT's
+    /// `v_num_grad_steps` in all (``continuing(_:)`` with 0: the reads alone).
     public static func load(from url: URL, for model: LanguageModel, statistics: SecondMomentSource) throws -> ValueStepEditor {
         let file = try SafetensorsFile(url: url)
         let fileName = url.lastPathComponent
@@ -127,7 +149,11 @@ extension ValueStepEditor {
             network.bank[slot.name].buffer.update(fromContentsOf: values)
         }
         let h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
-        let editor = ValueStepEditor(network: network, hyperparameters: h, statistics: statistics)
+        // The learned reads, then Adam to MEMIT's loss threshold within MEMIT's step budget:
+        // the reads alone write about half the zsRE edits (Docs/ibke.md).
+        let editor = ValueStepEditor(
+            network: network, hyperparameters: h, statistics: statistics,
+            continueSteps: max(0, h.optimization.steps - network.settings.reads))
         editor.provenance = file.metadata.filter { $0.key.hasPrefix("ibke.training.") }
         return editor
     }

@@ -16,6 +16,9 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
     public var weightDecay = 0.5
     public var clampNormFactor: Double
     public var klFactor = 0.0625
+    /// Adam stops once a request's loss is below this (`v_loss_threshold`; the references'
+    /// constant 5e-2, a mean target probability of about 0.95 per token).
+    public var lossThreshold = 5e-2
 }
 
 /// The activation each request's edited layer should produce at the subject's last token
@@ -25,7 +28,7 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
 /// Loss per request: the target NLL averaged over contexts and target tokens, plus
 /// `klFactor · KL(edited ‖ original)` of the next token after `"{subject} is a"`, plus
 /// `weightDecay · ‖δ‖ / ‖v₀‖²`; Adam on δ, its norm clamped to `clampNormFactor · ‖v₀‖`,
-/// stopping at a loss below 5e-2. All requests are optimised together (one batched pass per
+/// stopping at a loss below `lossThreshold`. All requests are optimised together (one batched pass per
 /// step, one δ each), which gives each the same δ as optimising it alone.
 ///
 /// Positions before a sequence's δ row do not depend on δ: they run once into KV caches and
@@ -40,11 +43,8 @@ struct ValueOptimization {
     /// steps). With a stepper every request takes all `settings.steps` reads: no early stop.
     var stepper: ValueStepper?
     /// With a stepper: the reads it steps from, after which Adam continues from its δ and stops
-    /// at ``lossThreshold`` (the learned steps as a warm start). Nil: the stepper takes them all.
+    /// at the settings' loss threshold (the learned steps as a warm start). Nil: the stepper takes them all.
     var stepperReads: Int?
-
-    /// Stop once a request's loss is below this (the references' constant).
-    static let lossThreshold: Float = 5e-2
 
     struct Result {
         /// v₀ + δ per request, `[width]`.
@@ -152,7 +152,7 @@ struct ValueOptimization {
                 guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
                 losses[i] = loss
                 stepsTaken[i] = step
-                if (!stepping && loss < Self.lossThreshold) || step == h.steps - 1 {
+                if (!stepping && loss < Float(h.lossThreshold)) || step == h.steps - 1 {
                     finished.append(i)
                     if !stepping { dRequest.update(repeating: 0, count: (rows + 1) * v) }
                 }
