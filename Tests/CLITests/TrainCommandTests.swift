@@ -124,6 +124,31 @@ import Testing
         #expect(probabilities.count == 2 && probabilities[0] < 0.05 && probabilities[1] > 0.5, "\(row)")
     }
 
+    /// The README's showcase with the committed IBKE editor: after the Eiffel Tower → Rome edit,
+    /// "The capital of France is" still continues with Paris, and the edit exported as GGUF
+    /// answers Rome.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModel.path)))
+    func committedIBKEEditKeepsTheNeighbourAndExports() throws {
+        let folder = try TemporaryDirectory()
+        let delta = folder.appending("eiffel.safetensors")
+        let edit = try IBKE.run(
+            [
+                "edit", "--model", Self.defaultModel.path, "--method", "ibke", "--prompt", "{} is located in the city of",
+                "--subject", "The Eiffel Tower", "--target", "Rome", "--max-tokens", "4", "--save-delta", delta.path,
+            ], timeout: 300)
+        #expect(edit.status == 0, "\(edit)")
+        let lines = edit.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let unrelated = try #require(lines.firstIndex { $0.hasPrefix("unrelated: The capital of France is") }, "\(edit)")
+        let after = try #require(lines[unrelated...].first { $0.hasPrefix("after:") }, "\(edit)")
+        #expect(after.contains("Paris") && !after.contains("Rome"), "\(after)")
+        let gguf = folder.appending("eiffel.gguf")
+        let apply = try IBKE.run(["apply", "--model", Self.defaultModel.path, "--delta", delta.path, "--out", gguf.path], timeout: 120)
+        #expect(apply.status == 0, "\(apply)")
+        let answer = try IBKE.run(
+            ["generate", "--model", gguf.path, "The Eiffel Tower is located in the city of", "--max-tokens", "2"], timeout: 120)
+        #expect(answer.status == 0 && answer.stdout.contains("Rome"), "\(answer)")
+    }
+
     @Test func badTrainingInputIsRefused() throws {
         let folder = try TemporaryDirectory()
         let model = Fixtures.model("tiny-llama").path

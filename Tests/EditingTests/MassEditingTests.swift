@@ -186,6 +186,10 @@ import Testing
         #expect(h.layers == [3, 4] && h.mom2UpdateWeight == 2e4 && h.optimization.steps == 10)
         let a = try read(["nullspace_threshold": .double(1e-3), "L2": .double(1), "mom2_update_weight": .double(1)], alpha: true)
         #expect(a.nullspaceThreshold == 1e-3 && a.l2 == 1)
+        // This project's keys of the value optimisation, beside the references'.
+        let ours = try read(["v_loss_threshold": .double(1e-2), "v_first_token_weight": .double(3)])
+        #expect(ours.optimization.lossThreshold == 1e-2 && ours.optimization.firstTokenWeight == 3)
+        #expect(throws: EditorError.self) { try read(["v_first_token_weight": .double(0)]) }
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(30)])]) }
         #expect(throws: EditorError.self) { try read(["nullspace_threshold": .double(1)]) }  // MEMIT has no null space
         #expect(throws: EditorError.self) { try read(["v_loss_layer": .int(20)]) }

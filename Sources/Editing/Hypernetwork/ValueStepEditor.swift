@@ -38,7 +38,7 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
 
     /// The same network with the edit-time keys of a hyperparameter file: `continue_steps`, and
     /// MEMIT's value keys (`v_lr`, `clamp_norm_factor`, `v_loss_threshold` for Adam's steps;
-    /// `kl_factor`, `v_weight_decay` for the loss every read sees).
+    /// `kl_factor`, `v_weight_decay`, `v_first_token_weight` for the loss every read sees).
     public func overriding(_ reader: inout HyperparameterReader) throws -> ValueStepEditor {
         let steps = try reader.int("continue_steps", default: continueSteps, in: 0...1000)
         var h = writer.settings
@@ -48,6 +48,7 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
         o.lossThreshold = try reader.double("v_loss_threshold", default: o.lossThreshold)
         o.klFactor = try reader.double("kl_factor", default: o.klFactor)
         o.weightDecay = try reader.double("v_weight_decay", default: o.weightDecay)
+        o.firstTokenWeight = try reader.double("v_first_token_weight", default: o.firstTokenWeight)
         try reader.finish()
         h.optimization = o
         let editor = ValueStepEditor(network: network, hyperparameters: h, statistics: writer.secondMoments, continueSteps: steps)

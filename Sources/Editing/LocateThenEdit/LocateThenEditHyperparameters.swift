@@ -29,6 +29,10 @@ extension LocateThenEditHyperparameters {
         optimization.clampNormFactor = try reader.double("clamp_norm_factor", default: optimization.clampNormFactor)
         optimization.klFactor = try reader.double("kl_factor", default: optimization.klFactor)
         optimization.lossThreshold = try reader.double("v_loss_threshold", default: optimization.lossThreshold)
+        optimization.firstTokenWeight = try reader.double("v_first_token_weight", default: optimization.firstTokenWeight)
+        guard optimization.firstTokenWeight > 0 else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_first_token_weight", expected: "a positive number")
+        }
         seed = UInt64(try reader.int("seed", default: Int(seed)))
         let factToken = try reader.string("fact_token", default: "subject_last")
         guard factToken == "subject_last" else {
@@ -45,7 +49,7 @@ extension LocateThenEditHyperparameters {
             "layers": .array(layers.map { .int($0) }), "v_loss_layer": .int(vLossLayer), "v_num_grad_steps": .int(o.steps),
             "v_lr": .double(o.learningRate), "v_weight_decay": .double(o.weightDecay),
             "clamp_norm_factor": .double(o.clampNormFactor), "kl_factor": .double(o.klFactor),
-            "v_loss_threshold": .double(o.lossThreshold),
+            "v_loss_threshold": .double(o.lossThreshold), "v_first_token_weight": .double(o.firstTokenWeight),
         ]
         for (key, value) in methodKeys { object.updateValue(value, forKey: key) }
         object.updateValue(.string("subject_last"), forKey: "fact_token")

@@ -19,6 +19,10 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
     /// Adam stops once a request's loss is below this (`v_loss_threshold`; the references'
     /// constant 5e-2, a mean target probability of about 0.95 per token).
     public var lossThreshold = 5e-2
+    /// The weight of the target's first token in the NLL, the others 1, normalised to a
+    /// weighted mean (`v_first_token_weight`; 1 is the references' token mean). The first token
+    /// is where a paraphrase fails; the later ones are teacher-forced continuations.
+    public var firstTokenWeight = 1.0
 }
 
 /// The activation each request's edited layer should produce at the subject's last token
@@ -208,7 +212,10 @@ struct ValueOptimization {
         layout.new.append(Array(kl.prompt[klSplit...]))
         layout.deltaPositions.append(kl.subjectLast - klSplit)
         layout.positions.append([kl.subjectLast - klSplit])
-        layout.weights = [Float](repeating: 1 / Float(contexts.count * target.count), count: layout.targets.count)
+        let firstWeight = Float(settings.firstTokenWeight)
+        let perContext = [firstWeight] + [Float](repeating: 1, count: max(0, target.count - 1))
+        let total = Float(contexts.count) * perContext.reduce(0, +)
+        layout.weights = Array([[Float]](repeating: perContext.map { $0 / total }, count: contexts.count).joined())
         return layout
     }
 }
