@@ -72,7 +72,7 @@ struct StatisticsArguments: ParsableArguments {
     @Option(
         name: .customLong("stats-corpus"),
         help: ArgumentHelp(
-            "Text for the second-moment statistics of ROME, MEMIT and AlphaEdit: a .txt, .jsonl or WikiText .tokens file, or a folder of them (as `ibke stats --corpus` takes).",
+            "Text for the second-moment statistics of ROME, MEMIT, AlphaEdit and IBKE: a .txt, .jsonl or WikiText .tokens file, or a folder of them (as `ibke stats --corpus` takes).",
             discussion:
                 "Default: $\(environmentVariable); without either, the small corpus sample shipped with ibke (about 18,000 tokens, labelled as such).",
             valueName: "path"))
