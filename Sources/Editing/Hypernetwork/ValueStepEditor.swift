@@ -42,15 +42,8 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
     public func overriding(_ reader: inout HyperparameterReader) throws -> ValueStepEditor {
         let steps = try reader.int("continue_steps", default: continueSteps, in: 0...1000)
         var h = writer.settings
-        var o = h.optimization
-        o.learningRate = try reader.double("v_lr", default: o.learningRate)
-        o.clampNormFactor = try reader.double("clamp_norm_factor", default: o.clampNormFactor)
-        o.lossThreshold = try reader.double("v_loss_threshold", default: o.lossThreshold)
-        o.klFactor = try reader.double("kl_factor", default: o.klFactor)
-        o.weightDecay = try reader.double("v_weight_decay", default: o.weightDecay)
-        o.firstTokenWeight = try reader.double("v_first_token_weight", default: o.firstTokenWeight)
+        try h.optimization.read(&reader)
         try reader.finish()
-        h.optimization = o
         let editor = ValueStepEditor(network: network, hyperparameters: h, statistics: writer.secondMoments, continueSteps: steps)
         editor.provenance = provenance
         return editor

@@ -24,15 +24,7 @@ extension LocateThenEditHyperparameters {
                 expected: "\(layerCount - 1), the last layer (the logits)")
         }
         optimization.steps = try reader.int("v_num_grad_steps", default: optimization.steps, in: 1...1000)
-        optimization.learningRate = try reader.double("v_lr", default: optimization.learningRate)
-        optimization.weightDecay = try reader.double("v_weight_decay", default: optimization.weightDecay)
-        optimization.clampNormFactor = try reader.double("clamp_norm_factor", default: optimization.clampNormFactor)
-        optimization.klFactor = try reader.double("kl_factor", default: optimization.klFactor)
-        optimization.lossThreshold = try reader.double("v_loss_threshold", default: optimization.lossThreshold)
-        optimization.firstTokenWeight = try reader.double("v_first_token_weight", default: optimization.firstTokenWeight)
-        guard optimization.firstTokenWeight > 0 else {
-            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_first_token_weight", expected: "a positive number")
-        }
+        try optimization.read(&reader)
         seed = UInt64(try reader.int("seed", default: Int(seed)))
         let factToken = try reader.string("fact_token", default: "subject_last")
         guard factToken == "subject_last" else {

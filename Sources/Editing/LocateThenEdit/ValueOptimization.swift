@@ -23,6 +23,19 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
     /// weighted mean (`v_first_token_weight`; 1 is the references' token mean). The first token
     /// is where a paraphrase fails; the later ones are teacher-forced continuations.
     public var firstTokenWeight = 1.0
+
+    /// Reads the keys of a hyperparameter file that set the optimisation, all but the step count.
+    mutating func read(_ reader: inout HyperparameterReader) throws {
+        learningRate = try reader.double("v_lr", default: learningRate)
+        weightDecay = try reader.double("v_weight_decay", default: weightDecay)
+        clampNormFactor = try reader.double("clamp_norm_factor", default: clampNormFactor)
+        klFactor = try reader.double("kl_factor", default: klFactor)
+        lossThreshold = try reader.double("v_loss_threshold", default: lossThreshold)
+        firstTokenWeight = try reader.double("v_first_token_weight", default: firstTokenWeight)
+        guard firstTokenWeight > 0 else {
+            throw EditorError.invalidHyperparameter(file: reader.file, key: "v_first_token_weight", expected: "a positive number")
+        }
+    }
 }
 
 /// The activation each request's edited layer should produce at the subject's last token
