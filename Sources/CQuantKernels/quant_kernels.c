@@ -1,12 +1,13 @@
 // Portable kernels for every format, and AVX2+FMA+F16C kernels for the formats of the catalogue
-// models (Q4_1, Q4_K, Q6_K, Q8_0), chosen once at run time from the CPU's features: the
-// binary runs on any x86-64 and uses AVX2 where it exists. (Swift SIMD was measured first: its
+// models (Q4_1, Q4_K, Q6_K, Q8_0; AVX-512 for Q4_1 and Q8_0), chosen once at run time from the
+// CPU's features: the binary runs on any x86-64 and uses AVX2 or AVX-512 where they exist. (Swift SIMD was measured first: its
 // vector integer-to-float conversions compile to scalar code, 0.05-0.9 GB/s of Q4_K rows on one
 // core, against 4.5 GB/s for the AVX2 kernel below.)
 #include "quant_kernels.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -411,6 +412,7 @@ float ibke_quant_dot_q8_portable(int type, const void *row, const signed char *q
 
 #ifdef IBKE_X86
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
 /// fp16 to float with F16C (one instruction instead of the portable bit manipulation).
 AVX2 static inline float fp16c(const uint8_t *p) {
@@ -441,6 +443,23 @@ AVX2 static inline __m256 fma16_i8(__m128i q, const float *x, __m256 acc) {
     return _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q, 8)), _mm256_loadu_ps(x + 8), acc);
 }
 
+/// The fp16 (d, m) pairs at the starts of two blocks as floats: d0 m0 d1 m1.
+AVX2 static inline __m128 dm_pair(const uint8_t *p0, const uint8_t *p1) {
+    uint32_t a, b;
+    memcpy(&a, p0, 4);
+    memcpy(&b, p1, 4);
+    return _mm_cvtph_ps(_mm_set_epi32(0, 0, (int)b, (int)a));
+}
+
+/// (0, s[0], 0, s[1]): two blocks' activation sums in the lanes of their offsets m0 and m1.
+AVX2 static inline __m128 odd_lanes(const float *s) {
+    return _mm_unpacklo_ps(_mm_setzero_ps(), _mm_castpd_ps(_mm_load_sd((const double *)s)));
+}
+
+AVX2 static inline float odd_sum(__m128 v) {
+    return _mm_cvtss_f32(_mm_add_ss(_mm_shuffle_ps(v, v, 1), _mm_shuffle_ps(v, v, 3)));
+}
+
 AVX2 static float avx2_q8_0(const uint8_t *p, const float *x, int blocks) {
     __m256 total = _mm256_setzero_ps();
     for (int b = 0; b < blocks; b++, p += 34, x += 32) {
@@ -455,22 +474,31 @@ AVX2 static float avx2_q8_0(const uint8_t *p, const float *x, int blocks) {
 
 // The same dot products given the sums of each 32 activations (`xs`, computed once per vector
 // rather than once per row): the formats' offset terms become one scalar product per block, and
-// the block's products run as two independent FMA chains.
+// the block's products run as two independent FMA chains. Two blocks a step: their four fp16
+// scales convert in one instruction (1.12x the one-block loop on 576-column rows).
 AVX2 static float avx2_q4_1_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
     const __m128i low4 = _mm_set1_epi8(15);
-    __m256 total = _mm256_setzero_ps();
-    float offsets = 0;
-    for (int b = 0; b < blocks; b++, p += 20, x += 32) {
+    __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
+    __m128 offsets = _mm_setzero_ps();
+    int b = 0;
+    for (; b + 1 < blocks; b += 2, p += 40, x += 64) {
+        __m128 dm = dm_pair(p, p + 20);  // d0 m0 d1 m1
+        __m128i bytes0 = _mm_loadu_si128((const __m128i *)(p + 4)), bytes1 = _mm_loadu_si128((const __m128i *)(p + 24));
+        __m128i lo0 = _mm_and_si128(bytes0, low4), hi0 = _mm_and_si128(_mm_srli_epi16(bytes0, 4), low4);
+        __m128i lo1 = _mm_and_si128(bytes1, low4), hi1 = _mm_and_si128(_mm_srli_epi16(bytes1, 4), low4);
+        __m256 a0 = fma16_u8(lo0, x, _mm256_setzero_ps()), c0 = fma16_u8(hi0, x + 16, _mm256_setzero_ps());
+        __m256 a1 = fma16_u8(lo1, x + 32, _mm256_setzero_ps()), c1 = fma16_u8(hi1, x + 48, _mm256_setzero_ps());
+        total0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_add_ps(a0, c0), total0);
+        total1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(dm, dm)), _mm256_add_ps(a1, c1), total1);
+        offsets = _mm_fmadd_ps(dm, odd_lanes(xs + b), offsets);
+    }
+    float total = hsum(_mm256_add_ps(total0, total1)) + odd_sum(offsets);
+    for (; b < blocks; b++, p += 20, x += 32) {
         __m128i bytes = _mm_loadu_si128((const __m128i *)(p + 4));
         __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-        __m256 a = _mm256_mul_ps(u8_to_ps(lo), _mm256_loadu_ps(x));
-        __m256 c = _mm256_mul_ps(u8_to_ps(hi), _mm256_loadu_ps(x + 16));
-        a = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8), a);
-        c = _mm256_fmadd_ps(u8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), c);
-        total = _mm256_fmadd_ps(_mm256_set1_ps(fp16c(p)), _mm256_add_ps(a, c), total);
-        offsets += fp16c(p + 2) * xs[b];
+        total += fp16c(p) * hsum(fma16_u8(hi, x + 16, fma16_u8(lo, x, _mm256_setzero_ps()))) + fp16c(p + 2) * xs[b];
     }
-    return hsum(total) + offsets;
+    return total;
 }
 
 AVX2 static float avx2_q4_k_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
@@ -508,7 +536,8 @@ AVX2 static float avx2_q4_k_sums(const uint8_t *p, const float *x, const float *
 }
 
 // Without the sums: they are computed here, for 32 blocks of Q4_1 (one block of Q4_K) at a time.
-AVX2 static float block_sums_then(int type, const uint8_t *p, const float *x, int blocks) {
+AVX512 static float avx512_q4_1_sums(const uint8_t *p, const float *x, const float *xs, int blocks);
+AVX2 static float block_sums_then(int type, const uint8_t *p, const float *x, int blocks, int level) {
     const int per = type == IBKE_QUANT_Q4_1 ? 32 : 1, elements = type == IBKE_QUANT_Q4_1 ? 32 : 256;
     const int bytes = type == IBKE_QUANT_Q4_1 ? 20 : 144;
     float sums[32], total = 0;
@@ -520,8 +549,10 @@ AVX2 static float block_sums_then(int type, const uint8_t *p, const float *x, in
                                      _mm256_add_ps(_mm256_loadu_ps(xb + 32 * i + 16), _mm256_loadu_ps(xb + 32 * i + 24)));
             sums[i] = hsum(v);
         }
-        total += type == IBKE_QUANT_Q4_1 ? avx2_q4_1_sums(p + (size_t)b * bytes, xb, sums, n)
-                                         : avx2_q4_k_sums(p + (size_t)b * bytes, xb, sums, n);
+        const uint8_t *pb = p + (size_t)b * bytes;
+        total += type == IBKE_QUANT_Q4_K ? avx2_q4_k_sums(pb, xb, sums, n)
+                 : level >= 3            ? avx512_q4_1_sums(pb, xb, sums, n)
+                                         : avx2_q4_1_sums(pb, xb, sums, n);
     }
     return total;
 }
@@ -655,6 +686,59 @@ AVX2 static float avx2_q8_q6_k(const uint8_t *p, const int8_t *q, const float *d
     }
     return hsum(total);
 }
+
+// MARK: - AVX-512
+
+// Sixteen lanes a conversion: one vpmovzxbd and one vcvtdq2ps turn 16 codes into floats where
+// AVX2 needs two of each, and the scales of two blocks convert together. Measured on 12,288
+// rows of 576 columns (a 2-vCPU Zen 4 guest): 1.24x the two-block AVX2 kernel for Q4_1, 1.45x
+// for Q8_0.
+
+/// Σ over one Q4_1 block's 32 codes (without d and m) times its 32 activations.
+AVX512 static inline __m512 q4_1_codes512(const uint8_t *p, const float *x) {
+    __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 4)));
+    __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15)));
+    __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 4));
+    return _mm512_fmadd_ps(lo, _mm512_loadu_ps(x), _mm512_mul_ps(hi, _mm512_loadu_ps(x + 16)));
+}
+
+AVX512 static float avx512_q4_1_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
+    __m512 total0 = _mm512_setzero_ps(), total1 = _mm512_setzero_ps();
+    __m128 offsets = _mm_setzero_ps();
+    int b = 0;
+    for (; b + 1 < blocks; b += 2, p += 40, x += 64) {
+        __m128 dm = dm_pair(p, p + 20);
+        total0 = _mm512_fmadd_ps(_mm512_broadcastss_ps(dm), q4_1_codes512(p, x), total0);
+        total1 = _mm512_fmadd_ps(_mm512_broadcastss_ps(_mm_movehl_ps(dm, dm)), q4_1_codes512(p + 20, x + 32), total1);
+        offsets = _mm_fmadd_ps(dm, odd_lanes(xs + b), offsets);
+    }
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(total0, total1)) + odd_sum(offsets);
+    for (; b < blocks; b++, p += 20, x += 32) total += fp16c(p) * _mm512_reduce_add_ps(q4_1_codes512(p, x)) + fp16c(p + 2) * xs[b];
+    return total;
+}
+
+/// Σ over one Q8_0 block's 32 codes (without d) times its 32 activations.
+AVX512 static inline __m512 q8_0_codes512(const uint8_t *p, const float *x) {
+    __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2))));
+    __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 18))));
+    return _mm512_fmadd_ps(lo, _mm512_loadu_ps(x), _mm512_mul_ps(hi, _mm512_loadu_ps(x + 16)));
+}
+
+AVX512 static float avx512_q8_0(const uint8_t *p, const float *x, int blocks) {
+    __m512 total0 = _mm512_setzero_ps(), total1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 1 < blocks; b += 2, p += 68, x += 64) {
+        uint16_t d0, d1;
+        memcpy(&d0, p, 2);
+        memcpy(&d1, p + 34, 2);
+        __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d1 << 16 | d0)));
+        total0 = _mm512_fmadd_ps(_mm512_broadcastss_ps(d), q8_0_codes512(p, x), total0);
+        total1 = _mm512_fmadd_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(d)), q8_0_codes512(p + 34, x + 32), total1);
+    }
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(total0, total1));
+    for (; b < blocks; b++, p += 34, x += 32) total += fp16c(p) * _mm512_reduce_add_ps(q8_0_codes512(p, x));
+    return total;
+}
 #endif
 
 // MARK: - Dispatch
@@ -668,19 +752,31 @@ int ibke_quant_simd_level(void) {
 #ifdef IBKE_X86
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) level = 2;
+        if (level == 2 && __builtin_cpu_supports("avx512f")) level = 3;
 #endif
+        // IBKE_SIMD=portable|avx2 caps the level, to measure what each instruction set gives.
+        const char *cap = getenv("IBKE_SIMD");
+        if (cap && strcmp(cap, "portable") == 0) level = 0;
+        if (cap && strcmp(cap, "avx2") == 0 && level > 2) level = 2;
         __atomic_store_n(&simd_level, level, __ATOMIC_RELAXED);
     }
     return level;
 }
 
-float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
+static int usable(int level) {
+    int available = ibke_quant_simd_level();
+    return level < available ? level : available;
+}
+
+float ibke_quant_dot_at(int level, int type, const void *row, const float *x, int blocks) {
 #ifdef IBKE_X86
-    if (ibke_quant_simd_level() >= 2) {
+    level = usable(level);
+    if (level >= 3 && type == IBKE_QUANT_Q8_0) return avx512_q8_0(row, x, blocks);
+    if (level >= 2) {
         switch (type) {
         case IBKE_QUANT_Q8_0: return avx2_q8_0(row, x, blocks);
-        case IBKE_QUANT_Q4_1: return block_sums_then(IBKE_QUANT_Q4_1, row, x, blocks);
-        case IBKE_QUANT_Q4_K: return block_sums_then(IBKE_QUANT_Q4_K, row, x, blocks);
+        case IBKE_QUANT_Q4_1: return block_sums_then(IBKE_QUANT_Q4_1, row, x, blocks, level);
+        case IBKE_QUANT_Q4_K: return block_sums_then(IBKE_QUANT_Q4_K, row, x, blocks, level);
         case IBKE_QUANT_Q6_K: return avx2_q6_k(row, x, blocks);
         default: break;
         }
@@ -689,9 +785,15 @@ float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
     return ibke_quant_dot_portable(type, row, x, blocks);
 }
 
-float ibke_quant_dot_sums(int type, const void *row, const float *x, const float *sums, int blocks) {
+float ibke_quant_dot(int type, const void *row, const float *x, int blocks) {
+    return ibke_quant_dot_at(ibke_quant_simd_level(), type, row, x, blocks);
+}
+
+float ibke_quant_dot_sums_at(int level, int type, const void *row, const float *x, const float *sums, int blocks) {
 #ifdef IBKE_X86
-    if (ibke_quant_simd_level() >= 2) {
+    level = usable(level);
+    if (level >= 3 && type == IBKE_QUANT_Q4_1) return avx512_q4_1_sums(row, x, sums, blocks);
+    if (level >= 2) {
         switch (type) {
         case IBKE_QUANT_Q4_1: return avx2_q4_1_sums(row, x, sums, blocks);
         case IBKE_QUANT_Q4_K: return avx2_q4_k_sums(row, x, sums, blocks);
@@ -699,7 +801,11 @@ float ibke_quant_dot_sums(int type, const void *row, const float *x, const float
         }
     }
 #endif
-    return ibke_quant_dot(type, row, x, blocks);
+    return ibke_quant_dot_at(level, type, row, x, blocks);
+}
+
+float ibke_quant_dot_sums(int type, const void *row, const float *x, const float *sums, int blocks) {
+    return ibke_quant_dot_sums_at(ibke_quant_simd_level(), type, row, x, sums, blocks);
 }
 
 float ibke_quant_dot_q8(int type, const void *row, const signed char *q, const float *scales, const float *sums,

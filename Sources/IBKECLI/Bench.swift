@@ -203,7 +203,7 @@ func benchQuantizedKernels(threads: Int, repeats: Int) {
     print(
         String(
             format: "machine: streaming read %.1f GB/s (live), %d threads; quantized kernels: %@", bandwidth / 1e9, threads,
-            QuantizedKernels.usesAVX2 ? "AVX2" : "portable C"))
+            QuantizedKernels.instructionSet.description))
     var rng = SplitMix64(seed: 7)
     let x = Tensor(shape: [columns], values: (0..<columns).map { _ in 2 * rng.nextUnit() - 1 })
     let y = Tensor(zeros: [rows])

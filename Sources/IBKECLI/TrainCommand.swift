@@ -16,9 +16,9 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a hypernetwork editor (IBKE or MEND) for a model.",
         discussion: """
-            Writes OUT (the editor with the best validation score) and OUT.validation.csv; the gradient \
-            hypernetworks (MEND, IBKE's other designs) also OUT.checkpoint/ (to --resume from), OUT.steps.csv \
-            and OUT.training.html (the curves).
+            Writes OUT (the editor with the best validation score), OUT.validation.csv and OUT.checkpoint/ \
+            (to --resume from); the gradient hypernetworks (MEND, IBKE's other designs) also OUT.steps.csv and \
+            OUT.training.html (the curves).
             Example: ibke train --method ibke --train counterfact:data/counterfact-train.json --val counterfact:data/counterfact-val.json --val-count 50 --out ibke.safetensors
             """)
 
@@ -52,7 +52,9 @@ struct Train: ParsableCommand {
             valueName: "key=value"))
     var overrides: [String] = []
     @Option(help: "The editor file to write.") var out: String
-    @Flag(help: "Continue from OUT.checkpoint/ with the same settings, or a larger steps once β has warmed up.") var resume = false
+    @Flag(
+        help: "Continue from OUT.checkpoint/ with the same settings (the gradient hypernetworks: or a larger steps once β has warmed up).")
+    var resume = false
     @Option(
         help: ArgumentHelp(
             "Start from the networks of a trained editor of the same architecture (fine-tuning, e.g. with --set neighbours=N).",
@@ -60,7 +62,7 @@ struct Train: ParsableCommand {
     var initial: String?
     @Option(
         help: ArgumentHelp(
-            "Stop after this step, a multiple of validate_every (validated and checkpointed, so --resume continues).",
+            "Stop after this step (the gradient hypernetworks: a multiple of validate_every, validated), checkpointed so --resume continues.",
             valueName: "step"))
     var stopAt: Int?
     @Flag(help: "Store OUT's network weights in float16 at the end (half the file; the checkpoint stays float32).")
@@ -225,12 +227,11 @@ struct Train: ParsableCommand {
     /// `--set design=value_steps`: IBKE's learned value steps (``ValueStepTrainer``).
     func trainValueSteps(_ loaded: LanguageModel, reader: inout HyperparameterReader) throws {
         let settings = try ValueStepTrainingSettings(reading: &reader)
-        for (given, flag) in [
-            (resume, "--resume"), (initial != nil, "--initial"), (stopAt != nil, "--stop-at"), (f16, "--f16"),
-            (localityCorpus != nil, "--locality-corpus"),
-        ] where given {
+        for (given, flag) in [(initial != nil, "--initial"), (f16, "--f16"), (localityCorpus != nil, "--locality-corpus")]
+        where given {
             throw CLIError("\(flag) does not apply to design=value_steps")
         }
+        if let stopAt, stopAt < 1 { throw CLIError("--stop-at \(stopAt): must be positive") }
         let (specs, trainingCases, validationCases) = try cases()
         let training = try trainingCases.compactMap { try ValueStepSample.make($0, model: loaded) }
         let validation = try validationCases.compactMap { try ValueStepSample.make($0, model: loaded) }
@@ -245,11 +246,18 @@ struct Train: ParsableCommand {
         log(
             "ibke value steps: \(trainer.network.bank.count) parameters, \(training.count) training and \(validation.count) validation records, \(settings.steps) requests"
         )
+        let checkpoint = URL(fileURLWithPath: out + ".checkpoint")
+        if resume {
+            try trainer.restore(from: checkpoint)
+            log("resuming at request \(trainer.step)")
+        }
         let csvURL = URL(fileURLWithPath: out + ".validation.csv")
         var csv = "step,prompt,paraphrase,final_loss\n"
+        for (step, v) in trainer.validations { csv += String(format: "%d,%.4f,%.4f,%.4f\n", step, v.prompt, v.paraphrase, v.finalLoss) }
         var window: [(Double, Double, Double, Double)] = []
         let start = Date()
         try trainer.run(
+            stopAt: stopAt,
             save: { network, v in
                 var p = provenance
                 p["ibke.training.validation"] = String(format: "prompt %.3f, paraphrase %.3f", v.prompt, v.paraphrase)
@@ -278,7 +286,8 @@ struct Train: ParsableCommand {
                             format: "validation at request %d: prompt %.1f%%, paraphrase %.1f%%, value loss %.3f%@", step, v.prompt * 100,
                             v.paraphrase * 100, v.finalLoss, best ? " (best so far: saved)" : ""))
                 }
-            })
-        log("done: wrote \(out)")
+            },
+            checkpoint: { try trainer.saveCheckpoint(to: checkpoint) })
+        log(trainer.step < settings.steps ? "stopped at request \(trainer.step): --resume continues" : "done: wrote \(out)")
     }
 }

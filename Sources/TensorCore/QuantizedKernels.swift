@@ -37,10 +37,40 @@ public enum QuantizedFormat: Int32, Sendable, CaseIterable {
 }
 
 /// Products of quantized weight rows with float32 vectors, computed from the blocks
-/// (`Sources/CQuantKernels`: portable C, and AVX2 kernels chosen at run time).
+/// (`Sources/CQuantKernels`: portable C, and AVX2 and AVX-512 kernels chosen at run time).
 public enum QuantizedKernels {
-    /// Whether this CPU runs the AVX2 kernels.
-    public static var usesAVX2: Bool { ibke_quant_simd_level() >= 2 }
+    /// An instruction set the kernels are written for.
+    public enum InstructionSet: Int32, CaseIterable, Sendable, CustomStringConvertible {
+        case portable = 0
+        case avx2 = 2
+        case avx512 = 3
+
+        public var description: String {
+            switch self {
+            case .portable: "portable C"
+            case .avx2: "AVX2"
+            case .avx512: "AVX-512"
+            }
+        }
+    }
+
+    /// The instruction set this CPU runs the kernels with (`IBKE_SIMD=portable|avx2` caps it).
+    public static var instructionSet: InstructionSet { InstructionSet(rawValue: ibke_quant_simd_level()) ?? .portable }
+
+    /// `Σ w·x` with the kernels of `instructionSet` at most (for tests of each kernel).
+    public static func dot(
+        _ format: QuantizedFormat, row: UnsafeRawPointer, _ x: UnsafePointer<Float>, blocks: Int, using instructionSet: InstructionSet
+    ) -> Float {
+        ibke_quant_dot_at(instructionSet.rawValue, format.rawValue, row, x, Int32(blocks))
+    }
+
+    /// The same given `sums[b]`, the sum of each 32 activations (the offset terms of Q4_1, Q4_K).
+    public static func dot(
+        _ format: QuantizedFormat, row: UnsafeRawPointer, _ x: UnsafePointer<Float>, sums: UnsafePointer<Float>, blocks: Int,
+        using instructionSet: InstructionSet
+    ) -> Float {
+        ibke_quant_dot_sums_at(instructionSet.rawValue, format.rawValue, row, x, sums, Int32(blocks))
+    }
 
     /// `Σ w·x` over `blocks` blocks of `format` at `row` and `blocks · blockSize` floats at `x`.
     @inline(__always)

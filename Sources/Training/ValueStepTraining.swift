@@ -53,6 +53,17 @@ public struct ValueStepTrainingSettings: Sendable, Equatable {
         seed = UInt64(try reader.int("seed", default: Int(seed), in: 0...Int.max))
         try reader.finish()
     }
+
+    /// The settings as `--set` keys, recorded in checkpoints (a resumed run must match them).
+    public var json: JSONValue {
+        let object: JSONObject = [
+            "reads": .int(network.reads), "hidden": .int(network.hidden), "latent": .int(network.latent), "steps": .int(steps),
+            "batch": .int(batch), "lr": .double(learningRate), "validate_every": .int(validateEvery), "beta": .double(Double(beta)),
+            "paraphrase_weight": .double(Double(paraphraseWeight)), "intermediate_weight": .double(Double(intermediateWeight)),
+            "seed": .int(Int(seed)),
+        ]
+        return .object(object)
+    }
 }
 
 /// Trains IBKE's value steps (``ValueStepNetwork``) by Adam on ``ValueStepObjective``, keeping
@@ -77,6 +88,16 @@ public final class ValueStepTrainer {
     let training: [ValueStepSample]
     let validation: [ValueStepSample]
 
+    /// Requests trained on so far.
+    public private(set) var step = 0
+    /// Every validation so far, in order (a resumed run's include the earlier part's).
+    public private(set) var validations: [(step: Int, result: Validation)] = []
+    private var sampler: SplitMix64
+    private var best = -1.0
+    /// The gradient summed over the current batch's requests.
+    private let gradient: Tensor
+    private let adam: Adam
+
     public init(
         model: LanguageModel, settings: ValueStepTrainingSettings, training: [ValueStepSample], validation: [ValueStepSample]
     ) throws {
@@ -88,6 +109,9 @@ public final class ValueStepTrainer {
         self.settings = settings
         self.training = training
         self.validation = validation
+        sampler = SplitMix64(seed: settings.seed &+ 1)
+        gradient = network.bank.makeGradient()
+        adam = Adam(parameters: [network.bank.values], learningRate: settings.learningRate)
     }
 
     /// The validation score of the current network (z at its mean).
@@ -110,15 +134,17 @@ public final class ValueStepTrainer {
             finalLoss: loss / Double(validation.count))
     }
 
-    /// Trains for `settings.steps` requests, validating every `validateEvery` and after the
-    /// last; `save` receives the network whenever validation improves.
-    public func run(save: (ValueStepNetwork, Validation) throws -> Void, report: (Event) -> Void) throws {
-        var rng = SplitMix64(seed: settings.seed &+ 1)
-        let gradient = network.bank.makeGradient()
-        let adam = Adam(parameters: [network.bank.values], learningRate: settings.learningRate)
-        var best = -1.0
-        func check(_ step: Int) throws {
+    /// Trains up to `settings.steps` requests (or to `stopAt`), validating every
+    /// `validateEvery` and after the last; `save` receives the network whenever validation
+    /// improves, `checkpoint` is called after each validation and when stopping early (the
+    /// moments to ``saveCheckpoint(to:)``).
+    public func run(
+        stopAt: Int? = nil, save: (ValueStepNetwork, Validation) throws -> Void, report: (Event) -> Void,
+        checkpoint: () throws -> Void = {}
+    ) throws {
+        func check() throws {
             let v = try validate()
+            validations.append((step, v))
             let improved = v.score > best
             if improved {
                 best = v.score
@@ -126,11 +152,14 @@ public final class ValueStepTrainer {
             }
             report(.validation(step: step, v, best: improved))
         }
-        try check(0)
-        for step in 1...settings.steps {
-            let sample = training[Int(rng.next() % UInt64(training.count))]
+        if step == 0 && validations.isEmpty { try check() }
+        let end = min(settings.steps, stopAt ?? .max)
+        while step < end {
+            step += 1
+            let sample = training[Int(sampler.next() % UInt64(training.count))]
             let m = try objective.run(
-                network, request: sample.edit, paraphrase: sample.paraphrase, gradient: gradient, noise: SplitMix64(seed: rng.next()))
+                network, request: sample.edit, paraphrase: sample.paraphrase, gradient: gradient,
+                noise: SplitMix64(seed: sampler.next()))
             report(
                 .step(
                     step: step, finalLoss: Double(m.finalLoss), promptNLL: Double(m.promptNLL),
@@ -141,7 +170,78 @@ public final class ValueStepTrainer {
                 adam.step(gradients: [gradient])
                 gradient.pointer.update(repeating: 0, count: gradient.count)
             }
-            if step % settings.validateEvery == 0 || step == settings.steps { try check(step) }
+            if step % settings.validateEvery == 0 || step == settings.steps {
+                try check()
+                try checkpoint()
+            } else if step == end {
+                try checkpoint()
+            }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Writes the loop's state to `directory`: the network, Adam's moments, the current batch's
+    /// gradient, the sampler, the validations, and the settings and data sizes a resumed run
+    /// must match.
+    public func saveCheckpoint(to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var tensors = [
+            SafetensorsWriter.Entry(name: "network", shape: [network.bank.count], floats: network.bank.values.scalars),
+            SafetensorsWriter.Entry(name: "gradient", shape: [gradient.count], floats: gradient.scalars),
+        ]
+        var adamStep = 0
+        if let s = adam.state(of: 0) {
+            tensors.append(.init(name: "adam.m", shape: [s.firstMoment.count], floats: s.firstMoment))
+            tensors.append(.init(name: "adam.v", shape: [s.secondMoment.count], floats: s.secondMoment))
+            adamStep = s.step
+        }
+        try SafetensorsWriter.write(tensors: tensors, metadata: [:], to: directory.appendingPathComponent("trainer.safetensors"))
+        let state: JSONObject = [
+            "step": .int(step), "adam_step": .int(adamStep), "sampler": .string(String(sampler.currentState)),
+            "best": .double(best), "settings": settings.json, "training_records": .int(training.count),
+            "validation_records": .int(validation.count),
+            "validations": .array(
+                validations.map {
+                    .array([.int($0.step), .double($0.result.prompt), .double($0.result.paraphrase), .double($0.result.finalLoss)])
+                }),
+        ]
+        try AtomicFile.write(
+            Data(JSONValue.object(state).serialized(indent: 2).utf8), to: directory.appendingPathComponent("state.json"),
+            failure: { TrainingError.writeFailed($0) })
+    }
+
+    /// Restores the state ``saveCheckpoint(to:)`` wrote, refusing one made with other settings
+    /// or other numbers of training and validation records.
+    public func restore(from directory: URL) throws {
+        let stateURL = directory.appendingPathComponent("state.json")
+        guard let data = try? Data(contentsOf: stateURL), let state = (try? JSONValue.parse(data))?.objectValue,
+            let savedStep = state["step"]?.intValue, let adamStep = state["adam_step"]?.intValue,
+            let samplerState = state["sampler"]?.stringValue.flatMap(UInt64.init), let savedBest = state["best"]?.doubleValue
+        else { throw TrainingError.noCheckpoint(directory.path) }
+        guard state["settings"] == settings.json, state["training_records"]?.intValue == training.count,
+            state["validation_records"]?.intValue == validation.count
+        else { throw TrainingError.settingsChanged(stateURL.path) }
+        let file = try SafetensorsFile(url: directory.appendingPathComponent("trainer.safetensors"))
+        let values = try file.readFloats("network")
+        let accumulated = try file.readFloats("gradient")
+        guard values.count == network.bank.count, accumulated.count == gradient.count else {
+            throw TrainingError.settingsChanged(stateURL.path)
+        }
+        network.bank.values.buffer.update(fromContentsOf: values)
+        gradient.buffer.update(fromContentsOf: accumulated)
+        if adamStep > 0 {
+            adam.restoreState(
+                of: 0, firstMoment: try file.readFloats("adam.m"), secondMoment: try file.readFloats("adam.v"), step: adamStep)
+        }
+        step = savedStep
+        sampler = SplitMix64(seed: samplerState)
+        best = savedBest
+        validations = (state["validations"]?.arrayValue ?? []).compactMap { v in
+            guard let a = v.arrayValue, a.count == 4, let s = a[0].intValue, let p = a[1].doubleValue, let q = a[2].doubleValue,
+                let l = a[3].doubleValue
+            else { return nil }
+            return (s, Validation(prompt: p, paraphrase: q, finalLoss: l))
         }
     }
 }

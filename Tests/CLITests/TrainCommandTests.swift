@@ -75,8 +75,23 @@ import Testing
         let trained = try IBKE.run(train, timeout: 120)
         #expect(trained.status == 0 && trained.stderr.contains("validation at request 2"), "\(trained)")
         #expect(FileManager.default.fileExists(atPath: editor.path + ".validation.csv"))
-        let refused = try IBKE.run(train + ["--resume"], timeout: 60)
-        #expect(refused.status == 1 && refused.stderr.contains("--resume does not apply to design=value_steps"), "\(refused)")
+        // Stopped after the first request and resumed, the run ends with the network, Adam's
+        // moments, best validation and curve of the uninterrupted one, bit for bit.
+        let split = folder.appending("split.safetensors")
+        let splitTrain = train.map { $0 == editor.path ? split.path : $0 }
+        let first = try IBKE.run(splitTrain + ["--stop-at", "1"], timeout: 120)
+        #expect(first.status == 0 && first.stderr.contains("stopped at request 1") && !first.stderr.contains("request 2"), "\(first)")
+        let changed = try IBKE.run(splitTrain + ["--set", "lr=0.5", "--resume"], timeout: 60)
+        #expect(changed.status == 1 && changed.stderr.contains("other settings"), "\(changed)")
+        let resumed = try IBKE.run(splitTrain + ["--resume"], timeout: 120)
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming at request 1"), "\(resumed)")
+        #expect(resumed.stderr.contains("validation at request 2") && !resumed.stderr.contains("validation at request 1:"), "\(resumed)")
+        // (The editor files differ in the command line they record; the checkpoint holds the network.)
+        for suffix in [".validation.csv", ".checkpoint/state.json", ".checkpoint/trainer.safetensors"] {
+            let whole = try Data(contentsOf: URL(fileURLWithPath: editor.path + suffix))
+            let parts = try Data(contentsOf: URL(fileURLWithPath: split.path + suffix))
+            #expect(whole == parts, "\(suffix) differs between the whole run and the resumed one")
+        }
         let unknown = try IBKE.run(train + ["--set", "rank=8"], timeout: 60)
         #expect(unknown.status == 1 && unknown.stderr.contains("rank"), "\(unknown)")
 

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ModelFormats
 
-/// The quantized dot products (AVX2 where the CPU has it, and the portable C) against
+/// The quantized dot products (each instruction set the CPU has: AVX-512, AVX2, portable C) against
 /// dequantizing the same blocks with ModelFormats' bit-exact dequantizers and multiplying in
 /// float64.
 @Suite struct QuantizedKernelTests {
@@ -66,6 +66,26 @@ import Testing
         }
         #expect(abs(Double(fast) - exact) <= 1e-5 * scale, "\(format): \(fast) against \(exact) (scale \(scale))")
         #expect(abs(Double(portable) - exact) <= 1e-5 * scale, "\(format) portable: \(portable) against \(exact)")
+        // Every instruction set this CPU has, with and without the activations' per-32 sums,
+        // and a block count that leaves the two-block loops a remainder.
+        let sums = (0..<(n / 32)).map { b in x[(32 * b)..<(32 * b + 32)].reduce(0, +) }
+        let odd = blocks - 1
+        let oddExact = zip(weights, x).prefix(odd * format.blockSize).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        for set in QuantizedKernels.InstructionSet.allCases where set.rawValue <= QuantizedKernels.instructionSet.rawValue {
+            bytes.withUnsafeBytes { raw in
+                x.withUnsafeBufferPointer { xs in
+                    sums.withUnsafeBufferPointer { s in
+                        for (count, reference) in [(blocks, exact), (odd, oddExact)] {
+                            let plain = QuantizedKernels.dot(format, row: raw.baseAddress!, xs.baseAddress!, blocks: count, using: set)
+                            let summed = QuantizedKernels.dot(
+                                format, row: raw.baseAddress!, xs.baseAddress!, sums: s.baseAddress!, blocks: count, using: set)
+                            #expect(abs(Double(plain) - reference) <= 1e-5 * scale, "\(format) \(set), \(count) blocks: \(plain)")
+                            #expect(abs(Double(summed) - reference) <= 1e-5 * scale, "\(format) \(set) with sums: \(summed)")
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The matrix-vector product is each row's dot product.

@@ -29,8 +29,14 @@ float ibke_quant_dot_portable(int type, const void *row, const float *x, int blo
 /// as the reference dequantizer does (bit for bit). Returns 0 for a type without a kernel.
 int ibke_dequantize(int type, const void *row, float *y, int blocks);
 
-/// The instruction set the dispatching kernels use on this CPU: 0 portable C, 2 AVX2 and FMA.
+/// The instruction set the dispatching kernels use on this CPU: 0 portable C, 2 AVX2 and FMA,
+/// 3 AVX-512F as well. The environment variable IBKE_SIMD=portable or avx2 caps it.
 int ibke_quant_simd_level(void);
+
+/// ``ibke_quant_dot`` and ``ibke_quant_dot_sums`` with the kernels of at most `level` (capped at
+/// what the CPU has), so that tests can hold every instruction set to the reference.
+float ibke_quant_dot_at(int level, int type, const void *row, const float *x, int blocks);
+float ibke_quant_dot_sums_at(int level, int type, const void *row, const float *x, const float *sums, int blocks);
 
 /// Quantizes `n` floats (a multiple of 32) for the integer kernels, as llama.cpp's Q8 blocks:
 /// per 32 elements a scale `scales[b] = max|x| / 127`, the int8 values `q`, and `sums[b]`, the
