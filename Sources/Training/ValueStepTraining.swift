@@ -181,9 +181,10 @@ public final class ValueStepTrainer {
 
     // MARK: Checkpoints
 
-    /// Writes the loop's state to `directory`: the network, Adam's moments, the current batch's
-    /// gradient, the sampler, the validations, and the settings and data sizes a resumed run
-    /// must match.
+    /// Writes the loop's state to `directory` as one file, atomically (a run killed while
+    /// writing keeps the previous checkpoint whole): the network, Adam's moments, the current
+    /// batch's gradient, and in its metadata the step, sampler, validations, and the settings and
+    /// data sizes a resumed run must match.
     public func saveCheckpoint(to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var tensors = [
@@ -196,7 +197,6 @@ public final class ValueStepTrainer {
             tensors.append(.init(name: "adam.v", shape: [s.secondMoment.count], floats: s.secondMoment))
             adamStep = s.step
         }
-        try SafetensorsWriter.write(tensors: tensors, metadata: [:], to: directory.appendingPathComponent("trainer.safetensors"))
         let state: JSONObject = [
             "step": .int(step), "adam_step": .int(adamStep), "sampler": .string(String(sampler.currentState)),
             "best": .double(best), "settings": settings.json, "training_records": .int(training.count),
@@ -206,27 +206,30 @@ public final class ValueStepTrainer {
                     .array([.int($0.step), .double($0.result.prompt), .double($0.result.paraphrase), .double($0.result.finalLoss)])
                 }),
         ]
-        try AtomicFile.write(
-            Data(JSONValue.object(state).serialized(indent: 2).utf8), to: directory.appendingPathComponent("state.json"),
-            failure: { TrainingError.writeFailed($0) })
+        try SafetensorsWriter.write(
+            tensors: tensors, metadata: [Self.stateKey: JSONValue.object(state).serialized(indent: 0)],
+            to: directory.appendingPathComponent(Self.checkpointFile))
     }
+
+    static let checkpointFile = "trainer.safetensors"
+    static let stateKey = "ibke.trainer_state"
 
     /// Restores the state ``saveCheckpoint(to:)`` wrote, refusing one made with other settings
     /// or other numbers of training and validation records.
     public func restore(from directory: URL) throws {
-        let stateURL = directory.appendingPathComponent("state.json")
-        guard let data = try? Data(contentsOf: stateURL), let state = (try? JSONValue.parse(data))?.objectValue,
-            let savedStep = state["step"]?.intValue, let adamStep = state["adam_step"]?.intValue,
-            let samplerState = state["sampler"]?.stringValue.flatMap(UInt64.init), let savedBest = state["best"]?.doubleValue
+        let url = directory.appendingPathComponent(Self.checkpointFile)
+        guard let file = try? SafetensorsFile(url: url), let text = file.metadata[Self.stateKey],
+            let state = (try? JSONValue.parse(Data(text.utf8)))?.objectValue, let savedStep = state["step"]?.intValue,
+            let adamStep = state["adam_step"]?.intValue, let samplerState = state["sampler"]?.stringValue.flatMap(UInt64.init),
+            let savedBest = state["best"]?.doubleValue
         else { throw TrainingError.noCheckpoint(directory.path) }
         guard state["settings"] == settings.json, state["training_records"]?.intValue == training.count,
             state["validation_records"]?.intValue == validation.count
-        else { throw TrainingError.settingsChanged(stateURL.path) }
-        let file = try SafetensorsFile(url: directory.appendingPathComponent("trainer.safetensors"))
+        else { throw TrainingError.settingsChanged(url.path) }
         let values = try file.readFloats("network")
         let accumulated = try file.readFloats("gradient")
         guard values.count == network.bank.count, accumulated.count == gradient.count else {
-            throw TrainingError.settingsChanged(stateURL.path)
+            throw TrainingError.settingsChanged(url.path)
         }
         network.bank.values.buffer.update(fromContentsOf: values)
         gradient.buffer.update(fromContentsOf: accumulated)
