@@ -475,7 +475,7 @@ AVX2 static float avx2_q8_0(const uint8_t *p, const float *x, int blocks) {
 // The same dot products given the sums of each 32 activations (`xs`, computed once per vector
 // rather than once per row): the formats' offset terms become one scalar product per block, and
 // the block's products run as two independent FMA chains. Two blocks a step: their four fp16
-// scales convert in one instruction (1.12x the one-block loop on 576-column rows).
+// scales convert in one instruction instead of four scalar conversions.
 AVX2 static float avx2_q4_1_sums(const uint8_t *p, const float *x, const float *xs, int blocks) {
     const __m128i low4 = _mm_set1_epi8(15);
     __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
@@ -690,9 +690,10 @@ AVX2 static float avx2_q8_q6_k(const uint8_t *p, const int8_t *q, const float *d
 // MARK: - AVX-512
 
 // Sixteen lanes a conversion: one vpmovzxbd and one vcvtdq2ps turn 16 codes into floats where
-// AVX2 needs two of each, and the scales of two blocks convert together. Measured on 12,288
-// rows of 576 columns (a 2-vCPU Zen 4 guest): 1.24x the two-block AVX2 kernel for Q4_1, 1.45x
-// for Q8_0.
+// AVX2 needs two of each, and the scales of two blocks convert together. `ibke bench --kernels
+// --threads 1` against the same with IBKE_SIMD=avx2 (8192x8192, 2-vCPU Zen 4 guest): Q4_1 12.7
+// against 11.5 Gweights/s, Q8_0 9.3 against 7.8; the default model's decode gained more (its
+// rows stay in cache: Docs/quantized.md).
 
 /// Σ over one Q4_1 block's 32 codes (without d and m) times its 32 activations.
 AVX512 static inline __m512 q4_1_codes512(const uint8_t *p, const float *x) {
