@@ -1,8 +1,8 @@
 // Portable kernels for every format, and AVX2+FMA+F16C kernels for the formats of the catalogue
 // models (Q4_1, Q4_K, Q6_K, Q8_0; AVX-512 for Q4_1 and Q8_0), chosen once at run time from the
-// CPU's features: the binary runs on any x86-64 and uses AVX2 or AVX-512 where they exist. (Swift SIMD was measured first: its
-// vector integer-to-float conversions compile to scalar code, 0.05-0.9 GB/s of Q4_K rows on one
-// core, against 4.5 GB/s for the AVX2 kernel below.)
+// CPU's features: the binary runs on any x86-64 and uses AVX2 or AVX-512 where they exist.
+// (Swift SIMD was measured first: its vector integer-to-float conversions compile to scalar
+// code, 0.05-0.9 GB/s of Q4_K rows on one core, against 4.5 GB/s for the AVX2 kernel below.)
 #include "quant_kernels.h"
 
 #include <math.h>
@@ -451,6 +451,14 @@ AVX2 static inline __m128 dm_pair(const uint8_t *p0, const uint8_t *p1) {
     return _mm_cvtph_ps(_mm_set_epi32(0, 0, (int)b, (int)a));
 }
 
+/// The fp16 scales d at the starts of two blocks as floats: d0 d1.
+AVX2 static inline __m128 d_pair(const uint8_t *p0, const uint8_t *p1) {
+    uint16_t a, b;
+    memcpy(&a, p0, 2);
+    memcpy(&b, p1, 2);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)b << 16 | a)));
+}
+
 /// (0, s[0], 0, s[1]): two blocks' activation sums in the lanes of their offsets m0 and m1.
 AVX2 static inline __m128 odd_lanes(const float *s) {
     return _mm_unpacklo_ps(_mm_setzero_ps(), _mm_castpd_ps(_mm_load_sd((const double *)s)));
@@ -729,10 +737,7 @@ AVX512 static float avx512_q8_0(const uint8_t *p, const float *x, int blocks) {
     __m512 total0 = _mm512_setzero_ps(), total1 = _mm512_setzero_ps();
     int b = 0;
     for (; b + 1 < blocks; b += 2, p += 68, x += 64) {
-        uint16_t d0, d1;
-        memcpy(&d0, p, 2);
-        memcpy(&d1, p + 34, 2);
-        __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d1 << 16 | d0)));
+        __m128 d = d_pair(p, p + 34);
         total0 = _mm512_fmadd_ps(_mm512_broadcastss_ps(d), q8_0_codes512(p, x), total0);
         total1 = _mm512_fmadd_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(d)), q8_0_codes512(p + 34, x + 32), total1);
     }
