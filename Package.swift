@@ -65,6 +65,15 @@ let package = Package(
             dependencies: [
                 "Models", "Editing", "Evaluation", "Training", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            // The Swift runtime and Foundation linked in, with packed relative relocations: 8 MB
+            // less resident memory than the shared libraries' relocated pages (Docs/quantized.md,
+            // "Memory"). SwiftPM compiles against the shared Foundation, so the static archives
+            // it autolinks from are named here.
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]),
+                .linkedLibrary("CoreFoundation"), .linkedLibrary("_FoundationICU"),
+                .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims"),
             ]
         ),
 

@@ -67,7 +67,7 @@ public final class GGUFFile: TensorSource {
         } catch let error as MappedFileError {
             throw GGUFError.cannotOpen(file: url.path, reason: error.detail)
         }
-        var parser = GGUFHeaderParser(bytes: mapping.bytes, file: fileName)
+        var parser = GGUFHeaderParser(bytes: mapping.bytes, file: fileName, owner: mapping)
         let header = try parser.parse()
         self.url = url
         self.mapping = mapping
@@ -173,7 +173,7 @@ public final class GGUFFile: TensorSource {
     public func bool(_ key: String) -> Bool? { metadata[key]?.boolValue }
 
     /// An array value, or nil if missing or not an array.
-    public func array(_ key: String) -> [GGUFValue]? { metadata[key]?.arrayValue }
+    public func array(_ key: String) -> GGUFArray? { metadata[key]?.arrayValue }
 
     /// An array of strings (e.g. `tokenizer.ggml.tokens`), or nil if missing or any element is not
     /// a string.
@@ -220,6 +220,8 @@ struct GGUFHeader {
 struct GGUFHeaderParser {
     let bytes: UnsafeRawBufferPointer
     let file: String
+    /// What keeps `bytes` alive: the arrays in the metadata point into them.
+    let owner: AnyObject
     private var offset = 0
 
     /// Arrays nested deeper than this are rejected (no real file nests more than one level), so
@@ -228,9 +230,10 @@ struct GGUFHeaderParser {
     /// GGML_MAX_DIMS.
     static let maxDimensions = 4
 
-    init(bytes: UnsafeRawBufferPointer, file: String) {
+    init(bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject) {
         self.bytes = bytes
         self.file = file
+        self.owner = owner
     }
 
     mutating func parse() throws(GGUFError) -> GGUFHeader {
@@ -434,12 +437,19 @@ struct GGUFHeaderParser {
         try requireCount(
             count, minimumBytes: minimumSize,
             "\(count) elements of array '\(key)' (at least \(minimumSize) bytes each)")
-        var values: [GGUFValue] = []
-        values.reserveCapacity(Int(count))
-        for _ in 0..<Int(count) {
-            values.append(try readValue(type: elementType, key: key, depth: depth + 1))
+        // Checked and stepped over, not decoded: the array decodes its elements as they are read.
+        let start = offset
+        switch elementType {
+        case 8:
+            for _ in 0..<Int(count) { try skipString("a string of array '\(key)'") }
+        case 9:
+            for _ in 0..<Int(count) { _ = try readArray(key: key, depth: depth + 1) }
+        default:
+            offset += Int(count) * minimumSize  // within the file: requireCount checked it
         }
-        return .array(values)
+        let elements = GGUFArray.Encoded(
+            elementType: elementType, bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), owner: owner)
+        return .array(GGUFArray(encoded: elements, count: Int(count)))
     }
 
     // MARK: Primitive reads
@@ -485,6 +495,17 @@ struct GGUFHeaderParser {
 
     private mutating func readUInt64(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt64 {
         try read(UInt64.self, what())
+    }
+
+    /// Steps over a GGUF string, checking its length against the file.
+    private mutating func skipString(_ what: @autoclosure () -> String) throws(GGUFError) {
+        let length = try readUInt64(what())
+        guard length <= UInt64(bytes.count - offset) else {
+            throw .truncated(
+                file: file, reading: what(), offset: offset, needed: Int(clamping: length),
+                fileSize: bytes.count)
+        }
+        offset += Int(length)
     }
 
     /// A GGUF string: uint64 byte length, then UTF-8 bytes (not NUL-terminated). Invalid UTF-8

@@ -12,7 +12,7 @@ public enum GGUFValue: Sendable, Equatable {
     case float64(Double)
     case bool(Bool)
     case string(String)
-    case array([GGUFValue])
+    case array(GGUFArray)
 
     /// The value as an integer, if it is any integer type.
     public var intValue: Int? {
@@ -48,7 +48,7 @@ public enum GGUFValue: Sendable, Equatable {
         return nil
     }
 
-    public var arrayValue: [GGUFValue]? {
+    public var arrayValue: GGUFArray? {
         if case .array(let a) = self { return a }
         return nil
     }

@@ -99,8 +99,7 @@ extension [UInt8] {
         case .bool(let v): append(v ? 1 : 0)
         case .string(let v): appendGGUFString(v)
         case .array(let items):
-            // GGUF arrays hold one type; an empty one is written as uint8.
-            let type = items.first?.typeCode ?? GGUFValue.uint8(0).typeCode
+            let type = items.elementType
             precondition(items.allSatisfy { $0.typeCode == type }, "a GGUF array holds values of one type")
             appendLittleEndian(type)
             appendLittleEndian(UInt64(items.count))

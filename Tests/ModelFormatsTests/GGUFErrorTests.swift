@@ -85,18 +85,20 @@ struct GGUFErrorTests {
         let file = try GGUFFile(url: Fixtures.allTypesGGUF)
         let end = try file.tensorInfos.map { file.dataOffset + $0.offset + $0.byteCount }.max()
             .unwrap()
-        let parsed = try fixture.withUnsafeBytes { all in
-            for length in 0..<end {
-                var parser = GGUFHeaderParser(
-                    bytes: UnsafeRawBufferPointer(rebasing: all[0..<length]), file: "f")
-                #expect(throws: GGUFError.self, "prefix of \(length) bytes") { try parser.parse() }
-            }
-            // Only the padding after the last tensor may be cut.
+        // The parser's owner keeps the bytes its metadata arrays point into alive.
+        let mapping = try MappedFile(url: Fixtures.allTypesGGUF)
+        let all = mapping.bytes
+        for length in 0..<end {
             var parser = GGUFHeaderParser(
-                bytes: UnsafeRawBufferPointer(rebasing: all[0..<end]), file: "f")
-            return try parser.parse()
+                bytes: UnsafeRawBufferPointer(rebasing: all[0..<length]), file: "f", owner: mapping)
+            #expect(throws: GGUFError.self, "prefix of \(length) bytes") { try parser.parse() }
         }
+        // Only the padding after the last tensor may be cut.
+        var parser = GGUFHeaderParser(
+            bytes: UnsafeRawBufferPointer(rebasing: all[0..<end]), file: "f", owner: mapping)
+        let parsed = try parser.parse()
         #expect(parsed.tensors == file.tensorInfos)
+        #expect(parsed.metadata == file.metadata)
     }
 
     @Test("absurd counts and lengths fail fast without allocating")

@@ -101,6 +101,25 @@ struct GGUFFileTests {
         #expect(file.string("missing.key") == nil)
     }
 
+    @Test("arrays read from a file decode from its mapping, which they keep alive")
+    func arraysOutliveTheirFile() throws {
+        // The file object is gone before the arrays are read: their elements point into its
+        // mapping, so they must hold it.
+        let (strings, nested) = try { () throws -> (GGUFArray?, GGUFArray?) in
+            let file = try GGUFFile(url: Fixtures.allTypesGGUF)
+            return (file.array("test.array.strings"), file.array("test.array.nested_strings"))
+        }()
+        #expect(strings?.values == [.string("a"), .string("bc"), .string(""), .string("ünïcode")])
+        #expect(strings?.count == 4)
+        #expect(nested?.values.last?.arrayValue?.values == [.string("y"), .string("z")])
+        // Written back, a decoded array is the same bytes as the one built in code.
+        var decoded: [UInt8] = []
+        decoded.appendGGUFEntry(key: "k", value: .array(strings!))
+        var built: [UInt8] = []
+        built.appendGGUFEntry(key: "k", value: .array(GGUFArray(strings!.values)))
+        #expect(decoded == built)
+    }
+
     @Test("a GGUF v2 file (same little-endian layout) is read like v3")
     func version2() throws {
         var bytes = try [UInt8](Data(contentsOf: Fixtures.allTypesGGUF))

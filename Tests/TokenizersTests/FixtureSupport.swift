@@ -71,7 +71,7 @@ enum Fixtures {
         }
         let element = try #require(entry["element"]?.stringValue)
         if let values = entry["values"]?.arrayValue {
-            return .array(try values.map { try scalar(element, $0, key: key) })
+            return .array(GGUFArray(try values.map { try scalar(element, $0, key: key) }))
         }
         // Integer arrays are run-length coded: [[value, count], ...].
         let runs = try #require(entry["runs"]?.arrayValue)
@@ -81,7 +81,7 @@ enum Fixtures {
             let value = try scalar(element, pair[0], key: key)
             values.append(contentsOf: repeatElement(value, count: try #require(pair[1].intValue)))
         }
-        return .array(values)
+        return .array(GGUFArray(values))
     }
 }
 
