@@ -37,7 +37,8 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try model.load(path)
+        // Nothing is computed: the weights stay mapped, not dequantized.
+        let loaded = try model.load(path, precision: .native)
         let c = loaded.config
         var rope = "learned"
         if case .rotary(let theta, _) = c.positions { rope = String(format: "RoPE θ %.6g", theta) }

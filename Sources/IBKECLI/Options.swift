@@ -49,12 +49,13 @@ struct ModelOptions: ParsableArguments {
         return URL(fileURLWithPath: model)
     }
 
-    /// Loads `path` (when given) or the `--model` / default model.
-    func load(_ path: String? = nil) throws -> LanguageModel {
+    /// Loads `path` (when given) or the `--model` / default model, its weights held as `--dtype`
+    /// says or as `precision` when given (commands that never run the model pass `.native`).
+    func load(_ path: String? = nil, precision: WeightPrecision? = nil) throws -> LanguageModel {
         if let threads { ComputeThreads.set(threads) }
         let url = try modelURL(path)
         let start = DispatchTime.now().uptimeNanoseconds
-        let loaded = try LanguageModel.load(url, precision: dtype)
+        let loaded = try LanguageModel.load(url, precision: precision ?? dtype)
         log(
             String(
                 format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture.name,

@@ -13,7 +13,8 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Do not add the BOS/EOS the tokenizer is configured to add.") var noSpecial = false
 
     func run() throws {
-        let loaded = try model.load()
+        // Only the tokenizer is used: the weights stay mapped, not dequantized.
+        let loaded = try model.load(precision: .native)
         let ids = loaded.tokenizer.encode(text, addSpecialTokens: !noSpecial)
         if idsOnly {
             print(ids.map(String.init).joined(separator: " "))
