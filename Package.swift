@@ -68,8 +68,8 @@ let package = Package(
             ],
             // The Swift runtime and Foundation linked in, with packed relative relocations: 8 MB
             // less resident memory than the shared libraries' relocated pages (Docs/quantized.md,
-            // "Memory"). SwiftPM compiles against the shared Foundation, so the static archives
-            // it autolinks from are named here.
+            // "Beside llama.cpp"). SwiftPM compiles against the shared Foundation, so the static
+            // archives it would autolink are named here.
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]),
                 .linkedLibrary("CoreFoundation"), .linkedLibrary("_FoundationICU"),
