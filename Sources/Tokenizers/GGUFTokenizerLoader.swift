@@ -131,6 +131,8 @@ private struct GGUFTokenizerBuilder {
         }
         let byteIDs = (0..<256).map { vocab[exact: ByteLevel.spell([UInt8($0)])] ?? -1 }
 
+        // Pre-tokenizer names as llama.cpp's converter writes them (`tokenizer.ggml.pre`): they
+        // name a vocabulary's split rules, not a model architecture, and several families share one.
         let preKey = "tokenizer.ggml.pre"
         let pre = try string(preKey) ?? "default"
         let preTokenizer: PreTokenizer
