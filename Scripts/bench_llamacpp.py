@@ -10,6 +10,9 @@ size the operating system reports (wait4). Measured per round:
   position, llama.cpp only the last one's: IBKE's prefill does more work);
 - decode (tokens/s, one token at a time with the KV cache after a 32-token prompt);
 - peak RSS of generating 64 tokens: `ibke generate` and a llama.cpp script doing the same.
+  With `--cold` (root only) the page cache is dropped before each of these runs. A warm run's
+  peak depends on what the cache holds: the kernel maps the cached pages around each page a
+  program touches, so the same executable can peak some MB higher or lower from run to run.
 
 The script prints each round and the medians, and the ratios IBKE / llama.cpp (above 1: IBKE is
 faster, or for memory uses more). llama-cpp-python compiles llama.cpp (10-40 minutes on 2 cores);
@@ -71,8 +74,13 @@ def run(command):
     return process.stdout
 
 
-def peak_rss_mb(command):
-    """Peak resident set size of `command` in MB (ru_maxrss is in KB on Linux)."""
+def peak_rss_mb(command, cold=False):
+    """Peak resident set size of `command` in MB (ru_maxrss is in KB on Linux); `cold` drops the
+    page cache first."""
+    if cold:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
     pid = os.fork()
     if pid == 0:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -105,6 +113,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--decode-tokens", type=int, default=64)
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each peak-RSS run (root)")
     args = parser.parse_args()
 
     size_mb = os.path.getsize(args.model) / 2**20
@@ -116,10 +125,10 @@ def main():
         llama = json.loads(out.strip().splitlines()[-1])
         if r == 0:
             print(f"llama.cpp system info: {llama['system_info'].strip()}")
-        llama["rss"] = peak_rss_mb([sys.executable, "-c", LLAMA_GENERATE, args.model, str(args.threads)])
+        llama["rss"] = peak_rss_mb([sys.executable, "-c", LLAMA_GENERATE, args.model, str(args.threads)], args.cold)
         ibke = ibke_bench(args.ibke, args.model, args.threads, args.dtype, args.decode_tokens)
         ibke["rss"] = peak_rss_mb([args.ibke, "generate", "--model", args.model, "--threads", str(args.threads),
-                                   "--dtype", args.dtype, "--max-tokens", "64", "The capital of France is"])
+                                   "--dtype", args.dtype, "--max-tokens", "64", "The capital of France is"], args.cold)
         for name, result in (("llama.cpp", llama), ("ibke", ibke)):
             for k in keys:
                 rows[name][k].append(result[k])

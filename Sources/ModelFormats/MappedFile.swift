@@ -65,6 +65,19 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: address, count: size)
     }
 
+    /// Lets go of this process's resident pages within `range` (shrunk to whole pages); reading
+    /// them again faults them back in from the file. For parts read once, such as a checkpoint's
+    /// header after loading, so that they stop counting against the process's memory.
+    public func releasePages(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (max(range.lowerBound, 0) + page - 1) / page * page
+        let end = min(range.upperBound, bytes.count) / page * page
+        guard let base = bytes.baseAddress, start < end else { return }
+        // MADV_DONTNEED on a read-only private mapping drops the page-table entries only: no page
+        // was written, so nothing can be lost. A failure leaves the pages resident, which is harmless.
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         if let base = bytes.baseAddress {
             munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)

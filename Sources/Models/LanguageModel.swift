@@ -97,6 +97,7 @@ public final class LanguageModel: @unchecked Sendable {
             throw ModelLoadError.missingTokenizer(file: url.lastPathComponent, detail: "no tokenizer.ggml.model metadata")
         }
         let tokenizer = try Tokenizers.load(ggufMetadata: file.metadata, source: url.lastPathComponent)
+        file.releaseHeaderPages()
         return LanguageModel(
             transformer: transformer, tokenizer: tokenizer, url: url, format: .gguf,
             source: file, ggufFile: file)

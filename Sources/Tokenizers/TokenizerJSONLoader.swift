@@ -88,9 +88,9 @@ private struct TokenizerJSONBuilder {
             throw TokenizerError.missingField(source: source, field: "model")
         }
         let (tokens, bpe) = try makeModel(model, byteLevel: preTokenizer?.isByteLevel ?? false)
-        var tokenIDs: [ExactString: Int] = [:]
-        for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[exact: token] = id }
-        for token in added { tokenIDs[exact: token.content] = token.id }
+        var tokenIDs: [ExactString: Int32] = [:]
+        for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[exact: token] = Int32(id) }
+        for token in added { tokenIDs[exact: token.content] = Int32(token.id) }
 
         var (prefix, suffix) =
             try root["post_processor"].flatMap {
@@ -113,7 +113,7 @@ private struct TokenizerJSONBuilder {
                         source: configSource, field: key,
                         reason: "\"\(name)\" is not in the vocabulary")
                 }
-                return id
+                return Int(id)
             }
             special.bos = try tokenID("bos_token")
             special.eos = try tokenID("eos_token")
@@ -150,11 +150,11 @@ private struct TokenizerJSONBuilder {
             special.eos = suffix.last
         }
         if special.unknown == nil, let unk = model["unk_token"]?.stringValue {
-            special.unknown = tokenIDs[exact: unk]
+            special.unknown = tokenIDs[exact: unk].map(Int.init)
         }
         return BPETokenizer(
-            tokens: tokens, addedTokens: added, normalizer: normalizer, preTokenizer: preTokenizer,
-            model: bpe, prefix: prefix, suffix: suffix, decoder: decoder, special: special,
+            tokens: tokens, tokenIDs: tokenIDs, addedTokens: added, normalizer: normalizer,
+            preTokenizer: preTokenizer, model: bpe, prefix: prefix, suffix: suffix, decoder: decoder, special: special,
             chatTemplate: chatTemplate)
     }
 
@@ -443,7 +443,7 @@ private struct TokenizerJSONBuilder {
 
     /// The ids the post-processor puts before and after a single sequence.
     private func makePostProcessor(
-        _ value: JSONValue, field: String, tokenIDs: [ExactString: Int]
+        _ value: JSONValue, field: String, tokenIDs: [ExactString: Int32]
     ) throws -> ([Int], [Int])? {
         guard let (type, object) = try typeOf(value, field: field) else { return nil }
         switch type {
@@ -457,7 +457,7 @@ private struct TokenizerJSONBuilder {
                     seenSequence = true
                 } else if let name = item["SpecialToken"]?["id"]?.stringValue {
                     let ids =
-                        specials[name]?["ids"]?.intArrayValue ?? tokenIDs[exact: name].map { [$0] }
+                        specials[name]?["ids"]?.intArrayValue ?? tokenIDs[exact: name].map { [Int($0)] }
                     guard let ids else {
                         throw TokenizerError.invalidField(
                             source: source, field: "\(field).single[\(index)]",

@@ -120,6 +120,15 @@ struct GGUFFileTests {
         #expect(decoded == built)
     }
 
+    @Test("metadata reads the same after the header's pages are released")
+    func releasedHeader() throws {
+        let file = try GGUFFile(url: Fixtures.allTypesGGUF)
+        let before = file.array("test.array.strings")?.values
+        file.releaseHeaderPages()
+        #expect(file.array("test.array.strings")?.values == before)
+        #expect(file.array("test.array.nested")?.count == 3)
+    }
+
     @Test("a GGUF v2 file (same little-endian layout) is read like v3")
     func version2() throws {
         var bytes = try [UInt8](Data(contentsOf: Fixtures.allTypesGGUF))
@@ -194,6 +203,49 @@ struct MappedFileTests {
         let empty = try MappedFile(url: dir.write([], to: "empty.bin"))
         #expect(empty.bytes.isEmpty)
     }
+
+    @Test("released pages read back the same, and stop counting as resident (Linux)")
+    func releasePages() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (0..<(8 * page)).map { UInt8(truncatingIfNeeded: $0 * 7 + $0 / page) }
+        let dir = try TemporaryDirectory()
+        let mapped = try MappedFile(url: dir.write(bytes, to: "pages.bin"))
+        #expect(Array(mapped.bytes) == bytes)  // every page touched
+        #if os(Linux)
+        let before = try #require(try residentKilobytes(of: mapped))
+        #expect(before >= 8 * page / 1024)
+        #endif
+        // Partial pages at either end stay; ranges past the ends are clamped; empty ones do nothing.
+        mapped.releasePages(100..<(6 * page + 100))
+        mapped.releasePages(-5..<0)
+        mapped.releasePages((7 * page)..<(100 * page))
+        mapped.releasePages(3..<3)
+        #if os(Linux)
+        let after = try #require(try residentKilobytes(of: mapped))
+        #expect(after <= before - 6 * page / 1024, "\(before) kB resident before, \(after) kB after")
+        #endif
+        #expect(Array(mapped.bytes) == bytes)
+    }
+
+    #if os(Linux)
+    /// The `Rss` of the mapping that holds `file`'s bytes, from /proc/self/smaps.
+    private func residentKilobytes(of file: MappedFile) throws -> Int? {
+        let start = UInt(bitPattern: file.bytes.baseAddress)
+        // Read to the end: /proc files report a size of 0, which a read by size would trust.
+        let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+        defer { try? handle.close() }
+        let smaps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+        var inMapping = false
+        for line in smaps.split(separator: "\n") {
+            if let dash = line.firstIndex(of: "-"), let low = UInt(line[..<dash], radix: 16) {
+                inMapping = low == start
+            } else if inMapping, line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ")[1])
+            }
+        }
+        return nil
+    }
+    #endif
 
     @Test("a missing file throws an error naming the path and the reason")
     func missing() throws {
