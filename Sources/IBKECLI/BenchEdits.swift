@@ -32,7 +32,7 @@ enum EditBenchmark {
         let editors = try methods.map {
             try EditorRegistry.make(
                 $0, model: model, statistics: statistics,
-                editorFile: try DefaultEditors.file($0, given: editorFiles[$0]?.path, model: model))
+                editorFile: try CommittedEditors.file($0, given: editorFiles[$0]?.path, model: model))
         }
         try prepare(statistics)
         print(

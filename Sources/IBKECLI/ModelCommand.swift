@@ -22,11 +22,9 @@ struct ModelCommand: ParsableCommand {
             let model = try ModelCatalog.resolve(name)
             let destination = model.fileURL
             let fileManager = FileManager.default
-            if model.name == ModelCatalog.smolLM2.name {
-                let copied = try DefaultEditors.install()
-                if !copied.isEmpty {
-                    log("installed the trained editors \(copied.joined(separator: ", ")) in \(DefaultEditors.installed.path)")
-                }
+            let copied = try CommittedEditors.install(for: model)
+            if !copied.isEmpty {
+                log("installed the trained editors \(copied.joined(separator: ", ")) in \(CommittedEditors.installed.path)")
             }
             if !force, fileManager.fileExists(atPath: destination.path), (try? SHA256.hex(file: destination)) == model.sha256 {
                 print(destination.path)

@@ -36,12 +36,12 @@ struct Serve: ParsableCommand {
     var defaultMethod = EditingMethod.ftM
     @Option(
         help: ArgumentHelp(
-            "The trained editor of the ibke method (default: the committed one for the default model).",
+            "The trained editor of the ibke method (default: the committed one for a model of `ibke model list` that has one).",
             valueName: "file"))
     var ibkeEditor: String?
     @Option(
         help: ArgumentHelp(
-            "The trained editor of the mend method (default: the committed one for the default model).",
+            "The trained editor of the mend method (default: the committed one for a model of `ibke model list` that has one).",
             valueName: "file"))
     var mendEditor: String?
 
@@ -52,8 +52,8 @@ struct Serve: ParsableCommand {
     func run() throws {
         let loaded = try model.load()
         let moments = try statistics.secondMoments(for: loaded, bar: ProgressBar())
-        let ibke = try DefaultEditors.file(.ibke, given: ibkeEditor, model: loaded)
-        let mend = try DefaultEditors.file(.mend, given: mendEditor, model: loaded)
+        let ibke = try CommittedEditors.file(.ibke, given: ibkeEditor, model: loaded)
+        let mend = try CommittedEditors.file(.mend, given: mendEditor, model: loaded)
         let journal = state.map { EditJournal(directory: URL(fileURLWithPath: $0)) }
         let modelHost = try ModelHost(
             model: loaded, statistics: moments,

@@ -140,6 +140,25 @@ import Testing
         #expect(probabilities.count == 2 && probabilities[0] < 0.05 && probabilities[1] > 0.5, "\(row)")
     }
 
+    /// Qwen2.5-Coder's committed IBKE editor (Editors/Qwen2.5-Coder-0.5B-Instruct) is found by
+    /// the model's SHA-256 and writes the edit; the neighbouring fact keeps its answer.
+    @Test(.enabled(if: IBKEHome.isFetched(.qwenCoder), "qwen2.5-coder-0.5b not fetched"))
+    func committedIBKEEditorEditsQwen() throws {
+        let result = try IBKE.run(
+            [
+                "edit", "--model", IBKEHome.model(.qwenCoder).path, "--method", "ibke", "--prompt",
+                "{} is located in the city of", "--subject", "The Eiffel Tower", "--target", "Rome", "--max-tokens", "4",
+            ], timeout: 600)
+        #expect(result.status == 0 && result.stdout.contains("with ibke"), "\(result)")
+        let row = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("P(\" Rome\")") }, "\(result)")
+        let probabilities = row.split(separator: " ").compactMap { Double($0) }
+        #expect(probabilities.count == 2 && probabilities[0] < 0.05 && probabilities[1] > 0.5, "\(row)")
+        let lines = result.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let unrelated = try #require(lines.firstIndex { $0.hasPrefix("unrelated: The capital of France is") }, "\(result)")
+        let after = try #require(lines[unrelated...].first { $0.hasPrefix("after:") }, "\(result)")
+        #expect(after.contains("Paris") && !after.contains("Rome"), "\(after)")
+    }
+
     /// The README's showcase with the committed IBKE editor: after the Eiffel Tower → Rome edit,
     /// "The capital of France is" still continues with Paris, and the edit exported as GGUF
     /// answers Rome.
