@@ -56,6 +56,7 @@ struct ModelOptions: ParsableArguments {
         let url = try modelURL(path)
         let start = DispatchTime.now().uptimeNanoseconds
         let loaded = try LanguageModel.load(url, precision: precision ?? dtype)
+        Entry.returnFreedMemory()
         log(
             String(
                 format: "loaded %@ (%@, %d layers) in %.2f s", url.lastPathComponent, loaded.config.architecture.name,
