@@ -54,7 +54,7 @@ enum Entry {
     }
 
     /// Gives the heap's free pages back to the system. With the policy above nothing freed is
-    /// returned by itself, so a loader's temporaries (a tokenizer's construction, 7.5 MB on Gemma
+    /// returned by itself, so a loader's temporaries (a tokenizer's construction, 12 MB on Gemma
     /// 3) would stay resident beside the model for the rest of the run.
     static func returnFreedMemory() {
         #if canImport(Glibc)

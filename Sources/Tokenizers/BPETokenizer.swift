@@ -59,7 +59,7 @@ public struct BPETokenizer: Tokenizer {
         }
         let tokens = overrides.isEmpty ? tokens : Self.tokens(tokens, overriddenBy: overrides)
         self.tokens = tokens
-        // The loaders' own table, which they need to read the merges: not a second copy (1.3 MB).
+        // The loaders' own table, which they need to read the merges: not a second copy (1.6 MB).
         self.tokenIDs = tokenIDs
         self.addedTokens = AddedTokenMatcher(tokens: addedTokens, normalizer: normalizer)
         self.normalizer = normalizer
