@@ -95,26 +95,21 @@ private struct GGUFTokenizerBuilder {
     ) throws -> any Tokenizer {
         // Tokens outside the byte alphabet (a raw added token) are respelled from their UTF-8, as
         // transformers does, so the merges and the byte table find them.
-        // (Checked first so that the usual vocabulary, all in the alphabet, is not copied: 0.8 MB.)
-        let tokens =
-            fileTokens.allSatisfy(ByteLevel.isSpelledInAlphabet)
-            ? fileTokens
-            : fileTokens.map { ByteLevel.isSpelledInAlphabet($0) ? $0 : ByteLevel.spell($0.utf8) }
+        let tokens = fileTokens.map {
+            ByteLevel.isSpelledInAlphabet($0) ? $0 : ByteLevel.spell($0.utf8)
+        }
         var vocab: [ExactString: Int32] = [:]
         vocab.reserveCapacity(tokens.count)
         for (id, token) in tokens.enumerated() where !token.isEmpty {
             vocab[exact: token] = Int32(id)
         }
         let mergesKey = "tokenizer.ggml.merges"
-        // Read one at a time from the file's array rather than as a [String] (0.8 MB on SmolLM2).
-        guard let mergeLines = metadata[mergesKey] else {
+        guard let mergeLines = try strings(mergesKey) else {
             throw TokenizerError.missingField(source: source, field: mergesKey)
         }
-        guard let mergeArray = mergeLines.arrayValue else { throw typeError(mergesKey, "an array of strings") }
         var merges: [UInt64: UInt64] = [:]
-        merges.reserveCapacity(mergeArray.count)
-        for (rank, element) in mergeArray.enumerated() {
-            guard let line = element.stringValue else { throw typeError(mergesKey, "an array of strings") }
+        merges.reserveCapacity(mergeLines.count)
+        for (rank, line) in mergeLines.enumerated() {
             guard let space = line.firstIndex(of: " ") else {
                 throw TokenizerError.invalidField(
                     source: source, field: mergesKey,
