@@ -24,8 +24,8 @@ public final class KVCache: @unchecked Sendable {
     public func reserve(_ total: Int) {
         guard total > capacity else { return }
         let newCapacity = max(total, capacity * 2)
-        let fresh = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width) }
-        let freshValues = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width) }
+        let fresh = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width, zeroed: false) }
+        let freshValues = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width, zeroed: false) }
         for l in 0..<keys.count {
             fresh[l].pointer.update(from: keys[l].pointer, count: count * width)
             freshValues[l].pointer.update(from: values[l].pointer, count: count * width)
