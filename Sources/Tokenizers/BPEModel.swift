@@ -29,10 +29,10 @@ struct BPEModel: Sendable {
     let merges: [UInt64: UInt64]
     /// Words found whole in the vocabulary are emitted as they are, unmerged (HF `ignore_merges`,
     /// llama.cpp's Llama 3 behaviour). Keys are vocabulary spellings.
-    let wholeWords: [ExactString: Int32]?
+    let wholeWords: VocabularyIndex?
     private let cache = WordCache()
 
-    init(symbols: Symbols, merges: [UInt64: UInt64], wholeWords: [ExactString: Int32]? = nil) {
+    init(symbols: Symbols, merges: [UInt64: UInt64], wholeWords: VocabularyIndex? = nil) {
         self.symbols = symbols
         self.merges = merges
         self.wholeWords = wholeWords

@@ -14,7 +14,7 @@ public struct BPETokenizer: Tokenizer {
     let vocabulary: [String]
     let addedTokenList: [AddedToken]
     /// Each token's id, as the loader resolved it (an added token's own id for its content).
-    let tokenIDs: [ExactString: Int32]
+    let tokenIDs: VocabularyIndex
     let addedTokens: AddedTokenMatcher
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
@@ -43,7 +43,7 @@ public struct BPETokenizer: Tokenizer {
     }
 
     init(
-        tokens: [String], tokenIDs: [ExactString: Int32], addedTokens: [AddedToken], normalizer: Normalizer?,
+        tokens: [String], tokenIDs: VocabularyIndex, addedTokens: [AddedToken], normalizer: Normalizer?,
         preTokenizer: PreTokenizer?, model: BPEModel, prefix: [Int], suffix: [Int],
         decoder: TokenDecoder?, special: SpecialIDs, chatTemplate: String?
     ) {
@@ -59,7 +59,7 @@ public struct BPETokenizer: Tokenizer {
         }
         let tokens = overrides.isEmpty ? tokens : Self.tokens(tokens, overriddenBy: overrides)
         self.tokens = tokens
-        // The loaders' own table, which they need to read the merges: not a second copy (1.6 MB).
+        // The loaders' own index, which they need to read the merges: not a second table.
         self.tokenIDs = tokenIDs
         self.addedTokens = AddedTokenMatcher(tokens: addedTokens, normalizer: normalizer)
         self.normalizer = normalizer

@@ -98,11 +98,7 @@ private struct GGUFTokenizerBuilder {
         let tokens = fileTokens.map {
             ByteLevel.isSpelledInAlphabet($0) ? $0 : ByteLevel.spell($0.utf8)
         }
-        var vocab: [ExactString: Int32] = [:]
-        vocab.reserveCapacity(tokens.count)
-        for (id, token) in tokens.enumerated() where !token.isEmpty {
-            vocab[exact: token] = Int32(id)
-        }
+        let vocab = VocabularyIndex(tokens: tokens)
         let mergesKey = "tokenizer.ggml.merges"
         guard let mergeLines = try strings(mergesKey) else {
             throw TokenizerError.missingField(source: source, field: mergesKey)
@@ -200,11 +196,9 @@ private struct GGUFTokenizerBuilder {
         guard let scores = try floats(scoresKey, count: tokens.count) else {
             throw TokenizerError.missingField(source: source, field: scoresKey)
         }
-        var vocab: [ExactString: Int32] = [:]
-        vocab.reserveCapacity(tokens.count)
+        let vocab = VocabularyIndex(tokens: tokens)
         var scalarIDs: [UInt32: Int32] = [:]
         for (id, token) in tokens.enumerated() {
-            if !token.isEmpty { vocab[exact: token] = Int32(id) }
             let scalars = token.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first {
                 scalarIDs[scalar.value] = Int32(id)
@@ -215,8 +209,8 @@ private struct GGUFTokenizerBuilder {
         let ranks = Dictionary(
             uniqueKeysWithValues: Set(scores).sorted(by: >).enumerated().map { ($1, $0) })
         var merges: [UInt64: UInt64] = [:]
-        for (text, merged) in vocab {
-            let scalars = Array(text.string.unicodeScalars)
+        for (text, merged) in vocab.pairs {
+            let scalars = Array(text.unicodeScalars)
             guard scalars.count > 1 else { continue }
             let priority = ranks[scores[Int(merged)]] ?? ranks.count
             for k in 1..<scalars.count {

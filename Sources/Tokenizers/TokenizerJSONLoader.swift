@@ -88,9 +88,8 @@ private struct TokenizerJSONBuilder {
             throw TokenizerError.missingField(source: source, field: "model")
         }
         let (tokens, bpe) = try makeModel(model, byteLevel: preTokenizer?.isByteLevel ?? false)
-        var tokenIDs: [ExactString: Int32] = [:]
-        for (id, token) in tokens.enumerated() where !token.isEmpty { tokenIDs[exact: token] = Int32(id) }
-        for token in added { tokenIDs[exact: token.content] = Int32(token.id) }
+        let tokenIDs = VocabularyIndex(
+            entries: tokens.enumerated().map { ($1, Int32($0)) } + added.map { ($0.content, Int32($0.id)) })
 
         var (prefix, suffix) =
             try root["post_processor"].flatMap {
@@ -254,7 +253,9 @@ private struct TokenizerJSONBuilder {
         let ignoreMerges = model["ignore_merges"]?.boolValue ?? false
         return (
             tokens,
-            BPEModel(symbols: symbols, merges: merges, wholeWords: ignoreMerges ? vocab : nil)
+            BPEModel(
+                symbols: symbols, merges: merges,
+                wholeWords: ignoreMerges ? VocabularyIndex(entries: vocab.map { ($0.key.string, $0.value) }) : nil)
         )
     }
 
@@ -443,7 +444,7 @@ private struct TokenizerJSONBuilder {
 
     /// The ids the post-processor puts before and after a single sequence.
     private func makePostProcessor(
-        _ value: JSONValue, field: String, tokenIDs: [ExactString: Int32]
+        _ value: JSONValue, field: String, tokenIDs: VocabularyIndex
     ) throws -> ([Int], [Int])? {
         guard let (type, object) = try typeOf(value, field: field) else { return nil }
         switch type {

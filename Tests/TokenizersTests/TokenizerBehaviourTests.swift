@@ -367,3 +367,42 @@ struct TokenizerBenchmarks {
         #expect(tokenizer.id(of: "\u{e9}") == 0)
     }
 }
+
+@Suite struct VocabularyIndexTests {
+    /// Whatever the entries, the index answers as the dictionary built from the same assignments.
+    @Test(arguments: [0, 1, 7, 500])
+    func answersAsTheDictionaryOfTheSameEntries(seed: Int) {
+        // Few distinct spellings, so repeats (a later entry replaces an earlier one) are common.
+        let alphabet = ["a", "b", "é", "e\u{301}", "\u{2001}", "\u{2003}", " ", "Ġ"]
+        var state = UInt64(seed) &* 6_364_136_223_846_793_005 &+ 1
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33) % n
+        }
+        let tokens = (0..<(seed * 3 + 5)).map { _ in (0..<next(3)).map { _ in alphabet[next(alphabet.count)] }.joined() }
+        var dictionary: [ExactString: Int32] = [:]
+        for (id, token) in tokens.enumerated() where !token.isEmpty { dictionary[exact: token] = Int32(id) }
+        let index = VocabularyIndex(tokens: tokens)
+        #expect(index.count == dictionary.count)
+        for probe in tokens + alphabet + ["", "ab", "zz", "é\u{301}"] {
+            #expect(index[exact: probe] == dictionary[exact: probe], "\(probe.unicodeScalars.map(\.value))")
+        }
+        #expect(Dictionary(uniqueKeysWithValues: index.pairs.map { (ExactString($0.spelling), $0.id) }) == dictionary)
+
+        let entries = tokens.enumerated().map { ($1, Int32(1000 - $0)) }
+        var explicit: [ExactString: Int32] = [:]
+        for (token, id) in entries where !token.isEmpty { explicit[exact: token] = id }
+        let explicitIndex = VocabularyIndex(entries: entries)
+        for probe in tokens + alphabet { #expect(explicitIndex[exact: probe] == explicit[exact: probe]) }
+    }
+
+    /// Canonically equivalent spellings are different tokens, as in the vocabularies' files.
+    @Test func tellsCanonicallyEquivalentSpellingsApart() {
+        let index = VocabularyIndex(tokens: ["é", "e\u{301}", "\u{2001}", "\u{2003}"])
+        #expect(index[exact: "é"] == 0)
+        #expect(index[exact: "e\u{301}"] == 1)
+        #expect(index[exact: "\u{2001}"] == 2)
+        #expect(index[exact: "\u{2003}"] == 3)
+        #expect(index[exact: "e"] == nil)
+    }
+}
