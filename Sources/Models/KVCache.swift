@@ -24,6 +24,8 @@ public final class KVCache: @unchecked Sendable {
     public func reserve(_ total: Int) {
         guard total > capacity else { return }
         let newCapacity = max(total, capacity * 2)
+        // Not zero-filled: attention reads only positions already written, and a generation that
+        // stops early then never touches the rest of its budget (3.7 MB of the default model's peak).
         let fresh = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width, zeroed: false) }
         let freshValues = (0..<layerCount).map { _ in TensorStorage(count: newCapacity * width, zeroed: false) }
         for l in 0..<keys.count {
