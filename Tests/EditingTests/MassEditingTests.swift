@@ -190,11 +190,43 @@ import Testing
         let ours = try read(["v_loss_threshold": .double(1e-2), "v_first_token_weight": .double(3)])
         #expect(ours.optimization.lossThreshold == 1e-2 && ours.optimization.firstTokenWeight == 3)
         #expect(throws: EditorError.self) { try read(["v_first_token_weight": .double(0)]) }
+        let variants = try read(["prompt_variants": .int(3)])
+        #expect(variants.optimization.promptVariants == 3)
+        #expect(variants.json(alphaEdit: false).objectValue?["prompt_variants"] == .int(3))
+        #expect(h.json(alphaEdit: false).objectValue?["prompt_variants"] == nil, "the references' files stay as they were")
+        #expect(throws: EditorError.self) { try read(["prompt_variants": .int(-1)]) }
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(30)])]) }
         #expect(throws: EditorError.self) { try read(["nullspace_threshold": .double(1)]) }  // MEMIT has no null space
         #expect(throws: EditorError.self) { try read(["v_loss_layer": .int(20)]) }
         #expect(throws: EditorError.self) { try read(["mom2_adjustment": .bool(false)]) }
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(28), .int(29)])]) }
+    }
+
+    /// A reworded prompt leaves out one word: not the subject, not the last word; the same seed
+    /// gives the same rewordings, and there are no more than the words that can go.
+    @Test func promptVariantsLeaveOutOneWordBesideTheSubject() throws {
+        let request = EditRequest(prompt: "Which city does WKMS-FM serve?", subject: "WKMS-FM", targetNew: "Murray")
+        let variants = request.wordDropoutVariants(3, seed: 7)
+        #expect(variants.count == 3)
+        #expect(Set(variants.map(\.prompt)).count == 3)
+        for v in variants {
+            #expect(v.template!.contains("{}") && v.prompt.hasSuffix(" serve?") && v.subject == request.subject)
+            #expect(v.prompt.split(separator: " ").count == 4)
+            #expect(["city does WKMS-FM serve?", "Which does WKMS-FM serve?", "Which city WKMS-FM serve?"].contains(v.text))
+        }
+        #expect(request.wordDropoutVariants(3, seed: 7) == variants)
+        #expect(request.wordDropoutVariants(10, seed: 7).count == 3)
+        #expect(request.wordDropoutVariants(0, seed: 7).isEmpty)
+        let template = EditRequest(prompt: "{} is located in", subject: "The Eiffel Tower", targetNew: "Rome")
+        #expect(Set(template.wordDropoutVariants(5, seed: 1).map(\.prompt)) == ["{} located in", "{} is in"])
+
+        // The contexts of the value optimisation and the keys: the templates, then the rewordings.
+        let model = try TestModels.tinyLlama()
+        var templates: [String]? = ["{}", "Some text. {}"]
+        let prepared = try request.prepared(for: model)
+        let contexts = try MassEditing.contexts([prepared], templates: &templates, seed: 7, variants: 2, model: model)[0]
+        #expect(contexts.count == 4 && contexts[0].prompt == prepared.prompt && contexts[0].subjectLast == prepared.subjectLast)
+        #expect(contexts[2...].map(\.request.text) == Array(variants.prefix(2)).map(\.text))
     }
 
     /// Optimising several requests in one batch gives each the value it gets alone (one δ and

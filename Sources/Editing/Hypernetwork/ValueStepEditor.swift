@@ -38,7 +38,8 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
 
     /// The same network with the edit-time keys of a hyperparameter file: `continue_steps`, and
     /// MEMIT's value keys (`v_lr`, `clamp_norm_factor`, `v_loss_threshold` for Adam's steps;
-    /// `kl_factor`, `v_weight_decay`, `v_first_token_weight` for the loss every read sees).
+    /// `kl_factor`, `v_weight_decay`, `v_first_token_weight`, `prompt_variants` for the loss every
+    /// read sees).
     public func overriding(_ reader: inout HyperparameterReader) throws -> ValueStepEditor {
         let steps = try reader.int("continue_steps", default: continueSteps, in: 0...1000)
         var h = writer.settings
@@ -190,7 +191,8 @@ public final class ValueStepObjective: @unchecked Sendable {
     ) throws -> Measurement {
         let h = hyperparameters
         let layer = h.layers.last!
-        let contexts = try LocateThenEdit.inContexts(request, templates: templates, model: model)
+        let contexts = try LocateThenEdit.inContexts(
+            request, templates: templates, variants: h.optimization.promptVariants, seed: h.seed, model: model)
         var optimization = h.valueOptimization(method: "ibke")
         let reads = network.settings.reads
         optimization.settings.steps = reads + 1

@@ -116,7 +116,8 @@ public final class AlphaEdit: Editor, @unchecked Sendable {
     }
 
     private func contexts(_ requests: [PreparedRequest], model: LanguageModel) throws -> [[PreparedRequest]] {
-        try MassEditing.contexts(requests, templates: &templates, seed: settings.seed, model: model)
+        try MassEditing.contexts(
+            requests, templates: &templates, seed: settings.seed, variants: settings.optimization.promptVariants, model: model)
     }
 
     /// P = Û Ûᵀ over the eigenvectors of C below the threshold (or within the fraction of tr(C)).

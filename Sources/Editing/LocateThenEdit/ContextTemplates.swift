@@ -1,4 +1,5 @@
 import Models
+import TensorCore
 
 /// ROME's context templates (METHODS.md §2.1): `"{}"` plus short texts the model itself
 /// generates from the document separator, each as `"<text>. {}"`, so keys and values are
@@ -59,5 +60,24 @@ extension EditRequest {
         var copy = self
         copy.prompt = template.replacingFirst("{}", with: own)
         return copy
+    }
+}
+
+extension EditRequest {
+    /// Up to `count` rewordings of the prompt, each with one word left out: a word before or
+    /// after the subject, never the subject's and never the last (where the answer follows),
+    /// chosen in a `seed`-shuffled order. The value optimisation fits δ to these beside the
+    /// prompt (`prompt_variants`), so it does not fit one exact wording of the question.
+    func wordDropoutVariants(_ count: Int, seed: UInt64) -> [EditRequest] {
+        guard count > 0, let own = template else { return [] }
+        let words = own.split(separator: " ", omittingEmptySubsequences: false)
+        var droppable = words.indices.dropLast().filter { !words[$0].contains("{}") && !words[$0].isEmpty }
+        var generator = SplitMix64(seed: seed)
+        droppable.shuffle(using: &generator)
+        return droppable.prefix(count).map { dropped in
+            var copy = self
+            copy.prompt = words.indices.filter { $0 != dropped }.map { String(words[$0]) }.joined(separator: " ")
+            return copy
+        }
     }
 }

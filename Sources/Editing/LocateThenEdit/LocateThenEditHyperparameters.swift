@@ -43,6 +43,7 @@ extension LocateThenEditHyperparameters {
             "clamp_norm_factor": .double(o.clampNormFactor), "kl_factor": .double(o.klFactor),
             "v_loss_threshold": .double(o.lossThreshold), "v_first_token_weight": .double(o.firstTokenWeight),
         ]
+        if o.promptVariants > 0 { object.updateValue(.int(o.promptVariants), forKey: "prompt_variants") }
         for (key, value) in methodKeys { object.updateValue(value, forKey: key) }
         object.updateValue(.string("subject_last"), forKey: "fact_token")
         object.updateValue(.int(Int(seed)), forKey: "seed")

@@ -151,13 +151,15 @@ enum MassEditing {
 
     /// Each request in every MEMIT template; the templates are generated on first use and kept.
     static func contexts(
-        _ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, model: LanguageModel
+        _ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, variants: Int, model: LanguageModel
     ) throws
         -> [[PreparedRequest]]
     {
         let generated = try templates ?? ContextTemplates.generate(model, seed: seed)
         templates = generated
-        return try requests.map { try LocateThenEdit.inContexts($0, templates: generated, model: model) }
+        return try requests.map {
+            try LocateThenEdit.inContexts($0, templates: generated, variants: variants, seed: seed, model: model)
+        }
     }
 
     /// Per request: the key at `keyLayer` averaged over its contexts, and the residual at
@@ -277,7 +279,8 @@ public final class MEMIT: Editor, @unchecked Sendable {
     public var statistics: EditorStatistics { .labelled(secondMoments.label()) }
 
     public func edit(_ requests: [PreparedRequest], in model: LanguageModel) throws -> WeightDelta {
-        let contexts = try MassEditing.contexts(requests, templates: &templates, seed: settings.seed, model: model)
+        let contexts = try MassEditing.contexts(
+            requests, templates: &templates, seed: settings.seed, variants: settings.optimization.promptVariants, model: model)
         let lambda = settings.mom2UpdateWeight
         let entries = try MassEditing.edit(
             requests, contexts: contexts, model: model, hyperparameters: settings,

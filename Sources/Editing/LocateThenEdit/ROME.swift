@@ -112,7 +112,8 @@ public final class ROME: Editor, @unchecked Sendable {
         guard let (w, rows) = model.transformer.weights.matrix(id, config: config) else {
             throw EditorError.invalidHyperparameter(file: name, key: "layers", expected: "a layer with an MLP")
         }
-        let contexts = try LocateThenEdit.inContexts(request, templates: templates, model: model)
+        let contexts = try LocateThenEdit.inContexts(
+            request, templates: templates, variants: h.optimization.promptVariants, seed: h.seed, model: model)
         // Keys at the subject's last token in every context: k* is their mean.
         let hook = HookKey(.feedForwardHidden, layer: h.layer)
         let keys = try LocateThenEdit.subjectActivations(contexts, at: [hook], model: model)[hook]!

@@ -23,6 +23,10 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
     /// weighted mean (`v_first_token_weight`; 1 is the references' token mean). The first token
     /// is where a paraphrase fails; the later ones are teacher-forced continuations.
     public var firstTokenWeight = 1.0
+    /// Rewordings of the prompt (one word left out each, ``EditRequest/wordDropoutVariants(_:seed:)``)
+    /// added to its contexts, for the value's loss and the keys' mean (`prompt_variants`; 0, as
+    /// the references).
+    public var promptVariants = 0
 
     /// Reads the keys of a hyperparameter file that set the optimisation, all but the step count.
     mutating func read(_ reader: inout HyperparameterReader) throws {
@@ -32,6 +36,7 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
         klFactor = try reader.double("kl_factor", default: klFactor)
         lossThreshold = try reader.double("v_loss_threshold", default: lossThreshold)
         firstTokenWeight = try reader.double("v_first_token_weight", default: firstTokenWeight)
+        promptVariants = try reader.int("prompt_variants", default: promptVariants, in: 0...16)
         guard firstTokenWeight > 0 else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "v_first_token_weight", expected: "a positive number")
         }
@@ -273,14 +278,18 @@ extension LocateThenEdit {
         return means
     }
 
-    /// Each request in every template, the subject still marked.
-    static func inContexts(_ request: PreparedRequest, templates: [String], model: LanguageModel) throws -> [PreparedRequest] {
-        try templates.map { t in
+    /// Each request in every template, the subject still marked, then its `variants` rewordings
+    /// (``EditRequest/wordDropoutVariants(_:seed:)``) bare. The first is the bare prompt.
+    static func inContexts(
+        _ request: PreparedRequest, templates: [String], variants: Int = 0, seed: UInt64 = 0, model: LanguageModel
+    ) throws -> [PreparedRequest] {
+        let placed = try templates.map { t in
             guard let r = request.request.inContext(t) else {
                 throw EditRequestError.subjectNotInPrompt(subject: request.request.subject, prompt: request.request.prompt, request: 0)
             }
-            return try r.prepared(for: model)
+            return r
         }
+        return try (placed + request.request.wordDropoutVariants(variants, seed: seed)).map { try $0.prepared(for: model) }
     }
 }
 
