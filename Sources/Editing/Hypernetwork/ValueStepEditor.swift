@@ -120,7 +120,7 @@ extension ValueStepEditor {
     }
 
     /// Reads an editor written by ``save(to:model:)`` for `model`; MEMIT's defaults for the
-    /// model place the write, and Adam continues after the learned reads up to MEMIT's
+    /// model place the write, four rewordings join the prompt's contexts, and Adam continues after the learned reads up to MEMIT's
     /// `v_num_grad_steps` in all (``continuing(_:)`` with 0: the reads alone).
     public static func load(from url: URL, for model: LanguageModel, statistics: SecondMomentSource) throws -> ValueStepEditor {
         let file = try SafetensorsFile(url: url)
@@ -143,7 +143,11 @@ extension ValueStepEditor {
             guard values.allSatisfy(\.isFinite) else { throw malformed("tensor \(slot.name) holds NaN or infinite values") }
             network.bank[slot.name].buffer.update(fromContentsOf: values)
         }
-        let h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
+        var h = MassEditingHyperparameters.defaults(layerCount: model.config.layerCount, feedForwardSize: model.config.feedForwardSize)
+        // Four one-word-dropout rewordings of the prompt beside MEMIT's templates: on the
+        // validation records the value then carries to more paraphrases and keeps the
+        // neighbours (zsRE generality 85.5 → 91.3, CounterFact Score 83.8 → 85.4; Docs/ibke.md).
+        h.optimization.promptVariants = 4
         // The learned reads, then Adam to MEMIT's loss threshold within MEMIT's step budget:
         // the reads alone write about half the zsRE edits (Docs/ibke.md).
         let editor = ValueStepEditor(
