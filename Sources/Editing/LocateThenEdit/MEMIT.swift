@@ -149,7 +149,8 @@ enum MassEditing {
         return updates.flatMap(\.entries)
     }
 
-    /// Each request in every MEMIT template; the templates are generated on first use and kept.
+    /// Each request in every MEMIT template, then its `variants` rewordings; the templates are
+    /// generated on first use and kept.
     static func contexts(
         _ requests: [PreparedRequest], templates: inout [String]?, seed: UInt64, variants: Int, model: LanguageModel
     ) throws
