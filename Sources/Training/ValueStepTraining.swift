@@ -34,6 +34,8 @@ public struct ValueStepTrainingSettings: Sendable, Equatable {
     public var beta: Float = 1e-3
     public var paraphraseWeight: Float = 1
     public var intermediateWeight: Float = 0.2
+    /// Rewordings of each prompt in the value loss the reads see (`prompt_variants`, as at edit time).
+    public var promptVariants = 0
     public var seed: UInt64 = 0
 
     public init() {}
@@ -50,18 +52,21 @@ public struct ValueStepTrainingSettings: Sendable, Equatable {
         beta = Float(try reader.double("beta", default: Double(beta)))
         paraphraseWeight = Float(try reader.double("paraphrase_weight", default: Double(paraphraseWeight)))
         intermediateWeight = Float(try reader.double("intermediate_weight", default: Double(intermediateWeight)))
+        promptVariants = try reader.int("prompt_variants", default: promptVariants, in: 0...16)
         seed = UInt64(try reader.int("seed", default: Int(seed), in: 0...Int.max))
         try reader.finish()
     }
 
     /// The settings as `--set` keys, recorded in checkpoints (a resumed run must match them).
     public var json: JSONValue {
-        let object: JSONObject = [
+        var object: JSONObject = [
             "reads": .int(network.reads), "hidden": .int(network.hidden), "latent": .int(network.latent), "steps": .int(steps),
             "batch": .int(batch), "lr": .double(learningRate), "validate_every": .int(validateEvery), "beta": .double(Double(beta)),
             "paraphrase_weight": .double(Double(paraphraseWeight)), "intermediate_weight": .double(Double(intermediateWeight)),
             "seed": .int(Int(seed)),
         ]
+        // Written only when set, so checkpoints made before the key still resume.
+        if promptVariants > 0 { _ = object.updateValue(.int(promptVariants), forKey: "prompt_variants") }
         return .object(object)
     }
 }
@@ -101,7 +106,7 @@ public final class ValueStepTrainer {
     public init(
         model: LanguageModel, settings: ValueStepTrainingSettings, training: [ValueStepSample], validation: [ValueStepSample]
     ) throws {
-        objective = try ValueStepObjective(model: model)
+        objective = try ValueStepObjective(model: model, promptVariants: settings.promptVariants)
         objective.beta = settings.beta
         objective.paraphraseWeight = settings.paraphraseWeight
         objective.intermediateWeight = settings.intermediateWeight

@@ -187,4 +187,18 @@ import Testing
         longer.beta *= 2
         #expect(!TrainingRun.canContinue(saved: saved, at: 100, with: longer))
     }
+
+    /// `prompt_variants` reaches the value loss the reads are trained on, is recorded only when
+    /// set (earlier checkpoints keep resuming), and is range-checked.
+    @Test func valueStepTrainingReadsRewordings() throws {
+        var reader = HyperparameterReader(object: ["design": .string("value_steps"), "prompt_variants": .int(4)], file: "--set")
+        let settings = try ValueStepTrainingSettings(reading: &reader)
+        #expect(settings.promptVariants == 4)
+        #expect(settings.json.objectValue?["prompt_variants"] == .int(4))
+        #expect(ValueStepTrainingSettings().json.objectValue?["prompt_variants"] == nil)
+        var tooMany = HyperparameterReader(object: ["prompt_variants": .int(17)], file: "--set")
+        #expect(throws: (any Error).self) { _ = try ValueStepTrainingSettings(reading: &tooMany) }
+        let trainer = try ValueStepTrainer(model: try Self.model(), settings: settings, training: [], validation: [])
+        #expect(trainer.objective.hyperparameters.optimization.promptVariants == 4)
+    }
 }

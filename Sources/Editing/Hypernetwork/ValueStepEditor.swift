@@ -170,9 +170,12 @@ public final class ValueStepObjective: @unchecked Sendable {
     public var paraphraseWeight: Float = 1
     public var beta: Float = 1e-3
 
-    public init(model: LanguageModel) throws {
+    /// `promptVariants`: rewordings of the prompt in the value loss (`prompt_variants`).
+    public init(model: LanguageModel, promptVariants: Int = 0) throws {
         let config = model.config
-        hyperparameters = .defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
+        var h = MassEditingHyperparameters.defaults(layerCount: config.layerCount, feedForwardSize: config.feedForwardSize)
+        h.optimization.promptVariants = promptVariants
+        hyperparameters = h
         self.model = model
         templates = try ContextTemplates.generate(model, seed: hyperparameters.seed)
     }
