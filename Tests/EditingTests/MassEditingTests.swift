@@ -195,6 +195,10 @@ import Testing
         #expect(variants.json(alphaEdit: false).objectValue?["prompt_variants"] == .int(3))
         #expect(h.json(alphaEdit: false).objectValue?["prompt_variants"] == nil, "the references' files stay as they were")
         #expect(throws: EditorError.self) { try read(["prompt_variants": .int(-1)]) }
+        let every = try read(["v_stop_every_context": .bool(true)])
+        #expect(every.optimization.stopOnEveryContext && !h.optimization.stopOnEveryContext)
+        #expect(every.json(alphaEdit: false).objectValue?["v_stop_every_context"] == .bool(true))
+        #expect(h.json(alphaEdit: false).objectValue?["v_stop_every_context"] == nil)
         #expect(throws: EditorError.self) { try read(["layers": .array([.int(30)])]) }
         #expect(throws: EditorError.self) { try read(["nullspace_threshold": .double(1)]) }  // MEMIT has no null space
         #expect(throws: EditorError.self) { try read(["v_loss_layer": .int(20)]) }
@@ -227,6 +231,23 @@ import Testing
         let contexts = try MassEditing.contexts([prepared], templates: &templates, seed: 7, variants: 2, model: model)[0]
         #expect(contexts.count == 4 && contexts[0].prompt == prepared.prompt && contexts[0].subjectLast == prepared.subjectLast)
         #expect(contexts[2...].map(\.request.text) == Array(variants.prefix(2)).map(\.text))
+    }
+
+    /// The stopping rule of `v_stop_every_context` reads the worst context's weighted NLL, not
+    /// the mean over contexts.
+    @Test func worstContextNLLIsTheLargestContextsLoss() {
+        var layout = ValueOptimization.Layout()
+        layout.contexts = 2
+        layout.targets = [0, 1, 0, 1]
+        layout.weights = [0.25, 0.25, 0.25, 0.25]  // the token mean over both contexts
+        // Vocabulary of 2: the first context predicts its targets with p = ½, the second with
+        // p = e/(1+e) each.
+        let logits: [Float] = [0, 0, 0, 0, 1, 0, 0, 1]
+        let worst = logits.withUnsafeBufferPointer { layout.worstContextNLL(logits: $0.baseAddress!, vocabularySize: 2) }
+        #expect(abs(worst - Float(log(2.0))) < 1e-6, "\(worst)")
+        layout.targets = [1, 0, 1, 0]  // now the second context misses both
+        let missed = logits.withUnsafeBufferPointer { layout.worstContextNLL(logits: $0.baseAddress!, vocabularySize: 2) }
+        #expect(abs(missed - Float(log(1 + M_E))) < 1e-5, "\(missed)")
     }
 
     /// Optimising several requests in one batch gives each the value it gets alone (one δ and

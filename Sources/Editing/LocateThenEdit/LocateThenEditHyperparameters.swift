@@ -44,6 +44,7 @@ extension LocateThenEditHyperparameters {
             "v_loss_threshold": .double(o.lossThreshold), "v_first_token_weight": .double(o.firstTokenWeight),
         ]
         if o.promptVariants > 0 { object.updateValue(.int(o.promptVariants), forKey: "prompt_variants") }
+        if o.stopOnEveryContext { object.updateValue(.bool(true), forKey: "v_stop_every_context") }
         for (key, value) in methodKeys { object.updateValue(value, forKey: key) }
         object.updateValue(.string("subject_last"), forKey: "fact_token")
         object.updateValue(.int(Int(seed)), forKey: "seed")

@@ -27,6 +27,9 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
     /// added to its contexts, for the value's loss and the keys' mean (`prompt_variants`; 0, as
     /// the references).
     public var promptVariants = 0
+    /// Adam stops on the worst context's NLL instead of the mean over contexts
+    /// (`v_stop_every_context`; false, as the references), so a rewording the mean hides is fitted too.
+    public var stopOnEveryContext = false
 
     /// Reads the keys of a hyperparameter file that set the optimisation, all but the step count.
     mutating func read(_ reader: inout HyperparameterReader) throws {
@@ -37,6 +40,7 @@ public struct ValueOptimizationSettings: Sendable, Equatable {
         lossThreshold = try reader.double("v_loss_threshold", default: lossThreshold)
         firstTokenWeight = try reader.double("v_first_token_weight", default: firstTokenWeight)
         promptVariants = try reader.int("prompt_variants", default: promptVariants, in: 0...16)
+        stopOnEveryContext = try reader.bool("v_stop_every_context", default: stopOnEveryContext)
         guard firstTokenWeight > 0 else {
             throw EditorError.invalidHyperparameter(file: reader.file, key: "v_first_token_weight", expected: "a positive number")
         }
@@ -81,7 +85,7 @@ struct ValueOptimization {
     }
 
     /// One request's sequences: its prompt in every context, then `"{subject} is a"`.
-    private struct Layout {
+    struct Layout {
         var past: [[Int]] = []
         var new: [[Int]] = []
         /// Per sequence, the new-token positions whose logits the loss reads.
@@ -91,6 +95,22 @@ struct ValueOptimization {
         var targets: [Int] = []
         var weights: [Float] = []
         var contexts = 0
+
+        /// The largest of the contexts' target NLLs (each its weighted token mean), from the
+        /// logits of the loss's rows, context after context.
+        func worstContextNLL(logits: UnsafePointer<Float>, vocabularySize v: Int) -> Float {
+            let perContext = targets.count / contexts
+            return targets.withUnsafeBufferPointer { t in
+                weights.withUnsafeBufferPointer { w in
+                    (0..<contexts).map { c in
+                        Float(contexts) * Losses.crossEntropy(
+                            logits: logits + c * perContext * v, rows: perContext, vocabularySize: v, ldLogits: v,
+                            targets: t.baseAddress! + c * perContext, weights: w.baseAddress! + c * perContext, dLogits: nil,
+                            ldDLogits: v)
+                    }.max()!
+                }
+            }
+        }
     }
 
     /// - Parameter contexts: each request in every context template (`"{}"` first: its δ
@@ -170,11 +190,13 @@ struct ValueOptimization {
                 }
                 let v0 = Float(NormClipping.l2Norm(initial[i]!, count: width))
                 let deltaNorm = Float(NormClipping.l2Norm(deltas[i]))
-                let loss = nll + kl + Float(h.weightDecay) * deltaNorm / (v0 * v0)
+                let penalties = kl + Float(h.weightDecay) * deltaNorm / (v0 * v0)
+                let loss = nll + penalties
                 guard loss.isFinite else { throw EditorError.notFinite(method: method, detail: "the value loss of request \(i)") }
                 losses[i] = loss
                 stepsTaken[i] = step
-                if (!stepping && loss < Float(h.lossThreshold)) || step == h.steps - 1 {
+                let stopLoss = h.stopOnEveryContext ? layout.worstContextNLL(logits: logits, vocabularySize: v) + penalties : loss
+                if (!stepping && stopLoss < Float(h.lossThreshold)) || step == h.steps - 1 {
                     finished.append(i)
                     if !stepping { dRequest.update(repeating: 0, count: (rows + 1) * v) }
                 }
