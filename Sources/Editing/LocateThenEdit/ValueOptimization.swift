@@ -103,10 +103,11 @@ struct ValueOptimization {
             return targets.withUnsafeBufferPointer { t in
                 weights.withUnsafeBufferPointer { w in
                     (0..<contexts).map { c in
-                        Float(contexts) * Losses.crossEntropy(
-                            logits: logits + c * perContext * v, rows: perContext, vocabularySize: v, ldLogits: v,
-                            targets: t.baseAddress! + c * perContext, weights: w.baseAddress! + c * perContext, dLogits: nil,
-                            ldDLogits: v)
+                        Float(contexts)
+                            * Losses.crossEntropy(
+                                logits: logits + c * perContext * v, rows: perContext, vocabularySize: v, ldLogits: v,
+                                targets: t.baseAddress! + c * perContext, weights: w.baseAddress! + c * perContext, dLogits: nil,
+                                ldDLogits: v)
                     }.max()!
                 }
             }
