@@ -37,9 +37,9 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
     }
 
     /// The same network with the edit-time keys of a hyperparameter file: `continue_steps`, and
-    /// MEMIT's value keys (`v_lr`, `clamp_norm_factor`, `v_loss_threshold` for Adam's steps;
-    /// `kl_factor`, `v_weight_decay`, `v_first_token_weight`, `prompt_variants` for the loss every
-    /// read sees).
+    /// MEMIT's value keys (`v_lr`, `clamp_norm_factor`, `v_loss_threshold`, `v_stop_every_context`
+    /// for Adam's steps; `kl_factor`, `v_weight_decay`, `v_first_token_weight`, `prompt_variants`
+    /// for the loss every read sees).
     public func overriding(_ reader: inout HyperparameterReader) throws -> ValueStepEditor {
         let steps = try reader.int("continue_steps", default: continueSteps, in: 0...1000)
         var h = writer.settings
@@ -56,7 +56,8 @@ public final class ValueStepEditor: Editor, @unchecked Sendable {
         if continueSteps > 0 { object.updateValue(.int(continueSteps), forKey: "continue_steps") }
         for (key, value) in writer.hyperparameters.objectValue ?? [:]
         where continueSteps > 0
-            ? key != "v_num_grad_steps" : !["v_num_grad_steps", "v_lr", "clamp_norm_factor", "v_loss_threshold"].contains(key)
+            ? key != "v_num_grad_steps"
+            : !["v_num_grad_steps", "v_lr", "clamp_norm_factor", "v_loss_threshold", "v_stop_every_context"].contains(key)
         {
             object.updateValue(value, forKey: key)
         }
